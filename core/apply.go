@@ -1,0 +1,221 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ApplyResult says what apply did to one object, kubectl style.
+type ApplyResult struct {
+	Kind   Kind   `json:"kind"`
+	Name   string `json:"name"`
+	Action string `json:"action"` // created, configured, unchanged, deleted
+	// Warnings name accepted fields that have no effect yet.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func (r ApplyResult) String() string {
+	prefix := strings.ToLower(string(r.Kind))
+	if r.Kind.APIVersion() == "apps/v1" {
+		prefix += ".apps"
+	}
+	return fmt.Sprintf("%s/%s %s", prefix, r.Name, r.Action)
+}
+
+// Apply creates or updates objs (already decoded and validated) in one
+// transaction: all of them or none. Server-set metadata and status in
+// manifests are ignored. A namespace must exist or be applied in the same
+// call.
+func Apply(ctx context.Context, s Store, objs []Object, now time.Time) ([]ApplyResult, error) {
+	objs = append([]Object(nil), objs...)
+	order := map[Kind]int{}
+	for i, k := range Kinds {
+		order[k] = i
+	}
+	sort.SliceStable(objs, func(i, j int) bool {
+		return order[objs[i].GetTypeMeta().Kind] < order[objs[j].GetTypeMeta().Kind]
+	})
+	var results []ApplyResult
+	err := s.Update(ctx, func(tx Tx) error {
+		results = results[:0]
+		for _, obj := range objs {
+			r, err := applyOne(tx, obj)
+			if err != nil {
+				return err
+			}
+			results = append(results, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+func applyOne(tx Tx, in Object) (ApplyResult, error) {
+	obj := Clone(in)
+	k := KeyOf(obj)
+	res := ApplyResult{Kind: k.Kind, Name: k.Name, Warnings: Warnings(obj)}
+	m := obj.GetMeta()
+	if k.Kind.Namespaced() {
+		if _, err := tx.Get(Key{Kind: KindNamespace, Name: m.Namespace}); ErrorCode(err) == ENOTFOUND {
+			return res, Errorf(ENOTFOUND, "%s: namespace %q not found (create it first)", k, m.Namespace)
+		} else if err != nil {
+			return res, err
+		}
+	}
+	old, err := tx.Get(k)
+	if ErrorCode(err) == ENOTFOUND {
+		m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp = "", "", 0, nil, nil
+		resetStatus(obj)
+		if err := tx.Create(obj); err != nil {
+			return res, err
+		}
+		res.Action = "created"
+		return res, nil
+	} else if err != nil {
+		return res, err
+	}
+	om := old.GetMeta()
+	if om.DeletionTimestamp != nil {
+		return res, Errorf(ECONFLICT, "%s is being deleted; apply again once it is gone", k)
+	}
+	if JSONEqual(SpecOf(old), SpecOf(obj)) && JSONEqual(om.Labels, m.Labels) && JSONEqual(om.Annotations, m.Annotations) {
+		res.Action = "unchanged"
+		return res, nil
+	}
+	if k.Kind == KindPod && !JSONEqual(SpecOf(old), SpecOf(obj)) {
+		return res, Errorf(EINVALID, "%s: spec: a pod's spec cannot change; delete the pod and apply again, or use a Deployment", k)
+	}
+	next := Clone(old)
+	nm := next.GetMeta()
+	nm.Labels, nm.Annotations = m.Labels, m.Annotations
+	setSpec(next, obj)
+	nm.ResourceVersion = om.ResourceVersion
+	if err := tx.Put(next); err != nil {
+		return res, err
+	}
+	res.Action = "configured"
+	return res, nil
+}
+
+func resetStatus(obj Object) {
+	switch o := obj.(type) {
+	case *Pod:
+		o.Status = PodStatus{Phase: PodPending}
+	case *Deployment:
+		o.Status = DeploymentStatus{}
+	case *DaemonSet:
+		o.Status = DaemonSetStatus{}
+	case *Service:
+		o.Status = ServiceStatus{}
+	case *Namespace:
+		o.Status = NamespaceStatus{Phase: "Active"}
+	}
+}
+
+func setSpec(dst, src Object) {
+	switch d := dst.(type) {
+	case *Pod:
+		d.Spec = src.(*Pod).Spec
+	case *Deployment:
+		d.Spec = src.(*Deployment).Spec
+	case *DaemonSet:
+		d.Spec = src.(*DaemonSet).Spec
+	case *Service:
+		ip := d.Spec.ClusterIP
+		d.Spec = src.(*Service).Spec
+		if d.Spec.ClusterIP == "" {
+			d.Spec.ClusterIP = ip
+		}
+	}
+}
+
+// Warnings lists the accepted manifest fields that this version does not act
+// on yet, so users are told instead of surprised.
+func Warnings(obj Object) []string {
+	var spec *PodSpec
+	prefix := "spec"
+	switch o := obj.(type) {
+	case *Pod:
+		spec = &o.Spec
+	case *Deployment:
+		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
+	case *DaemonSet:
+		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
+	default:
+		return nil
+	}
+	var w []string
+	for i, c := range spec.Containers {
+		p := fmt.Sprintf("%s.containers[%d]", prefix, i)
+		if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Scheme == "HTTPS" {
+			w = append(w, p+".livenessProbe.httpGet.scheme: HTTPS probes do not verify certificates")
+		}
+		for j, port := range c.Ports {
+			if port.HostPort != 0 {
+				w = append(w, fmt.Sprintf("%s.ports[%d].hostPort: not enforced yet; use a NodePort service", p, j))
+			}
+		}
+	}
+	return w
+}
+
+// Delete removes the object with key k. A pod bound to a node is marked
+// terminating; its agent stops it and the record goes once the agent
+// confirms. Deleting a workload lets the controllers terminate its pods;
+// deleting a namespace deletes everything in it.
+func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
+	return s.Update(ctx, func(tx Tx) error {
+		obj, err := tx.Get(k)
+		if err != nil {
+			return err
+		}
+		switch k.Kind {
+		case KindPod:
+			return terminatePod(tx, obj.(*Pod), now)
+		case KindNamespace:
+			if k.Name == DefaultNamespace {
+				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
+			}
+			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindPod} {
+				objs, err := tx.List(kind, k.Name)
+				if err != nil {
+					return err
+				}
+				for _, o := range objs {
+					if kind == KindPod {
+						err = terminatePod(tx, o.(*Pod), now)
+					} else {
+						err = tx.Delete(KeyOf(o))
+					}
+					if err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return tx.Delete(k)
+	})
+}
+
+// terminatePod deletes an unbound pod at once and marks a bound one
+// terminating, for its agent to stop gracefully.
+func terminatePod(tx Tx, p *Pod, now time.Time) error {
+	if p.Spec.NodeName == "" {
+		return tx.Delete(KeyOf(p))
+	}
+	if _, err := tx.Get(Key{Kind: KindNode, Name: p.Spec.NodeName}); ErrorCode(err) == ENOTFOUND {
+		return tx.Delete(KeyOf(p))
+	}
+	if p.Terminating() {
+		return nil
+	}
+	c := Clone(p)
+	c.Metadata.DeletionTimestamp = NewTime(now)
+	return tx.Put(c)
+}

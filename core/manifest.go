@@ -1,0 +1,221 @@
+package core
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// ManifestFile is one file of manifests as the user handed it to edgectl.
+type ManifestFile struct {
+	Name string `json:"name"`
+	Data []byte `json:"data"`
+}
+
+// DecodeManifests decodes every document of every file into defaulted,
+// validated objects. The first problem found is returned as an EINVALID
+// error naming the file, the document and the field path; on error no
+// objects are returned, so callers can apply all or nothing.
+func DecodeManifests(files []ManifestFile) ([]Object, error) {
+	var out []Object
+	seen := map[Key]string{}
+	for _, f := range files {
+		docs := splitDocuments(f.Data)
+		for i, doc := range docs {
+			where := fmt.Sprintf("%s: document %d", f.Name, i+1)
+			if len(docs) == 1 {
+				where = f.Name
+			}
+			obj, err := DecodeManifest(doc)
+			if err != nil {
+				return nil, Errorf(EINVALID, "%s: %s", where, ErrorMessage(err))
+			} else if obj == nil {
+				continue // empty document
+			}
+			k := KeyOf(obj)
+			if prev, ok := seen[k]; ok {
+				return nil, Errorf(EINVALID, "%s: %s is defined twice (first in %s)", where, k, prev)
+			}
+			seen[k] = where
+			out = append(out, obj)
+		}
+	}
+	return out, nil
+}
+
+// splitDocuments splits a YAML stream on "---" separator lines.
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		t := bytes.TrimRight(line, " \t\r\n")
+		if bytes.Equal(t, []byte("---")) || bytes.HasPrefix(t, []byte("--- ")) {
+			docs = append(docs, bytes.Clone(cur.Bytes()))
+			cur.Reset()
+			continue
+		}
+		cur.Write(line)
+	}
+	return append(docs, cur.Bytes())
+}
+
+// DecodeManifest decodes one YAML or JSON document. It returns nil, nil for
+// an empty document.
+func DecodeManifest(doc []byte) (Object, error) {
+	if len(bytes.TrimSpace(stripComments(doc))) == 0 {
+		return nil, nil
+	}
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return nil, Errorf(EINVALID, "not valid YAML: %v", err)
+	}
+	var raw any
+	if err := json.Unmarshal(j, &raw); err != nil {
+		return nil, Errorf(EINVALID, "not valid YAML: %v", err)
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, Errorf(EINVALID, "a manifest must be a mapping with apiVersion and kind")
+	}
+	kind, _ := m["kind"].(string)
+	apiVersion, _ := m["apiVersion"].(string)
+	if kind == "" {
+		return nil, Errorf(EINVALID, "kind: required")
+	}
+	obj, err := NewObject(Kind(kind))
+	if err != nil || Kind(kind) == KindNode {
+		return nil, Errorf(EINVALID, "kind: %q is not supported (use Deployment, DaemonSet, Service, Pod or Namespace)", kind)
+	}
+	name := ""
+	if md, ok := m["metadata"].(map[string]any); ok {
+		name, _ = md["name"].(string)
+	}
+	what := fmt.Sprintf("%s %q", kind, name)
+	if want := Kind(kind).APIVersion(); apiVersion != want {
+		return nil, Errorf(EINVALID, "%s: apiVersion %q is not supported for %s (use %s)", what, apiVersion, kind, want)
+	}
+	if err := checkFields(raw, reflect.TypeOf(obj).Elem(), ""); err != nil {
+		return nil, Errorf(EINVALID, "%s: %v", what, err)
+	}
+	if err := json.Unmarshal(j, obj); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return nil, Errorf(EINVALID, "%s: %s: expected %s, got %s", what, te.Field, te.Type, te.Value)
+		}
+		return nil, Errorf(EINVALID, "%s: %v", what, err)
+	}
+	SetDefaults(obj)
+	if err := Validate(obj); err != nil {
+		return nil, Errorf(EINVALID, "%s: %s", what, ErrorMessage(err))
+	}
+	return obj, nil
+}
+
+func stripComments(doc []byte) []byte {
+	var b bytes.Buffer
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' {
+			b.Write(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
+
+// checkFields walks a decoded JSON value alongside the Go type it will be
+// decoded into and reports the path of the first field the type lacks.
+// encoding/json's DisallowUnknownFields names the field but not its path,
+// which is useless in a 60-line Deployment.
+func checkFields(v any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if v == nil || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: expected a mapping", strings.TrimPrefix(path, "."))
+		}
+		fields := jsonFields(t)
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			p := path + "." + k
+			f, ok := fields[k]
+			if !ok {
+				return fmt.Errorf("unknown field %q", strings.TrimPrefix(p, "."))
+			}
+			if f.Tag.Get("edge") == "nomanifest" {
+				return fmt.Errorf("field %q is not supported in manifests", strings.TrimPrefix(p, "."))
+			}
+			if err := checkFields(m[k], f.Type, p); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return nil
+		}
+		s, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("%s: expected a list", strings.TrimPrefix(path, "."))
+		}
+		for i, e := range s {
+			if err := checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: expected a mapping", strings.TrimPrefix(path, "."))
+		}
+		for k, e := range m {
+			if err := checkFields(e, t.Elem(), path+"."+k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// jsonFields maps JSON names to struct fields, descending into embedded
+// structs the way encoding/json does.
+func jsonFields(t reflect.Type) map[string]reflect.StructField {
+	out := map[string]reflect.StructField{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			for k, v := range jsonFields(f.Type) {
+				out[k] = v
+			}
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f
+	}
+	return out
+}

@@ -1,0 +1,162 @@
+package core
+
+import (
+	"strings"
+	"testing"
+)
+
+const deployYAML = `# a comment
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: edge.local/demo:latest
+        command: ["/bin/sh", "-c", "sleep 3600"]
+        env: [{name: A, value: "1"}]
+        ports: [{containerPort: 8080}]
+        resources:
+          limits: {memory: 32Mi, cpu: 250m}
+        readinessProbe:
+          tcpSocket: {port: 8080}
+        volumeMounts: [{name: data, mountPath: /data}]
+      volumes:
+      - name: data
+        emptyDir: {}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+`
+
+func TestDecodeManifests(t *testing.T) {
+	objs, err := DecodeManifests([]ManifestFile{{Name: "app.yaml", Data: []byte(deployYAML)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 2 {
+		t.Fatalf("got %d objects, want 2", len(objs))
+	}
+	d := objs[0].(*Deployment)
+	if d.Metadata.Namespace != "default" || *d.Spec.Replicas != 2 {
+		t.Fatalf("deployment not defaulted: %+v", d.Metadata)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.ImagePullPolicy != PullIfNotPresent || c.Ports[0].Protocol != "TCP" || d.Spec.Template.Spec.RestartPolicy != RestartAlways {
+		t.Fatalf("container not defaulted: %+v", c)
+	}
+	if ru := d.Spec.Strategy.RollingUpdate; ru.MaxSurge.String() != "1" || ru.MaxUnavailable.String() != "0" {
+		t.Fatalf("strategy: %+v", ru)
+	}
+	svc := objs[1].(*Service)
+	if svc.Spec.Type != ServiceClusterIP || svc.Spec.Ports[0].TargetPort.IntVal != 8080 {
+		t.Fatalf("service: %+v", svc.Spec)
+	}
+}
+
+func TestDecodeManifestErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, doc, want string
+	}{
+		{"unknown top field", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspex: {}\n", `unknown field "spex"`},
+		{"unknown nested field", strings.Replace(deployYAML, "command:", "comand:", 1),
+			`unknown field "spec.template.spec.containers[0].comand"`},
+		{"unknown probe field", strings.Replace(deployYAML, "tcpSocket: {port: 8080}", "tcpSocket: {port: 8080, hots: x}", 1),
+			`unknown field "spec.template.spec.containers[0].readinessProbe.tcpSocket.hots"`},
+		{"env valueFrom", strings.Replace(deployYAML, `value: "1"`, `valueFrom: {}`, 1),
+			`unknown field "spec.template.spec.containers[0].env[0].valueFrom"`},
+		{"bad quantity", strings.Replace(deployYAML, "memory: 32Mi", "memory: 32MB", 1),
+			`spec.template.spec.containers[0].resources.limits.memory: quantity "32MB" has an unknown suffix`},
+		{"bad cpu", strings.Replace(deployYAML, "cpu: 250m", "cpu: lots", 1),
+			`spec.template.spec.containers[0].resources.limits.cpu`},
+		{"wrong type", strings.Replace(deployYAML, "replicas: 2", "replicas: two", 1), `spec.replicas: expected int32, got string`},
+		{"missing image", strings.Replace(deployYAML, "image: edge.local/demo:latest", "image: ''", 1),
+			`spec.template.spec.containers[0].image: required`},
+		{"selector mismatch", strings.Replace(deployYAML, "labels: {app: web}\n    spec:", "labels: {app: other}\n    spec:", 1),
+			`spec.template.metadata.labels: must match`},
+		{"bad name", strings.Replace(deployYAML, "name: web\n  labels", "name: Web_1\n  labels", 1), `metadata.name: "Web_1"`},
+		{"owner refs", "apiVersion: v1\nkind: Pod\nmetadata: {name: p, ownerReferences: []}\nspec: {containers: [{name: c, image: i}]}\n",
+			`field "metadata.ownerReferences" is not supported`},
+		{"apiVersion", strings.Replace(deployYAML, "apps/v1", "extensions/v1beta1", 1), `apiVersion "extensions/v1beta1" is not supported`},
+		{"kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", `kind: "ConfigMap" is not supported`},
+		{"node", "apiVersion: v1\nkind: Node\nmetadata: {name: x}\n", `kind: "Node" is not supported`},
+		{"no kind", "apiVersion: v1\nmetadata: {name: x}\n", `kind: required`},
+		{"not yaml", "a: [b\n", `not valid YAML`},
+		{"request over limit", strings.Replace(deployYAML, "limits: {memory: 32Mi, cpu: 250m}", "limits: {memory: 32Mi}\n          requests: {memory: 64Mi}", 1),
+			`resources.requests.memory: "64Mi" must be less than or equal to the memory limit "32Mi"`},
+		{"unknown resource", strings.Replace(deployYAML, "cpu: 250m", "nvidia.com/gpu: 1", 1), `limits.nvidia.com/gpu: unsupported resource`},
+		{"volume mount", strings.Replace(deployYAML, "name: data, mountPath", "name: nope, mountPath", 1), `volume "nope" is not defined`},
+		{"probe", strings.Replace(deployYAML, "tcpSocket: {port: 8080}", "{}", 1), `exactly one of exec, httpGet or tcpSocket`},
+		{"nodePort range", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, ports: [{port: 80, nodePort: 80}]}\n", `nodePort: 80 must be in the range 30000-32767`},
+		{"strategy", strings.Replace(deployYAML, "type: RollingUpdate", "type: BlueGreen", 1), `spec.strategy.type: "BlueGreen"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			objs, err := DecodeManifests([]ManifestFile{{Name: "f.yaml", Data: []byte(tt.doc)}})
+			if err == nil {
+				t.Fatalf("decoded %d objects, want error containing %q", len(objs), tt.want)
+			}
+			if ErrorCode(err) != EINVALID {
+				t.Fatalf("code %q, want %q", ErrorCode(err), EINVALID)
+			}
+			if !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "f.yaml") {
+				t.Fatalf("error %q\nwant it to name f.yaml and contain %q", err, tt.want)
+			}
+			if objs != nil {
+				t.Fatal("objects returned with an error")
+			}
+		})
+	}
+}
+
+func TestDecodeDuplicate(t *testing.T) {
+	doc := "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n"
+	_, err := DecodeManifests([]ManifestFile{{Name: "x.yaml", Data: []byte(doc)}})
+	if err == nil || !strings.Contains(err.Error(), "x.yaml: document 2: namespace \"a\" is defined twice") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestParseKind(t *testing.T) {
+	for in, want := range map[string]Kind{"po": KindPod, "Pods": KindPod, "deploy": KindDeployment, "ds": KindDaemonSet,
+		"svc": KindService, "no": KindNode, "node": KindNode, "ns": KindNamespace} {
+		if k, err := ParseKind(in); err != nil || k != want {
+			t.Errorf("ParseKind(%q) = %q, %v", in, k, err)
+		}
+	}
+	if _, err := ParseKind("configmaps"); ErrorCode(err) != EINVALID {
+		t.Fatal("configmaps accepted")
+	}
+}
+
+func TestNormalizeImage(t *testing.T) {
+	for in, want := range map[string]string{
+		"busybox":                "docker.io/library/busybox:latest",
+		"busybox:1.36":           "docker.io/library/busybox:1.36",
+		"user/app":               "docker.io/user/app:latest",
+		"edge.local/demo:latest": "edge.local/demo:latest",
+		"localhost:5000/x":       "localhost:5000/x:latest",
+		"127.0.0.1:5000/a/b:v1":  "127.0.0.1:5000/a/b:v1",
+		"busybox@sha256:abc":     "docker.io/library/busybox@sha256:abc",
+	} {
+		if got := NormalizeImage(in); got != want {
+			t.Errorf("NormalizeImage(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,290 @@
+package core
+
+import (
+	"sort"
+	"time"
+)
+
+// LabelTemplateHash marks a pod with the hash of the template it was made from.
+const LabelTemplateHash = "pod-template-hash"
+
+// Plan is what a controller wants changed: pods to create and pods to delete.
+type Plan struct {
+	Create []*Pod
+	Delete []*Pod
+}
+
+// TemplateHash returns the hash that identifies a pod template revision.
+func TemplateHash(t *PodTemplateSpec) string { return Hash(t) }
+
+// NewPodFromTemplate makes a pod for owner from template t.
+func NewPodFromTemplate(owner Object, t *PodTemplateSpec, name string) *Pod {
+	m := owner.GetMeta()
+	p := &Pod{
+		TypeMeta: TypeMeta{APIVersion: "v1", Kind: KindPod},
+		Metadata: ObjectMeta{
+			Name:        name,
+			Namespace:   m.Namespace,
+			Labels:      map[string]string{},
+			Annotations: map[string]string{},
+			OwnerReferences: []OwnerReference{{
+				APIVersion: owner.GetTypeMeta().Kind.APIVersion(), Kind: owner.GetTypeMeta().Kind,
+				Name: m.Name, UID: m.UID, Controller: true,
+			}},
+		},
+	}
+	tc := Clone(&Pod{TypeMeta: TypeMeta{Kind: KindPod}, Metadata: t.Metadata, Spec: t.Spec})
+	for k, v := range tc.Metadata.Labels {
+		p.Metadata.Labels[k] = v
+	}
+	for k, v := range tc.Metadata.Annotations {
+		p.Metadata.Annotations[k] = v
+	}
+	p.Metadata.Labels[LabelTemplateHash] = TemplateHash(t)
+	p.Spec = tc.Spec
+	p.Status.Phase = PodPending
+	return p
+}
+
+// OwnedBy returns the pods whose controlling owner has uid.
+func OwnedBy(pods []*Pod, uid string) []*Pod {
+	var out []*Pod
+	for _, p := range pods {
+		if o := p.Owner(); o != nil && o.UID == uid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// deletionOrder sorts pods so the cheapest to lose come first: unscheduled,
+// then not ready, then the youngest.
+func deletionOrder(pods []*Pod) {
+	rank := func(p *Pod) int {
+		switch {
+		case p.Spec.NodeName == "":
+			return 0
+		case !p.Ready():
+			return 1
+		}
+		return 2
+	}
+	sort.SliceStable(pods, func(i, j int) bool {
+		a, b := pods[i], pods[j]
+		if rank(a) != rank(b) {
+			return rank(a) < rank(b)
+		}
+		ta, tb := a.Metadata.CreationTimestamp, b.Metadata.CreationTimestamp
+		if ta != nil && tb != nil && !ta.Equal(tb.Time) {
+			return ta.After(tb.Time)
+		}
+		return a.Metadata.Name > b.Metadata.Name
+	})
+}
+
+// PlanDeployment decides which of a deployment's pods to create and delete.
+// pods are the pods the deployment owns (any state). newName returns a fresh
+// pod name for a template hash. It implements the RollingUpdate strategy
+// (maxSurge / maxUnavailable) and Recreate, and returns the status the
+// deployment should report.
+func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string) (Plan, DeploymentStatus) {
+	var plan Plan
+	hash := TemplateHash(&d.Spec.Template)
+	desired := d.DesiredReplicas()
+	var cur, old []*Pod
+	oldTerminating := 0
+	for _, p := range pods {
+		switch {
+		case p.Terminating():
+			if p.Metadata.Labels[LabelTemplateHash] != hash {
+				oldTerminating++
+			}
+		case p.Terminal():
+			plan.Delete = append(plan.Delete, p) // replaced below
+		case p.Metadata.Labels[LabelTemplateHash] == hash:
+			cur = append(cur, p)
+		default:
+			old = append(old, p)
+		}
+	}
+	ready := func(ps []*Pod) int {
+		n := 0
+		for _, p := range ps {
+			if p.Ready() {
+				n++
+			}
+		}
+		return n
+	}
+	create := func(n int) {
+		for i := 0; i < n; i++ {
+			plan.Create = append(plan.Create, NewPodFromTemplate(d, &d.Spec.Template, newName(hash)))
+		}
+	}
+	status := DeploymentStatus{ObservedGeneration: d.Metadata.Generation, TemplateHash: hash}
+
+	switch {
+	case len(old) == 0 && d.Spec.Strategy.Type == StrategyRecreate && oldTerminating > 0:
+		// Recreate: wait until every old pod is gone before starting new ones.
+	case len(old) == 0:
+		if len(cur) < desired {
+			create(desired - len(cur))
+		} else if len(cur) > desired {
+			deletionOrder(cur)
+			plan.Delete = append(plan.Delete, cur[:len(cur)-desired]...)
+		}
+	case d.Spec.Strategy.Type == StrategyRecreate:
+		plan.Delete = append(plan.Delete, old...)
+		if len(cur) > 0 {
+			plan.Delete = append(plan.Delete, cur...)
+		}
+	default:
+		surge, unavail := 1, 0
+		if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
+			if ru.MaxSurge != nil {
+				surge, _ = ru.MaxSurge.Scaled(desired, true)
+			}
+			if ru.MaxUnavailable != nil {
+				unavail, _ = ru.MaxUnavailable.Scaled(desired, false)
+			}
+		}
+		if surge == 0 && unavail == 0 {
+			unavail = 1
+		}
+		if len(cur) > desired {
+			deletionOrder(cur)
+			plan.Delete = append(plan.Delete, cur[:len(cur)-desired]...)
+			cur = cur[len(cur)-desired:]
+		}
+		total := len(cur) + len(old)
+		if up := min(desired-len(cur), desired+surge-total); up > 0 {
+			create(up)
+		}
+		// Old pods that are not ready cost no availability: remove them first.
+		minAvailable := desired - unavail
+		canRemove := ready(cur) + ready(old) - minAvailable
+		deletionOrder(old)
+		for _, p := range old {
+			if !p.Ready() || canRemove > 0 {
+				if p.Ready() {
+					canRemove--
+				}
+				plan.Delete = append(plan.Delete, p)
+			}
+		}
+	}
+	active := append(append([]*Pod{}, cur...), old...)
+	status.Replicas = int32(len(active))
+	status.UpdatedReplicas = int32(len(cur))
+	status.ReadyReplicas = int32(ready(active))
+	status.AvailableReplicas = status.ReadyReplicas
+	return plan, status
+}
+
+// DaemonSetNodes returns the nodes a DaemonSet must run on.
+func DaemonSetNodes(ds *DaemonSet, nodes []*Node) []*Node {
+	var out []*Node
+	for _, n := range nodes {
+		if n.Metadata.DeletionTimestamp == nil && MatchLabels(ds.Spec.Template.Spec.NodeSelector, n.Metadata.Labels) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// PlanDaemonSet keeps exactly one current pod on every matching node. A
+// template change replaces pods one node at a time (maxUnavailable 1).
+func PlanDaemonSet(ds *DaemonSet, nodes []*Node, pods []*Pod, newName func(hash string) string) (Plan, DaemonSetStatus) {
+	var plan Plan
+	hash := TemplateHash(&ds.Spec.Template)
+	want := map[string]bool{}
+	for _, n := range DaemonSetNodes(ds, nodes) {
+		want[n.Metadata.Name] = true
+	}
+	byNode := map[string][]*Pod{}
+	replacing := 0
+	for _, p := range pods {
+		if p.Terminating() {
+			if want[p.Spec.NodeName] {
+				replacing++
+			}
+			continue
+		}
+		if p.Terminal() {
+			plan.Delete = append(plan.Delete, p)
+			continue
+		}
+		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
+	}
+	st := DaemonSetStatus{ObservedGeneration: ds.Metadata.Generation, DesiredNumberScheduled: int32(len(want))}
+	names := make([]string, 0, len(byNode)+len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	for n := range byNode {
+		if !want[n] {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, node := range names {
+		ps := byNode[node]
+		if !want[node] {
+			plan.Delete = append(plan.Delete, ps...)
+			continue
+		}
+		var current, stale []*Pod
+		for _, p := range ps {
+			if p.Metadata.Labels[LabelTemplateHash] == hash {
+				current = append(current, p)
+			} else {
+				stale = append(stale, p)
+			}
+		}
+		if len(current) > 1 {
+			deletionOrder(current)
+			plan.Delete = append(plan.Delete, current[:len(current)-1]...)
+			current = current[len(current)-1:]
+		}
+		switch {
+		case len(current) == 1:
+			plan.Delete = append(plan.Delete, stale...)
+			st.CurrentNumberScheduled++
+			st.UpdatedNumberScheduled++
+			if current[0].Ready() {
+				st.NumberReady++
+				st.NumberAvailable++
+			}
+		case len(stale) > 0:
+			st.CurrentNumberScheduled++
+			if stale[0].Ready() {
+				st.NumberReady++
+				st.NumberAvailable++
+			}
+			if replacing == 0 {
+				replacing++
+				plan.Delete = append(plan.Delete, stale...)
+			}
+		default:
+			hasTerminating := false
+			for _, p := range pods {
+				if p.Terminating() && p.Spec.NodeName == node {
+					hasTerminating = true
+				}
+			}
+			if !hasTerminating {
+				p := NewPodFromTemplate(ds, &ds.Spec.Template, newName(hash))
+				p.Spec.NodeName = node
+				plan.Create = append(plan.Create, p)
+			}
+		}
+	}
+	return plan, st
+}
+
+// ForceDeleteAfter reports whether a terminating pod whose node cannot
+// confirm the stop has outlived its grace period.
+func ForceDeleteAfter(p *Pod, now time.Time) bool {
+	return p.Metadata.DeletionTimestamp != nil &&
+		now.Sub(p.Metadata.DeletionTimestamp.Time) > time.Duration(p.Spec.GracePeriod())*time.Second
+}

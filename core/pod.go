@@ -1,0 +1,304 @@
+package core
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+)
+
+// Pod is a group of containers scheduled together on one node.
+type Pod struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     PodSpec    `json:"spec"`
+	Status   PodStatus  `json:"status,omitempty"`
+}
+
+func (p *Pod) GetTypeMeta() *TypeMeta { return &p.TypeMeta }
+func (p *Pod) GetMeta() *ObjectMeta   { return &p.Metadata }
+
+type RestartPolicy string
+
+const (
+	RestartAlways    RestartPolicy = "Always"
+	RestartOnFailure RestartPolicy = "OnFailure"
+	RestartNever     RestartPolicy = "Never"
+)
+
+type PodSpec struct {
+	Containers                    []Container       `json:"containers"`
+	Volumes                       []Volume          `json:"volumes,omitempty"`
+	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
+	NodeName                      string            `json:"nodeName,omitempty"`
+	RestartPolicy                 RestartPolicy     `json:"restartPolicy,omitempty"`
+	HostNetwork                   bool              `json:"hostNetwork,omitempty"`
+	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+type PullPolicy string
+
+const (
+	PullAlways       PullPolicy = "Always"
+	PullIfNotPresent PullPolicy = "IfNotPresent"
+	PullNever        PullPolicy = "Never"
+)
+
+type Container struct {
+	Name            string               `json:"name"`
+	Image           string               `json:"image"`
+	ImagePullPolicy PullPolicy           `json:"imagePullPolicy,omitempty"`
+	Command         []string             `json:"command,omitempty"`
+	Args            []string             `json:"args,omitempty"`
+	Env             []EnvVar             `json:"env,omitempty"`
+	WorkingDir      string               `json:"workingDir,omitempty"`
+	Ports           []ContainerPort      `json:"ports,omitempty"`
+	Resources       ResourceRequirements `json:"resources,omitempty"`
+	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
+	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
+	VolumeMounts    []VolumeMount        `json:"volumeMounts,omitempty"`
+	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
+}
+
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	HostPort      int32  `json:"hostPort,omitempty"`
+	Protocol      string `json:"protocol,omitempty"`
+}
+
+// ResourceList maps a resource name ("cpu", "memory") to a quantity.
+type ResourceList map[string]Quantity
+
+type ResourceRequirements struct {
+	Requests ResourceList `json:"requests,omitempty"`
+	Limits   ResourceList `json:"limits,omitempty"`
+}
+
+type Probe struct {
+	Exec                *ExecAction      `json:"exec,omitempty"`
+	HTTPGet             *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket           *TCPSocketAction `json:"tcpSocket,omitempty"`
+	InitialDelaySeconds int32            `json:"initialDelaySeconds,omitempty"`
+	PeriodSeconds       int32            `json:"periodSeconds,omitempty"`
+	TimeoutSeconds      int32            `json:"timeoutSeconds,omitempty"`
+	SuccessThreshold    int32            `json:"successThreshold,omitempty"`
+	FailureThreshold    int32            `json:"failureThreshold,omitempty"`
+}
+
+type ExecAction struct {
+	Command []string `json:"command,omitempty"`
+}
+
+type HTTPGetAction struct {
+	Path   string      `json:"path,omitempty"`
+	Port   IntOrString `json:"port"`
+	Host   string      `json:"host,omitempty"`
+	Scheme string      `json:"scheme,omitempty"`
+}
+
+type TCPSocketAction struct {
+	Port IntOrString `json:"port"`
+	Host string      `json:"host,omitempty"`
+}
+
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+	SubPath   string `json:"subPath,omitempty"`
+}
+
+type SecurityContext struct {
+	Privileged *bool `json:"privileged,omitempty"`
+}
+
+type Volume struct {
+	Name     string                `json:"name"`
+	HostPath *HostPathVolumeSource `json:"hostPath,omitempty"`
+	EmptyDir *EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+}
+
+type HostPathVolumeSource struct {
+	Path string `json:"path"`
+	Type string `json:"type,omitempty"`
+}
+
+type EmptyDirVolumeSource struct {
+	Medium    string    `json:"medium,omitempty"`
+	SizeLimit *Quantity `json:"sizeLimit,omitempty"`
+}
+
+type PodPhase string
+
+const (
+	PodPending   PodPhase = "Pending"
+	PodRunning   PodPhase = "Running"
+	PodSucceeded PodPhase = "Succeeded"
+	PodFailed    PodPhase = "Failed"
+	PodUnknown   PodPhase = "Unknown"
+)
+
+type PodStatus struct {
+	Phase             PodPhase          `json:"phase,omitempty"`
+	Conditions        []PodCondition    `json:"conditions,omitempty"`
+	Message           string            `json:"message,omitempty"`
+	Reason            string            `json:"reason,omitempty"`
+	HostIP            string            `json:"hostIP,omitempty"`
+	PodIP             string            `json:"podIP,omitempty"`
+	StartTime         *Time             `json:"startTime,omitempty"`
+	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+}
+
+type PodCondition struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+const (
+	ConditionTrue    = "True"
+	ConditionFalse   = "False"
+	ConditionUnknown = "Unknown"
+)
+
+type ContainerStatus struct {
+	Name         string         `json:"name"`
+	State        ContainerState `json:"state"`
+	LastState    ContainerState `json:"lastState,omitempty"`
+	Ready        bool           `json:"ready"`
+	RestartCount int32          `json:"restartCount"`
+	Image        string         `json:"image"`
+	ImageID      string         `json:"imageID,omitempty"`
+	ContainerID  string         `json:"containerID,omitempty"`
+}
+
+type ContainerState struct {
+	Waiting    *ContainerStateWaiting    `json:"waiting,omitempty"`
+	Running    *ContainerStateRunning    `json:"running,omitempty"`
+	Terminated *ContainerStateTerminated `json:"terminated,omitempty"`
+}
+
+type ContainerStateWaiting struct {
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+type ContainerStateRunning struct {
+	StartedAt *Time `json:"startedAt,omitempty"`
+}
+
+type ContainerStateTerminated struct {
+	ExitCode   int32  `json:"exitCode"`
+	Signal     int32  `json:"signal,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+	StartedAt  *Time  `json:"startedAt,omitempty"`
+	FinishedAt *Time  `json:"finishedAt,omitempty"`
+}
+
+// Condition returns the status of the pod condition typ, or "".
+func (s *PodStatus) Condition(typ string) *PodCondition {
+	for i := range s.Conditions {
+		if s.Conditions[i].Type == typ {
+			return &s.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// SetCondition adds or replaces the condition of c.Type.
+func (s *PodStatus) SetCondition(c PodCondition) {
+	if old := s.Condition(c.Type); old != nil {
+		*old = c
+		return
+	}
+	s.Conditions = append(s.Conditions, c)
+}
+
+// Ready reports whether every container of the pod is ready.
+func (p *Pod) Ready() bool {
+	if p.Status.Phase != PodRunning || len(p.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if !c.Ready {
+			return false
+		}
+	}
+	return true
+}
+
+// Terminal reports whether the pod has finished and will not run again.
+func (p *Pod) Terminal() bool {
+	return p.Status.Phase == PodSucceeded || p.Status.Phase == PodFailed
+}
+
+// Terminating reports whether the pod is being deleted.
+func (p *Pod) Terminating() bool { return p.Metadata.DeletionTimestamp != nil }
+
+// Restarts sums the restart counts of the pod's containers.
+func (p *Pod) Restarts() int32 {
+	var n int32
+	for _, c := range p.Status.ContainerStatuses {
+		n += c.RestartCount
+	}
+	return n
+}
+
+// GracePeriod returns the termination grace period in seconds (default 30).
+func (s *PodSpec) GracePeriod() int64 {
+	if s.TerminationGracePeriodSeconds != nil {
+		return *s.TerminationGracePeriodSeconds
+	}
+	return 30
+}
+
+// Requests returns the pod's summed cpu (millicores) and memory (bytes)
+// requests. A container with limits but no requests requests its limits, as
+// in Kubernetes. The spec must have been validated.
+func (s *PodSpec) Requests() (milliCPU, memory int64) {
+	for _, c := range s.Containers {
+		cpu, mem := c.Resources.Requests["cpu"], c.Resources.Requests["memory"]
+		if cpu == "" {
+			cpu = c.Resources.Limits["cpu"]
+		}
+		if mem == "" {
+			mem = c.Resources.Limits["memory"]
+		}
+		if cpu != "" {
+			v, _ := cpu.MilliValue()
+			milliCPU += v
+		}
+		if mem != "" {
+			v, _ := mem.Value()
+			memory += v
+		}
+	}
+	return milliCPU, memory
+}
+
+// OwnerOf returns the controlling owner of a pod, if any.
+func (p *Pod) Owner() *OwnerReference {
+	for i := range p.Metadata.OwnerReferences {
+		if p.Metadata.OwnerReferences[i].Controller {
+			return &p.Metadata.OwnerReferences[i]
+		}
+	}
+	return nil
+}
+
+// Hash returns a short stable hash of v's JSON form.
+func Hash(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:10]
+}

@@ -1,0 +1,88 @@
+package core
+
+import "testing"
+
+func TestQuantity(t *testing.T) {
+	for _, tt := range []struct {
+		in         Quantity
+		milli, val int64
+		wantErr    bool
+	}{
+		{in: "250m", milli: 250, val: 1},
+		{in: "1", milli: 1000, val: 1},
+		{in: "0.5", milli: 500, val: 1},
+		{in: "1.5", milli: 1500, val: 2},
+		{in: "0.1m", milli: 1, val: 1},
+		{in: "32Mi", milli: 33554432000, val: 33554432},
+		{in: "128M", milli: 128000000000, val: 128000000},
+		{in: "1Ki", milli: 1024000, val: 1024},
+		{in: "1k", milli: 1000000, val: 1000},
+		{in: "1e3", milli: 1000000, val: 1000},
+		{in: "1E3", milli: 1000000, val: 1000},
+		{in: "5E", wantErr: true}, // millis overflow int64
+		{in: "1Gi", milli: 1073741824000, val: 1073741824},
+		{in: "100n", milli: 1, val: 1},
+		{in: "+2", milli: 2000, val: 2},
+		{in: "-1", milli: -1000, val: -1},
+		{in: "", wantErr: true},
+		{in: "Mi", wantErr: true},
+		{in: "1mi", wantErr: true},
+		{in: "1K", wantErr: true},
+		{in: "1 Mi", wantErr: true},
+		{in: "1.2.3", wantErr: true},
+		{in: "abc", wantErr: true},
+		{in: "1e", wantErr: true},
+		{in: "1MiB", wantErr: true},
+	} {
+		t.Run(string(tt.in), func(t *testing.T) {
+			m, err := tt.in.MilliValue()
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("MilliValue(%q) = %d, want error", tt.in, m)
+				}
+				return
+			}
+			if err != nil || m != tt.milli {
+				t.Fatalf("MilliValue(%q) = %d, %v; want %d", tt.in, m, err, tt.milli)
+			}
+			if v, err := tt.in.Value(); err != nil || v != tt.val {
+				t.Fatalf("Value(%q) = %d, %v; want %d", tt.in, v, err, tt.val)
+			}
+		})
+	}
+}
+
+func TestQuantityUnmarshalNumber(t *testing.T) {
+	obj, err := DecodeManifest([]byte(`
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: c
+    image: busybox
+    resources: {limits: {cpu: 1, memory: 67108864}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := obj.(*Pod).Spec.Containers[0]
+	if c.Resources.Limits["cpu"] != "1" || c.Resources.Limits["memory"] != "67108864" {
+		t.Fatalf("limits = %v", c.Resources.Limits)
+	}
+}
+
+func TestFormat(t *testing.T) {
+	if got := FormatMilliCPU(250); got != "250m" {
+		t.Fatal(got)
+	}
+	if got := FormatMilliCPU(2000); got != "2" {
+		t.Fatal(got)
+	}
+	if got := FormatBytes(33554432); got != "32Mi" {
+		t.Fatal(got)
+	}
+	if got := FormatBytes(1000); got != "1000" {
+		t.Fatal(got)
+	}
+}

@@ -1,0 +1,162 @@
+package core
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Reports stores what agents report, writing only what changed: an idle
+// cluster must not wear out the master's SD card.
+type Reports struct {
+	Store Store
+	Now   func() time.Time
+
+	mu     sync.Mutex
+	online map[string]bool // MQTT sessions may announce a node before it registers
+}
+
+func (r *Reports) isOnline(node string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.online[node]
+}
+
+var _ ReportSink = (*Reports)(nil)
+
+// NodeReport implements ReportSink.
+func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
+	now := r.Now()
+	return r.Store.Update(ctx, func(tx Tx) error {
+		obj, err := tx.Get(Key{Kind: KindNode, Name: rep.Node})
+		var node *Node
+		switch ErrorCode(err) {
+		case "":
+			node = Clone(obj.(*Node))
+		case ENOTFOUND:
+			// A node deleted while its agent kept running registers again.
+			node = &Node{TypeMeta: TypeMeta{APIVersion: "v1", Kind: KindNode}, Metadata: ObjectMeta{Name: rep.Node}}
+		default:
+			return err
+		}
+		changed := false
+		if node.Metadata.Labels == nil {
+			node.Metadata.Labels = map[string]string{}
+		}
+		for k, v := range rep.Labels {
+			if node.Metadata.Labels[k] != v {
+				node.Metadata.Labels[k] = v
+				changed = true
+			}
+		}
+		st := rep.Status
+		st.Conditions = node.Status.Conditions // Ready is the master's to decide
+		if !JSONEqual(st, node.Status) {
+			node.Status = st
+			changed = true
+		}
+		if r.isOnline(rep.Node) {
+			changed = node.SetReady(ConditionTrue, "AgentReady", "agent is connected", NewTime(now)) || changed
+		}
+		if node.Metadata.UID == "" {
+			node.SetReady(ConditionUnknown, "Registered", "agent has not connected yet", NewTime(now))
+			if r.isOnline(rep.Node) {
+				node.SetReady(ConditionTrue, "AgentReady", "agent is connected", NewTime(now))
+			}
+			if err := tx.Create(node); err != nil {
+				return err
+			}
+		} else if changed {
+			node.Metadata.ResourceVersion = ""
+			if err := tx.Put(node); err != nil {
+				return err
+			}
+		}
+
+		reported := map[string]*PodReport{}
+		for i := range rep.Pods {
+			pr := &rep.Pods[i]
+			reported[pr.Namespace+"/"+pr.Name] = pr
+		}
+		pods, err := TxListAs[*Pod](tx, KindPod, "")
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if p.Spec.NodeName != rep.Node {
+				continue // a node reports only on its own pods
+			}
+			pr := reported[p.Metadata.Namespace+"/"+p.Metadata.Name]
+			if pr != nil && pr.UID != p.Metadata.UID {
+				pr = nil // an older pod of the same name
+			}
+			switch {
+			case pr == nil && p.Terminating():
+				if err := tx.Delete(KeyOf(p)); err != nil {
+					return err
+				}
+			case pr == nil:
+				// Not started yet, or lost: the agent will act on its desired state.
+			default:
+				st := pr.Status
+				st.Conditions = mergeScheduled(p.Status.Conditions, st.Conditions)
+				if !JSONEqual(st, p.Status) {
+					next := Clone(p)
+					next.Status = st
+					if err := tx.Put(next); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// mergeScheduled keeps the master's PodScheduled condition in a status the
+// agent reported.
+func mergeScheduled(master, agent []PodCondition) []PodCondition {
+	var out []PodCondition
+	for _, c := range master {
+		if c.Type == "PodScheduled" {
+			out = append(out, c)
+		}
+	}
+	for _, c := range agent {
+		if c.Type != "PodScheduled" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// NodeOnline implements ReportSink: Ready follows the agent's MQTT session.
+func (r *Reports) NodeOnline(ctx context.Context, node string, online bool) error {
+	now := r.Now()
+	r.mu.Lock()
+	if r.online == nil {
+		r.online = map[string]bool{}
+	}
+	r.online[node] = online
+	r.mu.Unlock()
+	return r.Store.Update(ctx, func(tx Tx) error {
+		obj, err := tx.Get(Key{Kind: KindNode, Name: node})
+		if ErrorCode(err) == ENOTFOUND {
+			return nil // it registers with its first report
+		} else if err != nil {
+			return err
+		}
+		n := Clone(obj.(*Node))
+		var changed bool
+		if online {
+			changed = n.SetReady(ConditionTrue, "AgentReady", "agent is connected", NewTime(now))
+		} else {
+			changed = n.SetReady(ConditionUnknown, "NodeStatusUnknown", "agent connection lost", NewTime(now))
+		}
+		if !changed {
+			return nil
+		}
+		n.Metadata.ResourceVersion = ""
+		return tx.Put(n)
+	})
+}

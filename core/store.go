@@ -1,0 +1,140 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+)
+
+// Store keeps the cluster's desired and observed state.
+//
+// Objects returned by Get and List are shared with the store's cache and
+// must be treated as read-only (like client-go informer caches): Clone an
+// object before changing it and hand the clone to Tx.Put.
+type Store interface {
+	// Get returns the object with key k, or ENOTFOUND.
+	Get(ctx context.Context, k Key) (Object, error)
+	// List returns all objects of kind in namespace ns ("" for all namespaces),
+	// sorted by namespace and name.
+	List(ctx context.Context, kind Kind, ns string) ([]Object, error)
+	// Update runs fn in one read-write transaction. If fn returns an error
+	// nothing is written and the error is returned unchanged. Events for the
+	// changes are delivered to watchers after commit.
+	Update(ctx context.Context, fn func(tx Tx) error) error
+	// Watch returns a channel of events committed after the call and a
+	// function that stops the watch. A watcher that falls too far behind has
+	// its channel closed and must list again.
+	Watch() (<-chan Event, func())
+}
+
+// Tx is a store transaction. Its reads see its own writes.
+type Tx interface {
+	Get(k Key) (Object, error)
+	List(kind Kind, ns string) ([]Object, error)
+	// Create stores a new object and sets its uid, resourceVersion,
+	// generation and creationTimestamp. Returns ECONFLICT if it exists.
+	Create(obj Object) error
+	// Put replaces an existing object, keeping uid and creationTimestamp and
+	// bumping generation when the spec changed. If obj carries a
+	// resourceVersion that is not the stored one it returns ECONFLICT; a
+	// missing object is ENOTFOUND.
+	Put(obj Object) error
+	// Delete removes an object; ENOTFOUND if it does not exist.
+	Delete(k Key) error
+}
+
+type EventType string
+
+const (
+	Added    EventType = "ADDED"
+	Modified EventType = "MODIFIED"
+	Deleted  EventType = "DELETED"
+)
+
+// Event is one committed change.
+type Event struct {
+	Type   EventType `json:"type"`
+	Object Object    `json:"object"`
+}
+
+// SpecOf returns the part of obj whose change bumps metadata.generation.
+func SpecOf(obj Object) any {
+	v := reflect.ValueOf(obj).Elem()
+	if f := v.FieldByName("Spec"); f.IsValid() {
+		return f.Interface()
+	}
+	return nil
+}
+
+// StatusOf returns obj's status.
+func StatusOf(obj Object) any {
+	v := reflect.ValueOf(obj).Elem()
+	if f := v.FieldByName("Status"); f.IsValid() {
+		return f.Interface()
+	}
+	return nil
+}
+
+// JSONEqual reports whether a and b have the same JSON encoding.
+func JSONEqual(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// Typed helpers over Store and Tx.
+
+// ListAs lists objects of kind and converts them to T.
+func ListAs[T Object](ctx context.Context, s Store, kind Kind, ns string) ([]T, error) {
+	objs, err := s.List(ctx, kind, ns)
+	if err != nil {
+		return nil, err
+	}
+	return cast[T](objs), nil
+}
+
+// TxListAs is ListAs within a transaction.
+func TxListAs[T Object](tx Tx, kind Kind, ns string) ([]T, error) {
+	objs, err := tx.List(kind, ns)
+	if err != nil {
+		return nil, err
+	}
+	return cast[T](objs), nil
+}
+
+func cast[T Object](objs []Object) []T {
+	out := make([]T, len(objs))
+	for i, o := range objs {
+		out[i] = o.(T)
+	}
+	return out
+}
+
+// TokenStore keeps join tokens and node credentials, hashed.
+type TokenStore interface {
+	// CreateToken stores a new token; ECONFLICT if its ID exists.
+	CreateToken(ctx context.Context, t *Token) error
+	// FindToken returns the token with the given secret hash, or
+	// EUNAUTHORIZED if none matches or it has expired.
+	FindToken(ctx context.Context, kind, hash string) (*Token, error)
+	// SetNodeCredential stores (replaces) the MQTT credential hash of node.
+	SetNodeCredential(ctx context.Context, node, hash string) error
+	// NodeCredentials returns every node's credential hash.
+	NodeCredentials(ctx context.Context) (map[string]string, error)
+}
+
+// Token kinds.
+const (
+	TokenAdmin = "admin"
+	TokenJoin  = "join"
+)
+
+// Token is a bearer secret; only its SHA-256 is stored.
+type Token struct {
+	ID          string `json:"id"`
+	Kind        string `json:"kind"`
+	Hash        string `json:"-"`
+	Description string `json:"description,omitempty"`
+	CreatedAt   *Time  `json:"createdAt,omitempty"`
+	ExpiresAt   *Time  `json:"expiresAt,omitempty"`
+}

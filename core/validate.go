@@ -1,0 +1,451 @@
+package core
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+var (
+	dnsLabelRe     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dnsSubdomainRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	labelValueRe   = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+	labelNameRe    = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+	envNameRe      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+)
+
+func invalid(path, format string, args ...any) *Error {
+	return Errorf(EINVALID, "%s: %s", path, fmt.Sprintf(format, args...))
+}
+
+func validateDNSLabel(path, s string) error {
+	if s == "" {
+		return invalid(path, "required")
+	}
+	if len(s) > 63 || !dnsLabelRe.MatchString(s) {
+		return invalid(path, "%q must be at most 63 lower-case letters, digits or '-', starting and ending with a letter or digit", s)
+	}
+	return nil
+}
+
+func validateDNSSubdomain(path, s string) error {
+	if s == "" {
+		return invalid(path, "required")
+	}
+	if len(s) > 253 || !dnsSubdomainRe.MatchString(s) {
+		return invalid(path, "%q must be lower-case letters, digits, '-' or '.', starting and ending with a letter or digit", s)
+	}
+	return nil
+}
+
+func validateLabels(path string, labels map[string]string) error {
+	for k, v := range labels {
+		name := k
+		if prefix, n, ok := strings.Cut(k, "/"); ok {
+			if err := validateDNSSubdomain(path, prefix); err != nil {
+				return invalid(path, "key %q has an invalid prefix", k)
+			}
+			name = n
+		}
+		if len(name) > 63 || !labelNameRe.MatchString(name) {
+			return invalid(path, "key %q is not a valid label name", k)
+		}
+		if len(v) > 63 || !labelValueRe.MatchString(v) {
+			return invalid(path+"."+k, "%q is not a valid label value (at most 63 letters, digits, '-', '_' or '.')", v)
+		}
+	}
+	return nil
+}
+
+func validateMeta(m *ObjectMeta, namespaced bool, nameIsLabel bool) error {
+	var err error
+	if nameIsLabel {
+		err = validateDNSLabel("metadata.name", m.Name)
+	} else {
+		err = validateDNSSubdomain("metadata.name", m.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if namespaced {
+		if err := validateDNSLabel("metadata.namespace", m.Namespace); err != nil {
+			return err
+		}
+	} else if m.Namespace != "" {
+		return invalid("metadata.namespace", "must be empty: this kind is not namespaced")
+	}
+	if err := validateLabels("metadata.labels", m.Labels); err != nil {
+		return err
+	}
+	for k := range m.Annotations {
+		if k == "" {
+			return invalid("metadata.annotations", "empty key")
+		}
+	}
+	return nil
+}
+
+// Validate checks an object as a user submitted it (after SetDefaults).
+// It returns an EINVALID *Error naming the offending field.
+func Validate(obj Object) error {
+	switch o := obj.(type) {
+	case *Namespace:
+		return validateMeta(&o.Metadata, false, true)
+	case *Node:
+		return validateMeta(&o.Metadata, false, false)
+	case *Pod:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		return validatePodSpec("spec", &o.Spec)
+	case *Deployment:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		return validateDeployment(o)
+	case *DaemonSet:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		if err := validateTemplate(o.Spec.Selector, &o.Spec.Template); err != nil {
+			return err
+		}
+		return nil
+	case *Service:
+		if err := validateMeta(&o.Metadata, true, true); err != nil {
+			return err
+		}
+		return validateService(o)
+	}
+	return Errorf(EINVALID, "unsupported object %T", obj)
+}
+
+func validateTemplate(sel *LabelSelector, t *PodTemplateSpec) error {
+	if sel == nil || len(sel.MatchLabels) == 0 {
+		return invalid("spec.selector.matchLabels", "required")
+	}
+	if err := validateLabels("spec.selector.matchLabels", sel.MatchLabels); err != nil {
+		return err
+	}
+	if err := validateLabels("spec.template.metadata.labels", t.Metadata.Labels); err != nil {
+		return err
+	}
+	if !MatchLabels(sel.MatchLabels, t.Metadata.Labels) {
+		return invalid("spec.template.metadata.labels", "must match spec.selector.matchLabels %v", sel.MatchLabels)
+	}
+	if t.Spec.RestartPolicy != RestartAlways {
+		return invalid("spec.template.spec.restartPolicy", "%q not supported for workloads: only Always", t.Spec.RestartPolicy)
+	}
+	if t.Spec.NodeName != "" {
+		return invalid("spec.template.spec.nodeName", "must be empty: the scheduler places workload pods")
+	}
+	return validatePodSpec("spec.template.spec", &t.Spec)
+}
+
+func validateDeployment(d *Deployment) error {
+	if d.Spec.Replicas != nil && *d.Spec.Replicas < 0 {
+		return invalid("spec.replicas", "must be >= 0, got %d", *d.Spec.Replicas)
+	}
+	if err := validateTemplate(d.Spec.Selector, &d.Spec.Template); err != nil {
+		return err
+	}
+	s := d.Spec.Strategy
+	switch s.Type {
+	case StrategyRecreate:
+		if s.RollingUpdate != nil {
+			return invalid("spec.strategy.rollingUpdate", "may not be set when strategy type is Recreate")
+		}
+	case StrategyRollingUpdate:
+		if ru := s.RollingUpdate; ru != nil {
+			surge, err1 := ru.MaxSurge.Scaled(100, true)
+			unavail, err2 := ru.MaxUnavailable.Scaled(100, false)
+			if err1 != nil {
+				return invalid("spec.strategy.rollingUpdate.maxSurge", "%v", err1)
+			}
+			if err2 != nil {
+				return invalid("spec.strategy.rollingUpdate.maxUnavailable", "%v", err2)
+			}
+			if surge < 0 || unavail < 0 {
+				return invalid("spec.strategy.rollingUpdate", "maxSurge and maxUnavailable must not be negative")
+			}
+			if surge == 0 && unavail == 0 {
+				return invalid("spec.strategy.rollingUpdate", "maxSurge and maxUnavailable may not both be 0")
+			}
+		}
+	default:
+		return invalid("spec.strategy.type", "%q: must be RollingUpdate or Recreate", s.Type)
+	}
+	return nil
+}
+
+var protocols = map[string]bool{"TCP": true, "UDP": true, "SCTP": true}
+
+func validatePodSpec(path string, s *PodSpec) error {
+	if len(s.Containers) == 0 {
+		return invalid(path+".containers", "at least one container is required")
+	}
+	volumes := map[string]bool{}
+	for i, v := range s.Volumes {
+		p := fmt.Sprintf("%s.volumes[%d]", path, i)
+		if err := validateDNSLabel(p+".name", v.Name); err != nil {
+			return err
+		}
+		if volumes[v.Name] {
+			return invalid(p+".name", "duplicate volume %q", v.Name)
+		}
+		volumes[v.Name] = true
+		switch {
+		case v.HostPath != nil && v.EmptyDir != nil:
+			return invalid(p, "only one of hostPath or emptyDir may be set")
+		case v.HostPath != nil:
+			if !strings.HasPrefix(v.HostPath.Path, "/") {
+				return invalid(p+".hostPath.path", "%q must be an absolute path", v.HostPath.Path)
+			}
+			switch v.HostPath.Type {
+			case "", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket", "CharDevice", "BlockDevice":
+			default:
+				return invalid(p+".hostPath.type", "%q is not a hostPath type", v.HostPath.Type)
+			}
+		case v.EmptyDir != nil:
+			if m := v.EmptyDir.Medium; m != "" && m != "Memory" {
+				return invalid(p+".emptyDir.medium", "%q: must be empty or Memory", m)
+			}
+			if v.EmptyDir.SizeLimit != nil {
+				if _, err := validQuantity(p+".emptyDir.sizeLimit", *v.EmptyDir.SizeLimit); err != nil {
+					return err
+				}
+			}
+		default:
+			return invalid(p, "one of hostPath or emptyDir is required")
+		}
+	}
+	switch s.RestartPolicy {
+	case RestartAlways, RestartOnFailure, RestartNever:
+	default:
+		return invalid(path+".restartPolicy", "%q: must be Always, OnFailure or Never", s.RestartPolicy)
+	}
+	if g := s.TerminationGracePeriodSeconds; g != nil && *g < 0 {
+		return invalid(path+".terminationGracePeriodSeconds", "must be >= 0")
+	}
+	if err := validateLabels(path+".nodeSelector", s.NodeSelector); err != nil {
+		return err
+	}
+	names := map[string]bool{}
+	for i := range s.Containers {
+		c := &s.Containers[i]
+		p := fmt.Sprintf("%s.containers[%d]", path, i)
+		if err := validateDNSLabel(p+".name", c.Name); err != nil {
+			return err
+		}
+		if names[c.Name] {
+			return invalid(p+".name", "duplicate container name %q", c.Name)
+		}
+		names[c.Name] = true
+		if err := validateContainer(p, c, volumes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validQuantity(path string, q Quantity) (int64, error) {
+	v, err := q.MilliValue()
+	if err != nil {
+		return 0, invalid(path, "%v", err)
+	}
+	if v < 0 {
+		return 0, invalid(path, "%q must not be negative", string(q))
+	}
+	return v, nil
+}
+
+func validateResources(path string, list ResourceList) (map[string]int64, error) {
+	out := map[string]int64{}
+	for name, q := range list {
+		if name != "cpu" && name != "memory" {
+			return nil, invalid(path+"."+name, "unsupported resource (only cpu and memory)")
+		}
+		v, err := validQuantity(path+"."+name, q)
+		if err != nil {
+			return nil, err
+		}
+		if name == "memory" {
+			if v, _ = q.Value(); v > 0 && v < 4<<20 {
+				return nil, invalid(path+".memory", "%q is below the 4Mi minimum a container needs", string(q))
+			}
+		}
+		if name == "cpu" && v > 0 && v < 1 {
+			return nil, invalid(path+".cpu", "%q is below 1m", string(q))
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func validateContainer(p string, c *Container, volumes map[string]bool) error {
+	if strings.TrimSpace(c.Image) == "" {
+		return invalid(p+".image", "required")
+	}
+	if strings.ContainsAny(c.Image, " \t\n") {
+		return invalid(p+".image", "%q must not contain spaces", c.Image)
+	}
+	switch c.ImagePullPolicy {
+	case PullAlways, PullIfNotPresent, PullNever:
+	default:
+		return invalid(p+".imagePullPolicy", "%q: must be Always, IfNotPresent or Never", c.ImagePullPolicy)
+	}
+	if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
+		return invalid(p+".workingDir", "%q must be an absolute path", c.WorkingDir)
+	}
+	for i, e := range c.Env {
+		if !envNameRe.MatchString(e.Name) {
+			return invalid(fmt.Sprintf("%s.env[%d].name", p, i), "%q is not a valid environment variable name", e.Name)
+		}
+	}
+	for i, port := range c.Ports {
+		pp := fmt.Sprintf("%s.ports[%d]", p, i)
+		if port.ContainerPort < 1 || port.ContainerPort > 65535 {
+			return invalid(pp+".containerPort", "%d must be between 1 and 65535", port.ContainerPort)
+		}
+		if port.HostPort < 0 || port.HostPort > 65535 {
+			return invalid(pp+".hostPort", "%d must be between 0 and 65535", port.HostPort)
+		}
+		if !protocols[port.Protocol] {
+			return invalid(pp+".protocol", "%q: must be TCP, UDP or SCTP", port.Protocol)
+		}
+	}
+	req, err := validateResources(p+".resources.requests", c.Resources.Requests)
+	if err != nil {
+		return err
+	}
+	lim, err := validateResources(p+".resources.limits", c.Resources.Limits)
+	if err != nil {
+		return err
+	}
+	for name, r := range req {
+		if l, ok := lim[name]; ok && r > l {
+			return invalid(p+".resources.requests."+name, "%q must be less than or equal to the %s limit %q",
+				string(c.Resources.Requests[name]), name, string(c.Resources.Limits[name]))
+		}
+	}
+	for _, pr := range []struct {
+		name  string
+		probe *Probe
+	}{{"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}} {
+		if pr.probe == nil {
+			continue
+		}
+		if err := validateProbe(p+"."+pr.name, pr.probe); err != nil {
+			return err
+		}
+	}
+	for i, m := range c.VolumeMounts {
+		mp := fmt.Sprintf("%s.volumeMounts[%d]", p, i)
+		if !volumes[m.Name] {
+			return invalid(mp+".name", "volume %q is not defined in volumes", m.Name)
+		}
+		if !strings.HasPrefix(m.MountPath, "/") {
+			return invalid(mp+".mountPath", "%q must be an absolute path", m.MountPath)
+		}
+		if strings.HasPrefix(m.SubPath, "/") || strings.Contains(m.SubPath, "..") {
+			return invalid(mp+".subPath", "%q must be a relative path without '..'", m.SubPath)
+		}
+	}
+	return nil
+}
+
+func validatePort(path string, v IntOrString) error {
+	if v.IsString {
+		if err := validateDNSLabel(path, v.StrVal); err != nil || len(v.StrVal) > 15 {
+			return invalid(path, "%q must be a port number or a port name", v.StrVal)
+		}
+		return nil
+	}
+	if v.IntVal < 1 || v.IntVal > 65535 {
+		return invalid(path, "%d must be between 1 and 65535", v.IntVal)
+	}
+	return nil
+}
+
+func validateProbe(p string, pr *Probe) error {
+	n := 0
+	if pr.Exec != nil {
+		n++
+		if len(pr.Exec.Command) == 0 {
+			return invalid(p+".exec.command", "required")
+		}
+	}
+	if pr.HTTPGet != nil {
+		n++
+		if err := validatePort(p+".httpGet.port", pr.HTTPGet.Port); err != nil {
+			return err
+		}
+		if s := pr.HTTPGet.Scheme; s != "" && s != "HTTP" && s != "HTTPS" {
+			return invalid(p+".httpGet.scheme", "%q: must be HTTP or HTTPS", s)
+		}
+	}
+	if pr.TCPSocket != nil {
+		n++
+		if err := validatePort(p+".tcpSocket.port", pr.TCPSocket.Port); err != nil {
+			return err
+		}
+	}
+	if n != 1 {
+		return invalid(p, "exactly one of exec, httpGet or tcpSocket is required")
+	}
+	for name, v := range map[string]int32{"initialDelaySeconds": pr.InitialDelaySeconds, "periodSeconds": pr.PeriodSeconds,
+		"timeoutSeconds": pr.TimeoutSeconds, "successThreshold": pr.SuccessThreshold, "failureThreshold": pr.FailureThreshold} {
+		if v < 0 {
+			return invalid(p+"."+name, "must not be negative")
+		}
+	}
+	return nil
+}
+
+func validateService(s *Service) error {
+	switch s.Spec.Type {
+	case ServiceClusterIP, ServiceNodePort:
+	default:
+		return invalid("spec.type", "%q: must be ClusterIP or NodePort", s.Spec.Type)
+	}
+	if err := validateLabels("spec.selector", s.Spec.Selector); err != nil {
+		return err
+	}
+	if len(s.Spec.Ports) == 0 {
+		return invalid("spec.ports", "at least one port is required")
+	}
+	names := map[string]bool{}
+	for i, p := range s.Spec.Ports {
+		pp := fmt.Sprintf("spec.ports[%d]", i)
+		if len(s.Spec.Ports) > 1 && p.Name == "" {
+			return invalid(pp+".name", "required when a service has more than one port")
+		}
+		if names[p.Name] {
+			return invalid(pp+".name", "duplicate port name %q", p.Name)
+		}
+		names[p.Name] = true
+		if p.Port < 1 || p.Port > 65535 {
+			return invalid(pp+".port", "%d must be between 1 and 65535", p.Port)
+		}
+		if !protocols[p.Protocol] {
+			return invalid(pp+".protocol", "%q: must be TCP, UDP or SCTP", p.Protocol)
+		}
+		if err := validatePort(pp+".targetPort", p.TargetPort); err != nil {
+			return err
+		}
+		if p.NodePort != 0 {
+			if s.Spec.Type != ServiceNodePort {
+				return invalid(pp+".nodePort", "may only be set for type NodePort")
+			}
+			if p.NodePort < 30000 || p.NodePort > 32767 {
+				return invalid(pp+".nodePort", "%d must be in the range 30000-32767", p.NodePort)
+			}
+		}
+	}
+	if ip := s.Spec.ClusterIP; ip != "" && ip != "None" {
+		if strings.Count(ip, ".") != 3 {
+			return invalid("spec.clusterIP", "%q is not an IPv4 address", ip)
+		}
+	}
+	return nil
+}
