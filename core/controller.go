@@ -31,6 +31,7 @@ type Controllers struct {
 	// NewName returns a pod name for a workload and template hash.
 	NewName func(owner, hash string) string
 
+	once      sync.Once
 	mu        sync.Mutex
 	published map[string]string // node -> hash of the last published desired state
 	cancel    context.CancelFunc
@@ -40,6 +41,18 @@ type Controllers struct {
 
 // Open starts the control loop.
 func (c *Controllers) Open() {
+	c.init()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.wg.Add(1)
+	go c.run(ctx)
+}
+
+func (c *Controllers) init() {
+	c.once.Do(c.setDefaults)
+}
+
+func (c *Controllers) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -57,10 +70,6 @@ func (c *Controllers) Open() {
 	}
 	c.published = map[string]string{}
 	c.kick = make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	c.wg.Add(1)
-	go c.run(ctx)
 }
 
 // Close stops the loop and waits for it. It is idempotent.
@@ -73,6 +82,7 @@ func (c *Controllers) Close() {
 
 // Kick asks for a pass soon.
 func (c *Controllers) Kick() {
+	c.init()
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -136,6 +146,7 @@ type snapshot struct {
 
 // Sync runs one pass of every controller.
 func (c *Controllers) Sync(ctx context.Context) error {
+	c.init()
 	now := c.Now()
 	err := c.Store.Update(ctx, func(tx Tx) error {
 		s, err := c.load(tx)

@@ -1,0 +1,90 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// CreateToken implements core.TokenStore.
+func (db *DB) CreateToken(ctx context.Context, t *core.Token) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	now := db.Now().UTC()
+	t.CreatedAt = core.NewTime(now)
+	var expires any
+	if t.ExpiresAt != nil {
+		expires = t.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	_, err := db.db.ExecContext(ctx, `INSERT INTO tokens (id, kind, hash, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Kind, t.Hash, t.Description, now.Format(time.RFC3339), expires)
+	if core.ErrorCode(mapError(err)) == core.ECONFLICT {
+		return core.Errorf(core.ECONFLICT, "token %q already exists", t.ID)
+	} else if err != nil {
+		return mapError(err)
+	}
+	db.writes.Add(1)
+	return nil
+}
+
+// FindToken implements core.TokenStore.
+func (db *DB) FindToken(ctx context.Context, kind, hash string) (*core.Token, error) {
+	t := &core.Token{Kind: kind, Hash: hash}
+	var created string
+	var expires sql.NullString
+	err := db.db.QueryRowContext(ctx, `SELECT id, description, created_at, expires_at FROM tokens WHERE kind = ? AND hash = ?`, kind, hash).
+		Scan(&t.ID, &t.Description, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, core.Errorf(core.EUNAUTHORIZED, "invalid %s token", kind)
+	} else if err != nil {
+		return nil, mapError(err)
+	}
+	if c, err := time.Parse(time.RFC3339, created); err == nil {
+		t.CreatedAt = core.NewTime(c)
+	}
+	if expires.Valid {
+		e, err := time.Parse(time.RFC3339, expires.String)
+		if err != nil {
+			return nil, err
+		}
+		t.ExpiresAt = core.NewTime(e)
+		if db.Now().After(e) {
+			return nil, core.Errorf(core.EUNAUTHORIZED, "%s token %q expired at %s", kind, t.ID, expires.String)
+		}
+	}
+	return t, nil
+}
+
+// SetNodeCredential implements core.TokenStore.
+func (db *DB) SetNodeCredential(ctx context.Context, node, hash string) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	_, err := db.db.ExecContext(ctx, `INSERT OR REPLACE INTO node_credentials (node, hash, created_at) VALUES (?, ?, ?)`,
+		node, hash, db.Now().UTC().Format(time.RFC3339))
+	if err != nil {
+		return mapError(err)
+	}
+	db.writes.Add(1)
+	return nil
+}
+
+// NodeCredentials implements core.TokenStore.
+func (db *DB) NodeCredentials(ctx context.Context) (map[string]string, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT node, hash FROM node_credentials`)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var node, hash string
+		if err := rows.Scan(&node, &hash); err != nil {
+			return nil, err
+		}
+		out[node] = hash
+	}
+	return out, rows.Err()
+}
