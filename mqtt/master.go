@@ -1,0 +1,410 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// Master is the master's side of the protocol. With Broker set it talks
+// inline to the embedded broker; otherwise it connects to URL.
+type Master struct {
+	Broker *Broker
+	URL    string
+	TLS    *tls.Config // for an external ssl:// broker
+	Sink   core.ReportSink
+	Log    *slog.Logger
+	// LogTimeout is how long to wait for an agent to answer a log request.
+	LogTimeout time.Duration
+
+	conn    conn
+	epoch   string
+	mu      sync.Mutex
+	streams map[string]*stream
+	pending map[string]*pendingNode
+	order   []string
+	wake    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// pendingNode coalesces what arrived for a node while the worker was busy:
+// reports are snapshots, so only the latest matters.
+type pendingNode struct {
+	online *bool
+	report *core.NodeReport
+}
+
+var _ core.Bus = (*Master)(nil)
+
+// Open connects and subscribes.
+func (m *Master) Open() error {
+	if m.Log == nil {
+		m.Log = slog.Default()
+	}
+	if m.LogTimeout == 0 {
+		m.LogTimeout = 10 * time.Second
+	}
+	m.streams = map[string]*stream{}
+	m.pending = map[string]*pendingNode{}
+	m.wake = make(chan struct{}, 1)
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.epoch = randomID()
+	if m.Broker != nil {
+		m.conn = &inlineConn{s: m.Broker.Server()}
+	} else {
+		pc, err := dialExternal(m.URL, m.TLS, func() {
+			// Re-announce after every reconnect: reports may have been lost.
+			if m.conn != nil {
+				m.conn.publish(topicEpoch, []byte(randomID()), true)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		m.conn = pc
+	}
+	for filter, fn := range map[string]func(string, []byte){
+		topicPrefix + "+/report":  m.onReport,
+		topicPrefix + "+/online":  m.onOnline,
+		topicPrefix + "+/reply/+": m.onReply,
+	} {
+		if err := m.conn.subscribe(filter, fn); err != nil {
+			m.conn.close()
+			return err
+		}
+	}
+	m.wg.Add(1)
+	go m.work()
+	// Ask every agent for a fresh report: this master may have missed some.
+	return m.conn.publish(topicEpoch, []byte(m.epoch), true)
+}
+
+// Close stops the worker and disconnects; idempotent.
+func (m *Master) Close() error {
+	if m.cancel == nil {
+		return nil
+	}
+	m.cancel()
+	m.wg.Wait()
+	m.conn.close()
+	m.mu.Lock()
+	for id, s := range m.streams {
+		s.pw.CloseWithError(io.ErrUnexpectedEOF)
+		delete(m.streams, id)
+	}
+	m.mu.Unlock()
+	m.cancel = nil
+	return nil
+}
+
+// Stats returns bytes received and sent by the embedded broker.
+func (m *Master) Stats() (in, out int64) { return m.conn.stats() }
+
+// PublishDesired implements core.Bus.
+func (m *Master) PublishDesired(ctx context.Context, ds *core.DesiredState) error {
+	b, err := json.Marshal(ds)
+	if err != nil {
+		return err
+	}
+	if err := m.conn.publish(topicDesired(ds.Node), b, true); err != nil {
+		return core.Errorf(core.EUNAVAILABLE, "publish desired state of node %q: %v", ds.Node, err)
+	}
+	return nil
+}
+
+func (m *Master) enqueue(node string, f func(p *pendingNode)) {
+	m.mu.Lock()
+	p := m.pending[node]
+	if p == nil {
+		p = &pendingNode{}
+		m.pending[node] = p
+		m.order = append(m.order, node)
+	}
+	f(p)
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Master) onReport(topic string, payload []byte) {
+	node, _, _ := parseNodeTopic(topic)
+	var rep core.NodeReport
+	if err := json.Unmarshal(payload, &rep); err != nil {
+		m.Log.Warn("mqtt: undecodable report", "node", node, "err", err)
+		return
+	}
+	rep.Node = node // the topic, which the ACL guards, says who reports
+	m.enqueue(node, func(p *pendingNode) { p.report = &rep })
+}
+
+func (m *Master) onOnline(topic string, payload []byte) {
+	node, _, _ := parseNodeTopic(topic)
+	online := string(payload) == Online
+	if len(payload) == 0 {
+		return // a cleared retained message
+	}
+	m.enqueue(node, func(p *pendingNode) { p.online = &online })
+}
+
+// work hands what agents sent to the sink, one node at a time, in arrival order.
+func (m *Master) work() {
+	defer m.wg.Done()
+	failures := 0
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.wake:
+		}
+		for {
+			m.mu.Lock()
+			if len(m.order) == 0 {
+				m.mu.Unlock()
+				break
+			}
+			node := m.order[0]
+			m.order = m.order[1:]
+			p := m.pending[node]
+			delete(m.pending, node)
+			m.mu.Unlock()
+			var err error
+			if p.report != nil {
+				err = m.Sink.NodeReport(m.ctx, p.report)
+			}
+			if p.online != nil && err == nil {
+				err = m.Sink.NodeOnline(m.ctx, node, *p.online)
+			}
+			if err != nil && m.ctx.Err() == nil {
+				failures++
+				if failures == 1 || failures%100 == 0 {
+					m.Log.Error("storing agent report failed", "node", node, "err", err, "failures", failures)
+				}
+				// Keep it for another try unless something newer arrived.
+				m.enqueue(node, func(q *pendingNode) {
+					if q.report == nil {
+						q.report = p.report
+					}
+					if q.online == nil {
+						q.online = p.online
+					}
+				})
+				select {
+				case <-time.After(200 * time.Millisecond):
+				case <-m.ctx.Done():
+					return
+				}
+				break
+			} else if err == nil && failures > 0 {
+				m.Log.Info("storing agent reports recovered", "after", failures)
+				failures = 0
+			}
+		}
+	}
+}
+
+// stream is one log request's answer, reassembled in sequence order. The
+// broker's callback must never block (it would stall the agent's whole
+// connection), so data goes through a bounded queue to a copying goroutine.
+type stream struct {
+	node    string
+	pw      *io.PipeWriter
+	next    int
+	early   map[int]chunk
+	started chan struct{}
+	once    sync.Once
+	err     *core.Error
+	queue   chan chunk
+	ended   bool
+	quit    chan struct{}
+}
+
+func (m *Master) onReply(topic string, payload []byte) {
+	node, rest, _ := parseNodeTopic(topic)
+	id := rest[len("reply/"):]
+	var c chunk
+	if json.Unmarshal(payload, &c) != nil {
+		return
+	}
+	m.mu.Lock()
+	s := m.streams[id]
+	m.mu.Unlock()
+	if s == nil || s.node != node {
+		return
+	}
+	s.accept(c)
+}
+
+func (s *stream) accept(c chunk) {
+	if c.Seq < s.next || s.ended {
+		return // a QoS 1 duplicate, or after the end
+	}
+	s.early[c.Seq] = c
+	for {
+		c, ok := s.early[s.next]
+		if !ok {
+			return
+		}
+		delete(s.early, s.next)
+		s.next++
+		if c.Error != "" {
+			s.err = &core.Error{Code: c.Code, Message: c.Error}
+			if s.err.Code == "" {
+				s.err.Code = core.EINTERNAL
+			}
+			c.EOF = true
+		}
+		s.once.Do(func() { close(s.started) })
+		select {
+		case s.queue <- c:
+		default:
+			s.queue <- chunk{Error: "log reader too slow", EOF: true}
+		}
+		if c.EOF {
+			s.ended = true
+			close(s.queue)
+			return
+		}
+	}
+}
+
+func (s *stream) copy() {
+	for {
+		var c chunk
+		var ok bool
+		select {
+		case c, ok = <-s.queue:
+			if !ok {
+				return
+			}
+		case <-s.quit:
+			return
+		}
+		if c.Error != "" {
+			s.pw.CloseWithError(&core.Error{Code: core.EUNAVAILABLE, Message: c.Error})
+			return
+		}
+		if len(c.Data) > 0 {
+			if _, err := s.pw.Write(c.Data); err != nil {
+				return
+			}
+		}
+		if c.EOF {
+			s.pw.Close()
+			return
+		}
+	}
+}
+
+// Logs implements core.Bus.
+func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io.ReadCloser, error) {
+	id := randomID()
+	pr, pw := io.Pipe()
+	s := &stream{node: node, pw: pw, early: map[int]chunk{}, started: make(chan struct{}), queue: make(chan chunk, 1024), quit: make(chan struct{})}
+	go s.copy()
+	m.mu.Lock()
+	m.streams[id] = s
+	m.mu.Unlock()
+	var quitOnce sync.Once
+	done := func() {
+		m.mu.Lock()
+		delete(m.streams, id)
+		m.mu.Unlock()
+		quitOnce.Do(func() { close(s.quit) })
+		pw.CloseWithError(io.EOF)
+	}
+	b, _ := json.Marshal(command{Type: "logs", ID: id, Logs: req})
+	if err := m.conn.publish(topicCmd(node), b, false); err != nil {
+		done()
+		return nil, core.Errorf(core.EUNAVAILABLE, "ask node %q for logs: %v", node, err)
+	}
+	select {
+	case <-s.started:
+		if s.err != nil {
+			done()
+			return nil, s.err
+		}
+	case <-time.After(m.LogTimeout):
+		done()
+		m.cancelStream(node, id)
+		return nil, core.Errorf(core.EUNAVAILABLE, "node %q did not answer the log request within %s: is its agent connected?", node, m.LogTimeout)
+	case <-ctx.Done():
+		done()
+		m.cancelStream(node, id)
+		return nil, ctx.Err()
+	}
+	rc := &logReader{PipeReader: pr, close: func() { done(); m.cancelStream(node, id) }}
+	if req.Follow {
+		// Agents end a follow that is not pinged, so none outlives the master.
+		go func() {
+			t := time.NewTicker(followPing)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					b, _ := json.Marshal(command{Type: "ping", ID: id})
+					m.conn.publish(topicCmd(node), b, false)
+				case <-rc.closed():
+					return
+				case <-m.ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	return rc, nil
+}
+
+// followPing is how often the master confirms it still reads a follow.
+const followPing = 10 * time.Second
+
+func (m *Master) cancelStream(node, id string) {
+	b, _ := json.Marshal(command{Type: "cancel", ID: id})
+	m.conn.publish(topicCmd(node), b, false)
+}
+
+type logReader struct {
+	*io.PipeReader
+	once  sync.Once
+	close func()
+	done  chan struct{}
+	mu    sync.Mutex
+}
+
+func (r *logReader) closed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	return r.done
+}
+
+func (r *logReader) Close() error {
+	r.once.Do(func() {
+		r.close()
+		r.PipeReader.Close()
+		r.closed()
+		r.mu.Lock()
+		close(r.done)
+		r.mu.Unlock()
+	})
+	return nil
+}
+
+func randomID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
