@@ -65,16 +65,16 @@ func (a *Agent) Open() error {
 	opts := paho.NewClientOptions().
 		AddBroker(a.URL).
 		SetClientID(ClientID(a.Node)).
-		SetUsername("node:" + a.Node).
+		SetUsername("node:"+a.Node).
 		SetPassword(a.Password).
 		SetCleanSession(false). // the broker keeps QoS 1 messages while we are away
 		SetKeepAlive(a.KeepAlive).
 		SetPingTimeout(a.KeepAlive).
-		SetConnectTimeout(5 * time.Second).
+		SetConnectTimeout(5*time.Second).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(30 * time.Second). // capped exponential backoff
+		SetMaxReconnectInterval(30*time.Second). // capped exponential backoff
 		SetOrderMatters(true).
 		SetWill(topicOnline(a.Node), Offline, 1, true).
 		SetOnConnectHandler(a.onConnect).

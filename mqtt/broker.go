@@ -148,5 +148,7 @@ func (f levelFilter) Enabled(_ context.Context, l slog.Level) bool { return l >=
 func (f levelFilter) Handle(ctx context.Context, r slog.Record) error {
 	return f.h.Handle(ctx, r)
 }
-func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler { return levelFilter{f.h.WithAttrs(a), f.min} }
-func (f levelFilter) WithGroup(n string) slog.Handler      { return levelFilter{f.h.WithGroup(n), f.min} }
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{f.h.WithAttrs(a), f.min}
+}
+func (f levelFilter) WithGroup(n string) slog.Handler { return levelFilter{f.h.WithGroup(n), f.min} }
