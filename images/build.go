@@ -1,0 +1,190 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// File is one file placed in an image layer.
+type File struct {
+	Path string // absolute path inside the image
+	Mode int64
+	Data []byte
+	Link string // symlink target, if a symlink
+	Dir  bool
+}
+
+// ImageSpec describes a single-layer image.
+type ImageSpec struct {
+	Name         string // e.g. edge.local/demo:latest
+	Architecture string // GOARCH naming: amd64, arm64, arm
+	Variant      string // v7 for arm
+	Files        []File
+	Cmd          []string
+	Env          []string
+}
+
+// BusyboxApplets are the commands linked to busybox in the demo image.
+var BusyboxApplets = []string{"sh", "ash", "cat", "echo", "env", "false", "grep", "head", "hostname", "httpd", "id",
+	"kill", "ls", "mkdir", "nc", "ps", "pwd", "rm", "seq", "sleep", "tail", "test", "top", "touch", "true", "uname", "wc", "wget", "date", "dd", "yes"}
+
+// BusyboxImage returns the spec of a tiny image made of a static busybox.
+func BusyboxImage(name, busyboxPath, arch string) (*ImageSpec, error) {
+	bb, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return nil, fmt.Errorf("read busybox (apt-get install busybox-static): %w", err)
+	}
+	spec := &ImageSpec{Name: name, Architecture: arch, Cmd: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}}
+	if arch == "arm" {
+		spec.Variant = "v7"
+	}
+	spec.Files = append(spec.Files,
+		File{Path: "/bin", Dir: true, Mode: 0o755},
+		File{Path: "/tmp", Dir: true, Mode: 0o1777},
+		File{Path: "/etc", Dir: true, Mode: 0o755},
+		File{Path: "/www", Dir: true, Mode: 0o755},
+		File{Path: "/bin/busybox", Mode: 0o755, Data: bb},
+		File{Path: "/etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")},
+		File{Path: "/etc/group", Mode: 0o644, Data: []byte("root:x:0:\nnogroup:x:65534:\n")},
+		File{Path: "/www/index.html", Mode: 0o644, Data: []byte("hello from the edge\n")},
+	)
+	for _, a := range BusyboxApplets {
+		spec.Files = append(spec.Files, File{Path: "/bin/" + a, Link: "busybox"})
+	}
+	return spec, nil
+}
+
+// WriteOCIArchive writes spec as an OCI image layout tar (what `ctr images
+// import` and containerd's Import read), with the image name in the
+// io.containerd.image.name annotation.
+func WriteOCIArchive(w io.Writer, spec *ImageSpec) error {
+	layer, diffID, err := buildLayer(spec.Files)
+	if err != nil {
+		return err
+	}
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // reproducible
+	cfg := ocispec.Image{
+		Created:  &created,
+		Platform: ocispec.Platform{Architecture: spec.Architecture, OS: "linux", Variant: spec.Variant},
+		Config:   ocispec.ImageConfig{Cmd: spec.Cmd, Env: spec.Env, WorkingDir: "/"},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cfgDesc := descriptor(ocispec.MediaTypeImageConfig, cfgJSON)
+	layerDesc := descriptor(ocispec.MediaTypeImageLayerGzip, layer)
+	manifest := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfgDesc, Layers: []ocispec.Descriptor{layerDesc}}
+	manifest.SchemaVersion = 2
+	manJSON, err := json.Marshal(manifest)
+	if err != nil {
+		return err
+	}
+	manDesc := descriptor(ocispec.MediaTypeImageManifest, manJSON)
+	manDesc.Platform = &ocispec.Platform{Architecture: spec.Architecture, OS: "linux", Variant: spec.Variant}
+	manDesc.Annotations = map[string]string{
+		"io.containerd.image.name": spec.Name,
+		ocispec.AnnotationRefName:  refName(spec.Name),
+	}
+	index := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{manDesc}}
+	index.SchemaVersion = 2
+	idxJSON, err := json.Marshal(index)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	put := func(name string, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: created, Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for _, e := range []struct {
+		name string
+		data []byte
+	}{
+		{ocispec.ImageLayoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)},
+		{"index.json", idxJSON},
+		{blobPath(cfgDesc.Digest), cfgJSON},
+		{blobPath(layerDesc.Digest), layer},
+		{blobPath(manDesc.Digest), manJSON},
+	} {
+		if err := put(e.name, e.data); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+func refName(name string) string {
+	for i := len(name) - 1; i >= 0 && name[i] != '/'; i-- {
+		if name[i] == ':' {
+			return name[i+1:]
+		}
+	}
+	return "latest"
+}
+
+func blobPath(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
+
+func descriptor(mediaType string, data []byte) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
+}
+
+// buildLayer returns the gzipped layer tar and the digest of the
+// uncompressed tar (the diff ID).
+func buildLayer(files []File) ([]byte, digest.Digest, error) {
+	files = append([]File(nil), files...)
+	sort.SliceStable(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	mtime := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, f := range files {
+		name := f.Path[1:]
+		h := &tar.Header{Name: name, Mode: f.Mode, ModTime: mtime, Uname: "root", Gname: "root"}
+		switch {
+		case f.Dir:
+			h.Typeflag, h.Name = tar.TypeDir, name+"/"
+		case f.Link != "":
+			h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, f.Link, 0o777
+		default:
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(f.Data))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, "", err
+		}
+		if h.Typeflag == tar.TypeReg {
+			if _, err := tw.Write(f.Data); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(raw.Bytes())
+	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:]))
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return nil, "", err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, "", err
+	}
+	return gz.Bytes(), diffID, nil
+}
