@@ -62,3 +62,9 @@ type ReportSink interface {
 	// connection was lost (false).
 	NodeOnline(ctx context.Context, node string, online bool) error
 }
+
+// Reporter is the agent's side of the protocol: it sends node reports.
+type Reporter interface {
+	// Report sends a report; EUNAVAILABLE while disconnected.
+	Report(r *NodeReport) error
+}

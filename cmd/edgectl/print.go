@@ -1,0 +1,447 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// table prints kubectl-style columns.
+type table struct {
+	header []string
+	rows   [][]string
+	kind   core.Kind
+	wide   bool
+	ns     bool
+}
+
+func newTable(kind core.Kind, wide, allNS bool) *table {
+	t := &table{kind: kind, wide: wide, ns: allNS}
+	switch kind {
+	case core.KindNode:
+		t.header = []string{"NAME", "STATUS", "ROLES", "AGE", "VERSION"}
+		if wide {
+			t.header = append(t.header, "INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "ARCH", "CONTAINER-RUNTIME")
+		}
+	case core.KindPod:
+		t.header = []string{"NAME", "READY", "STATUS", "RESTARTS", "AGE"}
+		if wide {
+			t.header = append(t.header, "IP", "NODE")
+		}
+	case core.KindDeployment:
+		t.header = []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}
+		if wide {
+			t.header = append(t.header, "CONTAINERS", "IMAGES", "SELECTOR")
+		}
+	case core.KindDaemonSet:
+		t.header = []string{"NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"}
+	case core.KindService:
+		t.header = []string{"NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"}
+		if wide {
+			t.header = append(t.header, "SELECTOR")
+		}
+	case core.KindNamespace:
+		t.header = []string{"NAME", "STATUS", "AGE"}
+	}
+	if allNS {
+		t.header = append([]string{"NAMESPACE"}, t.header...)
+	}
+	return t
+}
+
+// statusCol is the column a watch marks "Deleted" in.
+func (t *table) statusCol() int {
+	i := 1
+	if t.kind == core.KindPod {
+		i = 2
+	}
+	if t.ns {
+		i++
+	}
+	return i
+}
+
+// Age renders a duration the way kubectl does: 45s, 12m, 5h, 3d.
+func Age(created *core.Time, now time.Time) string {
+	if created == nil {
+		return "<unknown>"
+	}
+	d := now.Sub(created.Time)
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 10*time.Minute:
+		s := int(d.Seconds()) % 60
+		if s == 0 {
+			return fmt.Sprintf("%dm", int(d.Minutes()))
+		}
+		return fmt.Sprintf("%dm%ds", int(d.Minutes()), s)
+	case d < 3*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func labelString(m map[string]string) string {
+	if len(m) == 0 {
+		return "<none>"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+// NodeStatus renders Ready/NotReady[,SchedulingDisabled].
+func NodeStatus(n *core.Node) string {
+	s := "NotReady"
+	switch n.Ready() {
+	case core.ConditionTrue:
+		s = "Ready"
+	case core.ConditionUnknown:
+		s = "NotReady"
+	}
+	if n.Spec.Unschedulable {
+		s += ",SchedulingDisabled"
+	}
+	return s
+}
+
+// PodStatus renders the STATUS column: the most telling reason.
+func PodStatus(p *core.Pod) string {
+	if p.Terminating() {
+		return "Terminating"
+	}
+	if p.Status.Reason != "" {
+		return p.Status.Reason
+	}
+	for _, c := range p.Status.ContainerStatuses {
+		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+			return w.Reason
+		}
+		if t := c.State.Terminated; t != nil && p.Status.Phase != core.PodSucceeded && t.Reason != "" {
+			return t.Reason
+		}
+	}
+	if p.Status.Phase == core.PodPending && p.Spec.NodeName != "" {
+		return "ContainerCreating"
+	}
+	if p.Status.Phase == core.PodSucceeded {
+		return "Completed"
+	}
+	if p.Status.Phase == "" {
+		return string(core.PodPending)
+	}
+	return string(p.Status.Phase)
+}
+
+func podReady(p *core.Pod) string {
+	ready := 0
+	for _, c := range p.Status.ContainerStatuses {
+		if c.Ready {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
+}
+
+func restarts(p *core.Pod) string {
+	n := p.Restarts()
+	var last *core.Time
+	for _, c := range p.Status.ContainerStatuses {
+		if t := c.LastState.Terminated; t != nil && t.FinishedAt != nil && (last == nil || t.FinishedAt.After(last.Time)) {
+			last = t.FinishedAt
+		}
+	}
+	if n > 0 && last != nil {
+		return fmt.Sprintf("%d (%s ago)", n, Age(last, time.Now()))
+	}
+	return fmt.Sprint(n)
+}
+
+func servicePorts(s *core.Service) string {
+	var parts []string
+	for _, p := range s.Spec.Ports {
+		v := fmt.Sprintf("%d", p.Port)
+		if p.NodePort != 0 {
+			v += fmt.Sprintf(":%d", p.NodePort)
+		}
+		parts = append(parts, v+"/"+p.Protocol)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (t *table) add(o core.Object, now time.Time) {
+	m := o.GetMeta()
+	age := Age(m.CreationTimestamp, now)
+	var row []string
+	switch v := o.(type) {
+	case *core.Node:
+		row = []string{m.Name, NodeStatus(v), "<none>", age, orNone(v.Status.NodeInfo.KubeletVersion)}
+		if t.wide {
+			ip := ""
+			for _, a := range v.Status.Addresses {
+				if a.Type == "InternalIP" {
+					ip = a.Address
+				}
+			}
+			ni := v.Status.NodeInfo
+			row = append(row, orNone(ip), orNone(ni.OSImage), orNone(ni.KernelVersion), orNone(ni.Architecture), orNone(ni.ContainerRuntimeVersion))
+		}
+	case *core.Pod:
+		row = []string{m.Name, podReady(v), PodStatus(v), restarts(v), age}
+		if t.wide {
+			row = append(row, orNone(v.Status.PodIP), orNone(v.Spec.NodeName))
+		}
+	case *core.Deployment:
+		row = []string{m.Name, fmt.Sprintf("%d/%d", v.Status.ReadyReplicas, v.DesiredReplicas()),
+			fmt.Sprint(v.Status.UpdatedReplicas), fmt.Sprint(v.Status.AvailableReplicas), age}
+		if t.wide {
+			var names, images []string
+			for _, c := range v.Spec.Template.Spec.Containers {
+				names, images = append(names, c.Name), append(images, c.Image)
+			}
+			sel := map[string]string{}
+			if v.Spec.Selector != nil {
+				sel = v.Spec.Selector.MatchLabels
+			}
+			row = append(row, strings.Join(names, ","), strings.Join(images, ","), labelString(sel))
+		}
+	case *core.DaemonSet:
+		s := v.Status
+		row = []string{m.Name, fmt.Sprint(s.DesiredNumberScheduled), fmt.Sprint(s.CurrentNumberScheduled), fmt.Sprint(s.NumberReady),
+			fmt.Sprint(s.UpdatedNumberScheduled), fmt.Sprint(s.NumberAvailable), labelString(v.Spec.Template.Spec.NodeSelector), age}
+	case *core.Service:
+		row = []string{m.Name, v.Spec.Type, orNone(v.Spec.ClusterIP), "<none>", servicePorts(v), age}
+		if t.wide {
+			row = append(row, labelString(v.Spec.Selector))
+		}
+	case *core.Namespace:
+		row = []string{m.Name, orNone(v.Status.Phase), age}
+	}
+	if t.ns {
+		row = append([]string{m.Namespace}, row...)
+	}
+	t.rows = append(t.rows, row)
+}
+
+func (t *table) print(w io.Writer, header bool) {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	if header {
+		fmt.Fprintln(tw, strings.Join(t.header, "\t"))
+	}
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// describe prints an object for people.
+func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
+	defer tw.Flush()
+	m := obj.GetMeta()
+	p := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	p("Name", m.Name)
+	if m.Namespace != "" {
+		p("Namespace", m.Namespace)
+	}
+	p("Labels", labelString(m.Labels))
+	if len(m.Annotations) > 0 {
+		p("Annotations", labelString(m.Annotations))
+	}
+	if m.CreationTimestamp != nil {
+		p("Created", m.CreationTimestamp.Format(time.RFC3339)+" ("+Age(m.CreationTimestamp, now)+" ago)")
+	}
+	pods := func(match func(*core.Pod) bool) {
+		var rows []string
+		for _, o := range related {
+			if pod, ok := o.(*core.Pod); ok && match(pod) {
+				rows = append(rows, fmt.Sprintf("  %s\t%s\t%s\t%s", pod.Metadata.Namespace+"/"+pod.Metadata.Name, PodStatus(pod), orNone(pod.Spec.NodeName), orNone(pod.Status.PodIP)))
+			}
+		}
+		fmt.Fprintf(tw, "Pods:\t%d\n", len(rows))
+		for _, r := range rows {
+			fmt.Fprintln(tw, r)
+		}
+	}
+	switch v := obj.(type) {
+	case *core.Pod:
+		p("Node", orNone(v.Spec.NodeName))
+		if v.Status.StartTime != nil {
+			p("Start Time", v.Status.StartTime.Format(time.RFC3339))
+		}
+		p("Status", PodStatus(v))
+		p("IP", orNone(v.Status.PodIP))
+		if o := v.Owner(); o != nil {
+			p("Controlled By", string(o.Kind)+"/"+o.Name)
+		}
+		fmt.Fprintln(tw, "Containers:")
+		statuses := map[string]core.ContainerStatus{}
+		for _, cs := range v.Status.ContainerStatuses {
+			statuses[cs.Name] = cs
+		}
+		for _, c := range v.Spec.Containers {
+			cs := statuses[c.Name]
+			fmt.Fprintf(tw, "  %s:\n", c.Name)
+			fmt.Fprintf(tw, "    Image:\t%s\n", c.Image)
+			if len(c.Command) > 0 {
+				fmt.Fprintf(tw, "    Command:\t%s\n", strings.Join(c.Command, " "))
+			}
+			if len(c.Args) > 0 {
+				fmt.Fprintf(tw, "    Args:\t%s\n", strings.Join(c.Args, " "))
+			}
+			switch s := cs.State; {
+			case s.Running != nil:
+				fmt.Fprintf(tw, "    State:\tRunning\n")
+			case s.Waiting != nil:
+				fmt.Fprintf(tw, "    State:\tWaiting\n      Reason:\t%s\n", s.Waiting.Reason)
+				if s.Waiting.Message != "" {
+					fmt.Fprintf(tw, "      Message:\t%s\n", s.Waiting.Message)
+				}
+			case s.Terminated != nil:
+				fmt.Fprintf(tw, "    State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", s.Terminated.Reason, s.Terminated.ExitCode)
+			default:
+				fmt.Fprintf(tw, "    State:\tWaiting\n")
+			}
+			if t := cs.LastState.Terminated; t != nil {
+				fmt.Fprintf(tw, "    Last State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", t.Reason, t.ExitCode)
+			}
+			fmt.Fprintf(tw, "    Ready:\t%v\n    Restart Count:\t%d\n", cs.Ready, cs.RestartCount)
+			if len(c.Resources.Limits) > 0 {
+				fmt.Fprintf(tw, "    Limits:\t%s\n", resources(c.Resources.Limits))
+			}
+			if len(c.Resources.Requests) > 0 {
+				fmt.Fprintf(tw, "    Requests:\t%s\n", resources(c.Resources.Requests))
+			}
+		}
+		if len(v.Status.Conditions) > 0 {
+			fmt.Fprintln(tw, "Conditions:")
+			for _, c := range v.Status.Conditions {
+				fmt.Fprintf(tw, "  %s\t%s\n", c.Type, c.Status)
+			}
+		}
+		if len(v.Spec.NodeSelector) > 0 {
+			p("Node-Selectors", labelString(v.Spec.NodeSelector))
+		}
+		if c := v.Status.Condition("PodScheduled"); c != nil && c.Status == core.ConditionFalse {
+			fmt.Fprintf(tw, "Events:\n  Warning\tFailedScheduling\t%s\n", c.Message)
+		}
+		notes(tw, core.Warnings(v))
+	case *core.Node:
+		p("Status", NodeStatus(v))
+		p("Unschedulable", fmt.Sprint(v.Spec.Unschedulable))
+		fmt.Fprintln(tw, "Conditions:")
+		for _, c := range v.Status.Conditions {
+			since := ""
+			if c.LastTransitionTime != nil {
+				since = Age(c.LastTransitionTime, now) + " ago"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.Message, since)
+		}
+		fmt.Fprintln(tw, "Addresses:")
+		for _, a := range v.Status.Addresses {
+			fmt.Fprintf(tw, "  %s:\t%s\n", a.Type, a.Address)
+		}
+		p("Capacity", resources(v.Status.Capacity))
+		p("Allocatable", resources(v.Status.Allocatable))
+		ni := v.Status.NodeInfo
+		fmt.Fprintf(tw, "System Info:\n  Kernel Version:\t%s\n  OS Image:\t%s\n  Operating System:\t%s\n  Architecture:\t%s\n  Container Runtime:\t%s\n  Agent Version:\t%s\n",
+			ni.KernelVersion, ni.OSImage, ni.OperatingSystem, ni.Architecture, ni.ContainerRuntimeVersion, ni.KubeletVersion)
+		pods(func(pod *core.Pod) bool { return pod.Spec.NodeName == v.Metadata.Name })
+	case *core.Deployment:
+		sel := map[string]string{}
+		if v.Spec.Selector != nil {
+			sel = v.Spec.Selector.MatchLabels
+		}
+		p("Selector", labelString(sel))
+		p("Replicas", fmt.Sprintf("%d desired | %d updated | %d total | %d available", v.DesiredReplicas(), v.Status.UpdatedReplicas, v.Status.Replicas, v.Status.AvailableReplicas))
+		p("StrategyType", v.Spec.Strategy.Type)
+		if ru := v.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil && ru.MaxUnavailable != nil {
+			p("RollingUpdateStrategy", fmt.Sprintf("%s max unavailable, %s max surge", ru.MaxUnavailable, ru.MaxSurge))
+		}
+		templ(tw, &v.Spec.Template)
+		pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
+		notes(tw, core.Warnings(v))
+	case *core.DaemonSet:
+		p("Node-Selector", labelString(v.Spec.Template.Spec.NodeSelector))
+		s := v.Status
+		p("Desired Number of Nodes Scheduled", fmt.Sprint(s.DesiredNumberScheduled))
+		p("Current Number of Nodes Scheduled", fmt.Sprint(s.CurrentNumberScheduled))
+		p("Number Ready", fmt.Sprint(s.NumberReady))
+		templ(tw, &v.Spec.Template)
+		pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
+	case *core.Service:
+		p("Type", v.Spec.Type)
+		p("Selector", labelString(v.Spec.Selector))
+		p("IP", orNone(v.Spec.ClusterIP))
+		for _, port := range v.Spec.Ports {
+			p("Port", fmt.Sprintf("%s %d/%s -> %s", orNone(port.Name), port.Port, port.Protocol, port.TargetPort.String()))
+			if port.NodePort != 0 {
+				p("NodePort", fmt.Sprintf("%d/%s", port.NodePort, port.Protocol))
+			}
+		}
+		var eps []string
+		for _, o := range related {
+			if pod, ok := o.(*core.Pod); ok && pod.Metadata.Namespace == v.Metadata.Namespace && len(v.Spec.Selector) > 0 &&
+				core.MatchLabels(v.Spec.Selector, pod.Metadata.Labels) && pod.Ready() && pod.Status.PodIP != "" {
+				eps = append(eps, pod.Status.PodIP)
+			}
+		}
+		p("Endpoints", orNone(strings.Join(eps, ",")))
+		fmt.Fprintln(tw, "Note:\tthe service proxy is not programmed yet in this version: the ClusterIP is allocated but not routed")
+	case *core.Namespace:
+		p("Status", v.Status.Phase)
+	}
+}
+
+func notes(tw io.Writer, warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintf(tw, "Warning:\t%s\n", w)
+	}
+}
+
+func templ(tw io.Writer, t *core.PodTemplateSpec) {
+	fmt.Fprintf(tw, "Pod Template:\n  Labels:\t%s\n", labelString(t.Metadata.Labels))
+	for _, c := range t.Spec.Containers {
+		fmt.Fprintf(tw, "  %s:\n    Image:\t%s\n", c.Name, c.Image)
+		if len(c.Resources.Limits) > 0 {
+			fmt.Fprintf(tw, "    Limits:\t%s\n", resources(c.Resources.Limits))
+		}
+	}
+}
+
+func resources(l core.ResourceList) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + string(l[k])
+	}
+	return strings.Join(parts, ", ")
+}

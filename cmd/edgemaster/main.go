@@ -1,0 +1,340 @@
+// Command edgemaster runs the control plane: API server, scheduler and
+// controllers, SQLite store, embedded MQTT broker and mDNS advertisement.
+package main
+
+import (
+	"context"
+	b64 "encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/edgeorch/edge/api"
+	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/discovery"
+	"github.com/edgeorch/edge/internal/fsutil"
+	"github.com/edgeorch/edge/internal/version"
+	"github.com/edgeorch/edge/mqtt"
+	"github.com/edgeorch/edge/sqlite"
+)
+
+func main() {
+	m := NewMain()
+	if err := m.ParseFlags(os.Args[1:]); errors.Is(err, pflag.ErrHelp) {
+		os.Exit(0)
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, "edgemaster:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "edgemaster:", err)
+		m.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	stop() // a second signal kills at once
+	slog.Info("shutting down")
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "edgemaster:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the master process.
+type Main struct {
+	DataDir       string
+	APIAddr       string
+	MQTTAddr      string
+	MQTTURL       string
+	NoMDNS        bool
+	Registries    string
+	TLSSANs       []string
+	NodeLostGrace time.Duration
+	Debug         bool
+
+	Log         *slog.Logger
+	DB          *sqlite.DB
+	PKI         *api.PKI
+	Broker      *mqtt.Broker
+	Bus         *mqtt.Master
+	Controllers *core.Controllers
+	API         *api.Server
+	Advertiser  *discovery.Advertiser
+
+	credMu sync.RWMutex
+	creds  map[string]string // node -> password hash
+}
+
+func NewMain() *Main { return &Main{} }
+
+// ParseFlags reads the command line.
+func (m *Main) ParseFlags(args []string) error {
+	fs := pflag.NewFlagSet("edgemaster", pflag.ContinueOnError)
+	fs.StringVar(&m.DataDir, "data-dir", "/var/lib/edge/master", "state, certificates, admin.conf and join-token")
+	fs.StringVar(&m.APIAddr, "api-addr", ":7443", "HTTPS API listen address")
+	fs.StringVar(&m.MQTTAddr, "mqtt-addr", ":8883", "embedded MQTT broker (TLS) listen address")
+	fs.StringVar(&m.MQTTURL, "mqtt-url", "", "use this external broker (tcp://host:1883, ssl://...) instead of the embedded one")
+	fs.BoolVar(&m.NoMDNS, "no-mdns", false, "do not advertise _edgemaster._tcp on the LAN")
+	fs.StringVar(&m.Registries, "registries", "", "upstream registries, in k3s registries.yaml format")
+	fs.StringSliceVar(&m.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate")
+	fs.DurationVar(&m.NodeLostGrace, "node-lost-grace", 5*time.Second, "how long a node may be unreachable before its replicas move")
+	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "Usage: edgemaster [flags]\n\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println("edgemaster", version.Version)
+		return pflag.ErrHelp
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if m.Registries != "" {
+		if _, err := os.Stat(m.Registries); err != nil {
+			return fmt.Errorf("--registries: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run starts every component; it returns once they serve.
+func (m *Main) Run(ctx context.Context) error {
+	level := slog.LevelInfo
+	if m.Debug {
+		level = slog.LevelDebug
+	}
+	if m.Log == nil {
+		m.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		slog.SetDefault(m.Log)
+	}
+	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return err
+	}
+	var err error
+	if m.PKI, err = api.LoadOrCreatePKI(m.DataDir, m.TLSSANs); err != nil {
+		return fmt.Errorf("certificates in %s: %w", m.DataDir, err)
+	}
+	m.DB = sqlite.NewDB(filepath.Join(m.DataDir, "state.db"))
+	if err := m.DB.Open(); err != nil {
+		return err
+	}
+	adminToken, joinToken, err := m.ensureTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if m.creds, err = m.DB.NodeCredentials(ctx); err != nil {
+		return err
+	}
+	reports := &core.Reports{Store: m.DB, Now: time.Now}
+	m.Bus = &mqtt.Master{Sink: reports, Log: m.Log}
+	if m.MQTTURL == "" {
+		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.checkNodePassword}
+		if err := m.Broker.Open(); err != nil {
+			return err
+		}
+		m.Bus.Broker = m.Broker
+	} else {
+		m.Bus.URL = m.MQTTURL
+	}
+	if err := m.Bus.Open(); err != nil {
+		return err
+	}
+	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace}
+	m.Controllers.Open()
+	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
+		Version: version.Version, MQTTURL: m.agentMQTTURL, NodeCredential: m.setNodeCredential, Metrics: m.metrics}
+	if err := m.API.Open(); err != nil {
+		return err
+	}
+	if err := m.writeAdminConf(adminToken); err != nil {
+		return err
+	}
+	if !m.NoMDNS {
+		m.Advertiser = &discovery.Advertiser{APIPort: port(m.API.Address()), MQTTPort: port(m.mqttAddress()), CAHash: m.PKI.CAHash(), Log: m.Log}
+		if err := m.Advertiser.Open(); err != nil {
+			m.Log.Warn("mDNS advertisement failed; agents need --master", "err", err)
+			m.Advertiser = nil
+		}
+	}
+	m.Log.Info("edgemaster ready", "version", version.Version, "api", m.API.Address(), "mqtt", m.mqttAddress(),
+		"data", m.DataDir, "join-token", filepath.Join(m.DataDir, "join-token"))
+	_ = joinToken
+	return nil
+}
+
+// Close stops everything in reverse order. It is idempotent.
+func (m *Main) Close() error {
+	var errs []error
+	if m.Advertiser != nil {
+		m.Advertiser.Close()
+	}
+	if m.API != nil {
+		errs = append(errs, m.API.Close())
+	}
+	if m.Controllers != nil {
+		m.Controllers.Close()
+	}
+	if m.Bus != nil {
+		errs = append(errs, m.Bus.Close())
+	}
+	if m.Broker != nil {
+		errs = append(errs, m.Broker.Close())
+	}
+	if m.DB != nil {
+		errs = append(errs, m.DB.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	var n int
+	fmt.Sscan(p, &n)
+	return n
+}
+
+func (m *Main) mqttAddress() string {
+	if m.Broker != nil {
+		return m.Broker.Address()
+	}
+	return m.MQTTURL
+}
+
+// agentMQTTURL tells a joining agent where the broker is: the embedded one
+// on the host the agent used to reach the API.
+func (m *Main) agentMQTTURL(apiHost string) string {
+	if m.Broker == nil {
+		u := m.MQTTURL
+		if i := strings.Index(u, "://"); i >= 0 {
+			if j := strings.LastIndex(u[i+3:], "@"); j >= 0 {
+				u = u[:i+3] + u[i+3+j+1:] // never hand out the master's own broker credentials
+			}
+		}
+		return u
+	}
+	return "ssl://" + net.JoinHostPort(apiHost, fmt.Sprint(port(m.Broker.Address())))
+}
+
+func (m *Main) checkNodePassword(node, password string) bool {
+	m.credMu.RLock()
+	defer m.credMu.RUnlock()
+	h, ok := m.creds[node]
+	return ok && h == api.HashSecret(password)
+}
+
+func (m *Main) setNodeCredential(node, hash string) {
+	m.credMu.Lock()
+	defer m.credMu.Unlock()
+	m.creds[node] = hash
+}
+
+// ensureTokens reuses admin.conf and join-token from the data dir, or
+// creates them on first start, and makes sure the store knows them.
+func (m *Main) ensureTokens(ctx context.Context) (admin string, join api.JoinToken, err error) {
+	adminPath := filepath.Join(m.DataDir, "admin.conf")
+	if cfg, err := api.LoadConfig(adminPath); err == nil && cfg.Token != "" {
+		admin = cfg.Token
+	} else {
+		admin = api.NewSecret() + api.NewSecret()
+	}
+	if err := m.ensureToken(ctx, "admin", core.TokenAdmin, admin); err != nil {
+		return "", join, err
+	}
+	joinPath := filepath.Join(m.DataDir, "join-token")
+	if b, err := os.ReadFile(joinPath); err == nil {
+		if join, err = api.ParseJoinToken(string(b)); err != nil {
+			return "", join, fmt.Errorf("%s: %v", joinPath, api.ErrorString(err))
+		}
+		if join.CAHash != m.PKI.CAHash() {
+			return "", join, fmt.Errorf("%s pins another CA than %s; remove the token file to make a new one", joinPath, filepath.Join(m.DataDir, "ca.crt"))
+		}
+	} else {
+		join = api.JoinToken{CAHash: m.PKI.CAHash(), ID: "default", Secret: api.NewSecret()}
+		if err := fsutil.WriteFileAtomic(joinPath, []byte(join.String()+"\n"), 0o600); err != nil {
+			return "", join, err
+		}
+	}
+	if err := m.ensureToken(ctx, join.ID, core.TokenJoin, join.ID+"."+join.Secret); err != nil {
+		return "", join, err
+	}
+	return admin, join, nil
+}
+
+func (m *Main) ensureToken(ctx context.Context, id, kind, secret string) error {
+	hash := api.HashSecret(secret)
+	if _, err := m.DB.FindToken(ctx, kind, hash); err == nil {
+		return nil
+	}
+	err := m.DB.CreateToken(ctx, &core.Token{ID: id, Kind: kind, Hash: hash, Description: "created at first start"})
+	if core.ErrorCode(err) == core.ECONFLICT {
+		// The file changed by hand: the file wins.
+		return fmt.Errorf("token %q in the store does not match the data dir's file; restore the file or remove %s", id, m.DB.Path)
+	}
+	return err
+}
+
+func (m *Main) writeAdminConf(token string) error {
+	host, p, _ := net.SplitHostPort(m.API.Address())
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	cfg := &api.Config{Server: "https://" + net.JoinHostPort(host, p), Token: token,
+		CertificateAuthorityData: base64(m.PKI.CAPEM)}
+	path := filepath.Join(m.DataDir, "admin.conf")
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(cfg.Marshal()) {
+		return nil
+	}
+	return fsutil.WriteFileAtomic(path, cfg.Marshal(), 0o600)
+}
+
+func (m *Main) metrics() map[string]float64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	out := map[string]float64{
+		"edge_store_writes_total": float64(m.DB.Writes()),
+		"edge_store_revision":     float64(m.DB.Revision()),
+		"go_goroutines":           float64(runtime.NumGoroutine()),
+		"go_memstats_heap_inuse":  float64(ms.HeapInuse),
+		"go_memstats_sys_bytes":   float64(ms.Sys),
+		"process_resident_bytes":  float64(rss()),
+	}
+	in, outb := m.Bus.Stats()
+	out["edge_mqtt_bytes_received_total"] = float64(in)
+	out["edge_mqtt_bytes_sent_total"] = float64(outb)
+	for _, k := range []core.Kind{core.KindNode, core.KindPod, core.KindDeployment, core.KindDaemonSet, core.KindService} {
+		if objs, err := m.DB.List(context.Background(), k, ""); err == nil {
+			out["edge_objects{kind=\""+strings.ToLower(string(k))+"\"}"] = float64(len(objs))
+		}
+	}
+	return out
+}
+
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	var size, res int64
+	fmt.Sscan(string(b), &size, &res)
+	return res * int64(os.Getpagesize())
+}
+
+func base64(b []byte) string {
+	return b64.StdEncoding.EncodeToString(b)
+}

@@ -1,0 +1,497 @@
+// Package edgeagent is the worker: it runs the pods its master wants through
+// containerd, reports what it sees, and keeps going when the master, the
+// broker or the link is gone. Its only state outside containerd is the last
+// desired state, written crash-safely, and the pods' log files; everything
+// else is read back from containerd labels, so a restarted agent adopts its
+// running containers instead of duplicating them. It never talks to the
+// master except through its Reporter and the callbacks the wiring sets.
+package edgeagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	apievents "github.com/containerd/containerd/api/events"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/typeurl/v2"
+
+	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/fsutil"
+)
+
+// Agent runs a node's pods. Configure the fields, then Open.
+type Agent struct {
+	Name       string
+	DataDir    string
+	RunDir     string // netns mounts; default /run/edge/<Name>
+	Containerd string // socket path
+	Namespace  string // containerd namespace, default "edge"
+	// CgroupParent holds every container's cgroup; default /edge/<Name>.
+	CgroupParent string
+	Labels       map[string]string
+	// PidsLimit caps the processes of each container (default 1024).
+	PidsLimit int64
+	Version   string
+	Reporter  core.Reporter
+	Network   Network // pod networking; nil gives pods a loopback-only namespace
+	Log       *slog.Logger
+	Now       func() time.Time
+	// Resync is how often every pod is checked without an event (default 5s).
+	Resync time.Duration
+
+	client *containerd.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	desired     *core.DesiredState // latest known; nil until one is known
+	newDesired  chan struct{}
+	workers     map[string]*podWorker // by pod UID
+	byContainer map[string]string     // containerd id -> pod UID
+	workerDone  chan string
+	dirty       chan struct{}
+	lastSent    []byte
+	node        core.NodeStatus
+	hostIP      string
+	ready       chan struct{} // closed once containerd is reachable and pods adopted
+	ooms        map[string]bool // containers the kernel OOM-killed
+}
+
+// Network sets up and tears down a pod's network in its namespace.
+type Network interface {
+	// Setup attaches the namespace at netnsPath and returns the pod's IP.
+	Setup(ctx context.Context, podUID, podName, podNamespace, netnsPath string) (string, error)
+	// Teardown detaches it; it must tolerate a namespace already gone.
+	Teardown(ctx context.Context, podUID, podName, podNamespace, netnsPath string) error
+}
+
+func (a *Agent) desiredPath() string { return filepath.Join(a.DataDir, "desired.json") }
+
+// Open loads the last desired state from disk and starts reconciling. It
+// does not wait for containerd or the master.
+func (a *Agent) Open() error {
+	if a.Name == "" || a.DataDir == "" || a.Containerd == "" {
+		return errors.New("agent: name, data dir and containerd socket are required")
+	}
+	if a.Namespace == "" {
+		a.Namespace = "edge"
+	}
+	if a.RunDir == "" {
+		a.RunDir = "/run/edge/" + a.Name
+	}
+	if a.CgroupParent == "" {
+		a.CgroupParent = "/edge/" + a.Name
+	}
+	if a.PidsLimit == 0 {
+		a.PidsLimit = 1024
+	}
+	if a.Log == nil {
+		a.Log = slog.Default()
+	}
+	if a.Now == nil {
+		a.Now = time.Now
+	}
+	if a.Resync == 0 {
+		a.Resync = 5 * time.Second
+	}
+	for _, d := range []string{a.DataDir, filepath.Join(a.DataDir, "logs"), filepath.Join(a.DataDir, "pods"), filepath.Join(a.RunDir, "netns")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	a.workers = map[string]*podWorker{}
+	a.byContainer = map[string]string{}
+	a.ooms = map[string]bool{}
+	a.newDesired = make(chan struct{}, 1)
+	a.workerDone = make(chan string, 64)
+	a.dirty = make(chan struct{}, 1)
+	a.ready = make(chan struct{})
+	if b, err := os.ReadFile(a.desiredPath()); err == nil {
+		var ds core.DesiredState
+		if err := json.Unmarshal(b, &ds); err != nil {
+			a.Log.Error("ignoring unreadable saved desired state", "file", a.desiredPath(), "err", err)
+		} else {
+			a.desired = &ds
+			a.Log.Info("loaded saved desired state", "pods", len(ds.Pods))
+		}
+	}
+	a.node = a.nodeStatus()
+	a.ctx, a.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), a.Namespace))
+	a.wg.Add(2)
+	go a.run()
+	go a.reportLoop()
+	return nil
+}
+
+// Close stops the agent. Containers keep running: a restarted agent adopts them.
+func (a *Agent) Close() error {
+	if a.cancel == nil {
+		return nil
+	}
+	a.cancel()
+	a.wg.Wait()
+	a.cancel = nil
+	if a.client != nil {
+		return a.client.Close()
+	}
+	return nil
+}
+
+// Ready returns a channel closed once containerd is reachable and existing
+// containers are adopted.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// SetDesired hands the agent a new desired state (from the master). It does
+// not block.
+func (a *Agent) SetDesired(ds *core.DesiredState) {
+	if ds.Node != "" && ds.Node != a.Name {
+		a.Log.Error("ignoring a desired state for another node", "node", ds.Node)
+		return
+	}
+	a.mu.Lock()
+	same := a.desired != nil && a.desired.Hash == ds.Hash && ds.Hash != ""
+	if !same {
+		a.desired = ds
+	}
+	a.mu.Unlock()
+	if same {
+		return
+	}
+	if b, err := json.Marshal(ds); err == nil {
+		if err := fsutil.WriteFileAtomic(a.desiredPath(), b, 0o600); err != nil {
+			a.Log.Error("saving desired state failed; it will not survive a restart", "err", err)
+		}
+	}
+	select {
+	case a.newDesired <- struct{}{}:
+	default:
+	}
+}
+
+// ForceReport makes the next report go out even if nothing changed (after a
+// reconnection, the master may have missed the last one).
+func (a *Agent) ForceReport() {
+	a.mu.Lock()
+	a.lastSent = nil
+	a.mu.Unlock()
+	a.markDirty()
+}
+
+func (a *Agent) markDirty() {
+	select {
+	case a.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// connect dials containerd until it answers.
+func (a *Agent) connect() bool {
+	delay := 200 * time.Millisecond
+	failures := 0
+	for {
+		c, err := containerd.New(a.Containerd, containerd.WithDefaultNamespace(a.Namespace), containerd.WithTimeout(5*time.Second))
+		if err == nil {
+			if _, err = c.Version(a.ctx); err == nil {
+				a.client = c
+				if failures > 0 {
+					a.Log.Info("containerd reachable again", "socket", a.Containerd)
+				}
+				return true
+			}
+			c.Close()
+		}
+		failures++
+		if failures == 1 || failures%30 == 0 {
+			a.Log.Warn("containerd not reachable; retrying", "socket", a.Containerd, "err", err)
+		}
+		select {
+		case <-a.ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (a *Agent) run() {
+	defer a.wg.Done()
+	if !a.connect() {
+		return
+	}
+	if err := a.adopt(); err != nil {
+		a.Log.Error("listing existing containers failed", "err", err)
+	}
+	close(a.ready)
+	a.apply()
+	events := a.subscribe()
+	for {
+		select {
+		case <-a.ctx.Done():
+			a.mu.Lock()
+			for _, w := range a.workers {
+				w.stop()
+			}
+			a.mu.Unlock()
+			return
+		case <-a.newDesired:
+			a.apply()
+		case uid := <-a.workerDone:
+			a.mu.Lock()
+			if w := a.workers[uid]; w != nil && w.isFinished() {
+				delete(a.workers, uid)
+				for id, u := range a.byContainer {
+					if u == uid {
+						delete(a.byContainer, id)
+					}
+				}
+			}
+			a.mu.Unlock()
+			a.apply() // a pod of the same name may wait for this one to go
+			a.markDirty()
+		case id, ok := <-events:
+			if !ok {
+				events = a.subscribe()
+				continue
+			}
+			a.mu.Lock()
+			if w := a.workers[a.byContainer[id]]; w != nil {
+				w.kickNow()
+			}
+			a.mu.Unlock()
+		}
+	}
+}
+
+// subscribe streams the ids of containers whose task exited, reconnecting
+// when containerd restarts.
+func (a *Agent) subscribe() <-chan string {
+	out := make(chan string, 64)
+	go func() {
+		defer close(out)
+		envs, errs := a.client.Subscribe(a.ctx,
+			fmt.Sprintf(`topic=="/tasks/exit",namespace==%q`, a.Namespace),
+			fmt.Sprintf(`topic=="/tasks/oom",namespace==%q`, a.Namespace))
+		for {
+			select {
+			case <-a.ctx.Done():
+				return
+			case err := <-errs:
+				if a.ctx.Err() == nil {
+					a.Log.Warn("containerd event stream broke; resubscribing", "err", err)
+					select {
+					case <-time.After(time.Second):
+					case <-a.ctx.Done():
+					}
+				}
+				return
+			case env := <-envs:
+				if env == nil {
+					continue
+				}
+				ev, err := typeurl.UnmarshalAny(env.Event)
+				if err != nil {
+					continue
+				}
+				if oom, ok := ev.(*apievents.TaskOOM); ok {
+					a.mu.Lock()
+					a.ooms[oom.ContainerID] = true
+					a.mu.Unlock()
+				}
+				if exit, ok := ev.(*apievents.TaskExit); ok {
+					select {
+					case out <- exit.ContainerID:
+					case <-a.ctx.Done():
+						return
+					}
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// adopt finds the containers a previous agent left running.
+func (a *Agent) adopt() error {
+	ctrs, err := a.client.Containers(a.ctx, fmt.Sprintf(`labels.%q`, labelPodUID))
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range ctrs {
+		labels, err := c.Labels(a.ctx)
+		if err != nil {
+			continue
+		}
+		uid := labels[labelPodUID]
+		w := a.workers[uid]
+		if w == nil {
+			w = a.newWorker(uid, labels[labelPodNamespace], labels[labelPodName])
+			w.netnsPath, w.podIP = labels[labelNetNS], labels[labelPodIP]
+			a.workers[uid] = w
+		}
+		a.byContainer[c.ID()] = uid
+	}
+	if len(ctrs) > 0 {
+		a.Log.Info("adopted running containers", "containers", len(ctrs), "pods", len(a.workers))
+	}
+	for _, w := range a.workers {
+		w.start()
+	}
+	return nil
+}
+
+// apply makes the set of pod workers match the desired state.
+func (a *Agent) apply() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ds := a.desired
+	if ds == nil {
+		return // nothing known yet: adopted containers are left alone
+	}
+	want := map[string]*core.Pod{}
+	names := map[string]string{} // namespace/name -> uid wanted
+	for _, p := range ds.Pods {
+		want[p.Metadata.UID] = p
+		names[p.Metadata.Namespace+"/"+p.Metadata.Name] = p.Metadata.UID
+	}
+	for uid, w := range a.workers {
+		if p := want[uid]; p != nil {
+			w.setPod(p)
+		} else {
+			w.terminate()
+		}
+	}
+	for uid, p := range want {
+		if a.workers[uid] != nil {
+			continue
+		}
+		// A replaced pod of the same name must be gone first: they would
+		// share log paths and, with hostNetwork, ports.
+		busy := false
+		for _, w := range a.workers {
+			if w.namespace == p.Metadata.Namespace && w.name == p.Metadata.Name {
+				busy = true
+			}
+		}
+		if busy {
+			continue
+		}
+		w := a.newWorker(uid, p.Metadata.Namespace, p.Metadata.Name)
+		w.setPod(p)
+		a.workers[uid] = w
+		for _, c := range p.Spec.Containers {
+			a.byContainer[containerID(p, c.Name)] = uid
+		}
+		w.start()
+	}
+	a.markDirty()
+}
+
+// reportLoop sends a report whenever the snapshot changes.
+func (a *Agent) reportLoop() {
+	defer a.wg.Done()
+	resend := time.NewTimer(time.Hour)
+	defer resend.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.dirty:
+		case <-resend.C:
+		}
+		// Let a burst of changes (20 pods starting) settle into one report.
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-a.ctx.Done():
+			return
+		}
+		if a.Reporter == nil {
+			continue
+		}
+		rep := a.Snapshot()
+		b, _ := json.Marshal(rep)
+		a.mu.Lock()
+		same := string(b) == string(a.lastSent)
+		a.mu.Unlock()
+		if same {
+			continue
+		}
+		if err := a.Reporter.Report(rep); err != nil {
+			// Sent again on reconnect (ForceReport) or at the next change.
+			resend.Reset(5 * time.Second)
+			continue
+		}
+		a.mu.Lock()
+		a.lastSent = b
+		a.mu.Unlock()
+		resend.Reset(time.Hour) // the slow resync
+	}
+}
+
+// Snapshot returns the agent's current report.
+func (a *Agent) Snapshot() *core.NodeReport {
+	a.mu.Lock()
+	workers := make([]*podWorker, 0, len(a.workers))
+	for _, w := range a.workers {
+		workers = append(workers, w)
+	}
+	rep := &core.NodeReport{Node: a.Name, Labels: a.nodeLabels(), Status: a.node, Pods: []core.PodReport{}}
+	if a.desired != nil {
+		rep.DesiredHash = a.desired.Hash
+	}
+	a.mu.Unlock()
+	if imgs := a.images(); imgs != nil {
+		rep.Status.Images = imgs
+	}
+	for _, w := range workers {
+		if r, ok := w.report(); ok {
+			rep.Pods = append(rep.Pods, r)
+		}
+	}
+	sort.Slice(rep.Pods, func(i, j int) bool {
+		if rep.Pods[i].Namespace != rep.Pods[j].Namespace {
+			return rep.Pods[i].Namespace < rep.Pods[j].Namespace
+		}
+		return rep.Pods[i].Name < rep.Pods[j].Name
+	})
+	return rep
+}
+
+// images lists the images present, for the scheduler's image locality.
+func (a *Agent) images() []core.NodeImage {
+	if a.client == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+	defer cancel()
+	imgs, err := a.client.ImageService().List(ctx)
+	if err != nil {
+		return nil
+	}
+	out := []core.NodeImage{}
+	for _, img := range imgs {
+		out = append(out, core.NodeImage{Names: []string{img.Name}, SizeBytes: img.Target.Size})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Names[0] < out[j].Names[0] })
+	return out
+}
+
+// oomKilled reports (once) whether the kernel OOM-killed container id.
+func (w *podWorker) oomKilled(id string) bool {
+	w.a.mu.Lock()
+	defer w.a.mu.Unlock()
+	ok := w.a.ooms[id]
+	delete(w.a.ooms, id)
+	return ok
+}
