@@ -63,7 +63,7 @@ type Agent struct {
 	lastSent    []byte
 	node        core.NodeStatus
 	hostIP      string
-	ready       chan struct{} // closed once containerd is reachable and pods adopted
+	ready       chan struct{}   // closed once containerd is reachable and pods adopted
 	ooms        map[string]bool // containers the kernel OOM-killed
 }
 
