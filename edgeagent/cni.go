@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 
 	gocni "github.com/containerd/go-cni"
 )
@@ -16,7 +15,6 @@ import (
 // config dir it uses a bridge network it writes itself: the node's pods on
 // a bridge with host-local addresses and masquerading, plus portmap.
 type CNI struct {
-	mu  sync.Mutex
 	cni gocni.CNI
 }
 

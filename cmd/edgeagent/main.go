@@ -172,7 +172,7 @@ func (m *Main) join(ctx context.Context, jt api.JoinToken) (*credentials, error)
 	if err != nil {
 		return nil, err
 	}
-	m.Log.Info("joined the cluster", "master", master, "node", m.Name)
+	m.Log.Info("joined the cluster", "master", master)
 	return &credentials{Master: m.Master, CAHash: jt.CAHash, Node: m.Name, MQTTURL: resp.MQTTURL, Password: resp.MQTTPassword, CACert: resp.CACert}, nil
 }
 

@@ -1,0 +1,509 @@
+// Package e2e drives the real binaries against a private containerd: the
+// master with its embedded broker and SQLite, an agent, edgectl. Every test
+// removes what it created (containers, namespaces, CNI rules, bridges,
+// cgroups, temp dirs), also on failure.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/edgeorch/edge/api"
+	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/images"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("e2e: needs root (containerd, cgroups, network namespaces); skipping")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "edge-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/edgemaster", "../cmd/edgeagent", "../cmd/edgectl")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Println("e2e: build failed:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// waitFor polls cond until it returns nil or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = cond(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// proc is a running binary with its output in a file.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func start(t *testing.T, dir, name string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(binDir, strings.Fields(name)[0])
+	if _, err := os.Stat(bin); err != nil {
+		bin = name
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("E2E_DUMP") != "" && strings.HasPrefix(name, "edge") {
+			p.stop(syscall.SIGQUIT, 5*time.Second) // a goroutine dump for the log
+		}
+		p.stop(syscall.SIGTERM, 10*time.Second)
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if max := 6000 * (1 + 20*len(os.Getenv("E2E_DUMP"))); len(b) > max {
+				b = b[len(b)-max:]
+			}
+			t.Logf("--- %s log (tail) ---\n%s", name, b)
+		}
+	})
+	return p
+}
+
+func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// containerdEnv is a private containerd: its own root, state and socket.
+type containerdEnv struct {
+	dir    string
+	socket string
+	proc   *proc
+	client *containerd.Client
+}
+
+func startContainerd(t *testing.T) *containerdEnv {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "edge-ctrd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &containerdEnv{dir: dir, socket: filepath.Join(dir, "containerd.sock")}
+	conf := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), e.socket, e.socket+".ttrpc")
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.cleanup(t) })
+	e.proc = start(t, dir, "containerd", "--config", filepath.Join(dir, "config.toml"))
+	waitFor(t, 20*time.Second, "containerd to serve", func() error {
+		c, err := containerd.New(e.socket, containerd.WithTimeout(time.Second))
+		if err != nil {
+			return err
+		}
+		if _, err := c.Version(context.Background()); err != nil {
+			c.Close()
+			return err
+		}
+		e.client = c
+		return nil
+	})
+	return e
+}
+
+// cleanup removes every container this containerd ran, stops it and
+// unmounts and deletes its directories.
+func (e *containerdEnv) cleanup(t *testing.T) {
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	if e.client != nil {
+		if ctrs, err := e.client.Containers(ctx); err == nil {
+			for _, c := range ctrs {
+				if task, err := c.Task(ctx, nil); err == nil {
+					task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll)
+					task.Delete(ctx, containerd.WithProcessKill)
+				}
+				c.Delete(ctx, containerd.WithSnapshotCleanup)
+			}
+		}
+		e.client.Close()
+	}
+	if e.proc != nil {
+		e.proc.stop(syscall.SIGTERM, 10*time.Second)
+	}
+	unmountUnder(e.dir)
+	os.RemoveAll(e.dir)
+}
+
+// unmountUnder lazily unmounts anything still mounted below dir.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var mps []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir) {
+			mps = append(mps, f[1])
+		}
+	}
+	for i := len(mps) - 1; i >= 0; i-- {
+		syscall.Unmount(mps[i], syscall.MNT_DETACH)
+	}
+}
+
+// importDemoImage builds the busybox demo image and imports it into the
+// edge namespace, so no registry is involved.
+func (e *containerdEnv) importDemoImage(t *testing.T, name string) {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox-static is needed for the demo image: apt-get install busybox-static")
+	}
+	spec, err := images.BusyboxImage(name, bb, runtime.GOARCH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := images.WriteOCIArchive(&buf, spec); err != nil {
+		t.Fatal(err)
+	}
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	imgs, err := e.client.Import(ctx, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range imgs {
+		if err := containerd.NewImage(e.client, img).Unpack(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// cluster is one master and one agent.
+type cluster struct {
+	t       *testing.T // the running (sub)test, for assertions
+	root    *testing.T // the test that owns the processes
+	dir     string
+	master  *proc
+	agent   *proc
+	ctrd    *containerdEnv
+	node    string
+	bridge  string
+	podCIDR string
+	client  *api.Client
+	config  string
+	apiURL  string
+	token   string
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	suffix := fmt.Sprintf("%d", os.Getpid()%10000)
+	c := &cluster{t: t, root: t, dir: dir, node: "e2e-" + suffix, bridge: "edge-e2e" + suffix, podCIDR: "10.99.7.0/24"}
+	c.ctrd = startContainerd(t)
+	c.ctrd.importDemoImage(t, "edge.local/demo:latest")
+	c.startMaster()
+	c.startAgent()
+	t.Cleanup(c.cleanupHost)
+	waitFor(t, 30*time.Second, "node to be Ready", func() error {
+		o, err := c.client.Get(context.Background(), core.Key{Kind: core.KindNode, Name: c.node})
+		if err != nil {
+			return err
+		}
+		if r := o.(*core.Node).Ready(); r != core.ConditionTrue {
+			return fmt.Errorf("node Ready=%s", r)
+		}
+		return nil
+	})
+	return c
+}
+
+func (c *cluster) startMaster() {
+	t := c.t
+	mdir := filepath.Join(c.dir, "master")
+	c.master = start(t, c.dir, "edgemaster", "--data-dir", mdir, "--api-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--mqtt-addr", "127.0.0.1:0", "--no-mdns")
+	c.config = filepath.Join(mdir, "admin.conf")
+	waitFor(t, 20*time.Second, "admin.conf", func() error {
+		cfg, err := api.LoadConfig(c.config)
+		if err != nil {
+			return err
+		}
+		caPEM, _ := cfg.CAPEM()
+		tlsConfig, err := api.CATLS(caPEM)
+		if err != nil {
+			return err
+		}
+		c.apiURL = cfg.Server
+		c.client = api.NewClient(cfg.Server, cfg.Token, tlsConfig)
+		_, err = c.client.Version(context.Background())
+		return err
+	})
+	b, err := os.ReadFile(filepath.Join(mdir, "join-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.token = strings.TrimSpace(string(b))
+}
+
+func (c *cluster) startAgent() {
+	c.agent = start(c.root, c.dir, "edgeagent", c.agentArgs()...)
+}
+
+func (c *cluster) agentArgs() []string {
+	return []string{"--master", c.apiURL, "--token", c.token, "--name", c.node,
+		"--data-dir", filepath.Join(c.dir, "agent"), "--containerd", c.ctrd.socket,
+		"--bridge", c.bridge, "--pod-cidr", c.podCIDR, "--labels", "e2e=yes"}
+}
+
+// cleanupHost removes what the agent created on the host outside its data
+// dir: the bridge, CNI NAT chains, netns mounts and cgroups.
+func (c *cluster) cleanupHost() {
+	// The containerd cleanup (registered earlier, so it runs later) removes
+	// containers; anything the agent left must go too.
+	exec.Command("ip", "link", "del", c.bridge).Run()
+	runDir := "/run/edge/" + c.node
+	unmountUnder(runDir)
+	os.RemoveAll(runDir)
+	for _, ctl := range []string{"memory", "cpu", "cpuacct", "pids", "blkio", "devices", "freezer", "cpuset", "systemd", ""} {
+		base := filepath.Join("/sys/fs/cgroup", ctl, "edge", c.node)
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if e.IsDir() {
+				os.Remove(filepath.Join(base, e.Name()))
+			}
+		}
+		os.Remove(base)
+		os.Remove(filepath.Dir(base)) // /edge, if empty
+	}
+	removeCNIChains(c.podCIDR)
+}
+
+// removeCNIChains deletes NAT rules and chains the bridge plugin made for
+// pods of cidr (normally gone with CNI DEL; this catches a failed test).
+func removeCNIChains(cidr string) {
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return
+	}
+	prefix := strings.TrimSuffix(cidr, "0/24")
+	chains := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "-A POSTROUTING") && strings.Contains(line, "-s "+prefix) {
+			args := strings.Fields(strings.Replace(line, "-A", "-D", 1))
+			exec.Command("iptables", append([]string{"-t", "nat"}, args...)...).Run()
+			for i, f := range args {
+				if f == "-j" && i+1 < len(args) && strings.HasPrefix(args[i+1], "CNI-") {
+					chains[args[i+1]] = true
+				}
+			}
+		}
+	}
+	for ch := range chains {
+		exec.Command("iptables", "-t", "nat", "-F", ch).Run()
+		exec.Command("iptables", "-t", "nat", "-X", ch).Run()
+	}
+}
+
+// edgectl runs the CLI against the cluster.
+func (c *cluster) edgectl(args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command(filepath.Join(binDir, "edgectl"), append([]string{"--config", c.config}, args...)...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+func (c *cluster) mustEdgectl(args ...string) string {
+	c.t.Helper()
+	out, errOut, err := c.edgectl(args...)
+	if err != nil {
+		c.t.Fatalf("edgectl %s: %v\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+func (c *cluster) apply(manifest string) string {
+	c.t.Helper()
+	path := filepath.Join(c.dir, fmt.Sprintf("m%d.yaml", time.Now().UnixNano()))
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	return c.mustEdgectl("apply", "-f", path)
+}
+
+// podsJSON lists pods through `edgectl get pods -o json`, the contract's shape.
+func (c *cluster) podsJSON(selector string) []podJSON {
+	c.t.Helper()
+	args := []string{"get", "pods", "-o", "json"}
+	if selector != "" {
+		args = append(args, "-l", selector)
+	}
+	out := c.mustEdgectl(args...)
+	var list struct {
+		Items []podJSON `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		c.t.Fatalf("edgectl get pods -o json: %v\n%s", err, out)
+	}
+	return list.Items
+}
+
+type podJSON struct {
+	Metadata struct {
+		Name              string            `json:"name"`
+		Labels            map[string]string `json:"labels"`
+		DeletionTimestamp string            `json:"deletionTimestamp"`
+	} `json:"metadata"`
+	Spec struct {
+		NodeName string `json:"nodeName"`
+	} `json:"spec"`
+	Status struct {
+		Phase             string `json:"phase"`
+		PodIP             string `json:"podIP"`
+		ContainerStatuses []struct {
+			Name         string `json:"name"`
+			RestartCount int    `json:"restartCount"`
+			Ready        bool   `json:"ready"`
+			ContainerID  string `json:"containerID"`
+			State        struct {
+				Waiting *struct {
+					Reason  string `json:"reason"`
+					Message string `json:"message"`
+				} `json:"waiting"`
+			} `json:"state"`
+		} `json:"containerStatuses"`
+	} `json:"status"`
+}
+
+// tasks returns the running tasks in namespace edge: container id -> pid.
+func (e *containerdEnv) tasks(t *testing.T) map[string]uint32 {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	ctrs, err := e.client.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint32{}
+	for _, c := range ctrs {
+		task, err := c.Task(ctx, nil)
+		if err != nil {
+			continue
+		}
+		st, err := task.Status(ctx)
+		if err == nil && st.Status == containerd.Running {
+			out[c.ID()] = task.Pid()
+		}
+	}
+	return out
+}
+
+func (e *containerdEnv) containerCount(t *testing.T) int {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	ctrs, err := e.client.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ctrs)
+}
+
+// memoryLimit reads the memory cgroup limit of a container (v1 or v2).
+func (e *containerdEnv) memoryLimit(t *testing.T, id string) string {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	c, err := e.client.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := spec.Linux.CgroupsPath
+	for _, f := range []string{filepath.Join("/sys/fs/cgroup/memory", path, "memory.limit_in_bytes"), filepath.Join("/sys/fs/cgroup", path, "memory.max")} {
+		if b, err := os.ReadFile(f); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	t.Fatalf("no memory cgroup file for %s (cgroupsPath %s)", id, path)
+	return ""
+}
