@@ -360,22 +360,27 @@ func (c *cluster) cleanupHost() {
 // removeCNIChains deletes NAT rules and chains the bridge plugin made for
 // pods of cidr (normally gone with CNI DEL; this catches a failed test).
 func removeCNIChains(cidr string) {
-	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	_, ipnet, err := net.ParseCIDR(cidr)
 	if err != nil {
 		return
 	}
-	prefix := strings.TrimSuffix(cidr, "0/24")
+	out, err := exec.Command("iptables", "-t", "nat", "-L", "POSTROUTING", "-n", "--line-numbers").Output()
+	if err != nil {
+		return
+	}
+	var nums []string
 	chains := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "-A POSTROUTING") && strings.Contains(line, "-s "+prefix) {
-			args := strings.Fields(strings.Replace(line, "-A", "-D", 1))
-			exec.Command("iptables", append([]string{"-t", "nat"}, args...)...).Run()
-			for i, f := range args {
-				if f == "-j" && i+1 < len(args) && strings.HasPrefix(args[i+1], "CNI-") {
-					chains[args[i+1]] = true
-				}
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[1], "CNI-") {
+			if ip := net.ParseIP(f[4]); ip != nil && ipnet.Contains(ip) {
+				nums = append([]string{f[0]}, nums...) // delete from the bottom up
+				chains[f[1]] = true
 			}
 		}
+	}
+	for _, n := range nums {
+		exec.Command("iptables", "-t", "nat", "-D", "POSTROUTING", n).Run()
 	}
 	for ch := range chains {
 		exec.Command("iptables", "-t", "nat", "-F", ch).Run()

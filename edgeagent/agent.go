@@ -345,6 +345,22 @@ func (a *Agent) adopt() error {
 	if len(ctrs) > 0 {
 		a.Log.Info("adopted running containers", "containers", len(ctrs), "pods", len(a.workers))
 	}
+	// Network namespaces of pods whose containers are all gone (an agent
+	// stopped half-way through removing a pod) are removed; a pod that is
+	// still wanted gets a new one from its worker.
+	entries, _ := os.ReadDir(filepath.Join(a.RunDir, "netns"))
+	for _, e := range entries {
+		if a.workers[e.Name()] != nil {
+			continue
+		}
+		path := filepath.Join(a.RunDir, "netns", e.Name())
+		if a.Network != nil {
+			if err := a.Network.Teardown(a.ctx, e.Name(), "", "", path); err != nil {
+				a.Log.Warn("removing a stale pod network failed", "pod-uid", e.Name(), "err", err)
+			}
+		}
+		removeNetNS(path)
+	}
 	for _, w := range a.workers {
 		w.start()
 	}

@@ -548,7 +548,12 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	}
 	if w.netnsPath != "" {
 		if a.Network != nil {
-			if err := a.Network.Teardown(ctx, w.uid, w.name, w.namespace, w.netnsPath); err != nil {
+			// Finish the network teardown even if the agent is stopping:
+			// a half-removed attachment leaks an address and NAT rules.
+			nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := a.Network.Teardown(nctx, w.uid, w.name, w.namespace, w.netnsPath)
+			cancel()
+			if err != nil {
 				return err
 			}
 		}

@@ -306,7 +306,11 @@ func TestDB_SurvivesKill9(t *testing.T) {
 		select {}
 	}
 	path := filepath.Join(t.TempDir(), "state.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDB_SurvivesKill9$")
+	args := []string{os.Args[0], "-test.run=^TestDB_SurvivesKill9$"}
+	if w := os.Getenv("EDGE_TEST_EXEC_WRAPPER"); w != "" {
+		args = append([]string{w}, args...) // e.g. qemu-aarch64-static for arm64 tests
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "EDGE_SQLITE_KILL_CHILD="+path)
 	err := cmd.Run()
 	var ee *exec.ExitError
