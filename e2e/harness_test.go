@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 }
 
 // waitFor polls cond until it returns nil or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error
@@ -74,7 +74,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func start(t *testing.T, dir, name string, args ...string) *proc {
+func start(t testing.TB, dir, name string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -142,7 +142,7 @@ type containerdEnv struct {
 	client *containerd.Client
 }
 
-func startContainerd(t *testing.T) *containerdEnv {
+func startContainerd(t testing.TB) *containerdEnv {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "edge-ctrd")
 	if err != nil {
@@ -180,7 +180,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 
 // cleanup removes every container this containerd ran, stops it and
 // unmounts and deletes its directories.
-func (e *containerdEnv) cleanup(t *testing.T) {
+func (e *containerdEnv) cleanup(t testing.TB) {
 	ctx := namespaces.WithNamespace(context.Background(), "edge")
 	if e.client != nil {
 		if ctrs, err := e.client.Containers(ctx); err == nil {
@@ -221,7 +221,7 @@ func unmountUnder(dir string) {
 
 // importDemoImage builds the busybox demo image and imports it into the
 // edge namespace, so no registry is involved.
-func (e *containerdEnv) importDemoImage(t *testing.T, name string) {
+func (e *containerdEnv) importDemoImage(t testing.TB, name string) {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
@@ -249,8 +249,8 @@ func (e *containerdEnv) importDemoImage(t *testing.T, name string) {
 
 // cluster is one master and one agent.
 type cluster struct {
-	t       *testing.T // the running (sub)test, for assertions
-	root    *testing.T // the test that owns the processes
+	t       testing.TB // the running (sub)test, for assertions
+	root    testing.TB // the test that owns the processes
 	dir     string
 	master  *proc
 	agent   *proc
@@ -264,7 +264,7 @@ type cluster struct {
 	token   string
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +273,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	suffix := fmt.Sprintf("%d", os.Getpid()%10000)
@@ -460,7 +460,7 @@ type podJSON struct {
 }
 
 // tasks returns the running tasks in namespace edge: container id -> pid.
-func (e *containerdEnv) tasks(t *testing.T) map[string]uint32 {
+func (e *containerdEnv) tasks(t testing.TB) map[string]uint32 {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "edge")
 	ctrs, err := e.client.Containers(ctx)
@@ -481,7 +481,7 @@ func (e *containerdEnv) tasks(t *testing.T) map[string]uint32 {
 	return out
 }
 
-func (e *containerdEnv) containerCount(t *testing.T) int {
+func (e *containerdEnv) containerCount(t testing.TB) int {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "edge")
 	ctrs, err := e.client.Containers(ctx)
@@ -492,7 +492,7 @@ func (e *containerdEnv) containerCount(t *testing.T) int {
 }
 
 // memoryLimit reads the memory cgroup limit of a container (v1 or v2).
-func (e *containerdEnv) memoryLimit(t *testing.T, id string) string {
+func (e *containerdEnv) memoryLimit(t testing.TB, id string) string {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "edge")
 	c, err := e.client.LoadContainer(ctx, id)

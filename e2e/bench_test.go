@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// benchManifest is the spine with small requests, so 20 replicas fit a
+// 2-core node (requests default to limits, 20 x 250m would not).
+var benchManifest = strings.Replace(spineManifest, "limits: {memory: 32Mi, cpu: 250m}",
+	"limits: {memory: 32Mi, cpu: 250m}\n          requests: {memory: 8Mi, cpu: 20m}", 1)
+
+// BenchmarkCluster measures the spine's speed and footprint on one master
+// and one agent (private containerd). Figures are reported as metrics and
+// printed; targets are in the issue, not asserted here.
+func BenchmarkCluster(b *testing.B) {
+	c := newCluster(b)
+	b.Run("Apply20Running", func(b *testing.B) { c.t = b; benchApply(b, c, 20) })
+	b.Run("Idle", func(b *testing.B) { c.t = b; benchIdle(b, c) })
+}
+
+// allRunning polls the API until n pods of app=spine run with ready
+// containers.
+func (c *cluster) allRunning(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		objs, err := c.client.List(context.Background(), core.KindPod, "default", "app=spine")
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, o := range objs {
+			if p := o.(*core.Pod); p.Ready() && !p.Terminating() {
+				ready++
+			}
+		}
+		if ready == n && len(objs) == n {
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return fmt.Errorf("not all %d pods running after %s", n, timeout)
+}
+
+func (c *cluster) clearSpine(tb testing.TB) {
+	c.edgectl("delete", "deployment", "spine")
+	waitFor(tb, 60*time.Second, "spine to go", func() error {
+		if n := c.ctrd.containerCount(tb); n != 0 {
+			return fmt.Errorf("%d containers", n)
+		}
+		objs, err := c.client.List(context.Background(), core.KindPod, "default", "app=spine")
+		if err != nil || len(objs) != 0 {
+			return fmt.Errorf("%d pods (%v)", len(objs), err)
+		}
+		return nil
+	})
+}
+
+func benchApply(b *testing.B, c *cluster, n int) {
+	manifest := []core.ManifestFile{{Name: "spine.yaml", Data: []byte(fmt.Sprintf(benchManifest, n))}}
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c.clearSpine(b)
+		b.StartTimer()
+		start := time.Now()
+		if _, err := c.client.Apply(context.Background(), manifest); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.allRunning(n, 60*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+	}
+	b.StopTimer()
+	ms := float64(total.Milliseconds()) / float64(b.N)
+	b.ReportMetric(ms, "ms/apply-to-running")
+	fmt.Printf("apply of %d replicas to all Running: %.0f ms (mean of %d)\n", n, ms, b.N)
+	c.clearSpine(b)
+}
+
+// pidStatus reads a field (kB) of /proc/PID/status.
+func procKB(pid int, file, field string) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), file))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func shimPIDs(socket string) []int {
+	out, _ := exec.Command("pgrep", "-f", "containerd-shim-runc-v2 .*-address "+socket+"( |$)").Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if p, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
+
+func (c *cluster) metric(tb testing.TB, name string) float64 {
+	text, err := c.client.Metrics(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && k == name {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	tb.Fatalf("no metric %s", name)
+	return 0
+}
+
+func fileSize(paths ...string) int64 {
+	var n int64
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
+func benchIdle(b *testing.B, c *cluster) {
+	idle := 60 * time.Second
+	if v := os.Getenv("EDGE_BENCH_IDLE"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			idle = d
+		}
+	}
+	for i := 0; i < b.N; i++ {
+		c.clearSpine(b)
+		if _, err := c.client.Apply(context.Background(), []core.ManifestFile{{Name: "s.yaml", Data: []byte(fmt.Sprintf(benchManifest, 10))}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.allRunning(10, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // let start-up garbage be collected
+		masterRSS := procKB(c.master.cmd.Process.Pid, "status", "VmRSS")
+		agentRSS := procKB(c.agent.cmd.Process.Pid, "status", "VmRSS")
+
+		if _, err := c.client.Apply(context.Background(), []core.ManifestFile{{Name: "s.yaml", Data: []byte(fmt.Sprintf(benchManifest, 20))}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.allRunning(20, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(3 * time.Second)
+		shims := shimPIDs(c.ctrd.socket)
+		pss := procKB(c.agent.cmd.Process.Pid, "smaps_rollup", "Pss") + procKB(c.ctrd.proc.cmd.Process.Pid, "smaps_rollup", "Pss")
+		for _, p := range shims {
+			pss += procKB(p, "smaps_rollup", "Pss")
+		}
+
+		db := filepath.Join(c.dir, "master", "state.db")
+		writes0 := c.metric(b, "edge_store_writes_total")
+		size0 := fileSize(db, db+"-wal")
+		in0, out0 := c.metric(b, "edge_mqtt_bytes_received_total"), c.metric(b, "edge_mqtt_bytes_sent_total")
+		time.Sleep(idle)
+		writes := c.metric(b, "edge_store_writes_total") - writes0
+		growth := fileSize(db, db+"-wal") - size0
+		mqttBytes := c.metric(b, "edge_mqtt_bytes_received_total") - in0 + c.metric(b, "edge_mqtt_bytes_sent_total") - out0
+		perHour := mqttBytes * float64(time.Hour) / float64(idle)
+
+		b.ReportMetric(float64(masterRSS)/1024, "MB-master-rss")
+		b.ReportMetric(float64(agentRSS)/1024, "MB-agent-rss")
+		b.ReportMetric(float64(pss)/1024, "MB-node-pss-20pods")
+		b.ReportMetric(writes, "idle-sqlite-writes")
+		b.ReportMetric(float64(growth), "idle-db-growth-bytes")
+		b.ReportMetric(perHour/1024, "KB-mqtt-per-idle-node-hour")
+		fmt.Printf("master RSS idle, 1 node, 10 pods:     %.1f MB\n", float64(masterRSS)/1024)
+		fmt.Printf("agent RSS idle, 10 pods:              %.1f MB\n", float64(agentRSS)/1024)
+		fmt.Printf("node PSS, 20 pods (agent+containerd+%d shims): %.1f MB\n", len(shims), float64(pss)/1024)
+		fmt.Printf("SQLite writes over %s idle:          %.0f (file growth %d bytes)\n", idle, writes, growth)
+		fmt.Printf("MQTT bytes per idle node per hour:    %.1f KB\n", perHour/1024)
+	}
+	c.clearSpine(b)
+}
