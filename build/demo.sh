@@ -52,6 +52,7 @@ cleanup() {
 	for n in $(iptables -t nat -L POSTROUTING -n --line-numbers 2>/dev/null | awk '$2 ~ /^CNI-/ && $5 ~ /^10\.42\.0\./ {print $1}' | sort -rn); do
 		iptables -t nat -D POSTROUTING "$n" 2>/dev/null || true
 	done
+	iptables -t nat -D POSTROUTING -s 10.42.0.0/24 ! -d 10.42.0.0/24 -m comment --comment "edge pod network" -j MASQUERADE 2>/dev/null
 	for ch in $(iptables -t nat -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
 		iptables -t nat -L "$ch" -n 2>/dev/null | grep -q 10.42.0.0/24 && { iptables -t nat -F "$ch"; iptables -t nat -X "$ch"; } 2>/dev/null || true
 	done

@@ -24,6 +24,7 @@ import (
 
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/edgeagent"
 	"github.com/edgeorch/edge/images"
 )
 
@@ -355,6 +356,9 @@ func (c *cluster) cleanupHost() {
 		os.Remove(filepath.Dir(base)) // /edge, if empty
 	}
 	removeCNIChains(c.podCIDR)
+	if err := edgeagent.RemoveMasquerade(c.podCIDR); err != nil {
+		c.t.Logf("removing the pod masquerade rule: %v", err)
+	}
 }
 
 // removeCNIChains deletes NAT rules and chains the bridge plugin made for

@@ -9,13 +9,17 @@ import (
 	"path/filepath"
 
 	gocni "github.com/containerd/go-cni"
+	"github.com/coreos/go-iptables/iptables"
 )
 
 // CNI attaches pods through CNI plugins (containerd's go-cni). Without a
 // config dir it uses a bridge network it writes itself: the node's pods on
-// a bridge with host-local addresses and masquerading, plus portmap.
+// a bridge with host-local addresses, and one masquerade rule for the whole
+// pod range (as flannel does) instead of NAT chains per pod, which cost
+// every pod start several serialised iptables calls.
 type CNI struct {
-	cni gocni.CNI
+	cni     gocni.CNI
+	podCIDR string // set when the agent owns the masquerade rule
 }
 
 // DefaultNetwork returns the conflist of the agent's default pod network.
@@ -28,7 +32,7 @@ func DefaultNetwork(bridge, podCIDR, ipamDir string) ([]byte, error) {
 		"name":       "edge",
 		"plugins": []any{
 			map[string]any{
-				"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+				"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
 				"ipam": map[string]any{
 					"type":    "host-local",
 					"ranges":  [][]map[string]string{{{"subnet": podCIDR}}},
@@ -36,17 +40,23 @@ func DefaultNetwork(bridge, podCIDR, ipamDir string) ([]byte, error) {
 					"dataDir": ipamDir,
 				},
 			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
 		},
 	}
 	return json.MarshalIndent(conf, "", "  ")
 }
 
+// masqueradeRule is the rule that lets pods reach beyond the node.
+func masqueradeRule(podCIDR string) []string {
+	return []string{"-s", podCIDR, "!", "-d", podCIDR, "-m", "comment", "--comment", "edge pod network", "-j", "MASQUERADE"}
+}
+
 // NewCNI loads the network from confDir, or the default bridge network
-// (written under stateDir) when confDir is empty.
+// (written under stateDir) when confDir is empty. Loopback is brought up by
+// the agent when it creates a pod's namespace, so no loopback plugin runs.
 func NewCNI(binDir, confDir, stateDir, bridge, podCIDR string) (*CNI, error) {
-	opts := []gocni.Opt{gocni.WithPluginDir([]string{binDir}), gocni.WithInterfacePrefix("eth")}
-	loads := []gocni.Opt{gocni.WithLoNetwork}
+	opts := []gocni.Opt{gocni.WithPluginDir([]string{binDir}), gocni.WithInterfacePrefix("eth"), gocni.WithMinNetworkCount(1)}
+	var loads []gocni.Opt
+	c := &CNI{}
 	if confDir == "" {
 		conf, err := DefaultNetwork(bridge, podCIDR, filepath.Join(stateDir, "ipam"))
 		if err != nil {
@@ -56,25 +66,51 @@ func NewCNI(binDir, confDir, stateDir, bridge, podCIDR string) (*CNI, error) {
 			return nil, err
 		}
 		loads = append(loads, gocni.WithConfListBytes(conf))
+		ipt, err := iptables.New()
+		if err != nil {
+			return nil, fmt.Errorf("iptables: %w", err)
+		}
+		if err := ipt.AppendUnique("nat", "POSTROUTING", masqueradeRule(podCIDR)...); err != nil {
+			return nil, fmt.Errorf("pod masquerade rule: %w", err)
+		}
+		c.podCIDR = podCIDR
 	} else {
 		opts = append(opts, gocni.WithPluginConfDir(confDir))
 		loads = append(loads, gocni.WithDefaultConf)
 	}
-	c, err := gocni.New(opts...)
+	l, err := gocni.New(opts...)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Load(loads...); err != nil {
+	if err := l.Load(loads...); err != nil {
 		return nil, fmt.Errorf("load CNI config: %w", err)
 	}
-	return &CNI{cni: c}, nil
+	c.cni = l
+	return c, nil
+}
+
+// RemoveMasquerade deletes the default network's masquerade rule (for
+// uninstalls and tests; a running node keeps it).
+func RemoveMasquerade(podCIDR string) error {
+	ipt, err := iptables.New()
+	if err != nil {
+		return err
+	}
+	if ok, err := ipt.Exists("nat", "POSTROUTING", masqueradeRule(podCIDR)...); err != nil || !ok {
+		return err
+	}
+	return ipt.Delete("nat", "POSTROUTING", masqueradeRule(podCIDR)...)
+}
+
+func cniLabels(uid, name, namespace string) gocni.NamespaceOpts {
+	return gocni.WithLabels(map[string]string{
+		"K8S_POD_NAMESPACE": namespace, "K8S_POD_NAME": name, "K8S_POD_INFRA_CONTAINER_ID": uid, "IgnoreUnknown": "1",
+	})
 }
 
 // Setup implements Network.
 func (c *CNI) Setup(ctx context.Context, uid, name, namespace, netnsPath string) (string, error) {
-	res, err := c.cni.Setup(ctx, uid, netnsPath, gocni.WithLabels(map[string]string{
-		"K8S_POD_NAMESPACE": namespace, "K8S_POD_NAME": name, "K8S_POD_INFRA_CONTAINER_ID": uid, "IgnoreUnknown": "1",
-	}))
+	res, err := c.cni.Setup(ctx, uid, netnsPath, cniLabels(uid, name, namespace))
 	if err != nil {
 		return "", err
 	}
@@ -93,7 +129,5 @@ func (c *CNI) Setup(ctx context.Context, uid, name, namespace, netnsPath string)
 
 // Teardown implements Network.
 func (c *CNI) Teardown(ctx context.Context, uid, name, namespace, netnsPath string) error {
-	return c.cni.Remove(ctx, uid, netnsPath, gocni.WithLabels(map[string]string{
-		"K8S_POD_NAMESPACE": namespace, "K8S_POD_NAME": name, "K8S_POD_INFRA_CONTAINER_ID": uid, "IgnoreUnknown": "1",
-	}))
+	return c.cni.Remove(ctx, uid, netnsPath, cniLabels(uid, name, namespace))
 }

@@ -177,36 +177,42 @@ func (w *podWorker) sync() time.Duration {
 		return w.a.Resync // adopted, and no desired state known yet: leave it be
 	}
 	next := w.a.Resync
+	// The network is set up while the containers are created: both take a
+	// few hundred milliseconds and only starting a task needs the network.
+	netReady := func() error { return nil }
 	if !pod.Spec.HostNetwork {
-		if err := w.setupNetwork(pod); err != nil {
-			for _, c := range pod.Spec.Containers {
-				st := w.state(c.Name)
-				if st.running == nil {
-					st.waiting = &core.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
-				}
-			}
-			w.updateStatus(pod)
-			return 2 * time.Second
+		if w.netnsPath == "" {
+			w.netnsPath = filepath.Join(w.a.RunDir, "netns", w.uid)
 		}
+		done := make(chan error, 1)
+		go func() { done <- w.setupNetwork(pod) }()
+		netReady = sync.OnceValue(func() error { return <-done })
 	}
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
-		d := w.syncContainer(pod, c, w.state(c.Name))
+		d := w.syncContainer(pod, c, w.state(c.Name), netReady)
 		next = min(next, d)
 		if pd := w.probe(pod, c, w.state(c.Name)); pd > 0 {
 			next = min(next, pd)
 		}
 	}
+	if err := netReady(); err != nil {
+		for _, c := range pod.Spec.Containers {
+			st := w.state(c.Name)
+			if st.running == nil {
+				st.waiting = &core.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
+			}
+		}
+		next = 2 * time.Second
+	}
 	w.updateStatus(pod)
 	return max(next, 10*time.Millisecond)
 }
 
+// setupNetwork makes sure the pod's namespace exists and is attached, and
+// writes its hosts and hostname files.
 func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	a := w.a
-	if w.netnsPath == "" {
-		w.netnsPath = filepath.Join(a.RunDir, "netns", w.uid)
-	}
-	var st os.FileInfo
 	fresh := false
 	if _, err := os.Stat(w.netnsPath); err != nil {
 		fresh = true
@@ -214,23 +220,27 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	if err := createNetNS(w.netnsPath); err != nil {
 		return err
 	}
+	w.mu.Lock()
 	if fresh {
 		w.podIP = "" // a new namespace (after a reboot) has no network yet
 	}
-	if w.podIP == "" && a.Network != nil {
-		ip, err := a.Network.Setup(a.ctx, w.uid, w.name, w.namespace, w.netnsPath)
-		if err != nil {
+	ip := w.podIP
+	w.mu.Unlock()
+	if ip == "" && a.Network != nil {
+		var err error
+		if ip, err = a.Network.Setup(a.ctx, w.uid, w.name, w.namespace, w.netnsPath); err != nil {
 			return fmt.Errorf("pod network: %w", err)
 		}
+		w.mu.Lock()
 		w.podIP = ip
+		w.mu.Unlock()
 	}
-	_ = st
 	if err := os.MkdirAll(w.podDir(), 0o755); err != nil {
 		return err
 	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	if w.podIP != "" {
-		hosts += w.podIP + "\t" + pod.Metadata.Name + "\n"
+	if ip != "" {
+		hosts += ip + "\t" + pod.Metadata.Name + "\n"
 	}
 	if err := writeIfChanged(filepath.Join(w.podDir(), "hosts"), hosts); err != nil {
 		return err
@@ -249,7 +259,7 @@ func shouldRestart(policy core.RestartPolicy, exitCode int32) bool {
 	return policy == core.RestartAlways || (policy == core.RestartOnFailure && exitCode != 0)
 }
 
-func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState) time.Duration {
+func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState, netReady func() error) time.Duration {
 	a := w.a
 	ctx := a.ctx
 	now := a.Now()
@@ -292,7 +302,7 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 				Message: "the container's task was lost (node reboot?)", StartedAt: startedAt}
 			return a.Resync
 		}
-		return w.startTask(ctr, c, st, startedAt != nil)
+		return w.startTask(ctr, c, st, startedAt != nil, netReady)
 	} else if err != nil {
 		return 2 * time.Second
 	}
@@ -333,7 +343,7 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			return time.Second
 		}
-		d := w.startTask(ctr, c, st, true)
+		d := w.startTask(ctr, c, st, true, netReady)
 		st.backoff = nextBackoff(st.backoff)
 		st.retryAt = time.Time{}
 		return d
@@ -391,9 +401,6 @@ func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrSta
 	if w.netnsPath != "" && !pod.Spec.HostNetwork {
 		labels[labelNetNS] = w.netnsPath
 	}
-	if w.podIP != "" {
-		labels[labelPodIP] = w.podIP
-	}
 	ctr, err := a.client.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img),
 		containerd.WithNewSpec(opts...), containerd.WithContainerLabels(labels))
 	if err != nil {
@@ -404,23 +411,30 @@ func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrSta
 }
 
 // startTask starts a container's process; restart counts it as a restart.
-func (w *podWorker) startTask(ctr containerd.Container, c *core.Container, st *ctrState, restart bool) time.Duration {
+func (w *podWorker) startTask(ctr containerd.Container, c *core.Container, st *ctrState, restart bool, netReady func() error) time.Duration {
 	a := w.a
-	task, err := newTask(a.ctx, ctr, w.logPath(c.Name))
-	if err != nil {
+	if err := netReady(); err != nil {
+		st.waiting = &core.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
+		return 2 * time.Second
+	}
+	if _, err := newTask(a.ctx, ctr, w.logPath(c.Name)); err != nil {
 		st.running = nil
 		st.waiting = &core.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
 		st.backoff = nextBackoff(st.backoff)
 		st.retryAt = a.Now().Add(st.backoff)
 		return st.backoff
 	}
-	_ = task
 	now := core.NewTime(a.Now())
 	labels := map[string]string{labelStartedAt: now.Format(time.RFC3339)}
 	if restart {
 		st.restarts++
 		labels[labelRestarts] = fmt.Sprint(st.restarts)
 	}
+	w.mu.Lock()
+	if w.podIP != "" {
+		labels[labelPodIP] = w.podIP // read back when a restarted agent adopts the pod
+	}
+	w.mu.Unlock()
 	if _, err := ctr.SetLabels(a.ctx, labels); err != nil {
 		a.Log.Warn("recording container start failed", "container", ctr.ID(), "err", err)
 	}
@@ -445,13 +459,14 @@ func parseTime(s string) *core.Time {
 // updateStatus recomputes the pod's status and flags a report if it changed.
 func (w *podWorker) updateStatus(pod *core.Pod) {
 	a := w.a
-	st := core.PodStatus{Phase: core.PodPending, HostIP: a.hostIP, PodIP: w.podIP}
-	if pod.Spec.HostNetwork {
-		st.PodIP = a.hostIP
-	}
+	st := core.PodStatus{Phase: core.PodPending, HostIP: a.hostIP}
 	allDone, allOK, anyRunning, allReady := true, true, false, true
 	var started *core.Time
 	w.mu.Lock()
+	st.PodIP = w.podIP
+	if pod.Spec.HostNetwork {
+		st.PodIP = a.hostIP
+	}
 	for _, c := range pod.Spec.Containers {
 		s := w.ctrs[c.Name]
 		if s == nil {

@@ -109,13 +109,16 @@ func (w *podWorker) port(c *core.Container, v core.IntOrString) (int, error) {
 // otherwise from inside its network namespace.
 func (w *podWorker) dial(ctx context.Context, pod *core.Pod, host string, port int) (net.Conn, error) {
 	var d net.Dialer
+	w.mu.Lock()
+	ip := w.podIP
+	w.mu.Unlock()
 	switch {
 	case host != "":
 		return d.DialContext(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	case pod.Spec.HostNetwork:
 		return d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	case w.podIP != "":
-		return d.DialContext(ctx, "tcp", net.JoinHostPort(w.podIP, strconv.Itoa(port)))
+	case ip != "":
+		return d.DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 	}
 	var conn net.Conn
 	err := inNetNS(w.netnsPath, func() error {
