@@ -163,8 +163,13 @@ func benchIdle(b *testing.B, c *cluster) {
 			b.Fatal(err)
 		}
 		time.Sleep(5 * time.Second) // let start-up garbage be collected
-		masterRSS := procKB(c.master.cmd.Process.Pid, "status", "VmRSS")
-		agentRSS := procKB(c.agent.cmd.Process.Pid, "status", "VmRSS")
+		mpid, apid := c.master.cmd.Process.Pid, c.agent.cmd.Process.Pid
+		masterRSS := procKB(mpid, "status", "VmRSS")
+		agentRSS := procKB(apid, "status", "VmRSS")
+		split := func(pid int) string {
+			return fmt.Sprintf("(anon %.1f MB, file-backed binary pages %.1f MB)", float64(procKB(pid, "status", "RssAnon"))/1024, float64(procKB(pid, "status", "RssFile"))/1024)
+		}
+		masterSplit, agentSplit := split(mpid), split(apid)
 
 		if _, err := c.client.Apply(context.Background(), []core.ManifestFile{{Name: "s.yaml", Data: []byte(fmt.Sprintf(benchManifest, 20))}}); err != nil {
 			b.Fatal(err)
@@ -195,8 +200,8 @@ func benchIdle(b *testing.B, c *cluster) {
 		b.ReportMetric(writes, "idle-sqlite-writes")
 		b.ReportMetric(float64(growth), "idle-db-growth-bytes")
 		b.ReportMetric(perHour/1024, "KB-mqtt-per-idle-node-hour")
-		fmt.Printf("master RSS idle, 1 node, 10 pods:     %.1f MB\n", float64(masterRSS)/1024)
-		fmt.Printf("agent RSS idle, 10 pods:              %.1f MB\n", float64(agentRSS)/1024)
+		fmt.Printf("master RSS idle, 1 node, 10 pods:     %.1f MB %s\n", float64(masterRSS)/1024, masterSplit)
+		fmt.Printf("agent RSS idle, 10 pods:              %.1f MB %s\n", float64(agentRSS)/1024, agentSplit)
 		fmt.Printf("node PSS, 20 pods (agent+containerd+%d shims): %.1f MB\n", len(shims), float64(pss)/1024)
 		fmt.Printf("SQLite writes over %s idle:          %.0f (file growth %d bytes)\n", idle, writes, growth)
 		fmt.Printf("MQTT bytes per idle node per hour:    %.1f KB\n", perHour/1024)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,10 @@ import (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// Edge nodes are short of memory, not of CPU: collect garbage sooner.
+		debug.SetGCPercent(50)
+	}
 	m := NewMain()
 	if err := m.ParseFlags(os.Args[1:]); errors.Is(err, pflag.ErrHelp) {
 		os.Exit(0)
