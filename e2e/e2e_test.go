@@ -48,6 +48,14 @@ func TestCluster(t *testing.T) {
 	t.Run("BadInput", func(t *testing.T) { c.t = t; testBadInput(t, c) })
 	t.Run("ForeignTopic", func(t *testing.T) { c.t = t; testForeignTopic(t, c) })
 	t.Run("BadAgentTokens", func(t *testing.T) { c.t = t; testBadAgentTokens(t, c) })
+	t.Run("CleanShutdown", func(t *testing.T) {
+		for _, p := range []*proc{c.agent, c.master} {
+			p.stop(syscall.SIGTERM, 10*time.Second)
+			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("%s exited with %d on SIGTERM", p.name, code)
+			}
+		}
+	})
 }
 
 // runningPods waits until n pods of the selector are Running with every

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -554,4 +553,3 @@ func (c *cli) version(ctx context.Context, args []string) error {
 	return nil
 }
 
-var _ = sort.Strings

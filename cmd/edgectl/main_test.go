@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+)
+
+func TestAge(t *testing.T) {
+	now := time.Now()
+	for d, want := range map[time.Duration]string{5 * time.Second: "5s", 90 * time.Second: "90s", 5 * time.Minute: "5m",
+		5*time.Minute + 7*time.Second: "5m7s", 2 * time.Hour: "120m", 5 * time.Hour: "5h", 72 * time.Hour: "3d"} {
+		if got := Age(core.NewTime(now.Add(-d)), now); got != want {
+			t.Errorf("Age(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestPodStatus(t *testing.T) {
+	p := &core.Pod{Spec: core.PodSpec{NodeName: "n"}, Status: core.PodStatus{Phase: core.PodPending}}
+	if s := PodStatus(p); s != "ContainerCreating" {
+		t.Fatal(s)
+	}
+	p.Status.ContainerStatuses = []core.ContainerStatus{{State: core.ContainerState{Waiting: &core.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
+	if s := PodStatus(p); s != "ImagePullBackOff" {
+		t.Fatal(s)
+	}
+	p.Metadata.DeletionTimestamp = core.NewTime(time.Now())
+	if s := PodStatus(p); s != "Terminating" {
+		t.Fatal(s)
+	}
+}
+
+func run(args ...string) (string, string, error) {
+	var o, e bytes.Buffer
+	err := Run(context.Background(), args, strings.NewReader(""), &o, &e)
+	return o.String(), e.String(), err
+}
+
+func TestRunErrors(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("EDGECONFIG", "")
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"get"}, "usage: edgectl get KIND"},
+		{[]string{"get", "pods", "-o", "xml"}, `unknown output format "xml"`},
+		{[]string{"apply"}, "-f is required"},
+		{[]string{"apply", "-f", "/nonexistent.yaml"}, "/nonexistent.yaml: no such file or directory"},
+		{[]string{"--config", "/nonexistent.conf", "get", "pods"}, "read config"},
+	} {
+		_, stderr, err := run(tt.args...)
+		msg := stderr
+		if err != nil {
+			msg += err.Error()
+		}
+		if err == nil || !strings.Contains(msg, tt.want) {
+			t.Errorf("edgectl %s: err %v, output %q; want %q", strings.Join(tt.args, " "), err, msg, tt.want)
+		}
+	}
+	if out, _, err := run("--help"); err != nil || !strings.Contains(out, "Usage: edgectl") {
+		t.Fatalf("help: %v %q", err, out)
+	}
+}
+
+// A bad manifest is refused before anything is sent: no master is needed.
+func TestApplyValidatesLocally(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/bad.yaml"
+	writeFile(t, path, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i, bogus: 1}]}\n")
+	_, _, err := run("--server", "https://127.0.0.1:1", "apply", "-f", path)
+	if err == nil || !strings.Contains(err.Error(), `unknown field "spec.containers[0].bogus"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

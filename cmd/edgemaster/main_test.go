@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgeorch/edge/api"
+)
+
+func runMain(t *testing.T, dir string) *Main {
+	t.Helper()
+	m := NewMain()
+	if err := m.ParseFlags([]string{"--data-dir", dir, "--api-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--no-mdns"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// First start creates the CA, admin.conf and join-token; a restart reuses
+// every one of them and the stored state.
+func TestMain_FirstStartAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	m := runMain(t, dir)
+	for _, f := range []string{"ca.crt", "ca.key", "server.crt", "server.key", "admin.conf", "join-token", "state.db"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("%s not created: %v", f, err)
+		}
+	}
+	cfg, err := api.LoadConfig(filepath.Join(dir, "admin.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(cfg.Server, m.API.Address()[strings.LastIndex(m.API.Address(), ":"):]) {
+		t.Fatalf("admin.conf server %q does not point at %s", cfg.Server, m.API.Address())
+	}
+	caPEM, _ := cfg.CAPEM()
+	tlsConfig, err := api.CATLS(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := api.NewClient(cfg.Server, cfg.Token, tlsConfig).List(ctx, "Node", "", ""); err != nil {
+		t.Fatalf("admin.conf does not work: %v", err)
+	}
+	join1, _ := os.ReadFile(filepath.Join(dir, "join-token"))
+	ca1, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	m = runMain(t, dir)
+	defer m.Close()
+	join2, _ := os.ReadFile(filepath.Join(dir, "join-token"))
+	ca2, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	cfg2, _ := api.LoadConfig(filepath.Join(dir, "admin.conf"))
+	if string(join1) != string(join2) || string(ca1) != string(ca2) || cfg2.Token != cfg.Token {
+		t.Fatal("a restart made new credentials")
+	}
+	jt, err := api.ParseJoinToken(string(join2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The old join token still joins against the restarted master.
+	c := api.NewClient(cfg2.Server, jt.String(), api.PinnedTLS(jt.CAHash))
+	if _, err := c.Join(ctx, "pi-1"); err != nil {
+		t.Fatalf("join after restart: %v", err)
+	}
+}
+
+func TestMain_BadFlags(t *testing.T) {
+	for _, args := range [][]string{{"--registries", "/nonexistent.yaml"}, {"extra"}, {"--nope"}} {
+		if err := NewMain().ParseFlags(args); err == nil {
+			t.Errorf("ParseFlags(%q) accepted", args)
+		}
+	}
+}

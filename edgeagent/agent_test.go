@@ -1,0 +1,144 @@
+package edgeagent
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgeorch/edge/core"
+)
+
+func TestTailOffset(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	os.WriteFile(path, []byte("one\ntwo\nthree\n"), 0o644)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, tt := range []struct {
+		n    int
+		want string
+	}{{-1, "one\ntwo\nthree\n"}, {0, ""}, {1, "three\n"}, {2, "two\nthree\n"}, {3, "one\ntwo\nthree\n"}, {10, "one\ntwo\nthree\n"}} {
+		off, err := tailOffset(f, tt.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		copyFrom(f, off, func(b []byte) error { got = append(got, b...); return nil })
+		if string(got) != tt.want {
+			t.Errorf("tail %d = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestContainerLimits(t *testing.T) {
+	c := &core.Container{Resources: core.ResourceRequirements{
+		Limits:   core.ResourceList{"memory": "32Mi", "cpu": "250m"},
+		Requests: core.ResourceList{"cpu": "100m"},
+	}}
+	l := containerLimits(c, 512)
+	if l.memory != 33554432 || l.cpuQuota != 25000 || l.shares != 102 || l.pids != 512 {
+		t.Fatalf("limits %+v", l)
+	}
+	// Limits without requests request the limits, as in Kubernetes.
+	l = containerLimits(&core.Container{Resources: core.ResourceRequirements{Limits: core.ResourceList{"cpu": "2"}}}, 1)
+	if l.cpuQuota != 200000 || l.shares != 2048 || l.memory != 0 {
+		t.Fatalf("limits %+v", l)
+	}
+	// A tiny cpu limit still gets the kernel's minimum quota.
+	if l = containerLimits(&core.Container{Resources: core.ResourceRequirements{Limits: core.ResourceList{"cpu": "1m"}}}, 1); l.cpuQuota != 1000 {
+		t.Fatalf("quota %d", l.cpuQuota)
+	}
+}
+
+func TestContainerID(t *testing.T) {
+	p := &core.Pod{Metadata: core.ObjectMeta{Name: "web-abc", UID: "2a93f54c-f4ed-4249-8f44-4bd855f25e38"}}
+	if id := containerID(p, "main"); id != "web-abc.main.2a93f54c" {
+		t.Fatalf("id %q", id)
+	}
+	p.Metadata.Name = strings.Repeat("x", 120)
+	id := containerID(p, "main")
+	if len(id) > 76 || id == containerID(&core.Pod{Metadata: core.ObjectMeta{Name: p.Metadata.Name, UID: "other"}}, "main") {
+		t.Fatalf("long id %q (%d)", id, len(id))
+	}
+}
+
+func TestDefaultNetwork(t *testing.T) {
+	b, err := DefaultNetwork("edge0", "10.42.3.0/24", "/var/lib/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf struct {
+		Plugins []map[string]any `json:"plugins"`
+	}
+	if err := json.Unmarshal(b, &conf); err != nil || len(conf.Plugins) != 1 || conf.Plugins[0]["bridge"] != "edge0" {
+		t.Fatalf("conf %s: %v", b, err)
+	}
+	if _, err := DefaultNetwork("edge0", "10.42.3.0", "/x"); err == nil || !strings.Contains(err.Error(), "--pod-cidr") {
+		t.Fatalf("bad cidr accepted: %v", err)
+	}
+}
+
+func TestShouldRestart(t *testing.T) {
+	for _, tt := range []struct {
+		p    core.RestartPolicy
+		code int32
+		want bool
+	}{{core.RestartAlways, 0, true}, {core.RestartAlways, 1, true}, {core.RestartOnFailure, 0, false},
+		{core.RestartOnFailure, 2, true}, {core.RestartNever, 1, false}} {
+		if got := shouldRestart(tt.p, tt.code); got != tt.want {
+			t.Errorf("shouldRestart(%s, %d) = %v", tt.p, tt.code, got)
+		}
+	}
+	if nextBackoff(0) != 1e9 || nextBackoff(40e9) != maxBackoff {
+		t.Fatal("backoff")
+	}
+}
+
+// A pod namespace is a real network namespace with loopback up, and is
+// removed without a trace.
+func TestNetNS(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root (make test runs as root)")
+	}
+	path := filepath.Join(t.TempDir(), "ns")
+	if err := createNetNS(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeNetNS(path) })
+	if err := createNetNS(path); err != nil {
+		t.Fatalf("creating an existing namespace again: %v", err)
+	}
+	var addr string
+	err := inNetNS(path, func() error {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		addr = l.Addr().String()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	if err != nil {
+		t.Fatalf("loopback inside the namespace: %v", err)
+	}
+	// The listener lived in the pod namespace, not the host's.
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("the pod's listener is reachable from the host namespace")
+	}
+	if err := removeNetNS(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("namespace file still there: %v", err)
+	}
+}
