@@ -77,7 +77,7 @@ type proc struct {
 
 func start(t testing.TB, dir, name string, args ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
+	logPath := filepath.Join(dir, filepath.Base(name)+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -250,19 +250,20 @@ func (e *containerdEnv) importDemoImage(t testing.TB, name string) {
 
 // cluster is one master and one agent.
 type cluster struct {
-	t       testing.TB // the running (sub)test, for assertions
-	root    testing.TB // the test that owns the processes
-	dir     string
-	master  *proc
-	agent   *proc
-	ctrd    *containerdEnv
-	node    string
-	bridge  string
-	podCIDR string
-	client  *api.Client
-	config  string
-	apiURL  string
-	token   string
+	t          testing.TB // the running (sub)test, for assertions
+	root       testing.TB // the test that owns the processes
+	dir        string
+	master     *proc
+	agent      *proc
+	ctrd       *containerdEnv
+	node       string
+	bridge     string
+	podCIDR    string
+	client     *api.Client
+	config     string
+	masterArgs []string // extra flags for edgemaster
+	apiURL     string
+	token      string
 }
 
 func freePort(t testing.TB) int {
@@ -274,11 +275,11 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func newCluster(t testing.TB) *cluster {
+func newCluster(t testing.TB, masterArgs ...string) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	suffix := fmt.Sprintf("%d", os.Getpid()%10000)
-	c := &cluster{t: t, root: t, dir: dir, node: "e2e-" + suffix, bridge: "edge-e2e" + suffix, podCIDR: "10.99.7.0/24"}
+	c := &cluster{t: t, root: t, dir: dir, node: "e2e-" + suffix, bridge: "edge-e2e" + suffix, podCIDR: "10.99.7.0/24", masterArgs: masterArgs}
 	c.ctrd = startContainerd(t)
 	c.ctrd.importDemoImage(t, "edge.local/demo:latest")
 	c.startMaster()
@@ -300,8 +301,9 @@ func newCluster(t testing.TB) *cluster {
 func (c *cluster) startMaster() {
 	t := c.t
 	mdir := filepath.Join(c.dir, "master")
-	c.master = start(t, c.dir, "edgemaster", "--data-dir", mdir, "--api-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--mqtt-addr", "127.0.0.1:0", "--no-mdns")
+	args := append([]string{"--data-dir", mdir, "--api-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		"--mqtt-addr", "127.0.0.1:0", "--no-mdns"}, c.masterArgs...)
+	c.master = start(t, c.dir, "edgemaster", args...)
 	c.config = filepath.Join(mdir, "admin.conf")
 	waitFor(t, 20*time.Second, "admin.conf", func() error {
 		cfg, err := api.LoadConfig(c.config)

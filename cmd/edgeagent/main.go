@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	ctrlog "github.com/containerd/log"
 	"github.com/spf13/pflag"
 
 	"github.com/edgeorch/edge/api"
@@ -191,6 +192,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
 		m.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", m.Name)
 		slog.SetDefault(m.Log)
+	}
+	if !m.Debug {
+		ctrlog.SetLevel("warn") // containerd's client logs every failed registry request at info
 	}
 	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
 		return err
