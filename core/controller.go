@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,12 +32,13 @@ type Controllers struct {
 	// NewName returns a pod name for a workload and template hash.
 	NewName func(owner, hash string) string
 
-	once      sync.Once
-	mu        sync.Mutex
-	published map[string]string // node -> hash of the last published desired state
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	kick      chan struct{}
+	once         sync.Once
+	mu           sync.Mutex
+	published    map[string]string // node -> hash of the last published desired state
+	fingerprints map[string]string // node -> pod uids@resourceVersions behind it
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	kick         chan struct{}
 }
 
 // Open starts the control loop.
@@ -69,6 +71,7 @@ func (c *Controllers) setDefaults() {
 		c.NewName = RandomPodName
 	}
 	c.published = map[string]string{}
+	c.fingerprints = map[string]string{}
 	c.kick = make(chan struct{}, 1)
 }
 
@@ -397,7 +400,9 @@ func DesiredFor(node string, pods []*Pod) *DesiredState {
 	return ds
 }
 
-// publish sends each node whose desired pod set changed its new set.
+// publish sends each node whose desired pod set changed its new set. A
+// cheap fingerprint (pod UIDs and resourceVersions) skips unchanged nodes
+// without hashing their pods on every pass.
 func (c *Controllers) publish(ctx context.Context) error {
 	nodes, err := ListAs[*Node](ctx, c.Store, KindNode, "")
 	if err != nil {
@@ -407,6 +412,12 @@ func (c *Controllers) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	byNode := map[string][]*Pod{}
+	for _, p := range pods {
+		if p.Spec.NodeName != "" && !p.Terminating() {
+			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	present := map[string]bool{}
@@ -415,22 +426,34 @@ func (c *Controllers) publish(ctx context.Context) error {
 	}
 	for name := range c.published {
 		if !present[name] { // a deleted node must stop everything it still runs
-			empty := DesiredFor(name, nil)
-			if err := c.Bus.PublishDesired(ctx, empty); err != nil {
+			if err := c.Bus.PublishDesired(ctx, DesiredFor(name, nil)); err != nil {
 				return err
 			}
 			delete(c.published, name)
+			delete(c.fingerprints, name)
 		}
 	}
+	var fp strings.Builder
 	for _, n := range nodes {
-		ds := DesiredFor(n.Metadata.Name, pods)
-		if c.published[ds.Node] == ds.Hash {
+		name := n.Metadata.Name
+		fp.Reset()
+		for _, p := range byNode[name] {
+			fp.WriteString(p.Metadata.UID)
+			fp.WriteByte('@')
+			fp.WriteString(p.Metadata.ResourceVersion)
+			fp.WriteByte(',')
+		}
+		if _, ok := c.published[name]; ok && c.fingerprints[name] == fp.String() {
 			continue
 		}
-		if err := c.Bus.PublishDesired(ctx, ds); err != nil {
-			return err
+		ds := DesiredFor(name, byNode[name])
+		if c.published[name] != ds.Hash {
+			if err := c.Bus.PublishDesired(ctx, ds); err != nil {
+				return err
+			}
+			c.published[name] = ds.Hash
 		}
-		c.published[ds.Node] = ds.Hash
+		c.fingerprints[name] = fp.String()
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func (b *recordingBus) Logs(ctx context.Context, node string, req core.LogReques
 // cluster is the master's logic over a real store, driven by hand: agents
 // are simulated by reports that say every desired pod runs and is ready.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	db      *sqlite.DB
 	bus     *recordingBus
 	ctl     *core.Controllers
@@ -46,7 +46,7 @@ type cluster struct {
 	seq     int
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	c := &cluster{t: t, db: MustOpenDB(t), bus: &recordingBus{}, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	clock := func() time.Time { return c.now }
 	c.db.Now = clock
