@@ -552,4 +552,3 @@ func (c *cli) version(ctx context.Context, args []string) error {
 	fmt.Fprintf(c.stdout, "Server Version: %s\n", v.Version)
 	return nil
 }
-
