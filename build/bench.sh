@@ -13,4 +13,4 @@ done
 echo "== go benchmarks (store, scheduler)"
 go test -run '^$' -bench . -benchmem ./core/... ./sqlite/... | grep -E '^(Benchmark|ok)'
 echo "== cluster (root: private containerd, master, agent)"
-go test -run '^$' -bench BenchmarkCluster -benchtime 3x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
+go test -run '^$' -bench BenchmarkCluster -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
