@@ -162,8 +162,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.cleanup(t) })
 	e.proc = start(t, dir, "containerd", "--config", filepath.Join(dir, "config.toml"))
+	// Registered after the process, so it runs first: containers are removed
+	// while containerd still answers, then it stops containerd itself.
+	t.Cleanup(func() { e.cleanup(t) })
 	waitFor(t, 20*time.Second, "containerd to serve", func() error {
 		c, err := containerd.New(e.socket, containerd.WithTimeout(time.Second))
 		if err != nil {
