@@ -204,24 +204,6 @@ func (e *containerdEnv) cleanup(t testing.TB) {
 	os.RemoveAll(e.dir)
 }
 
-// unmountUnder lazily unmounts anything still mounted below dir.
-func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return
-	}
-	var mps []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 1 && strings.HasPrefix(f[1], dir) {
-			mps = append(mps, f[1])
-		}
-	}
-	for i := len(mps) - 1; i >= 0; i-- {
-		syscall.Unmount(mps[i], syscall.MNT_DETACH)
-	}
-}
-
 // importDemoImage builds the busybox demo image and imports it into the
 // edge namespace, so no registry is involved.
 func (e *containerdEnv) importDemoImage(t testing.TB, name string) {
