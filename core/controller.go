@@ -31,7 +31,15 @@ type Controllers struct {
 	Resync time.Duration
 	// NewName returns a pod name for a workload and template hash.
 	NewName func(owner, hash string) string
+	// Online says whether a node's agent is connected; known is false when
+	// nothing was heard of it since this master started. Nil: all known.
+	Online func(node string) (online, known bool)
+	// StartupGrace is how long after the master starts an agent has to
+	// reconnect before its node turns Unknown (default 30s): a restarted
+	// master has lost every session of its embedded broker.
+	StartupGrace time.Duration
 
+	started      time.Time
 	once         sync.Once
 	mu           sync.Mutex
 	published    map[string]string // node -> hash of the last published desired state
@@ -70,6 +78,10 @@ func (c *Controllers) setDefaults() {
 	if c.NewName == nil {
 		c.NewName = RandomPodName
 	}
+	if c.StartupGrace == 0 {
+		c.StartupGrace = 30 * time.Second
+	}
+	c.started = c.Now()
 	c.published = map[string]string{}
 	c.fingerprints = map[string]string{}
 	c.kick = make(chan struct{}, 1)
@@ -278,6 +290,18 @@ func (c *Controllers) syncNodeLifecycle(tx Tx, s *snapshot, now time.Time) error
 	nodes := map[string]*Node{}
 	for _, n := range s.nodes {
 		nodes[n.Metadata.Name] = n
+		// A node Ready before this master started, whose agent has not come
+		// back within the startup grace, is no longer known to be alive.
+		if c.Online != nil && n.Ready() == ConditionTrue && now.Sub(c.started) >= c.StartupGrace {
+			if _, known := c.Online(n.Metadata.Name); !known {
+				next := Clone(n)
+				next.SetReady(ConditionUnknown, "NodeStatusUnknown", "agent did not reconnect after the master restarted", NewTime(now))
+				if err := tx.Put(next); err != nil {
+					return err
+				}
+				nodes[n.Metadata.Name] = next
+			}
+		}
 	}
 	for _, p := range s.pods {
 		if p.Spec.NodeName == "" {
@@ -302,6 +326,11 @@ func (c *Controllers) syncNodeLifecycle(tx Tx, s *snapshot, now time.Time) error
 			if cond.Type == "Ready" && cond.LastTransitionTime != nil {
 				since = cond.LastTransitionTime
 			}
+		}
+		if since != nil && since.Before(c.started) {
+			// Lost before this master started: its agents get the same
+			// chance to reconnect as everyone else's.
+			since = NewTime(c.started.Add(c.StartupGrace))
 		}
 		if since != nil && now.Sub(since.Time) >= c.nodeLostGrace(p) {
 			if err := terminatePod(tx, p, now); err != nil {

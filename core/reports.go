@@ -17,9 +17,17 @@ type Reports struct {
 }
 
 func (r *Reports) isOnline(node string) bool {
+	on, _ := r.Online(node)
+	return on
+}
+
+// Online says whether node's agent is connected, and whether anything was
+// heard of it since this master started (Controllers.Online).
+func (r *Reports) Online(node string) (online, known bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.online[node]
+	online, known = r.online[node]
+	return online, known
 }
 
 var _ ReportSink = (*Reports)(nil)

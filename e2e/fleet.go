@@ -297,12 +297,24 @@ func dialContainerd(socket string, timeout time.Duration) (*containerd.Client, e
 // DemoImage is the image every node of a fleet holds.
 const DemoImage = "edge.local/demo:latest"
 
-func importDemo(c *containerd.Client) error {
+// ImportImage imports the demo image's content under another name on h.
+func (f *Fleet) ImportImage(h *Host, name string) error {
+	c, err := dialContainerd(h.Socket, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return importAs(c, name)
+}
+
+func importDemo(c *containerd.Client) error { return importAs(c, DemoImage) }
+
+func importAs(c *containerd.Client, name string) error {
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
 		return errors.New("busybox-static is needed for the demo image: apt-get install busybox-static")
 	}
-	spec, err := images.BusyboxImage(DemoImage, bb, runtime.GOARCH)
+	spec, err := images.BusyboxImage(name, bb, runtime.GOARCH)
 	if err != nil {
 		return err
 	}
@@ -333,14 +345,19 @@ func (f *Fleet) StartMaster(h *Host, extra ...string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Up means answering: admin.conf alone may be left from a previous start.
 	deadline := time.Now().Add(20 * time.Second)
-	for !fileExists(filepath.Join(f.MasterDir(h), "admin.conf")) {
+	for {
+		if fileExists(filepath.Join(f.MasterDir(h), "admin.conf")) {
+			if _, _, err := f.Edgectl(h, h, "version"); err == nil {
+				return p, nil
+			}
+		}
 		if !p.Alive() || time.Now().After(deadline) {
 			return nil, fmt.Errorf("edgemaster on %s did not start:\n%s", h.Name, p.Tail(2000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return p, nil
 }
 
 // JoinToken returns the join token of the master on h.

@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
 // testFleet is a Fleet with the test's helpers.
@@ -191,8 +196,125 @@ func (tf *testFleet) apply(manifest string) {
 	tf.mustEdgectl("apply", "-f", path)
 }
 
+const fleetWeb = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: main
+        image: %s
+        command: ["/bin/sh", "-c", "trap 'exit 0' TERM; echo up; while true; do sleep 1; done"]
+        resources:
+          requests: {cpu: 50m, memory: 16Mi}
+          limits: {memory: 32Mi, cpu: 250m}
+`
+
+const fleetDS = `apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: collector}
+spec:
+  selector: {matchLabels: {app: collector}}
+  template:
+    metadata: {labels: {app: collector}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: main
+        image: edge.local/demo:latest
+        command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+        resources: {limits: {memory: 16Mi, cpu: 50m}}
+`
+
+// waitPlacement waits until the Running web pods are placed as want says
+// (nil: any placement) with total n, and no web pod is terminating.
+func (tf *testFleet) waitPlacement(what string, timeout time.Duration, n int, ok func(map[string]int) bool) map[string]int {
+	tf.t.Helper()
+	var got map[string]int
+	waitFor(tf.t, timeout, what, func() error {
+		pods := tf.pods("app=web")
+		got = placement(pods)
+		if total(got) != n || (ok != nil && !ok(got)) {
+			return fmt.Errorf("placement %v", got)
+		}
+		return nil
+	})
+	return got
+}
+
+// settled waits until exactly n web pods exist: none terminating, all Running.
+func (tf *testFleet) settled(n int) {
+	tf.t.Helper()
+	waitFor(tf.t, 90*time.Second, fmt.Sprintf("exactly %d web pods, none terminating", n), func() error {
+		pods := tf.pods("app=web")
+		if len(pods) != n || total(placement(pods)) != n {
+			names := []string{}
+			for _, p := range pods {
+				names = append(names, fmt.Sprintf("%s@%s(%s,del=%v)", p.Metadata.Name, p.Spec.NodeName, p.Status.Phase, p.Metadata.DeletionTimestamp != ""))
+			}
+			return fmt.Errorf("%d pods: %v", len(pods), names)
+		}
+		return nil
+	})
+}
+
+// webContainers counts web containers in a worker's containerd.
+func (tf *testFleet) containers(h *Host, prefix string) int {
+	tf.t.Helper()
+	c, err := dialContainerd(h.Socket, 5*time.Second)
+	if err != nil {
+		tf.t.Fatal(err)
+	}
+	defer c.Close()
+	ctrs, err := c.Containers(namespaces.WithNamespace(context.Background(), "edge"))
+	if err != nil {
+		tf.t.Fatal(err)
+	}
+	n := 0
+	for _, ctr := range ctrs {
+		if strings.HasPrefix(ctr.ID(), prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// tasks returns the running tasks of containers whose id starts with prefix.
+func (tf *testFleet) tasks(h *Host, prefix string) map[string]uint32 {
+	tf.t.Helper()
+	c, err := dialContainerd(h.Socket, 5*time.Second)
+	if err != nil {
+		tf.t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	ctrs, err := c.Containers(ctx)
+	if err != nil {
+		tf.t.Fatal(err)
+	}
+	out := map[string]uint32{}
+	for _, ctr := range ctrs {
+		if !strings.HasPrefix(ctr.ID(), prefix) {
+			continue
+		}
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if st, err := task.Status(ctx); err == nil && st.Status == "running" {
+				out[ctr.ID()] = task.Pid()
+			}
+		}
+	}
+	return out
+}
+
 func TestFleet(t *testing.T) {
 	tf := newTestFleet(t, 3)
+	w1, w2, w3 := tf.workers[0], tf.workers[1], tf.workers[2]
+	var w4 *Host
 	t.Run("Discovery", func(t *testing.T) {
 		tf.t = t
 		out := tf.mustEdgectl("discover", "--wait", "2s")
@@ -205,5 +327,236 @@ func TestFleet(t *testing.T) {
 				t.Fatalf("node %s facts: %+v", w.Name, n)
 			}
 		}
+	})
+	t.Run("Spread", func(t *testing.T) {
+		tf.t = t
+		tf.apply(fmt.Sprintf(fleetWeb, DemoImage))
+		tf.waitPlacement("6 replicas spread 2/2/2", 60*time.Second, 6, func(m map[string]int) bool {
+			return m[w1.Name] == 2 && m[w2.Name] == 2 && m[w3.Name] == 2
+		})
+	})
+	t.Run("DaemonSet", func(t *testing.T) {
+		tf.t = t
+		tf.apply(fleetDS)
+		dsOn := func() map[string]int { return placement(tf.pods("app=collector")) }
+		waitFor(t, 60*time.Second, "a collector on each of 3 nodes", func() error {
+			if m := dsOn(); len(m) != 3 || total(m) != 3 {
+				return fmt.Errorf("%v", m)
+			}
+			return nil
+		})
+		h, err := tf.AddHost("w4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w4 = h
+		tf.workers = append(tf.workers, w4)
+		tf.startWorker(w4)
+		tf.waitReady(w4.Name)
+		waitFor(t, 60*time.Second, "a collector on the new node too", func() error {
+			if m := dsOn(); m[w4.Name] != 1 || total(m) != 4 {
+				return fmt.Errorf("%v", m)
+			}
+			return nil
+		})
+	})
+	t.Run("NodeKilled", func(t *testing.T) {
+		tf.t = t
+		start := time.Now()
+		tf.Proc(w1.Name+"-edgeagent").Stop(syscall.SIGKILL, time.Second)
+		tf.Proc(w1.Name+"-containerd").Stop(syscall.SIGKILL, time.Second)
+		got := tf.waitPlacement("the killed node's replicas to run elsewhere", 60*time.Second, 6, func(m map[string]int) bool { return m[w1.Name] == 0 })
+		t.Logf("replaced in %s: %v", time.Since(start).Round(100*time.Millisecond), got)
+		// The node comes back: its old replicas are stopped, never doubled.
+		if err := tf.RestartContainerd(w1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tf.StartAgent(w1, tf.token, ""); err != nil {
+			t.Fatal(err)
+		}
+		tf.waitReady(w1.Name)
+		tf.settled(6)
+		waitFor(t, 30*time.Second, "w1's stale web containers to go", func() error {
+			if n := tf.containers(w1, "web-"); n != 0 {
+				return fmt.Errorf("%d web containers on w1", n)
+			}
+			return nil
+		})
+	})
+	t.Run("LinkCut", func(t *testing.T) {
+		tf.t = t
+		before := placement(tf.pods("app=web"))[w2.Name]
+		if before == 0 {
+			tf.apply(strings.Replace(fmt.Sprintf(fleetWeb, DemoImage), "replicas: 6", "replicas: 7", 1))
+			tf.waitPlacement("a replica on w2", 60*time.Second, 7, func(m map[string]int) bool { return m[w2.Name] > 0 })
+			tf.apply(fmt.Sprintf(fleetWeb, DemoImage))
+			tf.settled(6)
+		}
+		start := time.Now()
+		if err := tf.LinkDown(w2); err != nil {
+			t.Fatal(err)
+		}
+		got := tf.waitPlacement("w2's replicas to run elsewhere", 60*time.Second, 6, func(m map[string]int) bool { return m[w2.Name] == 0 })
+		t.Logf("replaced in %s: %v", time.Since(start).Round(100*time.Millisecond), got)
+		if n := tf.containers(w2, "web-"); n == 0 {
+			t.Fatal("the cut-off node should still run its replicas (it cannot know yet)")
+		}
+		if err := tf.LinkUp(w2); err != nil {
+			t.Fatal(err)
+		}
+		tf.waitReady(w2.Name)
+		tf.settled(6)
+		waitFor(t, 30*time.Second, "w2's replaced replicas to stop", func() error {
+			if n := tf.containers(w2, "web-"); n != placement(tf.pods("app=web"))[w2.Name] {
+				return fmt.Errorf("%d web containers on w2", n)
+			}
+			return nil
+		})
+	})
+	t.Run("MasterDown", func(t *testing.T) {
+		tf.t = t
+		down := 60 * time.Second
+		if v := os.Getenv("EDGE_E2E_MASTER_DOWN"); v != "" {
+			down, _ = time.ParseDuration(v)
+		}
+		pods := tf.pods("app=web")
+		master := tf.Proc(tf.master.Name + "-edgemaster")
+		master.Stop(syscall.SIGTERM, 10*time.Second)
+		start := time.Now()
+		running := map[*Host]map[string]uint32{}
+		for _, w := range tf.workers {
+			running[w] = tf.tasks(w, "")
+		}
+		// A container killed while the master is away is restarted by its agent.
+		var victim *Host
+		var victimID string
+		for _, w := range tf.workers {
+			for id, pid := range tf.tasks(w, "web-") {
+				victim, victimID = w, id
+				syscall.Kill(int(pid), syscall.SIGKILL)
+				break
+			}
+			if victim != nil {
+				break
+			}
+		}
+		if victim == nil {
+			t.Fatal("no web task found")
+		}
+		old := running[victim][victimID]
+		waitFor(t, 30*time.Second, "the killed container to restart without the master", func() error {
+			if pid := tf.tasks(victim, "")[victimID]; pid == 0 || pid == old {
+				return fmt.Errorf("pid %d", pid)
+			}
+			return nil
+		})
+		// A worker that reboots while the master is away brings its pods back
+		// from its own saved state.
+		reboot := w3
+		want := len(running[reboot])
+		tf.Proc(reboot.Name+"-edgeagent").Stop(syscall.SIGKILL, time.Second)
+		tf.Proc(reboot.Name+"-containerd").Stop(syscall.SIGKILL, time.Second)
+		killCgroup(reboot.Name)
+		exec := func(args ...string) { run(args...) }
+		exec("pkill", "-9", "-f", "containerd-shim-runc-v2 .*-address "+reboot.Socket)
+		unmountUnder("/run/edge/" + reboot.Name) // /run does not survive a reboot
+		os.RemoveAll("/run/edge/" + reboot.Name)
+		if err := tf.RestartContainerd(reboot); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tf.StartAgent(reboot, tf.token, ""); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "the rebooted worker to run its pods again, master still down", func() error {
+			if n := len(tf.tasks(reboot, "")); n != want {
+				return fmt.Errorf("%d of %d tasks", n, want)
+			}
+			return nil
+		})
+		if rest := down - time.Since(start); rest > 0 {
+			time.Sleep(rest) // the master stays away for the whole period
+		}
+		if _, err := tf.StartMaster(tf.master); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tf.workers {
+			tf.waitReady(w.Name)
+		}
+		// What the master reports comes to match what runs, once the agents
+		// have reconnected and reported; no replica moved meanwhile.
+		names := map[string]bool{}
+		for _, p := range pods {
+			names[p.Metadata.Name] = true
+		}
+		waitFor(t, 60*time.Second, "the master's view to match containerd's", func() error {
+			after := tf.pods("app=web")
+			if len(after) != len(pods) {
+				return fmt.Errorf("%d pods, want %d", len(after), len(pods))
+			}
+			for _, p := range after {
+				if !names[p.Metadata.Name] {
+					return fmt.Errorf("pod %s was created while the master was away: replicas moved", p.Metadata.Name)
+				}
+				h := tf.Host(p.Spec.NodeName)
+				cs := p.Status.ContainerStatuses
+				if len(cs) == 0 || p.Status.Phase != "Running" {
+					return fmt.Errorf("%s: phase %s", p.Metadata.Name, p.Status.Phase)
+				}
+				id := strings.TrimPrefix(cs[0].ContainerID, "containerd://")
+				if tf.tasks(h, "")[id] == 0 {
+					return fmt.Errorf("master says %s runs on %s as %s, containerd has no such task", p.Metadata.Name, h.Name, id)
+				}
+				if id == victimID && cs[0].RestartCount < 1 {
+					return fmt.Errorf("the restart of %s while the master was down is not reported (yet)", p.Metadata.Name)
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("RollingUpdate", func(t *testing.T) {
+		tf.t = t
+		for _, w := range tf.workers {
+			if err := tf.ImportImage(w, "edge.local/demo:v2"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tf.settled(6)
+		tf.apply(fmt.Sprintf(fleetWeb, "edge.local/demo:v2"))
+		minReady := 6
+		deadline := time.Now().Add(120 * time.Second)
+		for {
+			pods := tf.pods("app=web")
+			ready, updated := 0, 0
+			for _, p := range pods {
+				cs := p.Status.ContainerStatuses
+				if p.Metadata.DeletionTimestamp == "" && p.Status.Phase == "Running" && len(cs) > 0 && cs[0].Ready {
+					ready++
+				}
+			}
+			minReady = min(minReady, ready)
+			out := tf.mustEdgectl("get", "deployment", "web", "-o", "json")
+			var d struct {
+				Status struct {
+					Replicas, UpdatedReplicas, ReadyReplicas int
+				} `json:"status"`
+			}
+			json.Unmarshal([]byte(out), &d)
+			updated = d.Status.UpdatedReplicas
+			if updated == 6 && d.Status.Replicas == 6 && d.Status.ReadyReplicas == 6 && len(pods) == 6 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rollout did not finish: %s", out)
+			}
+			time.Sleep(30 * time.Millisecond)
+		}
+		if minReady < 5 {
+			t.Fatalf("only %d replicas were Running at one point; maxUnavailable 25%% allows 1 down", minReady)
+		}
+		status := tf.mustEdgectl("rollout", "status", "deployment/web", "--timeout", "30s")
+		if !strings.Contains(status, `deployment "web" successfully rolled out`) {
+			t.Fatalf("rollout status: %s", status)
+		}
+		_ = filepath.Join
 	})
 }

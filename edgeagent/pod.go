@@ -227,6 +227,12 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	ip := w.podIP
 	w.mu.Unlock()
 	if ip == "" && a.Network != nil {
+		if fresh {
+			// After a reboot the old attachment is gone but its address may
+			// still be held (host-local keeps leases on disk): release it,
+			// as the kubelet does before recreating a sandbox.
+			a.Network.Teardown(a.ctx, w.uid, w.name, w.namespace, w.netnsPath)
+		}
 		var err error
 		if ip, err = a.Network.Setup(a.ctx, w.uid, w.name, w.namespace, w.netnsPath); err != nil {
 			return fmt.Errorf("pod network: %w", err)

@@ -74,7 +74,7 @@ func (a *Agent) Open() error {
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(30*time.Second). // capped exponential backoff
+		SetMaxReconnectInterval(10*time.Second). // capped exponential backoff
 		SetOrderMatters(true).
 		SetWill(topicOnline(a.Node), Offline, 1, true).
 		SetOnConnectHandler(a.onConnect).

@@ -420,3 +420,47 @@ func TestReports_UnchangedWritesNothing(t *testing.T) {
 		t.Fatalf("%d writes while idle", w)
 	}
 }
+
+// After a master restart, nodes get the startup grace to reconnect; one
+// that never does turns Unknown and then loses its replicas.
+func TestControllers_StartupGrace(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	c.addNode("n2", nil, "4", "4Gi")
+	c.apply(deployment("web", 4, ""))
+	c.sync()
+	c.agent("n1")
+	c.agent("n2")
+	// A new master process: fresh controllers and reports, same store.
+	heard := map[string]bool{}
+	reports := &core.Reports{Store: c.db, Now: func() time.Time { return c.now }}
+	c.reports = reports
+	c.ctl = &core.Controllers{Store: c.db, Bus: c.bus, Now: c.ctl.Now, NewName: c.ctl.NewName, StartupGrace: 30 * time.Second,
+		Online: func(node string) (bool, bool) { return heard[node], heard[node] }}
+	c.sync()
+	reports.NodeOnline(context.Background(), "n1", true)
+	heard["n1"] = true
+	c.now = c.now.Add(20 * time.Second)
+	c.sync()
+	if got := c.placement(); got["n2"] != 2 {
+		t.Fatalf("pods moved within the startup grace: %v", got)
+	}
+	o, _ := c.db.Get(context.Background(), core.Key{Kind: core.KindNode, Name: "n2"})
+	if o.(*core.Node).Ready() != core.ConditionTrue {
+		t.Fatal("n2 went Unknown within the startup grace")
+	}
+	c.now = c.now.Add(15 * time.Second) // past the startup grace: n2 turns Unknown
+	c.sync()
+	o, _ = c.db.Get(context.Background(), core.Key{Kind: core.KindNode, Name: "n2"})
+	if o.(*core.Node).Ready() != core.ConditionUnknown {
+		t.Fatal("n2 never reconnected but is still Ready")
+	}
+	if got := c.placement(); got["n2"] != 2 {
+		t.Fatalf("pods moved before the node-lost grace: %v", got)
+	}
+	c.now = c.now.Add(6 * time.Second)
+	c.sync()
+	if got := c.placement(); got["n1"] != 4 || got["n2"] != 0 {
+		t.Fatalf("placement %v, want all 4 on n1", got)
+	}
+}

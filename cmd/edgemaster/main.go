@@ -67,6 +67,7 @@ type Main struct {
 	Registries    string
 	TLSSANs       []string
 	NodeLostGrace time.Duration
+	StartupGrace  time.Duration
 	Debug         bool
 
 	Log         *slog.Logger
@@ -95,6 +96,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Registries, "registries", "", "upstream registries, in k3s registries.yaml format")
 	fs.StringSliceVar(&m.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate")
 	fs.DurationVar(&m.NodeLostGrace, "node-lost-grace", 5*time.Second, "how long a node may be unreachable before its replicas move")
+	fs.DurationVar(&m.StartupGrace, "startup-grace", 30*time.Second, "after a master restart, how long agents have to reconnect before their nodes count as unreachable")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -160,7 +162,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Bus.Open(); err != nil {
 		return err
 	}
-	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace}
+	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace,
+		Online: reports.Online, StartupGrace: m.StartupGrace}
 	m.Controllers.Open()
 	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
 		Version: version.Version, MQTTURL: m.agentMQTTURL, NodeCredential: m.setNodeCredential, Metrics: m.metrics}
