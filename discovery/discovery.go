@@ -37,7 +37,10 @@ type Advertiser struct {
 // Open starts answering mDNS queries.
 func (a *Advertiser) Open() error {
 	if a.Instance == "" {
-		a.Instance, _ = os.Hostname()
+		// The CA hash keeps two clusters' masters apart even on hosts with
+		// the same name (cloned SD cards often share one).
+		host, _ := os.Hostname()
+		a.Instance = host + "-" + a.CAHash[:min(8, len(a.CAHash))]
 	}
 	ifaces, err := interfaces(a.Interfaces)
 	if err != nil {

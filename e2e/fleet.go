@@ -429,8 +429,8 @@ func (f *Fleet) Destroy() error {
 		}
 	}
 	for _, h := range f.Hosts {
-		if h.Socket == "" {
-			continue
+		if h.Socket == "" || !fileExists(filepath.Join(f.Dir, h.Name, "containerd", "config.toml")) {
+			continue // no containerd of ours on this host
 		}
 		ctrd := f.Proc(h.Name + "-containerd")
 		if ctrd == nil || !ctrd.Alive() {

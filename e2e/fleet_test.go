@@ -328,6 +328,56 @@ func TestFleet(t *testing.T) {
 			}
 		}
 	})
+	t.Run("RogueMaster", func(t *testing.T) {
+		tf.t = t
+		// A second master with its own CA advertises on the same LAN.
+		rogue, err := tf.AddHost("rogue")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp, err := tf.StartMaster(rogue)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rp.Stop(syscall.SIGTERM, 5*time.Second)
+		out := tf.mustEdgectl("discover", "--wait", "2s")
+		if !strings.Contains(out, "https://"+rogue.IP+":7443") || !strings.Contains(out, "https://"+tf.master.IP+":7443") {
+			t.Fatalf("discover should list both masters:\n%s", out)
+		}
+		// With only the rogue master up, an agent holding the real master's
+		// token refuses it and keeps looking.
+		real := tf.Proc(tf.master.Name + "-edgemaster")
+		real.Stop(syscall.SIGTERM, 10*time.Second)
+		w5, err := tf.AddHost("w5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w5.Socket = filepath.Join(tf.Dir, "w5-no-containerd.sock") // joining needs no containerd
+		agent, err := tf.StartAgent(w5, tf.token, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer agent.Stop(syscall.SIGTERM, 5*time.Second)
+		waitFor(t, 20*time.Second, "the agent to refuse the rogue master", func() error {
+			if !strings.Contains(agent.Tail(20000), "ignoring a master whose CA does not match the join token") {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		if out, _, _ := tf.Edgectl(tf.gw, rogue, "get", "nodes"); strings.Contains(out, "w5") {
+			t.Fatalf("the agent joined the rogue master:\n%s", out)
+		}
+		// The real master returns: the agent finds it and joins.
+		if _, err := tf.StartMaster(tf.master); err != nil {
+			t.Fatal(err)
+		}
+		tf.waitReady("w5")
+		agent.Stop(syscall.SIGTERM, 5*time.Second)
+		tf.mustEdgectl("delete", "node", "w5")
+		for _, w := range tf.workers {
+			tf.waitReady(w.Name)
+		}
+	})
 	t.Run("Spread", func(t *testing.T) {
 		tf.t = t
 		tf.apply(fmt.Sprintf(fleetWeb, DemoImage))
@@ -557,6 +607,5 @@ func TestFleet(t *testing.T) {
 		if !strings.Contains(status, `deployment "web" successfully rolled out`) {
 			t.Fatalf("rollout status: %s", status)
 		}
-		_ = filepath.Join
 	})
 }
