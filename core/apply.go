@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -151,6 +152,23 @@ func Warnings(obj Object) []string {
 		return nil
 	}
 	var w []string
+	var annotations map[string]string
+	switch o := obj.(type) {
+	case *Pod:
+		annotations = o.Metadata.Annotations
+	case *Deployment:
+		annotations = o.Spec.Template.Metadata.Annotations
+	case *DaemonSet:
+		annotations = o.Spec.Template.Metadata.Annotations
+	}
+	if v, ok := annotations[AnnotationReconnectPolicy]; ok && v != ReconnectKeepOriginal && v != ReconnectKeepReplacement {
+		w = append(w, fmt.Sprintf("annotation %s=%q is not %s or %s; %s applies", AnnotationReconnectPolicy, v, ReconnectKeepReplacement, ReconnectKeepOriginal, ReconnectKeepReplacement))
+	}
+	if v, ok := annotations[AnnotationNodeLostGrace]; ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			w = append(w, fmt.Sprintf("annotation %s=%q is not a number of seconds; the cluster default applies", AnnotationNodeLostGrace, v))
+		}
+	}
 	for i, c := range spec.Containers {
 		p := fmt.Sprintf("%s.containers[%d]", prefix, i)
 		if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Scheme == "HTTPS" {

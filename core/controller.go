@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sort"
@@ -13,6 +14,20 @@ import (
 // AnnotationNodeLostGrace overrides, per workload, how long a node may be
 // unreachable before its replicas are replaced elsewhere ("30", seconds).
 const AnnotationNodeLostGrace = "edge.io/node-lost-grace-seconds"
+
+// AnnotationReconnectPolicy says, per workload, which replicas survive when
+// a partitioned node returns (Nomad's disconnect reconcile modes):
+// ReconnectKeepReplacement (default) stops the returning node's originals;
+// ReconnectKeepOriginal keeps them and stops the replacements.
+const AnnotationReconnectPolicy = "edge.io/reconnect-policy"
+
+const (
+	ReconnectKeepReplacement = "keep-replacement"
+	ReconnectKeepOriginal    = "keep-original"
+)
+
+// ReasonNodeLost marks a kept pod whose node is unreachable.
+const ReasonNodeLost = "NodeLost"
 
 // Controllers is the master's control loop: the Deployment and DaemonSet
 // controllers, the scheduler, node lifecycle and the publisher of each
@@ -234,10 +249,15 @@ func (c *Controllers) applyPlan(tx Tx, p Plan, now time.Time) error {
 
 func (c *Controllers) syncWorkloads(tx Tx, s *snapshot, now time.Time) error {
 	owners := map[string]bool{}
+	lost := c.lostPods(s, now)
+	isLost := func(p *Pod) bool {
+		// Kept originals count again only once their agent has reported.
+		return lost[p.Metadata.UID] || p.Status.Reason == ReasonNodeLost
+	}
 	for _, d := range s.deployments {
 		owners[d.Metadata.UID] = true
 		name := d.Metadata.Name
-		plan, st := PlanDeployment(d, OwnedBy(s.pods, d.Metadata.UID), func(h string) string { return c.NewName(name, h) })
+		plan, st := PlanDeployment(d, OwnedBy(s.pods, d.Metadata.UID), func(h string) string { return c.NewName(name, h) }, isLost)
 		if err := c.applyPlan(tx, plan, now); err != nil {
 			return err
 		}
@@ -286,6 +306,44 @@ func (c *Controllers) nodeLostGrace(p *Pod) time.Duration {
 	return c.NodeLostGrace
 }
 
+// nodeSince returns since when node n has not been Ready, counting a loss
+// from before this master started from the end of its startup grace.
+func (c *Controllers) nodeSince(n *Node) *Time {
+	since := n.Metadata.CreationTimestamp
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == "Ready" && cond.LastTransitionTime != nil {
+			since = cond.LastTransitionTime
+		}
+	}
+	if since != nil && since.Before(c.started) {
+		since = NewTime(c.started.Add(c.StartupGrace))
+	}
+	return since
+}
+
+// lostPods returns the UIDs of Deployment pods whose node has been
+// unreachable for longer than the pod's node-lost grace.
+func (c *Controllers) lostPods(s *snapshot, now time.Time) map[string]bool {
+	nodes := map[string]*Node{}
+	for _, n := range s.nodes {
+		nodes[n.Metadata.Name] = n
+	}
+	lost := map[string]bool{}
+	for _, p := range s.pods {
+		n := nodes[p.Spec.NodeName]
+		if n == nil || p.Terminating() || p.Terminal() || n.Ready() == ConditionTrue {
+			continue
+		}
+		if o := p.Owner(); o == nil || o.Kind != KindDeployment {
+			continue // DaemonSet pods and bare pods stay with their node.
+		}
+		if since := c.nodeSince(n); since != nil && now.Sub(since.Time) >= c.nodeLostGrace(p) {
+			lost[p.Metadata.UID] = true
+		}
+	}
+	return lost
+}
+
 func (c *Controllers) syncNodeLifecycle(tx Tx, s *snapshot, now time.Time) error {
 	nodes := map[string]*Node{}
 	for _, n := range s.nodes {
@@ -304,38 +362,33 @@ func (c *Controllers) syncNodeLifecycle(tx Tx, s *snapshot, now time.Time) error
 		}
 	}
 	for _, p := range s.pods {
-		if p.Spec.NodeName == "" {
-			continue
-		}
-		n := nodes[p.Spec.NodeName]
-		if n == nil {
+		if p.Spec.NodeName != "" && nodes[p.Spec.NodeName] == nil {
 			// The node was deleted: nobody can confirm a stop.
 			if err := tx.Delete(KeyOf(p)); err != nil {
 				return err
 			}
+		}
+	}
+	lost := c.lostPods(s, now)
+	for _, p := range s.pods {
+		if !lost[p.Metadata.UID] {
 			continue
 		}
-		if p.Terminating() || p.Terminal() || n.Ready() == ConditionTrue {
-			continue
-		}
-		if o := p.Owner(); o == nil || o.Kind != KindDeployment {
-			continue // DaemonSet pods and bare pods stay with their node.
-		}
-		since := n.Metadata.CreationTimestamp
-		for _, cond := range n.Status.Conditions {
-			if cond.Type == "Ready" && cond.LastTransitionTime != nil {
-				since = cond.LastTransitionTime
-			}
-		}
-		if since != nil && since.Before(c.started) {
-			// Lost before this master started: its agents get the same
-			// chance to reconnect as everyone else's.
-			since = NewTime(c.started.Add(c.StartupGrace))
-		}
-		if since != nil && now.Sub(since.Time) >= c.nodeLostGrace(p) {
+		if p.Metadata.Annotations[AnnotationReconnectPolicy] != ReconnectKeepOriginal {
 			if err := terminatePod(tx, p, now); err != nil {
 				return err
 			}
+			continue
+		}
+		if p.Status.Reason == ReasonNodeLost {
+			continue
+		}
+		next := Clone(p)
+		next.Status.Phase = PodUnknown
+		next.Status.Reason = ReasonNodeLost
+		next.Status.Message = fmt.Sprintf("node %q is unreachable; kept for its return (%s)", p.Spec.NodeName, AnnotationReconnectPolicy)
+		if err := tx.Put(next); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -84,10 +84,11 @@ func deletionOrder(pods []*Pod) {
 
 // PlanDeployment decides which of a deployment's pods to create and delete.
 // pods are the pods the deployment owns (any state). newName returns a fresh
-// pod name for a template hash. It implements the RollingUpdate strategy
-// (maxSurge / maxUnavailable) and Recreate, and returns the status the
-// deployment should report.
-func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string) (Plan, DeploymentStatus) {
+// pod name for a template hash. lost marks pods on unreachable nodes that
+// are kept but must not count (nil: none). It implements the RollingUpdate
+// strategy (maxSurge / maxUnavailable) and Recreate, and returns the status
+// the deployment should report.
+func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string, lost func(*Pod) bool) (Plan, DeploymentStatus) {
 	var plan Plan
 	hash := TemplateHash(&d.Spec.Template)
 	desired := d.DesiredReplicas()
@@ -99,6 +100,8 @@ func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string
 			if p.Metadata.Labels[LabelTemplateHash] != hash {
 				oldTerminating++
 			}
+		case lost != nil && lost(p):
+			// Kept for its node's return, replaced meanwhile.
 		case p.Terminal():
 			plan.Delete = append(plan.Delete, p) // replaced below
 		case p.Metadata.Labels[LabelTemplateHash] == hash:

@@ -464,3 +464,64 @@ func TestControllers_StartupGrace(t *testing.T) {
 		t.Fatalf("placement %v, want all 4 on n1", got)
 	}
 }
+
+// With keep-original, a partitioned node's replicas are replaced while it
+// is away and the replacements go when it returns; the originals survive.
+func TestControllers_ReconnectKeepOriginal(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	c.addNode("n2", nil, "4", "4Gi")
+	c.apply(strings.Replace(deployment("web", 4, ""), "    metadata: {labels: {app: web}}",
+		"    metadata:\n      labels: {app: web}\n      annotations: {edge.io/reconnect-policy: keep-original}", 1))
+	c.sync()
+	c.agent("n1")
+	c.agent("n2")
+	originals := map[string]bool{}
+	for _, p := range c.pods() {
+		if p.Spec.NodeName == "n2" {
+			originals[p.Metadata.Name] = true
+		}
+	}
+	c.reports.NodeOnline(context.Background(), "n2", false)
+	c.now = c.now.Add(6 * time.Second)
+	c.sync()
+	var lost, replacements int
+	for _, p := range c.pods() {
+		switch {
+		case originals[p.Metadata.Name]:
+			if p.Terminating() || p.Status.Reason != core.ReasonNodeLost {
+				t.Fatalf("original %s: terminating=%v reason=%q", p.Metadata.Name, p.Terminating(), p.Status.Reason)
+			}
+			lost++
+		case p.Spec.NodeName == "n1":
+			replacements++
+		}
+	}
+	if lost != 2 || replacements != 4 {
+		t.Fatalf("%d lost originals, %d pods on n1; want 2 and 4", lost, replacements)
+	}
+	c.agent("n1")
+	// n2 returns and reports its originals running.
+	c.reports.NodeOnline(context.Background(), "n2", true)
+	c.agent("n2")
+	c.sync()
+	c.agent("n1")
+	c.sync()
+	active := 0
+	for _, p := range c.pods() {
+		if !p.Terminating() {
+			active++
+		} else if originals[p.Metadata.Name] {
+			t.Fatalf("original %s is being stopped", p.Metadata.Name)
+		}
+	}
+	if active != 4 {
+		t.Fatalf("%d active pods after the return, want 4", active)
+	}
+	for name := range originals {
+		o, err := c.db.Get(context.Background(), core.Key{Kind: core.KindPod, Namespace: "default", Name: name})
+		if err != nil || o.(*core.Pod).Terminating() {
+			t.Fatalf("original %s gone: %v", name, err)
+		}
+	}
+}
