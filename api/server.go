@@ -329,7 +329,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind core.Kind, n
 	enc := json.NewEncoder(w)
 	for _, o := range objs {
 		if match(o) {
-			enc.Encode(core.Event{Type: core.Added, Object: o})
+			enc.Encode(core.WatchEvent{Type: core.Added, Object: o})
 		}
 	}
 	if flusher != nil {

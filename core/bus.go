@@ -61,10 +61,15 @@ type ReportSink interface {
 	// NodeOnline records that a node's agent connected (true) or that its
 	// connection was lost (false).
 	NodeOnline(ctx context.Context, node string, online bool) error
+	// NodeEvents records events a node saw, in order; repeats are ignored.
+	NodeEvents(ctx context.Context, node string, events []PodEvent) error
 }
 
 // Reporter is the agent's side of the protocol: it sends node reports.
 type Reporter interface {
 	// Report sends a report; EUNAVAILABLE while disconnected.
 	Report(r *NodeReport) error
+	// Events sends events in order and returns once the broker has them;
+	// EUNAVAILABLE while disconnected.
+	Events(events []PodEvent) error
 }

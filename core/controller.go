@@ -198,6 +198,9 @@ func (c *Controllers) Sync(ctx context.Context) error {
 		if err := c.schedule(tx, s, now); err != nil {
 			return err
 		}
+		if err := GCEvents(tx); err != nil {
+			return err
+		}
 		return c.allocateClusterIPs(tx, s)
 	})
 	if err != nil {

@@ -92,7 +92,7 @@ func DecodeManifest(doc []byte) (Object, error) {
 		return nil, Errorf(EINVALID, "kind: required")
 	}
 	obj, err := NewObject(Kind(kind))
-	if err != nil || Kind(kind) == KindNode {
+	if err != nil || Kind(kind) == KindNode || Kind(kind) == KindEvent {
 		return nil, Errorf(EINVALID, "kind: %q is not supported (use Deployment, DaemonSet, Service, Pod or Namespace)", kind)
 	}
 	name := ""

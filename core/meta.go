@@ -21,7 +21,7 @@ const (
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindService, KindDeployment, KindDaemonSet, KindPod}
+var Kinds = []Kind{KindNamespace, KindNode, KindService, KindDeployment, KindDaemonSet, KindPod, KindEvent}
 
 // Namespaced reports whether objects of kind k live in a namespace.
 func (k Kind) Namespaced() bool { return k != KindNode && k != KindNamespace }
@@ -55,6 +55,8 @@ func ParseKind(s string) (Kind, error) {
 		return KindDaemonSet, nil
 	case "services", "service", "svc":
 		return KindService, nil
+	case "events", "event", "ev":
+		return KindEvent, nil
 	}
 	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services or namespaces)", s)
 }
@@ -136,6 +138,8 @@ func NewObject(k Kind) (Object, error) {
 		o = &DaemonSet{}
 	case KindService:
 		o = &Service{}
+	case KindEvent:
+		o = &EventObj{}
 	default:
 		return nil, Errorf(EINVALID, "unknown kind %q", k)
 	}

@@ -168,3 +168,9 @@ func (r *Reports) NodeOnline(ctx context.Context, node string, online bool) erro
 		return tx.Put(n)
 	})
 }
+
+// NodeEvents implements ReportSink.
+func (r *Reports) NodeEvents(ctx context.Context, node string, events []PodEvent) error {
+	now := r.Now()
+	return r.Store.Update(ctx, func(tx Tx) error { return StoreEvents(tx, node, events, now) })
+}

@@ -24,7 +24,7 @@ type Store interface {
 	// Watch returns a channel of events committed after the call and a
 	// function that stops the watch. A watcher that falls too far behind has
 	// its channel closed and must list again.
-	Watch() (<-chan Event, func())
+	Watch() (<-chan WatchEvent, func())
 }
 
 // Tx is a store transaction. Its reads see its own writes.
@@ -51,8 +51,8 @@ const (
 	Deleted  EventType = "DELETED"
 )
 
-// Event is one committed change.
-type Event struct {
+// WatchEvent is one committed change.
+type WatchEvent struct {
 	Type   EventType `json:"type"`
 	Object Object    `json:"object"`
 }

@@ -562,6 +562,36 @@ func TestFleet(t *testing.T) {
 			}
 			return nil
 		})
+		// What happened meanwhile was queued on the worker and delivered in
+		// order: the exit, then the restart, stamped with when they happened.
+		victimPod := strings.SplitN(victimID, ".main.", 2)[0]
+		waitFor(t, 30*time.Second, "the offline exit and restart as events", func() error {
+			out := tf.mustEdgectl("get", "events", "-o", "json")
+			var list struct {
+				Items []struct {
+					InvolvedObject struct{ Name string } `json:"involvedObject"`
+					Reason, Message string
+					LastTimestamp   time.Time `json:"lastTimestamp"`
+				} `json:"items"`
+			}
+			if err := json.Unmarshal([]byte(out), &list); err != nil {
+				return err
+			}
+			var seq []string
+			for _, e := range list.Items {
+				if e.InvolvedObject.Name == victimPod && e.LastTimestamp.After(start.Add(-time.Second)) && e.LastTimestamp.Before(start.Add(down)) {
+					seq = append(seq, e.Reason+": "+e.Message)
+				}
+			}
+			joined := strings.Join(seq, " | ")
+			if !strings.Contains(joined, "Error: Container main exited with code 137 | Started: Restarted container main (restart 1)") {
+				return fmt.Errorf("events of %s during the outage: %s", victimPod, joined)
+			}
+			return nil
+		})
+		if out := tf.mustEdgectl("describe", "pod", victimPod); !strings.Contains(out, "exited with code 137") {
+			t.Fatalf("describe pod shows no offline events:\n%s", out)
+		}
 	})
 	t.Run("RollingUpdate", func(t *testing.T) {
 		tf.t = t

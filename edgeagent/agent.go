@@ -65,6 +65,8 @@ type Agent struct {
 	hostIP      string
 	ready       chan struct{}   // closed once containerd is reachable and pods adopted
 	ooms        map[string]bool // containers the kernel OOM-killed
+	events      *eventQueue
+	eventsReady chan struct{}
 }
 
 // Network sets up and tears down a pod's network in its namespace.
@@ -126,10 +128,16 @@ func (a *Agent) Open() error {
 		}
 	}
 	a.node = a.nodeStatus()
+	var err error
+	if a.events, err = openEventQueue(filepath.Join(a.DataDir, "events"), 1000); err != nil {
+		return err
+	}
+	a.eventsReady = make(chan struct{}, 1)
 	a.ctx, a.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), a.Namespace))
-	a.wg.Add(2)
+	a.wg.Add(3)
 	go a.run()
 	go a.reportLoop()
+	go a.sendEvents()
 	return nil
 }
 
@@ -185,6 +193,10 @@ func (a *Agent) ForceReport() {
 	a.lastSent = nil
 	a.mu.Unlock()
 	a.markDirty()
+	select { // events queued while away go first
+	case a.eventsReady <- struct{}{}:
+	default:
+	}
 }
 
 func (a *Agent) markDirty() {

@@ -142,3 +142,39 @@ func TestNetNS(t *testing.T) {
 		t.Fatalf("namespace file still there: %v", err)
 	}
 }
+
+// Events survive a restart, come out in order, and ids keep increasing
+// after delivered ones are gone.
+func TestEventQueue(t *testing.T) {
+	dir := t.TempDir()
+	q, err := openEventQueue(dir, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := q.add(core.PodEvent{Reason: "r" + string(rune('a'+i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q, _ = openEventQueue(dir, 5) // an agent restart
+	got := q.pending(10)
+	if len(got) != 3 || got[0].Reason != "ra" || got[2].Reason != "rc" || got[0].ID >= got[1].ID {
+		t.Fatalf("pending %+v", got)
+	}
+	q.ack(got[:2])
+	if rest := q.pending(10); len(rest) != 1 || rest[0].Reason != "rc" {
+		t.Fatalf("after ack %+v", rest)
+	}
+	q.ack(q.pending(10))
+	q, _ = openEventQueue(dir, 5)
+	id, _ := q.add(core.PodEvent{Reason: "rd"})
+	if id <= got[2].ID {
+		t.Fatalf("id %d reused after restart (last was %d)", id, got[2].ID)
+	}
+	for i := 0; i < 10; i++ {
+		q.add(core.PodEvent{Reason: "flood"})
+	}
+	if n := len(q.pending(100)); n != 5 {
+		t.Fatalf("%d queued, want the newest 5", n)
+	}
+}

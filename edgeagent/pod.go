@@ -50,6 +50,7 @@ type ctrState struct {
 	imageID      string
 	created      time.Time
 	probes       probeState
+	exitSeen     time.Time // the exit last recorded as an event
 }
 
 const maxBackoff = 60 * time.Second
@@ -328,6 +329,14 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 				term.Reason = "OOMKilled"
 			}
 		}
+		if !status.ExitTime.Equal(st.exitSeen) {
+			st.exitSeen = status.ExitTime
+			typ := core.EventNormal
+			if term.ExitCode != 0 {
+				typ = core.EventWarning
+			}
+			w.event(c.Name, typ, term.Reason, "Container %s exited with code %d", c.Name, term.ExitCode)
+		}
 		if !shouldRestart(pod.Spec.RestartPolicy, term.ExitCode) {
 			st.running, st.waiting, st.terminated, st.ready = nil, nil, term, false
 			return a.Resync
@@ -391,6 +400,7 @@ func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrSta
 		st.waiting = &core.ContainerStateWaiting{Reason: reason, Message: err.Error()}
 		if st.pullFailures == 1 {
 			a.Log.Warn("image not available", "pod", w.namespace+"/"+w.name, "image", c.Image, "err", err)
+			w.event(c.Name, core.EventWarning, "Failed", "Failed to get image %s: %v", c.Image, err)
 		}
 		return nil, err
 	}
@@ -435,6 +445,9 @@ func (w *podWorker) startTask(ctr containerd.Container, c *core.Container, st *c
 	if restart {
 		st.restarts++
 		labels[labelRestarts] = fmt.Sprint(st.restarts)
+		w.event(c.Name, core.EventNormal, "Started", "Restarted container %s (restart %d)", c.Name, st.restarts)
+	} else {
+		w.event(c.Name, core.EventNormal, "Started", "Started container %s", c.Name)
 	}
 	w.mu.Lock()
 	if w.podIP != "" {
@@ -553,6 +566,9 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	ctrs, err := a.client.Containers(ctx, fmt.Sprintf(`labels.%q==%q`, labelPodUID, w.uid))
 	if err != nil {
 		return err
+	}
+	if len(ctrs) > 0 && pod != nil {
+		w.event("", core.EventNormal, "Killing", "Stopping the pod's containers (grace period %s)", grace)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(ctrs))

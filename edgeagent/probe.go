@@ -70,6 +70,7 @@ func (w *podWorker) probe(pod *core.Pod, c *core.Container, st *ctrState) time.D
 				ps.live = 0
 			} else if ps.live++; ps.live >= int(p.FailureThreshold) {
 				w.a.Log.Info("liveness probe failed; restarting container", "pod", w.namespace+"/"+w.name, "container", c.Name, "err", err)
+				w.event(c.Name, core.EventWarning, "Unhealthy", "Liveness probe failed %d times: %v; restarting the container", p.FailureThreshold, err)
 				w.killForRestart(pod, c)
 				ps.live = 0
 			}

@@ -232,6 +232,22 @@ func (a *Agent) Report(rep *core.NodeReport) error {
 	return t.Error()
 }
 
+// Events publishes events in one message and waits for the broker's ack.
+func (a *Agent) Events(events []core.PodEvent) error {
+	if !a.client.IsConnectionOpen() {
+		return core.Errorf(core.EUNAVAILABLE, "not connected to the broker")
+	}
+	b, err := json.Marshal(events)
+	if err != nil {
+		return err
+	}
+	t := a.client.Publish(topicEvents(a.Node), 1, false, b)
+	if !t.WaitTimeout(10 * time.Second) {
+		return core.Errorf(core.EUNAVAILABLE, "events not acknowledged")
+	}
+	return t.Error()
+}
+
 // Close says "offline" and disconnects: a stopped agent cannot keep its
 // node Ready. Pods keep running; a quick restart stays within the master's
 // node-lost grace period.

@@ -82,7 +82,7 @@ func Allowed(node, topic string, write bool) bool {
 		return false
 	}
 	if write {
-		return rest == "report" || rest == "online" ||
+		return rest == "report" || rest == "online" || rest == "events" ||
 			(strings.HasPrefix(rest, "reply/") && len(rest) > len("reply/") && !strings.Contains(rest[len("reply/"):], "/"))
 	}
 	return rest == "desired" || rest == "cmd"

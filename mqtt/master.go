@@ -42,6 +42,7 @@ type Master struct {
 type pendingNode struct {
 	online *bool
 	report *core.NodeReport
+	events []core.PodEvent // not coalesced: each one counts, in order
 }
 
 var _ core.Bus = (*Master)(nil)
@@ -76,6 +77,7 @@ func (m *Master) Open() error {
 	for filter, fn := range map[string]func(string, []byte){
 		topicPrefix + "+/report":  m.onReport,
 		topicPrefix + "+/online":  m.onOnline,
+		topicPrefix + "+/events":  m.onEvents,
 		topicPrefix + "+/reply/+": m.onReply,
 	} {
 		if err := m.conn.subscribe(filter, fn); err != nil {
@@ -149,6 +151,16 @@ func (m *Master) onReport(topic string, payload []byte) {
 	m.enqueue(node, func(p *pendingNode) { p.report = &rep })
 }
 
+func (m *Master) onEvents(topic string, payload []byte) {
+	node, _, _ := parseNodeTopic(topic)
+	var events []core.PodEvent
+	if err := json.Unmarshal(payload, &events); err != nil {
+		m.Log.Warn("mqtt: undecodable events", "node", node, "err", err)
+		return
+	}
+	m.enqueue(node, func(p *pendingNode) { p.events = append(p.events, events...) })
+}
+
 func (m *Master) onOnline(topic string, payload []byte) {
 	node, _, _ := parseNodeTopic(topic)
 	online := string(payload) == Online
@@ -180,7 +192,10 @@ func (m *Master) work() {
 			delete(m.pending, node)
 			m.mu.Unlock()
 			var err error
-			if p.report != nil {
+			if len(p.events) > 0 {
+				err = m.Sink.NodeEvents(m.ctx, node, p.events)
+			}
+			if p.report != nil && err == nil {
 				err = m.Sink.NodeReport(m.ctx, p.report)
 			}
 			if p.online != nil && err == nil {
@@ -193,6 +208,7 @@ func (m *Master) work() {
 				}
 				// Keep it for another try unless something newer arrived.
 				m.enqueue(node, func(q *pendingNode) {
+					q.events = append(p.events, q.events...)
 					if q.report == nil {
 						q.report = p.report
 					}

@@ -26,6 +26,7 @@ type sink struct {
 	mu      sync.Mutex
 	reports map[string]*core.NodeReport
 	online  map[string]bool
+	events  []core.PodEvent
 }
 
 func newSink() *sink {
@@ -43,6 +44,13 @@ func (s *sink) NodeOnline(ctx context.Context, node string, online bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.online[node] = online
+	return nil
+}
+
+func (s *sink) NodeEvents(ctx context.Context, node string, events []core.PodEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, events...)
 	return nil
 }
 
@@ -184,6 +192,24 @@ func TestEmbedded_DesiredReportOnlineLogs(t *testing.T) {
 		t.Fatalf("follow read %q %v", buf, err)
 	}
 	rc.Close()
+
+	// Events arrive in order.
+	if err := a.Events([]core.PodEvent{{ID: 1, Reason: "a"}, {ID: 2, Reason: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Events([]core.PodEvent{{ID: 3, Reason: "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "events", func() bool {
+		e.sink.mu.Lock()
+		defer e.sink.mu.Unlock()
+		return len(e.sink.events) == 3
+	})
+	for i, ev := range e.sink.events {
+		if ev.ID != uint64(i+1) {
+			t.Fatalf("events out of order: %+v", e.sink.events)
+		}
+	}
 
 	// Killing the connection without DISCONNECT fires the will.
 	a.Close()

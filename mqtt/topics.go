@@ -10,6 +10,7 @@
 //	report    agent -> master, QoS 1: full node and pod status snapshot
 //	online    agent -> master, retained, QoS 1: "online", or "offline" as last will
 //	reply/<id> agent -> master, QoS 1: answers to cmd requests
+//	events    agent -> master, QoS 1: what happened to pods, in order
 //
 // and edge/master/epoch (master -> agents, retained): a new value means the
 // master restarted and wants a fresh report from everyone.
@@ -26,6 +27,7 @@ func topicDesired(node string) string { return topicPrefix + node + "/desired" }
 func topicCmd(node string) string     { return topicPrefix + node + "/cmd" }
 func topicReport(node string) string  { return topicPrefix + node + "/report" }
 func topicOnline(node string) string  { return topicPrefix + node + "/online" }
+func topicEvents(node string) string  { return topicPrefix + node + "/events" }
 func topicReply(node, id string) string {
 	return topicPrefix + node + "/reply/" + id
 }

@@ -525,3 +525,51 @@ func TestControllers_ReconnectKeepOriginal(t *testing.T) {
 		}
 	}
 }
+
+func TestEvents_StoreDedupTrimGC(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	c.addNode("n2", nil, "4", "4Gi")
+	c.apply(deployment("web", 2, ""))
+	c.sync()
+	var p1 *core.Pod
+	for _, p := range c.pods() {
+		if p.Spec.NodeName == "n1" {
+			p1 = p
+		}
+	}
+	ctx := context.Background()
+	ev := func(id uint64) core.PodEvent {
+		return core.PodEvent{ID: id, Time: core.NewTime(c.now.Add(time.Duration(id) * time.Second)), Namespace: "default",
+			Pod: p1.Metadata.Name, UID: p1.Metadata.UID, Type: core.EventNormal, Reason: "Started", Message: fmt.Sprint(id)}
+	}
+	if err := c.reports.NodeEvents(ctx, "n1", []core.PodEvent{ev(1), ev(2), ev(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.reports.NodeEvents(ctx, "n2", []core.PodEvent{ev(3)}); err != nil { // n2 speaks of n1's pod
+		t.Fatal(err)
+	}
+	events, _ := core.ListAs[*core.EventObj](ctx, c.db, core.KindEvent, "")
+	if len(events) != 2 || events[0].Message == events[1].Message {
+		t.Fatalf("%d events stored, want 2 (a repeat and a foreign one dropped)", len(events))
+	}
+	var many []core.PodEvent
+	for i := 10; i < 10+core.MaxEventsPerPod+5; i++ {
+		many = append(many, ev(uint64(i)))
+	}
+	c.reports.NodeEvents(ctx, "n1", many)
+	events, _ = core.ListAs[*core.EventObj](ctx, c.db, core.KindEvent, "")
+	mine := core.EventsFor(events, p1.Metadata.UID)
+	if len(mine) != core.MaxEventsPerPod || mine[len(mine)-1].Message != fmt.Sprint(10+core.MaxEventsPerPod+4) {
+		t.Fatalf("%d events kept (last %q)", len(mine), mine[len(mine)-1].Message)
+	}
+	// The pod goes: so do its events.
+	core.Delete(ctx, c.db, core.Key{Kind: core.KindDeployment, Namespace: "default", Name: "web"}, c.now)
+	c.sync()
+	c.agent("n1")
+	c.agent("n2")
+	c.sync()
+	if events, _ = core.ListAs[*core.EventObj](ctx, c.db, core.KindEvent, ""); len(events) != 0 {
+		t.Fatalf("%d events outlive their pod", len(events))
+	}
+}

@@ -49,7 +49,7 @@ type DB struct {
 type nsName struct{ ns, name string }
 
 type watcher struct {
-	ch chan core.Event
+	ch chan core.WatchEvent
 }
 
 // NewDB returns a store for the database file at path.
@@ -248,8 +248,8 @@ func (db *DB) list(kind core.Kind, ns string, overlay map[core.Key]core.Object) 
 }
 
 // Watch implements core.Store.
-func (db *DB) Watch() (<-chan core.Event, func()) {
-	w := &watcher{ch: make(chan core.Event, 4096)}
+func (db *DB) Watch() (<-chan core.WatchEvent, func()) {
+	w := &watcher{ch: make(chan core.WatchEvent, 4096)}
 	db.mu.Lock()
 	db.watchers[w] = struct{}{}
 	db.mu.Unlock()
@@ -269,7 +269,7 @@ type tx struct {
 	db      *DB
 	now     time.Time
 	overlay map[core.Key]core.Object // nil value: deleted
-	events  []core.Event
+	events  []core.WatchEvent
 	rev     int64
 }
 
@@ -405,7 +405,7 @@ func (t *tx) Delete(k core.Key) error {
 	}
 	t.overlay[k] = nil
 	t.rev++
-	t.events = append(t.events, core.Event{Type: core.Deleted, Object: old})
+	t.events = append(t.events, core.WatchEvent{Type: core.Deleted, Object: old})
 	return nil
 }
 
@@ -413,7 +413,7 @@ func (t *tx) write(typ core.EventType, k core.Key, obj core.Object) {
 	t.rev++
 	obj.GetMeta().ResourceVersion = strconv.FormatInt(t.rev, 10)
 	t.overlay[k] = obj
-	t.events = append(t.events, core.Event{Type: typ, Object: obj})
+	t.events = append(t.events, core.WatchEvent{Type: typ, Object: obj})
 }
 
 func newUID() string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -247,6 +248,12 @@ func (c *cli) get(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
+	if kind == core.KindEvent {
+		sort.SliceStable(objs, func(i, j int) bool {
+			a, b := objs[i].(*core.EventObj).LastTimestamp, objs[j].(*core.EventObj).LastTimestamp
+			return a != nil && b != nil && a.Before(b.Time)
+		})
+	}
 	t := newTable(kind, output == "wide", g.allNamespaces && kind.Namespaced())
 	for _, o := range objs {
 		t.add(o, time.Now())
@@ -326,6 +333,8 @@ func (c *cli) describe(ctx context.Context, args []string) error {
 	switch kind {
 	case core.KindNode, core.KindDeployment, core.KindDaemonSet, core.KindService:
 		related, _ = cl.List(ctx, core.KindPod, "", "")
+	case core.KindPod:
+		related, _ = cl.List(ctx, core.KindEvent, obj.GetMeta().Namespace, "")
 	}
 	describe(c.stdout, obj, related, time.Now())
 	return nil

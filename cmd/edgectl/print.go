@@ -47,6 +47,8 @@ func newTable(kind core.Kind, wide, allNS bool) *table {
 		}
 	case core.KindNamespace:
 		t.header = []string{"NAME", "STATUS", "AGE"}
+	case core.KindEvent:
+		t.header = []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
 	}
 	if allNS {
 		t.header = append([]string{"NAMESPACE"}, t.header...)
@@ -240,6 +242,9 @@ func (t *table) add(o core.Object, now time.Time) {
 		}
 	case *core.Namespace:
 		row = []string{m.Name, orNone(v.Status.Phase), age}
+	case *core.EventObj:
+		obj := strings.ToLower(string(v.InvolvedObject.Kind)) + "/" + v.InvolvedObject.Name
+		row = []string{Age(v.LastTimestamp, now), v.Type, v.Reason, obj, v.Message}
 	}
 	if t.ns {
 		row = append([]string{m.Namespace}, row...)
@@ -346,8 +351,22 @@ func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time
 		if len(v.Spec.NodeSelector) > 0 {
 			p("Node-Selectors", labelString(v.Spec.NodeSelector))
 		}
+		fmt.Fprintln(tw, "Events:")
 		if c := v.Status.Condition("PodScheduled"); c != nil && c.Status == core.ConditionFalse {
-			fmt.Fprintf(tw, "Events:\n  Warning\tFailedScheduling\t%s\n", c.Message)
+			fmt.Fprintf(tw, "  Warning\tFailedScheduling\t\t%s\n", c.Message)
+		}
+		var events []*core.EventObj
+		for _, o := range related {
+			if e, ok := o.(*core.EventObj); ok {
+				events = append(events, e)
+			}
+		}
+		for _, e := range core.EventsFor(events, v.Metadata.UID) {
+			at := ""
+			if e.LastTimestamp != nil {
+				at = e.LastTimestamp.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.Type, e.Reason, at, e.Message)
 		}
 		notes(tw, core.Warnings(v))
 	case *core.Node:
