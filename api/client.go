@@ -281,3 +281,11 @@ func ErrorString(err error) string {
 	}
 	return fmt.Sprint(err)
 }
+
+// Undo rolls a deployment back (toRevision 0: to the previous revision).
+func (c *Client) Undo(ctx context.Context, ns, name string, toRevision int64) (int64, error) {
+	var out UndoResponse
+	q := url.Values{"namespace": {ns}, "toRevision": {strconv.FormatInt(toRevision, 10)}}
+	err := c.doJSON(ctx, "POST", "/api/v1/deployments/"+url.PathEscape(name)+"/undo", q, struct{}{}, &out)
+	return out.Revision, err
+}

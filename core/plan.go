@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"sort"
 	"time"
 )
@@ -176,6 +177,7 @@ func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string
 			}
 		}
 	}
+	status.History = recordRevision(d, hash)
 	active := append(append([]*Pod{}, cur...), old...)
 	status.Replicas = int32(len(active))
 	status.UpdatedReplicas = int32(len(cur))
@@ -290,4 +292,71 @@ func PlanDaemonSet(ds *DaemonSet, nodes []*Node, pods []*Pod, newName func(hash 
 func ForceDeleteAfter(p *Pod, now time.Time) bool {
 	return p.Metadata.DeletionTimestamp != nil &&
 		now.Sub(p.Metadata.DeletionTimestamp.Time) > time.Duration(p.Spec.GracePeriod())*time.Second
+}
+
+// recordRevision returns the deployment's history with the current
+// template last, trimmed to revisionHistoryLimit (default 10) old ones.
+func recordRevision(d *Deployment, hash string) []Revision {
+	h := append([]Revision(nil), d.Status.History...)
+	if n := len(h); n > 0 && h[n-1].Hash == hash {
+		return h
+	}
+	var next int64 = 1
+	if n := len(h); n > 0 {
+		next = h[n-1].Revision + 1
+	}
+	// Returning to an older template moves it to the end, as kubectl does.
+	for i := 0; i < len(h); i++ {
+		if h[i].Hash == hash {
+			h = append(h[:i], h[i+1:]...)
+			i--
+		}
+	}
+	h = append(h, Revision{Revision: next, Hash: hash, Template: d.Spec.Template})
+	limit := 10
+	if d.Spec.RevisionHistoryLimit != nil {
+		limit = int(*d.Spec.RevisionHistoryLimit)
+	}
+	if len(h) > limit+1 {
+		h = h[len(h)-limit-1:]
+	}
+	return h
+}
+
+// Undo sets a deployment's template back to revision toRevision, or to the
+// one before the current when toRevision is 0. It returns the revision
+// rolled back to.
+func Undo(ctx context.Context, s Store, k Key, toRevision int64) (int64, error) {
+	var rev int64
+	err := s.Update(ctx, func(tx Tx) error {
+		obj, err := tx.Get(k)
+		if err != nil {
+			return err
+		}
+		d := Clone(obj.(*Deployment))
+		h := d.Status.History
+		var target *Revision
+		switch {
+		case toRevision == 0 && len(h) < 2:
+			return Errorf(EINVALID, "%s has no previous revision to roll back to", k)
+		case toRevision == 0:
+			target = &h[len(h)-2]
+		default:
+			for i := range h {
+				if h[i].Revision == toRevision {
+					target = &h[i]
+				}
+			}
+			if target == nil {
+				return Errorf(ENOTFOUND, "%s has no revision %d (see rollout history)", k, toRevision)
+			}
+		}
+		rev = target.Revision
+		if TemplateHash(&target.Template) == TemplateHash(&d.Spec.Template) {
+			return nil // already there
+		}
+		d.Spec.Template = target.Template
+		return tx.Put(d)
+	})
+	return rev, err
 }

@@ -48,6 +48,16 @@ type DeploymentStatus struct {
 	ReadyReplicas      int32  `json:"readyReplicas"`
 	AvailableReplicas  int32  `json:"availableReplicas"`
 	TemplateHash       string `json:"templateHash,omitempty"`
+	// History holds the templates rolled out, oldest first, the current one
+	// last (at most revisionHistoryLimit+1): what rollout undo returns to.
+	History []Revision `json:"history,omitempty"`
+}
+
+// Revision is one rolled-out pod template.
+type Revision struct {
+	Revision int64           `json:"revision"`
+	Hash     string          `json:"hash"`
+	Template PodTemplateSpec `json:"template"`
 }
 
 // DesiredReplicas returns spec.replicas, defaulting to 1.

@@ -637,5 +637,24 @@ func TestFleet(t *testing.T) {
 		if !strings.Contains(status, `deployment "web" successfully rolled out`) {
 			t.Fatalf("rollout status: %s", status)
 		}
+		// Undo returns to the previous template.
+		if out := tf.mustEdgectl("rollout", "undo", "deployment/web"); !strings.Contains(out, "rolled back to revision 1") {
+			t.Fatalf("rollout undo: %s", out)
+		}
+		tf.mustEdgectl("rollout", "status", "deployment/web", "--timeout", "60s")
+		waitFor(t, 60*time.Second, "all replicas back on the first image", func() error {
+			out := tf.mustEdgectl("get", "deployment", "web", "-o", "wide")
+			if !strings.Contains(out, "edge.local/demo:latest") || !strings.Contains(out, "6/6") {
+				return fmt.Errorf("%s", out)
+			}
+			pods := tf.pods("app=web")
+			if len(pods) != 6 {
+				return fmt.Errorf("%d pods", len(pods))
+			}
+			return nil
+		})
+		if out := tf.mustEdgectl("rollout", "history", "deployment/web"); !strings.Contains(out, "edge.local/demo:v2") {
+			t.Fatalf("rollout history: %s", out)
+		}
 	})
 }

@@ -573,3 +573,44 @@ func TestEvents_StoreDedupTrimGC(t *testing.T) {
 		t.Fatalf("%d events outlive their pod", len(events))
 	}
 }
+
+func TestControllers_RolloutHistoryAndUndo(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	c.apply(deployment("web", 2, ""))
+	c.sync()
+	c.agent("n1")
+	c.apply(strings.Replace(deployment("web", 2, ""), "demo:1", "demo:2", 1))
+	for i := 0; i < 10; i++ {
+		c.sync()
+		c.agent("n1")
+	}
+	ctx := context.Background()
+	key := core.Key{Kind: core.KindDeployment, Namespace: "default", Name: "web"}
+	o, _ := c.db.Get(ctx, key)
+	h := o.(*core.Deployment).Status.History
+	if len(h) != 2 || h[0].Template.Spec.Containers[0].Image != "demo:1" || h[1].Revision != 2 {
+		t.Fatalf("history %+v", h)
+	}
+	rev, err := core.Undo(ctx, c.db, key, 0)
+	if err != nil || rev != 1 {
+		t.Fatalf("undo: %d %v", rev, err)
+	}
+	for i := 0; i < 10; i++ {
+		c.sync()
+		c.agent("n1")
+	}
+	for _, p := range c.pods() {
+		if p.Spec.Containers[0].Image != "demo:1" {
+			t.Fatalf("pod %s still runs %s after undo", p.Metadata.Name, p.Spec.Containers[0].Image)
+		}
+	}
+	o, _ = c.db.Get(ctx, key)
+	h = o.(*core.Deployment).Status.History
+	if len(h) != 2 || h[1].Hash != core.TemplateHash(&o.(*core.Deployment).Spec.Template) || h[1].Revision != 3 {
+		t.Fatalf("history after undo %+v", h)
+	}
+	if _, err := core.Undo(ctx, c.db, key, 42); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("undo to a missing revision: %v", err)
+	}
+}

@@ -406,36 +406,76 @@ func (c *cli) nodeAction(ctx context.Context, action string, args []string) erro
 func (c *cli) rollout(ctx context.Context, args []string) error {
 	var g globals
 	var timeout time.Duration
+	var toRevision int64
 	fs, err := c.flags("rollout", args, &g, func(fs *pflag.FlagSet) {
-		fs.DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait forever)")
+		fs.DurationVar(&timeout, "timeout", 0, "status: give up after this long (0: wait forever)")
+		fs.Int64Var(&toRevision, "to-revision", 0, "undo: the revision to return to (default: the previous one)")
 	})
 	if err != nil {
 		return err
 	}
-	if fs.NArg() < 2 || fs.Arg(0) != "status" {
-		return fmt.Errorf("usage: edgectl rollout status deployment/NAME")
+	usage := fmt.Errorf("usage: edgectl rollout status|history|undo deployment/NAME")
+	if fs.NArg() < 2 {
+		return usage
 	}
-	target := fs.Arg(1)
+	verb, target := fs.Arg(0), fs.Arg(1)
 	kindName, name, ok := strings.Cut(target, "/")
 	if !ok {
 		if fs.NArg() < 3 {
-			return fmt.Errorf("usage: edgectl rollout status deployment/NAME")
+			return usage
 		}
 		kindName, name = target, fs.Arg(2)
 	}
 	if k, err := core.ParseKind(kindName); err != nil || k != core.KindDeployment {
-		return fmt.Errorf("rollout status supports deployments, not %q", kindName)
-	}
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+		return fmt.Errorf("rollout supports deployments, not %q", kindName)
 	}
 	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	events, err := cl.Watch(ctx, core.KindDeployment, nsFor(core.KindDeployment, g.ns()), name, "")
+	ns := nsFor(core.KindDeployment, g.ns())
+	switch verb {
+	case "status":
+		return c.rolloutStatus(ctx, cl, ns, name, timeout)
+	case "undo":
+		rev, err := cl.Undo(ctx, ns, name, toRevision)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "deployment.apps/%s rolled back to revision %d\n", name, rev)
+		return nil
+	case "history":
+		o, err := cl.Get(ctx, core.Key{Kind: core.KindDeployment, Namespace: ns, Name: name})
+		if err != nil {
+			return err
+		}
+		d := o.(*core.Deployment)
+		fmt.Fprintf(c.stdout, "deployment.apps/%s\n", name)
+		t := &table{header: []string{"REVISION", "IMAGES", "CURRENT"}}
+		for _, r := range d.Status.History {
+			var imgs []string
+			for _, ctr := range r.Template.Spec.Containers {
+				imgs = append(imgs, ctr.Image)
+			}
+			cur := ""
+			if r.Hash == d.Status.TemplateHash {
+				cur = "*"
+			}
+			t.rows = append(t.rows, []string{fmt.Sprint(r.Revision), strings.Join(imgs, ","), cur})
+		}
+		t.print(c.stdout, true)
+		return nil
+	}
+	return usage
+}
+
+func (c *cli) rolloutStatus(ctx context.Context, cl *api.Client, ns, name string, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	events, err := cl.Watch(ctx, core.KindDeployment, ns, name, "")
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ Commands:
   delete KIND NAME | -f FILE   delete objects
   logs POD [-c C] [-f] [--tail N]
   cordon|uncordon|drain NODE
-  rollout status deployment/NAME
+  rollout status|history|undo deployment/NAME [--to-revision N]
   image import FILE.tar | image ls
   token create [--ttl 24h]     make a join token for new nodes
   discover                     list masters advertised on the LAN (mDNS)
