@@ -14,6 +14,9 @@ type DesiredState struct {
 	// Hash identifies this set; agents report the hash they acted on.
 	Hash string `json:"hash"`
 	Pods []*Pod `json:"pods"`
+	// Prefetch lists images to pull in the background: those of a rollout
+	// that will replace pods on this node.
+	Prefetch []string `json:"prefetch,omitempty"`
 }
 
 // NodeReport is what an agent reports about itself and its pods. It is a

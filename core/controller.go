@@ -41,6 +41,9 @@ type Controllers struct {
 	// NodeLostGrace is how long a node may be NotReady before its Deployment
 	// pods are replaced (default 5s).
 	NodeLostGrace time.Duration
+	// PrefetchTimeout bounds how long a rollout waits for a node to fetch
+	// the new image before stopping an old pod there anyway (default 5m).
+	PrefetchTimeout time.Duration
 	// Resync is the period of passes without store events (default 1s); it
 	// drives time-based decisions such as node-lost grace.
 	Resync time.Duration
@@ -95,6 +98,9 @@ func (c *Controllers) setDefaults() {
 	}
 	if c.StartupGrace == 0 {
 		c.StartupGrace = 30 * time.Second
+	}
+	if c.PrefetchTimeout == 0 {
+		c.PrefetchTimeout = 5 * time.Minute
 	}
 	c.started = c.Now()
 	c.published = map[string]string{}
@@ -257,10 +263,19 @@ func (c *Controllers) syncWorkloads(tx Tx, s *snapshot, now time.Time) error {
 		// Kept originals count again only once their agent has reported.
 		return lost[p.Metadata.UID] || p.Status.Reason == ReasonNodeLost
 	}
+	nodes := map[string]*Node{}
+	for _, n := range s.nodes {
+		nodes[n.Metadata.Name] = n
+	}
 	for _, d := range s.deployments {
 		owners[d.Metadata.UID] = true
 		name := d.Metadata.Name
-		plan, st := PlanDeployment(d, OwnedBy(s.pods, d.Metadata.UID), func(h string) string { return c.NewName(name, h) }, isLost)
+		plan, st := PlanDeployment(d, OwnedBy(s.pods, d.Metadata.UID), PlanEnv{
+			NewName: func(h string) string { return c.NewName(name, h) },
+			Lost:    isLost,
+			CanStop: func(p *Pod) bool { return c.canStop(d, p, nodes[p.Spec.NodeName], now) },
+			Now:     now,
+		})
 		if err := c.applyPlan(tx, plan, now); err != nil {
 			return err
 		}
@@ -296,6 +311,58 @@ func (c *Controllers) syncWorkloads(tx Tx, s *snapshot, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// canStop says whether a ready old pod of d may stop: once its node holds
+// the images of d's current template, or it cannot fetch them (not Ready),
+// or after PrefetchTimeout since the rollout began.
+func (c *Controllers) canStop(d *Deployment, p *Pod, n *Node, now time.Time) bool {
+	if n == nil || n.Ready() != ConditionTrue {
+		return true
+	}
+	if h := d.Status.History; len(h) > 0 && h[len(h)-1].Time != nil && now.Sub(h[len(h)-1].Time.Time) > c.PrefetchTimeout {
+		return true
+	}
+	for _, ctr := range d.Spec.Template.Spec.Containers {
+		if !n.HasImage(ctr.Image) {
+			return false
+		}
+	}
+	return true
+}
+
+// prefetch returns, per node, the images of rollouts that will replace pods
+// there and that the node does not hold yet.
+func prefetch(deployments []*Deployment, pods []*Pod, nodes []*Node) map[string][]string {
+	byName := map[string]*Node{}
+	for _, n := range nodes {
+		byName[n.Metadata.Name] = n
+	}
+	out := map[string][]string{}
+	for _, d := range deployments {
+		hash := TemplateHash(&d.Spec.Template)
+		for _, p := range OwnedBy(pods, d.Metadata.UID) {
+			n := byName[p.Spec.NodeName]
+			if n == nil || p.Terminating() || p.Metadata.Labels[LabelTemplateHash] == hash {
+				continue
+			}
+			for _, ctr := range d.Spec.Template.Spec.Containers {
+				if !n.HasImage(ctr.Image) && !contains(out[n.Metadata.Name], ctr.Image) {
+					out[n.Metadata.Name] = append(out[n.Metadata.Name], ctr.Image)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeLostGrace returns the grace for a pod, honouring the annotation of its
@@ -497,6 +564,11 @@ func (c *Controllers) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	deployments, err := ListAs[*Deployment](ctx, c.Store, KindDeployment, "")
+	if err != nil {
+		return err
+	}
+	fetch := prefetch(deployments, pods, nodes)
 	byNode := map[string][]*Pod{}
 	for _, p := range pods {
 		if p.Spec.NodeName != "" && !p.Terminating() {
@@ -528,10 +600,18 @@ func (c *Controllers) publish(ctx context.Context) error {
 			fp.WriteString(p.Metadata.ResourceVersion)
 			fp.WriteByte(',')
 		}
+		for _, img := range fetch[name] {
+			fp.WriteString(img)
+			fp.WriteByte(',')
+		}
 		if _, ok := c.published[name]; ok && c.fingerprints[name] == fp.String() {
 			continue
 		}
 		ds := DesiredFor(name, byNode[name])
+		if len(fetch[name]) > 0 {
+			ds.Prefetch = fetch[name]
+			ds.Hash = Hash(ds)
+		}
 		if c.published[name] != ds.Hash {
 			if err := c.Bus.PublishDesired(ctx, ds); err != nil {
 				return err

@@ -83,13 +83,30 @@ func deletionOrder(pods []*Pod) {
 	})
 }
 
+// PlanEnv is what a deployment plan needs to know of the cluster.
+type PlanEnv struct {
+	// NewName returns a fresh pod name for a template hash.
+	NewName func(hash string) string
+	// Lost marks pods on unreachable nodes that are kept but must not count.
+	Lost func(*Pod) bool
+	// CanStop says whether a ready old pod may stop now: not before its node
+	// holds the new template's images, so a slow link does not lengthen the
+	// outage (nil: always).
+	CanStop func(*Pod) bool
+	// Now is the time of the pass.
+	Now time.Time
+}
+
 // PlanDeployment decides which of a deployment's pods to create and delete.
-// pods are the pods the deployment owns (any state). newName returns a fresh
-// pod name for a template hash. lost marks pods on unreachable nodes that
-// are kept but must not count (nil: none). It implements the RollingUpdate
-// strategy (maxSurge / maxUnavailable) and Recreate, and returns the status
-// the deployment should report.
-func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string, lost func(*Pod) bool) (Plan, DeploymentStatus) {
+// pods are the pods the deployment owns (any state). It implements the
+// RollingUpdate strategy (maxSurge / maxUnavailable) and Recreate, and
+// returns the status the deployment should report.
+func PlanDeployment(d *Deployment, pods []*Pod, env PlanEnv) (Plan, DeploymentStatus) {
+	newName, lost := env.NewName, env.Lost
+	canStop := env.CanStop
+	if canStop == nil {
+		canStop = func(*Pod) bool { return true }
+	}
 	var plan Plan
 	hash := TemplateHash(&d.Spec.Template)
 	desired := d.DesiredReplicas()
@@ -138,9 +155,17 @@ func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string
 			plan.Delete = append(plan.Delete, cur[:len(cur)-desired]...)
 		}
 	case d.Spec.Strategy.Type == StrategyRecreate:
-		plan.Delete = append(plan.Delete, old...)
-		if len(cur) > 0 {
-			plan.Delete = append(plan.Delete, cur...)
+		waiting := false
+		for _, p := range old {
+			if p.Ready() && !canStop(p) {
+				waiting = true // its node is still fetching the new image
+			}
+		}
+		if !waiting {
+			plan.Delete = append(plan.Delete, old...)
+			if len(cur) > 0 {
+				plan.Delete = append(plan.Delete, cur...)
+			}
 		}
 	default:
 		surge, unavail := 1, 0
@@ -169,15 +194,15 @@ func PlanDeployment(d *Deployment, pods []*Pod, newName func(hash string) string
 		canRemove := ready(cur) + ready(old) - minAvailable
 		deletionOrder(old)
 		for _, p := range old {
-			if !p.Ready() || canRemove > 0 {
-				if p.Ready() {
-					canRemove--
-				}
+			if !p.Ready() {
+				plan.Delete = append(plan.Delete, p)
+			} else if canRemove > 0 && canStop(p) {
+				canRemove--
 				plan.Delete = append(plan.Delete, p)
 			}
 		}
 	}
-	status.History = recordRevision(d, hash)
+	status.History = recordRevision(d, hash, env.Now)
 	active := append(append([]*Pod{}, cur...), old...)
 	status.Replicas = int32(len(active))
 	status.UpdatedReplicas = int32(len(cur))
@@ -296,7 +321,7 @@ func ForceDeleteAfter(p *Pod, now time.Time) bool {
 
 // recordRevision returns the deployment's history with the current
 // template last, trimmed to revisionHistoryLimit (default 10) old ones.
-func recordRevision(d *Deployment, hash string) []Revision {
+func recordRevision(d *Deployment, hash string, now time.Time) []Revision {
 	h := append([]Revision(nil), d.Status.History...)
 	if n := len(h); n > 0 && h[n-1].Hash == hash {
 		return h
@@ -312,7 +337,7 @@ func recordRevision(d *Deployment, hash string) []Revision {
 			i--
 		}
 	}
-	h = append(h, Revision{Revision: next, Hash: hash, Template: d.Spec.Template})
+	h = append(h, Revision{Revision: next, Hash: hash, Template: d.Spec.Template, Time: NewTime(now)})
 	limit := 10
 	if d.Spec.RevisionHistoryLimit != nil {
 		limit = int(*d.Spec.RevisionHistoryLimit)

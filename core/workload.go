@@ -58,6 +58,7 @@ type Revision struct {
 	Revision int64           `json:"revision"`
 	Hash     string          `json:"hash"`
 	Template PodTemplateSpec `json:"template"`
+	Time     *Time           `json:"time,omitempty"` // when it was first rolled out
 }
 
 // DesiredReplicas returns spec.replicas, defaulting to 1.

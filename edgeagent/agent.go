@@ -67,6 +67,8 @@ type Agent struct {
 	ooms        map[string]bool // containers the kernel OOM-killed
 	events      *eventQueue
 	eventsReady chan struct{}
+	fetching    map[string]bool // images being prefetched
+	fetchMu     sync.Mutex      // one prefetch at a time: a slow link has no room for more
 }
 
 // Network sets up and tears down a pod's network in its namespace.
@@ -114,6 +116,7 @@ func (a *Agent) Open() error {
 	a.workers = map[string]*podWorker{}
 	a.byContainer = map[string]string{}
 	a.ooms = map[string]bool{}
+	a.fetching = map[string]bool{}
 	a.newDesired = make(chan struct{}, 1)
 	a.workerDone = make(chan string, 64)
 	a.dirty = make(chan struct{}, 1)
@@ -379,6 +382,30 @@ func (a *Agent) adopt() error {
 	return nil
 }
 
+// prefetch pulls images a coming rollout needs, in the background.
+func (a *Agent) prefetch(images []string) {
+	for _, ref := range images {
+		if a.fetching[ref] {
+			continue
+		}
+		a.fetching[ref] = true
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.fetchMu.Lock()
+			_, err := a.ensureImage(a.ctx, ref, core.PullIfNotPresent)
+			a.fetchMu.Unlock()
+			if err != nil && a.ctx.Err() == nil {
+				a.Log.Warn("prefetching an image for a rollout failed", "image", ref, "err", err)
+			}
+			a.mu.Lock()
+			delete(a.fetching, ref)
+			a.mu.Unlock()
+			a.markDirty() // the report lists the node's images
+		}()
+	}
+}
+
 // apply makes the set of pod workers match the desired state.
 func (a *Agent) apply() {
 	a.mu.Lock()
@@ -387,6 +414,7 @@ func (a *Agent) apply() {
 	if ds == nil {
 		return // nothing known yet: adopted containers are left alone
 	}
+	a.prefetch(ds.Prefetch)
 	want := map[string]*core.Pod{}
 	names := map[string]string{} // namespace/name -> uid wanted
 	for _, p := range ds.Pods {

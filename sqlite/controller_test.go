@@ -95,6 +95,17 @@ func (c *cluster) agent(node string) {
 		rep.Labels, rep.Status = n.Metadata.Labels, n.Status
 	}
 	if ds != nil {
+		// Like a real agent: it holds the images of its pods and fetches
+		// what it is told to prefetch.
+		rep.Status.Images = nil
+		for _, img := range ds.Prefetch {
+			rep.Status.Images = append(rep.Status.Images, core.NodeImage{Names: []string{img}})
+		}
+		for _, p := range ds.Pods {
+			for _, ctr := range p.Spec.Containers {
+				rep.Status.Images = append(rep.Status.Images, core.NodeImage{Names: []string{ctr.Image}})
+			}
+		}
 		for _, p := range ds.Pods {
 			rep.Pods = append(rep.Pods, core.PodReport{Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID,
 				Status: core.PodStatus{Phase: core.PodRunning, ContainerStatuses: []core.ContainerStatus{{Name: "c", Ready: true,
@@ -612,5 +623,36 @@ func TestControllers_RolloutHistoryAndUndo(t *testing.T) {
 	}
 	if _, err := core.Undo(ctx, c.db, key, 42); core.ErrorCode(err) != core.ENOTFOUND {
 		t.Fatalf("undo to a missing revision: %v", err)
+	}
+}
+
+// A rollout does not stop a ready old pod until its node holds the new
+// image, and tells the node to fetch it first.
+func TestControllers_PrefetchBeforeStop(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	c.apply(strings.Replace(deployment("web", 1, ""), "replicas: 1", "replicas: 1\n  strategy: {type: Recreate}", 1))
+	c.sync()
+	c.agent("n1")
+	c.apply(strings.Replace(strings.Replace(deployment("web", 1, ""), "replicas: 1", "replicas: 1\n  strategy: {type: Recreate}", 1), "demo:1", "demo:2", 1))
+	c.sync()
+	if ds := c.bus.desired["n1"]; len(ds.Prefetch) != 1 || ds.Prefetch[0] != "demo:2" {
+		t.Fatalf("prefetch %v, want [demo:2]", ds.Prefetch)
+	}
+	for _, p := range c.pods() {
+		if p.Terminating() {
+			t.Fatal("the old pod is stopping before its node has the new image")
+		}
+	}
+	c.agent("n1") // reports demo:2 pulled
+	c.sync()
+	stopping := 0
+	for _, p := range c.pods() {
+		if p.Terminating() {
+			stopping++
+		}
+	}
+	if stopping != 1 {
+		t.Fatalf("%d pods stopping once the image is there, want 1", stopping)
 	}
 }
