@@ -60,5 +60,13 @@ cross:
 	  echo "built $$out: $$(cd $$out && ls | tr '\n' ' ')"; \
 	done
 
+# A whole cluster on this machine: a LAN of network namespaces with a master,
+# 3 workers (own containerd each, found by mDNS) and a gateway for edgectl.
+cluster: deps-demo build
+	$(GO) run ./build/cluster up --workers 3
+
+cluster-down:
+	$(GO) run ./build/cluster down
+
 clean:
 	rm -rf bin dist .demo
