@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,6 +108,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/tokens", s.admin(s.handleCreateToken))
 	mux.HandleFunc("POST /api/v1/deployments/{name}/undo", s.admin(s.handleUndo))
 	mux.HandleFunc("GET /metrics", s.admin(s.handleMetrics))
+	// Profiles for a live master, behind the admin token like everything else.
+	mux.HandleFunc("GET /debug/pprof/", s.admin(pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", s.admin(pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/heap", s.admin(pprof.Handler("heap").ServeHTTP))
 	return mux
 }
 

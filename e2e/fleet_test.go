@@ -569,7 +569,7 @@ func TestFleet(t *testing.T) {
 			out := tf.mustEdgectl("get", "events", "-o", "json")
 			var list struct {
 				Items []struct {
-					InvolvedObject struct{ Name string } `json:"involvedObject"`
+					InvolvedObject  struct{ Name string } `json:"involvedObject"`
 					Reason, Message string
 					LastTimestamp   time.Time `json:"lastTimestamp"`
 				} `json:"items"`
