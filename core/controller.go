@@ -133,7 +133,10 @@ func (c *Controllers) run(ctx context.Context) {
 	defer tick.Stop()
 	failures := 0
 	for {
-		if err := c.Sync(ctx); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		err := c.Sync(ctx)
+		took := time.Since(start)
+		if err != nil && ctx.Err() == nil {
 			failures++
 			if failures == 1 || failures%60 == 0 {
 				c.Log.Error("control loop pass failed", "err", err, "failures", failures)
@@ -141,6 +144,15 @@ func (c *Controllers) run(ctx context.Context) {
 		} else if failures > 0 {
 			c.Log.Info("control loop recovered", "after", failures)
 			failures = 0
+		}
+		// Under load a pass costs real time: leave at least as much to the
+		// API and to the agents' reports before the next one.
+		if pause := min(took, time.Second); pause > 10*time.Millisecond {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -480,9 +492,14 @@ func (c *Controllers) schedule(tx Tx, s *snapshot, now time.Time) error {
 		}
 		return pending[i].Metadata.Name < pending[j].Metadata.Name
 	})
+	sched := &Scheduler{Nodes: NewNodeInfos(s.nodes), Usage: usage}
 	for _, p := range pending {
-		node, why := Schedule(p, s.nodes, usage)
-		next := Clone(p)
+		node, why := sched.Schedule(p)
+		// A shallow copy: stored objects are never changed in place, so
+		// only what this pass changes (node, conditions) needs copying.
+		next := &Pod{}
+		*next = *p
+		next.Status.Conditions = append([]PodCondition(nil), p.Status.Conditions...)
 		if node != "" {
 			next.Spec.NodeName = node
 			next.Status.SetCondition(PodCondition{Type: "PodScheduled", Status: ConditionTrue})

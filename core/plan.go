@@ -18,8 +18,9 @@ type Plan struct {
 // TemplateHash returns the hash that identifies a pod template revision.
 func TemplateHash(t *PodTemplateSpec) string { return Hash(t) }
 
-// NewPodFromTemplate makes a pod for owner from template t.
-func NewPodFromTemplate(owner Object, t *PodTemplateSpec, name string) *Pod {
+// NewPodFromTemplate makes a pod for owner from template t, whose
+// TemplateHash is hash.
+func NewPodFromTemplate(owner Object, t *PodTemplateSpec, hash, name string) *Pod {
 	m := owner.GetMeta()
 	p := &Pod{
 		TypeMeta: TypeMeta{APIVersion: "v1", Kind: KindPod},
@@ -34,15 +35,16 @@ func NewPodFromTemplate(owner Object, t *PodTemplateSpec, name string) *Pod {
 			}},
 		},
 	}
-	tc := Clone(&Pod{TypeMeta: TypeMeta{Kind: KindPod}, Metadata: t.Metadata, Spec: t.Spec})
-	for k, v := range tc.Metadata.Labels {
+	for k, v := range t.Metadata.Labels {
 		p.Metadata.Labels[k] = v
 	}
-	for k, v := range tc.Metadata.Annotations {
+	for k, v := range t.Metadata.Annotations {
 		p.Metadata.Annotations[k] = v
 	}
-	p.Metadata.Labels[LabelTemplateHash] = TemplateHash(t)
-	p.Spec = tc.Spec
+	p.Metadata.Labels[LabelTemplateHash] = hash
+	// The spec is shared with the template: stored objects are never changed
+	// in place, and a thousand replicas need not be a thousand deep copies.
+	p.Spec = t.Spec
 	p.Status.Phase = PodPending
 	return p
 }
@@ -139,7 +141,7 @@ func PlanDeployment(d *Deployment, pods []*Pod, env PlanEnv) (Plan, DeploymentSt
 	}
 	create := func(n int) {
 		for i := 0; i < n; i++ {
-			plan.Create = append(plan.Create, NewPodFromTemplate(d, &d.Spec.Template, newName(hash)))
+			plan.Create = append(plan.Create, NewPodFromTemplate(d, &d.Spec.Template, hash, newName(hash)))
 		}
 	}
 	status := DeploymentStatus{ObservedGeneration: d.Metadata.Generation, TemplateHash: hash}
@@ -303,7 +305,7 @@ func PlanDaemonSet(ds *DaemonSet, nodes []*Node, pods []*Pod, newName func(hash 
 				}
 			}
 			if !hasTerminating {
-				p := NewPodFromTemplate(ds, &ds.Spec.Template, newName(hash))
+				p := NewPodFromTemplate(ds, &ds.Spec.Template, hash, newName(hash))
 				p.Spec.NodeName = node
 				plan.Create = append(plan.Create, p)
 			}

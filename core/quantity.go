@@ -109,8 +109,65 @@ func ceil(r *big.Rat) (int64, error) {
 	return n.Int64(), nil
 }
 
+// fast parses the common forms ("250m", "32Mi", "1", "0.5", "2G") with
+// integer arithmetic, scaled by scale (1 or 1000), rounding up. ok is false
+// for anything else (exponents, overflow), which the exact path handles.
+func (q Quantity) fast(scale int64) (v int64, ok bool) {
+	s := string(q)
+	i, whole, frac, fracDigits := 0, int64(0), int64(0), 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		if whole > 1<<40 {
+			return 0, false
+		}
+		whole = whole*10 + int64(s[i]-'0')
+	}
+	if i == 0 {
+		return 0, false
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if fracDigits == 9 {
+				return 0, false
+			}
+			frac = frac*10 + int64(s[i]-'0')
+			fracDigits++
+		}
+	}
+	var num, den int64 = 1, 1 // the suffix as a fraction
+	switch s[i:] {
+	case "":
+	case "m":
+		den = 1000
+	case "k":
+		num = 1000
+	case "M":
+		num = 1000_000
+	case "G":
+		num = 1000_000_000
+	case "Ki", "Mi", "Gi":
+		num = binarySuffixes[s[i:]]
+	default:
+		return 0, false
+	}
+	pow := int64(1)
+	for j := 0; j < fracDigits; j++ {
+		pow *= 10
+	}
+	// value = (whole + frac/pow) * num / den * scale, rounded up.
+	n := (whole*pow + frac)
+	if n > (1<<62)/num/scale {
+		return 0, false
+	}
+	n *= num * scale
+	d := pow * den
+	return (n + d - 1) / d, true
+}
+
 // Value returns q in base units rounded up (bytes for memory).
 func (q Quantity) Value() (int64, error) {
+	if v, ok := q.fast(1); ok {
+		return v, nil
+	}
 	r, err := q.parse()
 	if err != nil {
 		return 0, err
@@ -124,6 +181,9 @@ func (q Quantity) Value() (int64, error) {
 
 // MilliValue returns q in thousandths rounded up (millicores for cpu).
 func (q Quantity) MilliValue() (int64, error) {
+	if v, ok := q.fast(1000); ok {
+		return v, nil
+	}
 	r, err := q.parse()
 	if err != nil {
 		return 0, err

@@ -1,6 +1,9 @@
 package core
 
-import "testing"
+import (
+	"math/big"
+	"testing"
+)
 
 func TestQuantity(t *testing.T) {
 	for _, tt := range []struct {
@@ -84,5 +87,24 @@ func TestFormat(t *testing.T) {
 	}
 	if got := FormatBytes(1000); got != "1000" {
 		t.Fatal(got)
+	}
+}
+
+// The fast path agrees with the exact one.
+func TestQuantityFastPath(t *testing.T) {
+	for _, s := range []string{"0", "1", "250m", "0.5", "1.5", "0.1m", "1.25", "32Mi", "1Gi", "1.5Gi", "128M", "2G", "1k", "100n", "999999m", "0.001", "7.000000001"} {
+		q := Quantity(s)
+		r, err := q.parse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantMilli, _ := ceil(new(big.Rat).Mul(r, big.NewRat(1000, 1)))
+		wantVal, _ := ceil(r)
+		if v, ok := q.fast(1000); ok && v != wantMilli {
+			t.Errorf("fast milli %q = %d, want %d", s, v, wantMilli)
+		}
+		if v, ok := q.fast(1); ok && v != wantVal {
+			t.Errorf("fast value %q = %d, want %d", s, v, wantVal)
+		}
 	}
 }

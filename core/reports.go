@@ -86,14 +86,11 @@ func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 			pr := &rep.Pods[i]
 			reported[pr.Namespace+"/"+pr.Name] = pr
 		}
-		pods, err := TxListAs[*Pod](tx, KindPod, "")
+		pods, err := tx.PodsOnNode(rep.Node) // a node reports only on its own pods
 		if err != nil {
 			return err
 		}
 		for _, p := range pods {
-			if p.Spec.NodeName != rep.Node {
-				continue // a node reports only on its own pods
-			}
 			pr := reported[p.Metadata.Namespace+"/"+p.Metadata.Name]
 			if pr != nil && pr.UID != p.Metadata.UID {
 				pr = nil // an older pod of the same name

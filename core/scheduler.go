@@ -58,6 +58,47 @@ func (n *Node) AllocatableResources() (milliCPU, memory int64) {
 	return
 }
 
+// NodeInfo is what the scheduler needs of a node, computed once per pass.
+type NodeInfo struct {
+	Node          *Node
+	Schedulable   string // "" when pods may go there, else the reason not
+	MilliCPU, Mem int64  // allocatable
+	images        map[string]bool
+}
+
+// NewNodeInfos prepares nodes for scheduling.
+func NewNodeInfos(nodes []*Node) []*NodeInfo {
+	out := make([]*NodeInfo, len(nodes))
+	for i, n := range nodes {
+		ni := &NodeInfo{Node: n, images: map[string]bool{}}
+		switch {
+		case n.Metadata.DeletionTimestamp != nil || n.Ready() != ConditionTrue:
+			ni.Schedulable = reasonNotReady
+		case n.Spec.Unschedulable:
+			ni.Schedulable = reasonUnschedulable
+		}
+		ni.MilliCPU, ni.Mem = n.AllocatableResources()
+		for _, img := range n.Status.Images {
+			for _, name := range img.Names {
+				ni.images[NormalizeImage(name)] = true
+			}
+		}
+		out[i] = ni
+	}
+	return out
+}
+
+// Schedule picks a node for pod; see (*Scheduler).Schedule.
+func Schedule(pod *Pod, nodes []*Node, usage map[string]*NodeUsage) (string, string) {
+	return (&Scheduler{Nodes: NewNodeInfos(nodes), Usage: usage}).Schedule(pod)
+}
+
+// Scheduler places pods on prepared nodes, tracking what it placed.
+type Scheduler struct {
+	Nodes []*NodeInfo
+	Usage map[string]*NodeUsage
+}
+
 // Schedule picks a node for pod. It filters out nodes that are not Ready,
 // are cordoned, do not match the pod's nodeSelector or lack the cpu or
 // memory the pod requests, then scores the rest: fewest replicas of the same
@@ -65,40 +106,42 @@ func (n *Node) AllocatableResources() (milliCPU, memory int64) {
 // the least allocated. Ties go to the name that sorts first, so the result is
 // deterministic. When no node fits it returns "" and an explanation in the
 // style "0/3 nodes available: 2 insufficient memory, 1 didn't match node
-// selector". usage is updated with the placement.
-func Schedule(pod *Pod, nodes []*Node, usage map[string]*NodeUsage) (string, string) {
+// selector". Usage is updated with the placement.
+func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 	cpu, mem := pod.Spec.Requests()
-	reasons := map[string]int{}
-	type candidate struct {
-		name              string
-		spread, images    int
-		allocatedPermille int64
-	}
-	var cands []candidate
 	owner := ""
 	if o := pod.Owner(); o != nil {
 		owner = o.UID
 	}
-	for _, n := range nodes {
-		if n.Metadata.DeletionTimestamp != nil || n.Ready() != ConditionTrue {
-			reasons[reasonNotReady]++
+	images := make([]string, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		images[i] = NormalizeImage(c.Image)
+	}
+	reasons := map[string]int{}
+	var best *NodeInfo
+	var bestSpread, bestImages int
+	var bestAlloc int64
+	for _, ni := range sc.Nodes {
+		if ni.Schedulable != "" {
+			reasons[ni.Schedulable]++
 			continue
 		}
-		if n.Spec.Unschedulable {
-			reasons[reasonUnschedulable]++
-			continue
-		}
+		n := ni.Node
 		if !MatchLabels(pod.Spec.NodeSelector, n.Metadata.Labels) {
 			reasons[reasonSelector]++
 			continue
 		}
-		u := usage[n.Metadata.Name]
-		if u == nil {
-			u = &NodeUsage{Owners: map[string]int{}}
+		u := sc.Usage[n.Metadata.Name]
+		var usedCPU, usedMem int64
+		spread := 0
+		if u != nil {
+			usedCPU, usedMem = u.MilliCPU, u.Memory
+			if owner != "" {
+				spread = u.Owners[owner]
+			}
 		}
-		allocCPU, allocMem := n.AllocatableResources()
-		fitCPU := cpu == 0 || u.MilliCPU+cpu <= allocCPU
-		fitMem := mem == 0 || u.Memory+mem <= allocMem
+		fitCPU := cpu == 0 || usedCPU+cpu <= ni.MilliCPU
+		fitMem := mem == 0 || usedMem+mem <= ni.Mem
 		if !fitCPU || !fitMem {
 			if !fitMem {
 				reasons[reasonMemory]++
@@ -108,47 +151,46 @@ func Schedule(pod *Pod, nodes []*Node, usage map[string]*NodeUsage) (string, str
 			}
 			continue
 		}
-		c := candidate{name: n.Metadata.Name}
-		if owner != "" {
-			c.spread = u.Owners[owner]
-		}
-		for _, ctr := range pod.Spec.Containers {
-			if n.HasImage(ctr.Image) {
-				c.images++
+		held := 0
+		for _, img := range images {
+			if ni.images[img] {
+				held++
 			}
 		}
 		// Allocation after placement, in thousandths, averaged over cpu and memory.
-		var share int64
-		if allocCPU > 0 {
-			share += (u.MilliCPU + cpu) * 1000 / allocCPU
+		var alloc int64
+		if ni.MilliCPU > 0 {
+			alloc += (usedCPU + cpu) * 1000 / ni.MilliCPU
 		}
-		if allocMem > 0 {
-			share += (u.Memory + mem) * 1000 / allocMem
+		if ni.Mem > 0 {
+			alloc += (usedMem + mem) * 1000 / ni.Mem
 		}
-		c.allocatedPermille = share / 2
-		cands = append(cands, c)
+		alloc /= 2
+		better := best == nil
+		if !better {
+			switch {
+			case spread != bestSpread:
+				better = spread < bestSpread
+			case held != bestImages:
+				better = held > bestImages
+			case alloc != bestAlloc:
+				better = alloc < bestAlloc
+			default:
+				better = n.Metadata.Name < best.Node.Metadata.Name
+			}
+		}
+		if better {
+			best, bestSpread, bestImages, bestAlloc = ni, spread, held, alloc
+		}
 	}
-	if len(cands) == 0 {
-		return "", explain(len(nodes), reasons)
+	if best == nil {
+		return "", explain(len(sc.Nodes), reasons)
 	}
-	sort.Slice(cands, func(i, j int) bool {
-		a, b := cands[i], cands[j]
-		if a.spread != b.spread {
-			return a.spread < b.spread
-		}
-		if a.images != b.images {
-			return a.images > b.images
-		}
-		if a.allocatedPermille != b.allocatedPermille {
-			return a.allocatedPermille < b.allocatedPermille
-		}
-		return a.name < b.name
-	})
-	best := cands[0].name
-	u := usage[best]
+	name := best.Node.Metadata.Name
+	u := sc.Usage[name]
 	if u == nil {
 		u = &NodeUsage{Owners: map[string]int{}}
-		usage[best] = u
+		sc.Usage[name] = u
 	}
 	u.MilliCPU += cpu
 	u.Memory += mem
@@ -156,7 +198,7 @@ func Schedule(pod *Pod, nodes []*Node, usage map[string]*NodeUsage) (string, str
 	if owner != "" {
 		u.Owners[owner]++
 	}
-	return best, ""
+	return name, ""
 }
 
 func explain(total int, reasons map[string]int) string {

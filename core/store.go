@@ -27,10 +27,15 @@ type Store interface {
 	Watch() (<-chan WatchEvent, func())
 }
 
-// Tx is a store transaction. Its reads see its own writes.
+// Tx is a store transaction. Its reads see its own writes. Create and Put
+// take ownership of the object they are given: the caller must not change
+// it afterwards (copy a stored object with Clone, or shallow-copy what it
+// changes, before writing).
 type Tx interface {
 	Get(k Key) (Object, error)
 	List(kind Kind, ns string) ([]Object, error)
+	// PodsOnNode returns the pods bound to node, sorted.
+	PodsOnNode(node string) ([]*Pod, error)
 	// Create stores a new object and sets its uid, resourceVersion,
 	// generation and creationTimestamp. Returns ECONFLICT if it exists.
 	Create(obj Object) error
@@ -55,6 +60,12 @@ const (
 type WatchEvent struct {
 	Type   EventType `json:"type"`
 	Object Object    `json:"object"`
+}
+
+// RawLister is implemented by stores that keep each object's JSON, so an
+// API can list thousands of objects without encoding them again.
+type RawLister interface {
+	ListRaw(ctx context.Context, kind Kind, ns string) ([]Object, [][]byte, error)
 }
 
 // SpecOf returns the part of obj whose change bumps metadata.generation.

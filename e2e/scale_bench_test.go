@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -79,6 +81,9 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 	if _, err := c.client.Apply(ctx, []core.ManifestFile{{Name: "sim.yaml", Data: []byte(fmt.Sprintf(simDeployment, "sim", pods, "sim", "sim"))}}); err != nil {
 		b.Fatal(err)
 	}
+	if out := os.Getenv("EDGE_SIM_PROFILE"); out != "" {
+		go c.profile(out, 30) // what the master spends the rollout on
+	}
 	waitFor(b, 30*time.Minute, fmt.Sprintf("%d pods reported Running", pods), func() error {
 		o, err := c.client.Get(ctx, core.Key{Kind: core.KindDeployment, Namespace: "default", Name: "sim"})
 		if err != nil {
@@ -135,4 +140,21 @@ func (c *cluster) metricOK(name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// profile saves a CPU profile of the master.
+func (c *cluster) profile(path string, seconds int) {
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.apiURL, seconds), nil)
+	req.Header.Set("Authorization", "Bearer "+c.client.Token)
+	resp, err := c.client.HTTP.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }

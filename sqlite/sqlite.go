@@ -39,7 +39,10 @@ type DB struct {
 	writeMu sync.Mutex // one writer at a time, as SQLite wants anyway
 
 	mu       sync.RWMutex
-	objects  map[core.Kind]map[nsName]core.Object
+	sortMu   sync.Mutex // guards sorted, which readers fill under mu.RLock
+	objects  map[core.Kind]map[nsName]*entry
+	sorted   map[core.Kind][]core.Object // per kind, by namespace/name; nil when stale
+	byNode   map[string]map[nsName]bool  // pods per node
 	rev      int64
 	watchers map[*watcher]struct{}
 
@@ -47,6 +50,13 @@ type DB struct {
 }
 
 type nsName struct{ ns, name string }
+
+// entry is a cached object and its JSON, kept so that lists are served
+// without encoding thousands of objects again.
+type entry struct {
+	obj core.Object
+	raw []byte
+}
 
 type watcher struct {
 	ch chan core.WatchEvent
@@ -165,9 +175,11 @@ func (db *DB) migrateFile(name string) error {
 }
 
 func (db *DB) load() error {
-	db.objects = map[core.Kind]map[nsName]core.Object{}
+	db.objects = map[core.Kind]map[nsName]*entry{}
+	db.sorted = map[core.Kind][]core.Object{}
+	db.byNode = map[string]map[nsName]bool{}
 	for _, k := range core.Kinds {
-		db.objects[k] = map[nsName]core.Object{}
+		db.objects[k] = map[nsName]*entry{}
 	}
 	if err := db.db.QueryRow(`SELECT rv FROM revision WHERE id = 1`).Scan(&db.rev); err != nil {
 		return err
@@ -187,7 +199,8 @@ func (db *DB) load() error {
 		if err != nil {
 			return fmt.Errorf("%s %s/%s: %w", kind, ns, name, err)
 		}
-		db.objects[core.Kind(kind)][nsName{ns, name}] = obj
+		db.objects[core.Kind(kind)][nsName{ns, name}] = &entry{obj: obj, raw: data}
+		db.indexPod(obj, true)
 	}
 	return rows.Err()
 }
@@ -204,10 +217,27 @@ func (db *DB) get(k core.Key) (core.Object, error) {
 	if !ok {
 		return nil, core.Errorf(core.EINVALID, "unknown kind %q", k.Kind)
 	}
-	if o, ok := m[nsName{k.Namespace, k.Name}]; ok {
-		return o, nil
+	if e, ok := m[nsName{k.Namespace, k.Name}]; ok {
+		return e.obj, nil
 	}
 	return nil, core.Errorf(core.ENOTFOUND, "%s not found", k)
+}
+
+// indexPod adds (or removes) a pod in the pods-by-node index.
+func (db *DB) indexPod(obj core.Object, add bool) {
+	p, ok := obj.(*core.Pod)
+	if !ok || p.Spec.NodeName == "" {
+		return
+	}
+	k := nsName{p.Metadata.Namespace, p.Metadata.Name}
+	if !add {
+		delete(db.byNode[p.Spec.NodeName], k)
+		return
+	}
+	if db.byNode[p.Spec.NodeName] == nil {
+		db.byNode[p.Spec.NodeName] = map[nsName]bool{}
+	}
+	db.byNode[p.Spec.NodeName][k] = true
 }
 
 // List implements core.Store.
@@ -217,34 +247,112 @@ func (db *DB) List(ctx context.Context, kind core.Kind, ns string) ([]core.Objec
 	return db.list(kind, ns, nil)
 }
 
+// ListRaw is List with each object's JSON (core.RawLister).
+func (db *DB) ListRaw(ctx context.Context, kind core.Kind, ns string) ([]core.Object, [][]byte, error) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	objs, err := db.list(kind, ns, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	raws := make([][]byte, len(objs))
+	for i, o := range objs {
+		m := o.GetMeta()
+		raws[i] = db.objects[kind][nsName{m.Namespace, m.Name}].raw
+	}
+	return objs, raws, nil
+}
+
+// sortedList returns all objects of kind in order, from the cache. Callers
+// hold db.mu; the cache is rebuilt under it at most once per change.
+func (db *DB) sortedList(kind core.Kind) []core.Object {
+	db.sortMu.Lock()
+	l := db.sorted[kind]
+	db.sortMu.Unlock()
+	if l != nil {
+		return l
+	}
+	m := db.objects[kind]
+	l = make([]core.Object, 0, len(m))
+	for _, e := range m {
+		l = append(l, e.obj)
+	}
+	sortObjects(l)
+	db.sortMu.Lock()
+	db.sorted[kind] = l
+	db.sortMu.Unlock()
+	return l
+}
+
+func sortObjects(l []core.Object) {
+	sort.Slice(l, func(i, j int) bool {
+		a, b := l[i].GetMeta(), l[j].GetMeta()
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
+}
+
 func (db *DB) list(kind core.Kind, ns string, overlay map[core.Key]core.Object) ([]core.Object, error) {
-	m, ok := db.objects[kind]
-	if !ok {
+	if _, ok := db.objects[kind]; !ok {
 		return nil, core.Errorf(core.EINVALID, "unknown kind %q", kind)
 	}
-	out := make([]core.Object, 0, len(m))
-	for k, o := range m {
-		if ns != "" && k.ns != ns {
+	changed := false
+	for k := range overlay {
+		if k.Kind == kind {
+			changed = true
+			break
+		}
+	}
+	base := db.sortedList(kind)
+	out := make([]core.Object, 0, len(base))
+	for _, o := range base {
+		m := o.GetMeta()
+		if ns != "" && m.Namespace != ns {
 			continue
 		}
-		if _, changed := overlay[core.Key{Kind: kind, Namespace: k.ns, Name: k.name}]; changed {
-			continue
+		if changed {
+			if _, ok := overlay[core.Key{Kind: kind, Namespace: m.Namespace, Name: m.Name}]; ok {
+				continue
+			}
 		}
 		out = append(out, o)
+	}
+	if !changed {
+		return out, nil
 	}
 	for k, o := range overlay {
 		if k.Kind == kind && o != nil && (ns == "" || k.Namespace == ns) {
 			out = append(out, o)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i].GetMeta(), out[j].GetMeta()
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
-	})
+	sortObjects(out)
 	return out, nil
+}
+
+// podsOnNode returns the pods bound to node, seen through overlay.
+func (db *DB) podsOnNode(node string, overlay map[core.Key]core.Object) []*core.Pod {
+	var out []*core.Pod
+	for k := range db.byNode[node] {
+		key := core.Key{Kind: core.KindPod, Namespace: k.ns, Name: k.name}
+		if _, ok := overlay[key]; ok {
+			continue
+		}
+		out = append(out, db.objects[core.KindPod][k].obj.(*core.Pod))
+	}
+	for k, o := range overlay {
+		if p, ok := o.(*core.Pod); ok && k.Kind == core.KindPod && p.Spec.NodeName == node {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Metadata.Namespace != out[j].Metadata.Namespace {
+			return out[i].Metadata.Namespace < out[j].Metadata.Namespace
+		}
+		return out[i].Metadata.Name < out[j].Metadata.Name
+	})
+	return out
 }
 
 // Watch implements core.Store.
@@ -269,6 +377,7 @@ type tx struct {
 	db      *DB
 	now     time.Time
 	overlay map[core.Key]core.Object // nil value: deleted
+	raw     map[core.Key][]byte      // JSON of written objects, from commit
 	events  []core.WatchEvent
 	rev     int64
 }
@@ -278,7 +387,7 @@ func (db *DB) Update(ctx context.Context, fn func(core.Tx) error) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	db.mu.RLock()
-	t := &tx{db: db, now: db.Now(), overlay: map[core.Key]core.Object{}, rev: db.rev}
+	t := &tx{db: db, now: db.Now(), overlay: map[core.Key]core.Object{}, raw: map[core.Key][]byte{}, rev: db.rev}
 	err := fn(t)
 	db.mu.RUnlock()
 	if err != nil {
@@ -292,11 +401,19 @@ func (db *DB) Update(ctx context.Context, fn func(core.Tx) error) error {
 	}
 	db.mu.Lock()
 	for k, o := range t.overlay {
-		if o == nil {
-			delete(db.objects[k.Kind], nsName{k.Namespace, k.Name})
-		} else {
-			db.objects[k.Kind][nsName{k.Namespace, k.Name}] = o
+		nk := nsName{k.Namespace, k.Name}
+		if old, ok := db.objects[k.Kind][nk]; ok {
+			db.indexPod(old.obj, false)
 		}
+		if o == nil {
+			delete(db.objects[k.Kind], nk)
+		} else {
+			db.objects[k.Kind][nk] = &entry{obj: o, raw: t.raw[k]}
+			db.indexPod(o, true)
+		}
+		db.sortMu.Lock()
+		delete(db.sorted, k.Kind)
+		db.sortMu.Unlock()
 	}
 	db.rev = t.rev
 	for w := range db.watchers {
@@ -334,6 +451,7 @@ func (db *DB) commit(ctx context.Context, t *tx) error {
 		if err != nil {
 			return err
 		}
+		t.raw[k] = data
 		m := o.GetMeta()
 		rv, _ := strconv.ParseInt(m.ResourceVersion, 10, 64)
 		if _, err := sqlTx.Exec(`INSERT OR REPLACE INTO objects (kind, namespace, name, uid, rv, data) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -361,6 +479,10 @@ func (t *tx) List(kind core.Kind, ns string) ([]core.Object, error) {
 	return t.db.list(kind, ns, t.overlay)
 }
 
+func (t *tx) PodsOnNode(node string) ([]*core.Pod, error) {
+	return t.db.podsOnNode(node, t.overlay), nil
+}
+
 func (t *tx) Create(obj core.Object) error {
 	k := core.KeyOf(obj)
 	if _, err := t.Get(k); err == nil {
@@ -368,7 +490,6 @@ func (t *tx) Create(obj core.Object) error {
 	} else if core.ErrorCode(err) != core.ENOTFOUND {
 		return err
 	}
-	obj = core.Clone(obj)
 	m := obj.GetMeta()
 	m.UID = newUID()
 	m.Generation = 1
@@ -384,7 +505,6 @@ func (t *tx) Put(obj core.Object) error {
 		return err
 	}
 	om := old.GetMeta()
-	obj = core.Clone(obj)
 	m := obj.GetMeta()
 	if m.ResourceVersion != "" && m.ResourceVersion != om.ResourceVersion {
 		return core.Errorf(core.ECONFLICT, "%s was changed by someone else (resourceVersion %s, now %s); get it again and retry",
