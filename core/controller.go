@@ -250,7 +250,18 @@ func (c *Controllers) load(tx Tx) (*snapshot, error) {
 
 func (c *Controllers) applyPlan(tx Tx, p Plan, now time.Time) error {
 	for _, pod := range p.Create {
-		if err := tx.Create(pod); err != nil {
+		err := tx.Create(pod)
+		// Generated names collide now and then (10,000 replicas make it
+		// likely): pick another, as Kubernetes does for generateName.
+		for try := 0; ErrorCode(err) == ECONFLICT && try < 10; try++ {
+			owner := ""
+			if o := pod.Owner(); o != nil {
+				owner = o.Name
+			}
+			pod.Metadata.Name = c.NewName(owner, pod.Metadata.Labels[LabelTemplateHash])
+			err = tx.Create(pod)
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -90,6 +90,10 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 			return err
 		}
 		if st := o.(*core.Deployment).Status; int(st.ReadyReplicas) != pods {
+			if os.Getenv("EDGE_SIM_PROGRESS") != "" {
+				fmt.Printf("%6.1fs: %d ready, %d on hollow nodes\n", time.Since(start).Seconds(), st.ReadyReplicas, fleet.Pods())
+				time.Sleep(time.Second)
+			}
 			return fmt.Errorf("%d ready, %d on hollow nodes", st.ReadyReplicas, fleet.Pods())
 		}
 		return nil

@@ -656,3 +656,20 @@ func TestControllers_PrefetchBeforeStop(t *testing.T) {
 		t.Fatalf("%d pods stopping once the image is there, want 1", stopping)
 	}
 }
+
+// A generated name that is taken is replaced, not fatal to the pass.
+func TestControllers_NameCollision(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	names := []string{"web-same", "web-same", "web-same", "web-other"}
+	c.ctl.NewName = func(owner, hash string) string {
+		n := names[0]
+		names = names[1:]
+		return n
+	}
+	c.apply(deployment("web", 2, ""))
+	c.sync()
+	if n := len(c.pods()); n != 2 {
+		t.Fatalf("%d pods, want 2 despite the name collision", n)
+	}
+}
