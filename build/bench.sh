@@ -12,5 +12,9 @@ for d in dist/linux-amd64 dist/linux-arm64 dist/linux-armv7; do
 done
 echo "== go benchmarks (store, scheduler)"
 go test -run '^$' -bench . -benchmem ./core/... ./sqlite/... | grep -E '^(Benchmark|ok)'
-echo "== cluster (root: private containerd, master, agent)"
+echo "== one master, one agent (root: private containerd)"
 go test -run '^$' -bench BenchmarkCluster -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
+echo "== node silently lost: 3 workers in network namespaces, link cut 5 times"
+go test -run '^$' -bench BenchmarkNodeLost -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
+echo "== simulated fleet: ${EDGE_SIM_NODES:-1000} hollow nodes, ${EDGE_SIM_PODS:-10000} pods on one master"
+go test -run '^$' -bench BenchmarkSimulatedFleet -benchtime 1x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'

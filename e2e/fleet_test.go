@@ -410,6 +410,31 @@ func TestFleet(t *testing.T) {
 			return nil
 		})
 	})
+	t.Run("Drain", func(t *testing.T) {
+		tf.t = t
+		out := tf.mustEdgectl("drain", w3.Name)
+		if !strings.Contains(out, "node/"+w3.Name+" drained") {
+			t.Fatalf("drain: %s", out)
+		}
+		tf.waitPlacement("web replicas off the drained node", 60*time.Second, 6, func(m map[string]int) bool { return m[w3.Name] == 0 })
+		if m := placement(tf.pods("app=collector")); m[w3.Name] != 1 {
+			t.Fatalf("the DaemonSet pod must stay on a drained node: %v", m)
+		}
+		if n := tf.nodes()[w3.Name]; !n.Spec.Unschedulable {
+			t.Fatal("drained node is schedulable")
+		}
+		tf.mustEdgectl("uncordon", w3.Name)
+		// Back to 2 per node for what follows.
+		tf.mustEdgectl("delete", "deployment", "web")
+		waitFor(t, 60*time.Second, "web gone", func() error {
+			if n := len(tf.pods("app=web")); n != 0 {
+				return fmt.Errorf("%d pods", n)
+			}
+			return nil
+		})
+		tf.apply(fmt.Sprintf(fleetWeb, DemoImage))
+		tf.settled(6)
+	})
 	t.Run("NodeKilled", func(t *testing.T) {
 		tf.t = t
 		start := time.Now()

@@ -673,3 +673,26 @@ func TestControllers_NameCollision(t *testing.T) {
 		t.Fatalf("%d pods, want 2 despite the name collision", n)
 	}
 }
+
+// The node-lost grace can be set per workload.
+func TestControllers_NodeLostGraceAnnotation(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	c.addNode("n2", nil, "4", "4Gi")
+	c.apply(strings.Replace(deployment("web", 2, ""), "    metadata: {labels: {app: web}}",
+		"    metadata:\n      labels: {app: web}\n      annotations: {edge.io/node-lost-grace-seconds: \"60\"}", 1))
+	c.sync()
+	c.agent("n1")
+	c.agent("n2")
+	c.reports.NodeOnline(context.Background(), "n2", false)
+	c.now = c.now.Add(30 * time.Second)
+	c.sync()
+	if got := c.placement(); got["n2"] != 1 {
+		t.Fatalf("replaced before the workload's 60 s grace: %v", got)
+	}
+	c.now = c.now.Add(31 * time.Second)
+	c.sync()
+	if got := c.placement(); got["n1"] != 2 || got["n2"] != 0 {
+		t.Fatalf("placement %v after the grace", got)
+	}
+}
