@@ -233,14 +233,14 @@ func (f *Fleet) LinkDown(h *Host) error {
 }
 func (f *Fleet) LinkUp(h *Host) error { return run("ip", "-n", f.lanNS(), "link", "set", h.Link, "up") }
 
-// StartContainerd runs a private containerd for host h (own root, state and
-// socket) and imports the demo image into namespace edge.
-func (f *Fleet) StartContainerd(h *Host) error {
-	dir := filepath.Join(f.Dir, h.Name, "containerd")
+// containerdConfig writes the config of a private containerd keeping its
+// root, state and socket under dir, and returns the config's path and the
+// socket.
+func containerdConfig(dir string) (config, socket string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", "", err
 	}
-	h.Socket = filepath.Join(dir, "containerd.sock")
+	socket = filepath.Join(dir, "containerd.sock")
 	conf := fmt.Sprintf(`version = 2
 root = %q
 state = %q
@@ -249,11 +249,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), h.Socket, h.Socket+".ttrpc")
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644); err != nil {
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, socket+".ttrpc")
+	config = filepath.Join(dir, "config.toml")
+	return config, socket, os.WriteFile(config, []byte(conf), 0o644)
+}
+
+// StartContainerd runs a private containerd for host h (own root, state and
+// socket) and imports the demo image into namespace edge.
+func (f *Fleet) StartContainerd(h *Host) error {
+	config, socket, err := containerdConfig(filepath.Join(f.Dir, h.Name, "containerd"))
+	if err != nil {
 		return err
 	}
-	if _, err := f.Start(h, h.Name+"-containerd", "containerd", "--config", filepath.Join(dir, "config.toml")); err != nil {
+	h.Socket = socket
+	if _, err := f.Start(h, h.Name+"-containerd", "containerd", "--config", config); err != nil {
 		return err
 	}
 	c, err := dialContainerd(h.Socket, 20*time.Second)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,7 +24,6 @@ import (
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/edgeagent"
-	"github.com/edgeorch/edge/images"
 )
 
 var binDir string
@@ -149,35 +147,18 @@ func startContainerd(t testing.TB) *containerdEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &containerdEnv{dir: dir, socket: filepath.Join(dir, "containerd.sock")}
-	conf := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), e.socket, e.socket+".ttrpc")
-	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644); err != nil {
+	config, socket, err := containerdConfig(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	e.proc = start(t, dir, "containerd", "--config", filepath.Join(dir, "config.toml"))
+	e := &containerdEnv{dir: dir, socket: socket}
+	e.proc = start(t, dir, "containerd", "--config", config)
 	// Registered after the process, so it runs first: containers are removed
 	// while containerd still answers, then it stops containerd itself.
 	t.Cleanup(func() { e.cleanup(t) })
-	waitFor(t, 20*time.Second, "containerd to serve", func() error {
-		c, err := containerd.New(e.socket, containerd.WithTimeout(time.Second))
-		if err != nil {
-			return err
-		}
-		if _, err := c.Version(context.Background()); err != nil {
-			c.Close()
-			return err
-		}
-		e.client = c
-		return nil
-	})
+	if e.client, err = dialContainerd(e.socket, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
@@ -204,31 +185,12 @@ func (e *containerdEnv) cleanup(t testing.TB) {
 	os.RemoveAll(e.dir)
 }
 
-// importDemoImage builds the busybox demo image and imports it into the
-// edge namespace, so no registry is involved.
+// importDemoImage imports the demo image into the edge namespace, so no
+// registry is involved.
 func (e *containerdEnv) importDemoImage(t testing.TB, name string) {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Fatal("busybox-static is needed for the demo image: apt-get install busybox-static")
-	}
-	spec, err := images.BusyboxImage(name, bb, runtime.GOARCH)
-	if err != nil {
+	if err := importAs(e.client, name); err != nil {
 		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := images.WriteOCIArchive(&buf, spec); err != nil {
-		t.Fatal(err)
-	}
-	ctx := namespaces.WithNamespace(context.Background(), "edge")
-	imgs, err := e.client.Import(ctx, &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, img := range imgs {
-		if err := containerd.NewImage(e.client, img).Unpack(ctx, ""); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

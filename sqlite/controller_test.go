@@ -479,14 +479,7 @@ func TestControllers_StartupGrace(t *testing.T) {
 // With keep-original, a partitioned node's replicas are replaced while it
 // is away and the replacements go when it returns; the originals survive.
 func TestControllers_ReconnectKeepOriginal(t *testing.T) {
-	c := newCluster(t)
-	c.addNode("n1", nil, "4", "4Gi")
-	c.addNode("n2", nil, "4", "4Gi")
-	c.apply(strings.Replace(deployment("web", 4, ""), "    metadata: {labels: {app: web}}",
-		"    metadata:\n      labels: {app: web}\n      annotations: {edge.io/reconnect-policy: keep-original}", 1))
-	c.sync()
-	c.agent("n1")
-	c.agent("n2")
+	c := twoNodesRunning(t, 4, "edge.io/reconnect-policy: keep-original")
 	originals := map[string]bool{}
 	for _, p := range c.pods() {
 		if p.Spec.NodeName == "n2" {
@@ -676,14 +669,7 @@ func TestControllers_NameCollision(t *testing.T) {
 
 // The node-lost grace can be set per workload.
 func TestControllers_NodeLostGraceAnnotation(t *testing.T) {
-	c := newCluster(t)
-	c.addNode("n1", nil, "4", "4Gi")
-	c.addNode("n2", nil, "4", "4Gi")
-	c.apply(strings.Replace(deployment("web", 2, ""), "    metadata: {labels: {app: web}}",
-		"    metadata:\n      labels: {app: web}\n      annotations: {edge.io/node-lost-grace-seconds: \"60\"}", 1))
-	c.sync()
-	c.agent("n1")
-	c.agent("n2")
+	c := twoNodesRunning(t, 2, `edge.io/node-lost-grace-seconds: "60"`)
 	c.reports.NodeOnline(context.Background(), "n2", false)
 	c.now = c.now.Add(30 * time.Second)
 	c.sync()
@@ -695,4 +681,18 @@ func TestControllers_NodeLostGraceAnnotation(t *testing.T) {
 	if got := c.placement(); got["n1"] != 2 || got["n2"] != 0 {
 		t.Fatalf("placement %v after the grace", got)
 	}
+}
+
+// twoNodesRunning is a cluster of n1 and n2 running a web deployment of n
+// replicas whose pod template carries the annotation (YAML "key: value").
+func twoNodesRunning(t *testing.T, n int, annotation string) *cluster {
+	c := newCluster(t)
+	c.addNode("n1", nil, "4", "4Gi")
+	c.addNode("n2", nil, "4", "4Gi")
+	c.apply(strings.Replace(deployment("web", n, ""), "    metadata: {labels: {app: web}}",
+		"    metadata:\n      labels: {app: web}\n      annotations: {"+annotation+"}", 1))
+	c.sync()
+	c.agent("n1")
+	c.agent("n2")
+	return c
 }

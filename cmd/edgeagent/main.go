@@ -9,11 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
-	"syscall"
 	"time"
 
 	ctrlog "github.com/containerd/log"
@@ -23,34 +20,13 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/edgeagent"
+	"github.com/edgeorch/edge/internal/daemon"
 	"github.com/edgeorch/edge/internal/fsutil"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
 )
 
-func main() {
-	if os.Getenv("GOGC") == "" {
-		// Edge nodes are short of memory, not of CPU: collect garbage sooner.
-		debug.SetGCPercent(50)
-	}
-	m := NewMain()
-	if err := m.ParseFlags(os.Args[1:]); errors.Is(err, pflag.ErrHelp) {
-		os.Exit(0)
-	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "edgeagent:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	if err := m.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "edgeagent:", err)
-		m.Close()
-		os.Exit(1)
-	}
-	<-ctx.Done()
-	stop()
-	slog.Info("shutting down; pods keep running")
-	m.Close()
-}
+func main() { daemon.Main("edgeagent", NewMain(), "shutting down; pods keep running") }
 
 // Main is the agent process.
 type Main struct {
@@ -185,13 +161,8 @@ func (m *Main) join(ctx context.Context, jt api.JoinToken) (*credentials, error)
 // Run joins (or reuses saved credentials) and starts the agent. The agent
 // starts running its saved pods before the master answers.
 func (m *Main) Run(ctx context.Context) error {
-	level := slog.LevelInfo
-	if m.Debug {
-		level = slog.LevelDebug
-	}
 	if m.Log == nil {
-		m.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("node", m.Name)
-		slog.SetDefault(m.Log)
+		m.Log = daemon.Logger(m.Debug, "node", m.Name)
 	}
 	if !m.Debug {
 		ctrlog.SetLevel("warn") // containerd's client logs every failed registry request at info
@@ -234,11 +205,12 @@ func (m *Main) network() (edgeagent.Network, error) {
 }
 
 // Close stops the agent; containers keep running.
-func (m *Main) Close() {
+func (m *Main) Close() error {
 	if m.MQTT != nil {
 		m.MQTT.Close()
 	}
 	if m.Agent != nil {
-		m.Agent.Close()
+		return m.Agent.Close()
 	}
+	return nil
 }

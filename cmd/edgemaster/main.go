@@ -10,13 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -24,38 +21,14 @@ import (
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
+	"github.com/edgeorch/edge/internal/daemon"
 	"github.com/edgeorch/edge/internal/fsutil"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
 	"github.com/edgeorch/edge/sqlite"
 )
 
-func main() {
-	if os.Getenv("GOGC") == "" {
-		// Edge nodes are short of memory, not of CPU: collect garbage sooner.
-		debug.SetGCPercent(50)
-	}
-	m := NewMain()
-	if err := m.ParseFlags(os.Args[1:]); errors.Is(err, pflag.ErrHelp) {
-		os.Exit(0)
-	} else if err != nil {
-		fmt.Fprintln(os.Stderr, "edgemaster:", err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	if err := m.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "edgemaster:", err)
-		m.Close()
-		os.Exit(1)
-	}
-	<-ctx.Done()
-	stop() // a second signal kills at once
-	slog.Info("shutting down")
-	if err := m.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "edgemaster:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("edgemaster", NewMain(), "shutting down") }
 
 // Main is the master process.
 type Main struct {
@@ -122,13 +95,8 @@ func (m *Main) ParseFlags(args []string) error {
 
 // Run starts every component; it returns once they serve.
 func (m *Main) Run(ctx context.Context) error {
-	level := slog.LevelInfo
-	if m.Debug {
-		level = slog.LevelDebug
-	}
 	if m.Log == nil {
-		m.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-		slog.SetDefault(m.Log)
+		m.Log = daemon.Logger(m.Debug)
 	}
 	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
 		return err

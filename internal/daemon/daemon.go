@@ -1,0 +1,66 @@
+// Package daemon is the process frame edgemaster and edgeagent share:
+// flags, signals, logging and memory tuning. It holds no behaviour of
+// either program.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/pflag"
+)
+
+// Program is a long-running command.
+type Program interface {
+	ParseFlags(args []string) error
+	// Run starts everything and returns once it serves.
+	Run(ctx context.Context) error
+	// Close stops everything; it is idempotent.
+	Close() error
+}
+
+// Main parses the command line, runs p until SIGINT or SIGTERM (a second
+// signal kills at once) and closes it. It exits 2 on bad flags and 1 when p
+// fails.
+func Main(name string, p Program, stopping string) {
+	if os.Getenv("GOGC") == "" {
+		// Edge nodes are short of memory, not of CPU: collect garbage sooner.
+		debug.SetGCPercent(50)
+	}
+	if err := p.ParseFlags(os.Args[1:]); errors.Is(err, pflag.ErrHelp) {
+		os.Exit(0)
+	} else if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	if err := p.Run(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		p.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	stop() // from here a second signal kills at once
+	slog.Info(stopping)
+	if err := p.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// Logger returns a text logger on stderr, installed as the default.
+func Logger(debugLogs bool, attrs ...any) *slog.Logger {
+	level := slog.LevelInfo
+	if debugLogs {
+		level = slog.LevelDebug
+	}
+	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With(attrs...)
+	slog.SetDefault(l)
+	return l
+}
