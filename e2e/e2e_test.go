@@ -48,6 +48,7 @@ func TestCluster(t *testing.T) {
 	t.Run("BadInput", func(t *testing.T) { c.t = t; testBadInput(t, c) })
 	t.Run("ForeignTopic", func(t *testing.T) { c.t = t; testForeignTopic(t, c) })
 	t.Run("BadAgentTokens", func(t *testing.T) { c.t = t; testBadAgentTokens(t, c) })
+	t.Run("RejoinWhenRefused", func(t *testing.T) { c.t = t; testRejoin(t, c) })
 	t.Run("CleanShutdown", func(t *testing.T) {
 		for _, p := range []*proc{c.agent, c.master} {
 			p.stop(syscall.SIGTERM, 10*time.Second)
@@ -404,4 +405,44 @@ func testBadAgentTokens(t *testing.T, c *cluster) {
 			}
 		})
 	}
+}
+
+// An agent whose saved credentials the master no longer knows (its data
+// was restored from an older backup, say) joins again with its token.
+func testRejoin(t *testing.T, c *cluster) {
+	c.agent.stop(syscall.SIGTERM, 10*time.Second)
+	path := filepath.Join(c.dir, "agent", "credentials.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creds map[string]any
+	json.Unmarshal(b, &creds)
+	creds["mqttPassword"] = "not-what-the-master-issued"
+	b, _ = json.Marshal(creds)
+	os.WriteFile(path, b, 0o600)
+	c.startAgent()
+	waitFor(t, 60*time.Second, "the agent to join again and its node to be Ready", func() error {
+		logs, _ := os.ReadFile(c.agent.log)
+		if !strings.Contains(string(logs), "joining again") {
+			return fmt.Errorf("no re-join yet")
+		}
+		o, err := c.client.Get(context.Background(), core.Key{Kind: core.KindNode, Name: c.node})
+		if err != nil {
+			return err
+		}
+		if o.(*core.Node).Ready() != core.ConditionTrue {
+			return fmt.Errorf("node not Ready")
+		}
+		return nil
+	})
+	c.apply(fmt.Sprintf(spineManifest, 1))
+	c.runningPods(1, "app=spine")
+	c.mustEdgectl("delete", "deployment", "spine")
+	waitFor(t, 60*time.Second, "spine to go", func() error {
+		if n := c.ctrd.containerCount(t); n != 0 {
+			return fmt.Errorf("%d containers", n)
+		}
+		return nil
+	})
 }

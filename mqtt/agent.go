@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/edgeorch/edge/core"
 )
@@ -36,9 +38,13 @@ type Agent struct {
 	OnConnectionLost func(error)
 	// Logs writes a container log to w until done or ctx ends.
 	Logs func(ctx context.Context, req core.LogRequest, w func([]byte) error) error
+	// OnRefused is called when the broker refuses the node's credentials
+	// (count: refusals in a row), e.g. after the master's data was reset.
+	OnRefused func(count int)
 
-	client  paho.Client
-	mu      sync.Mutex
+	client   paho.Client
+	refusals int
+	mu       sync.Mutex
 	streams map[string]*agentStream
 	epoch   string
 	closed  bool
@@ -78,6 +84,7 @@ func (a *Agent) Open() error {
 		SetOrderMatters(true).
 		SetWill(topicOnline(a.Node), Offline, 1, true).
 		SetOnConnectHandler(a.onConnect).
+		SetConnectionNotificationHandler(a.onNotification).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			a.Log.Warn("lost connection to the broker; pods keep running", "err", err)
 			if a.OnConnectionLost != nil {
@@ -95,7 +102,28 @@ func (a *Agent) Open() error {
 // Connected reports whether the broker connection is up.
 func (a *Agent) Connected() bool { return a.client != nil && a.client.IsConnectionOpen() }
 
+func (a *Agent) onNotification(_ paho.Client, n paho.ConnectionNotification) {
+	f, ok := n.(paho.ConnectionNotificationFailed)
+	if !ok {
+		return
+	}
+	if !errors.Is(f.Reason, packets.ErrorRefusedBadUsernameOrPassword) && !errors.Is(f.Reason, packets.ErrorRefusedNotAuthorised) {
+		return
+	}
+	a.mu.Lock()
+	a.refusals++
+	count := a.refusals
+	a.mu.Unlock()
+	a.Log.Warn("the broker refused this node's credentials", "refusals", count)
+	if a.OnRefused != nil {
+		a.OnRefused(count)
+	}
+}
+
 func (a *Agent) onConnect(c paho.Client) {
+	a.mu.Lock()
+	a.refusals = 0
+	a.mu.Unlock()
 	a.Log.Info("connected to the broker", "url", a.URL)
 	subs := map[string]byte{topicDesired(a.Node): 1, topicCmd(a.Node): 1, topicEpoch: 1}
 	t := c.SubscribeMultiple(subs, a.onMessage)

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	ctrlog "github.com/containerd/log"
@@ -46,7 +48,10 @@ type Main struct {
 
 	Log   *slog.Logger
 	Agent *edgeagent.Agent
-	MQTT  *mqtt.Agent
+
+	ctx       context.Context
+	reporter  reporter
+	rejoining atomic.Bool
 }
 
 func NewMain() *Main { return &Main{} }
@@ -184,17 +189,86 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.ctx = ctx
+	m.Agent.Reporter = &m.reporter
+	return m.connect(creds)
+}
+
+// connect opens the MQTT connection with creds.
+func (m *Main) connect(creds *credentials) error {
 	tlsConfig, err := api.CATLS([]byte(creds.CACert))
 	if err != nil {
 		return err
 	}
-	m.MQTT = &mqtt.Agent{URL: creds.MQTTURL, Node: m.Name, Password: creds.Password, KeepAlive: m.KeepAlive, Log: m.Log,
-		OnDesired: m.Agent.SetDesired, OnConnect: m.Agent.ForceReport, Logs: m.Agent.Logs}
+	conn := &mqtt.Agent{URL: creds.MQTTURL, Node: m.Name, Password: creds.Password, KeepAlive: m.KeepAlive, Log: m.Log,
+		OnDesired: m.Agent.SetDesired, OnConnect: m.Agent.ForceReport, Logs: m.Agent.Logs, OnRefused: m.refused}
 	if strings.HasPrefix(creds.MQTTURL, "ssl://") || strings.HasPrefix(creds.MQTTURL, "tls://") {
-		m.MQTT.TLS = tlsConfig
+		conn.TLS = tlsConfig
 	}
-	m.Agent.Reporter = m.MQTT
-	return m.MQTT.Open()
+	if err := conn.Open(); err != nil {
+		return err
+	}
+	m.reporter.set(conn)
+	return nil
+}
+
+// refused re-joins with the token when the broker keeps refusing the saved
+// credentials (the master's data was reset or restored): a node must not
+// stay locked out of a master it has a valid token for.
+func (m *Main) refused(count int) {
+	if count < 3 || !m.rejoining.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer m.rejoining.Store(false)
+		m.Log.Warn("joining again: the master no longer accepts this node's credentials")
+		if old := m.reporter.set(nil); old != nil {
+			old.Close()
+		}
+		os.Remove(m.credPath())
+		creds, err := m.credentials(m.ctx)
+		if err != nil {
+			m.Log.Error("joining again failed", "err", api.ErrorString(err))
+			return
+		}
+		if err := m.connect(creds); err != nil {
+			m.Log.Error("connecting after joining again failed", "err", err)
+		}
+	}()
+}
+
+// reporter hands reports to the current MQTT connection, which a re-join
+// replaces while the agent runs.
+type reporter struct {
+	mu  sync.Mutex
+	cur *mqtt.Agent
+}
+
+func (r *reporter) set(a *mqtt.Agent) (old *mqtt.Agent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old, r.cur = r.cur, a
+	return old
+}
+
+func (r *reporter) get() *mqtt.Agent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+func (r *reporter) Report(rep *core.NodeReport) error {
+	if c := r.get(); c != nil {
+		return c.Report(rep)
+	}
+	return core.Errorf(core.EUNAVAILABLE, "not connected")
+}
+
+func (r *reporter) Events(events []core.PodEvent) error {
+	if c := r.get(); c != nil {
+		return c.Events(events)
+	}
+	return core.Errorf(core.EUNAVAILABLE, "not connected")
 }
 
 func (m *Main) network() (edgeagent.Network, error) {
@@ -206,8 +280,8 @@ func (m *Main) network() (edgeagent.Network, error) {
 
 // Close stops the agent; containers keep running.
 func (m *Main) Close() error {
-	if m.MQTT != nil {
-		m.MQTT.Close()
+	if c := m.reporter.set(nil); c != nil {
+		c.Close()
 	}
 	if m.Agent != nil {
 		return m.Agent.Close()
