@@ -2,9 +2,9 @@ package mqtt
 
 import (
 	"context"
-	"errors"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -45,9 +45,9 @@ type Agent struct {
 	client   paho.Client
 	refusals int
 	mu       sync.Mutex
-	streams map[string]*agentStream
-	epoch   string
-	closed  bool
+	streams  map[string]*agentStream
+	epoch    string
+	closed   bool
 }
 
 type agentStream struct {
