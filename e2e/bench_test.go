@@ -190,7 +190,9 @@ func benchIdle(b *testing.B, c *cluster) {
 		writes0 := c.metric(b, "edge_store_writes_total")
 		size0 := fileSize(db, db+"-wal")
 		in0, out0 := c.metric(b, "edge_mqtt_bytes_received_total"), c.metric(b, "edge_mqtt_bytes_sent_total")
+		cpuM0, cpuA0 := cpuTicks(mpid), cpuTicks(apid)
 		time.Sleep(idle)
+		cpuM, cpuA := cpuTicks(mpid)-cpuM0, cpuTicks(apid)-cpuA0
 		writes := c.metric(b, "edge_store_writes_total") - writes0
 		growth := fileSize(db, db+"-wal") - size0
 		mqttBytes := c.metric(b, "edge_mqtt_bytes_received_total") - in0 + c.metric(b, "edge_mqtt_bytes_sent_total") - out0
@@ -207,6 +209,24 @@ func benchIdle(b *testing.B, c *cluster) {
 		fmt.Printf("node PSS, 20 pods (agent+containerd+%d shims): %.1f MB\n", len(shims), float64(pss)/1024)
 		fmt.Printf("SQLite writes over %s idle:          %.0f (file growth %d bytes)\n", idle, writes, growth)
 		fmt.Printf("MQTT bytes per idle node per hour:    %.1f KB\n", perHour/1024)
+		fmt.Printf("idle CPU: master %.2f%%, agent %.2f%% of one core (20 pods)\n",
+			100*float64(cpuM)/100/idle.Seconds(), 100*float64(cpuA)/100/idle.Seconds())
 	}
 	c.clearSpine(b)
+}
+
+// cpuTicks returns a process's user+system CPU time in clock ticks (1/100 s).
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which may hold spaces: ") S ppid ...".
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
 }

@@ -45,7 +45,9 @@ type Agent struct {
 	Network   Network // pod networking; nil gives pods a loopback-only namespace
 	Log       *slog.Logger
 	Now       func() time.Time
-	// Resync is how often every pod is checked without an event (default 5s).
+	// Resync is how often every pod is checked without an event (default
+	// 30s): containerd's exit events wake a pod at once, this is the net
+	// under them, and polling costs an idle Pi CPU.
 	Resync time.Duration
 
 	client *containerd.Client
@@ -106,7 +108,7 @@ func (a *Agent) Open() error {
 		a.Now = time.Now
 	}
 	if a.Resync == 0 {
-		a.Resync = 5 * time.Second
+		a.Resync = 30 * time.Second
 	}
 	for _, d := range []string{a.DataDir, filepath.Join(a.DataDir, "logs"), filepath.Join(a.DataDir, "pods"), filepath.Join(a.RunDir, "netns")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -276,6 +278,12 @@ func (a *Agent) run() {
 		case id, ok := <-events:
 			if !ok {
 				events = a.subscribe()
+				// Exits may have gone unseen while the stream was down.
+				a.mu.Lock()
+				for _, w := range a.workers {
+					w.kickNow()
+				}
+				a.mu.Unlock()
 				continue
 			}
 			a.mu.Lock()
@@ -491,7 +499,7 @@ func (a *Agent) reportLoop() {
 		a.mu.Lock()
 		a.lastSent = b
 		a.mu.Unlock()
-		resend.Reset(time.Hour) // the slow resync
+		resend.Reset(time.Hour) // look again in an hour; a report goes out only if something changed
 	}
 }
 
