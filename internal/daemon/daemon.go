@@ -12,8 +12,11 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/edgeorch/edge/internal/memtrim"
 )
 
 // Program is a long-running command.
@@ -45,6 +48,9 @@ func Main(name string, p Program, stopping string) {
 		p.Close()
 		os.Exit(1)
 	}
+	if os.Getenv("EDGE_NO_MEMTRIM") == "" {
+		go trim(ctx)
+	}
 	<-ctx.Done()
 	stop() // from here a second signal kills at once
 	slog.Info(stopping)
@@ -63,4 +69,20 @@ func Logger(debugLogs bool, attrs ...any) *slog.Logger {
 	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With(attrs...)
 	slog.SetDefault(l)
 	return l
+}
+
+// trim returns cold executable pages to the kernel once start-up is over,
+// then now and then: most of a Go binary is touched only while it starts.
+func trim(ctx context.Context) {
+	wait := 30 * time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		n := memtrim.ColdCode()
+		slog.Debug("returned cold executable pages to the kernel", "advised-bytes", n)
+		wait = 10 * time.Minute
+	}
 }
