@@ -72,7 +72,8 @@ func Logger(debugLogs bool, attrs ...any) *slog.Logger {
 }
 
 // trim returns cold executable pages to the kernel once start-up is over,
-// then now and then: most of a Go binary is touched only while it starts.
+// then every minute: most of a Go binary is touched only while it starts
+// or during a burst of work, and what an idle daemon needs faults back in.
 func trim(ctx context.Context) {
 	wait := 30 * time.Second
 	for {
@@ -83,6 +84,6 @@ func trim(ctx context.Context) {
 		}
 		n := memtrim.ColdCode()
 		slog.Debug("returned cold executable pages to the kernel", "advised-bytes", n)
-		wait = 10 * time.Minute
+		wait = time.Minute // the idle working set is small; start-up and bursts are not
 	}
 }
