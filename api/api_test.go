@@ -320,3 +320,18 @@ func TestLogsThroughBus(t *testing.T) {
 		t.Fatalf("logs of a missing pod: %v", err)
 	}
 }
+
+// delete -f reports what it could not delete while deleting the rest.
+func TestDeleteManifestsPartly(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	e.admin.Apply(ctx, []core.ManifestFile{{Name: "d.yaml", Data: []byte(deploy)}})
+	two := deploy + "---\n" + strings.Replace(deploy, "name: web,", "name: gone,", 1)
+	res, err := e.admin.DeleteManifests(ctx, []core.ManifestFile{{Name: "two.yaml", Data: []byte(two)}})
+	if len(res) != 1 || res[0].Name != "web" {
+		t.Fatalf("results %+v", res)
+	}
+	if core.ErrorCode(err) != core.ENOTFOUND || !strings.Contains(err.Error(), `deployment "gone" not found`) {
+		t.Fatalf("err = %v", err)
+	}
+}

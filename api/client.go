@@ -212,11 +212,17 @@ func (c *Client) Apply(ctx context.Context, files []core.ManifestFile) ([]core.A
 	return resp.Results, err
 }
 
-// DeleteManifests deletes the objects the files describe.
+// DeleteManifests deletes the objects the files describe. It returns what
+// was deleted and, if some could not be, an error naming them.
 func (c *Client) DeleteManifests(ctx context.Context, files []core.ManifestFile) ([]core.ApplyResult, error) {
 	var resp ApplyResponse
-	err := c.doJSON(ctx, "POST", "/api/v1/delete", nil, ApplyRequest{Files: files}, &resp)
-	return resp.Results, err
+	if err := c.doJSON(ctx, "POST", "/api/v1/delete", nil, ApplyRequest{Files: files}, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Errors) > 0 {
+		return resp.Results, core.Errorf(core.ENOTFOUND, "%s", strings.Join(resp.Errors, "; "))
+	}
+	return resp.Results, nil
 }
 
 // Delete deletes one object.

@@ -399,9 +399,11 @@ type ApplyRequest struct {
 	Files []core.ManifestFile `json:"files"`
 }
 
-// ApplyResponse lists what happened to each object.
+// ApplyResponse lists what happened to each object, and for a delete what
+// could not be deleted.
 type ApplyResponse struct {
 	Results []core.ApplyResult `json:"results"`
+	Errors  []string           `json:"errors,omitempty"`
 }
 
 func decodeFiles(r *http.Request) ([]core.Object, error) {
@@ -461,7 +463,7 @@ func (s *Server) handleDeleteManifests(w http.ResponseWriter, r *http.Request) {
 		Error(w, core.Errorf(core.ENOTFOUND, "%s", strings.Join(errs, "; ")))
 		return
 	}
-	writeJSON(w, ApplyResponse{Results: results})
+	writeJSON(w, ApplyResponse{Results: results, Errors: errs})
 }
 
 func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {

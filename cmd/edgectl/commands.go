@@ -139,14 +139,13 @@ func (c *cli) delete(ctx context.Context, args []string) error {
 		return err
 	}
 	var results []core.ApplyResult
+	var failed error
 	if len(paths) > 0 {
 		files, err := c.readManifests(paths)
 		if err != nil {
 			return err
 		}
-		if results, err = cl.DeleteManifests(ctx, files); err != nil {
-			return err
-		}
+		results, failed = cl.DeleteManifests(ctx, files) // some may be deleted, some not
 	} else {
 		if fs.NArg() < 2 {
 			return fmt.Errorf("usage: edgectl delete KIND NAME... or edgectl delete -f FILE")
@@ -166,7 +165,7 @@ func (c *cli) delete(ctx context.Context, args []string) error {
 	for _, r := range results {
 		fmt.Fprintf(c.stdout, "%s \"%s\" deleted\n", strings.ToLower(string(r.Kind)), r.Name)
 	}
-	return nil
+	return failed
 }
 
 func nsFor(kind core.Kind, ns string) string {

@@ -109,7 +109,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.DB.Open(); err != nil {
 		return err
 	}
-	adminToken, joinToken, err := m.ensureTokens(ctx)
+	adminToken, _, err := m.ensureTokens(ctx)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,6 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Log.Info("edgemaster ready", "version", version.Version, "api", m.API.Address(), "mqtt", m.mqttAddress(),
 		"data", m.DataDir, "join-token", filepath.Join(m.DataDir, "join-token"))
-	_ = joinToken
 	return nil
 }
 
