@@ -314,13 +314,6 @@ func PlanDaemonSet(ds *DaemonSet, nodes []*Node, pods []*Pod, newName func(hash 
 	return plan, st
 }
 
-// ForceDeleteAfter reports whether a terminating pod whose node cannot
-// confirm the stop has outlived its grace period.
-func ForceDeleteAfter(p *Pod, now time.Time) bool {
-	return p.Metadata.DeletionTimestamp != nil &&
-		now.Sub(p.Metadata.DeletionTimestamp.Time) > time.Duration(p.Spec.GracePeriod())*time.Second
-}
-
 // recordRevision returns the deployment's history with the current
 // template last, trimmed to revisionHistoryLimit (default 10) old ones.
 func recordRevision(d *Deployment, hash string, now time.Time) []Revision {

@@ -77,15 +77,6 @@ func SpecOf(obj Object) any {
 	return nil
 }
 
-// StatusOf returns obj's status.
-func StatusOf(obj Object) any {
-	v := reflect.ValueOf(obj).Elem()
-	if f := v.FieldByName("Status"); f.IsValid() {
-		return f.Interface()
-	}
-	return nil
-}
-
 // JSONEqual reports whether a and b have the same JSON encoding.
 func JSONEqual(a, b any) bool {
 	x, err1 := json.Marshal(a)

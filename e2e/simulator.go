@@ -31,7 +31,7 @@ type hollowNode struct {
 	name  string
 	agent *mqtt.Agent
 	mu    sync.Mutex
-	pods  map[string]bool
+	pods  []*core.Pod
 	fleet *SimulatedFleet
 }
 
@@ -76,7 +76,7 @@ func (f *SimulatedFleet) startNode(ctx context.Context, client *api.Client, name
 	if err != nil {
 		return nil, err
 	}
-	h := &hollowNode{name: name, pods: map[string]bool{}, fleet: f}
+	h := &hollowNode{name: name, fleet: f}
 	h.agent = &mqtt.Agent{URL: resp.MQTTURL, Node: name, Password: resp.MQTTPassword, TLS: tlsConfig,
 		KeepAlive: f.KeepAlive, OnDesired: h.desired, OnConnect: h.report,
 		Logs: func(ctx context.Context, req core.LogRequest, w func([]byte) error) error {
@@ -91,12 +91,8 @@ func (f *SimulatedFleet) startNode(ctx context.Context, client *api.Client, name
 
 func (h *hollowNode) desired(ds *core.DesiredState) {
 	h.mu.Lock()
-	next := map[string]bool{}
-	for _, p := range ds.Pods {
-		next[p.Metadata.Namespace+"/"+p.Metadata.Name+"/"+p.Metadata.UID] = true
-	}
-	h.fleet.running.Add(int64(len(next) - len(h.pods)))
-	h.pods = next
+	h.fleet.running.Add(int64(len(ds.Pods) - len(h.pods)))
+	h.pods = ds.Pods
 	h.mu.Unlock()
 	go h.report()
 }
@@ -111,10 +107,9 @@ func (h *hollowNode) report() {
 			NodeInfo:    core.NodeSystemInfo{Architecture: "arm64", OperatingSystem: "linux", KernelVersion: "simulated", KubeletVersion: "hollow"},
 		}, Pods: []core.PodReport{}}
 	started := core.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	for key := range h.pods {
-		var ns, name, uid string
-		fmt.Sscanf(replaceSlash(key), "%s %s %s", &ns, &name, &uid)
-		rep.Pods = append(rep.Pods, core.PodReport{Namespace: ns, Name: name, UID: uid, Status: core.PodStatus{
+	for _, p := range h.pods {
+		m := p.Metadata
+		rep.Pods = append(rep.Pods, core.PodReport{Namespace: m.Namespace, Name: m.Name, UID: m.UID, Status: core.PodStatus{
 			Phase: core.PodRunning, StartTime: started,
 			Conditions:        []core.PodCondition{{Type: "ContainersReady", Status: core.ConditionTrue}, {Type: "Ready", Status: core.ConditionTrue}},
 			ContainerStatuses: []core.ContainerStatus{{Name: "main", Ready: true, State: core.ContainerState{Running: &core.ContainerStateRunning{StartedAt: started}}}},
@@ -122,16 +117,6 @@ func (h *hollowNode) report() {
 	}
 	h.mu.Unlock()
 	h.agent.Report(rep)
-}
-
-func replaceSlash(s string) string {
-	b := []byte(s)
-	for i := range b {
-		if b[i] == '/' {
-			b[i] = ' '
-		}
-	}
-	return string(b)
 }
 
 // Pods returns how many pods the hollow nodes currently hold.

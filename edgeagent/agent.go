@@ -65,7 +65,6 @@ type Agent struct {
 	lastSent    []byte
 	node        core.NodeStatus
 	hostIP      string
-	ready       chan struct{}   // closed once containerd is reachable and pods adopted
 	ooms        map[string]bool // containers the kernel OOM-killed
 	events      *eventQueue
 	eventsReady chan struct{}
@@ -122,7 +121,6 @@ func (a *Agent) Open() error {
 	a.newDesired = make(chan struct{}, 1)
 	a.workerDone = make(chan string, 64)
 	a.dirty = make(chan struct{}, 1)
-	a.ready = make(chan struct{})
 	if b, err := os.ReadFile(a.desiredPath()); err == nil {
 		var ds core.DesiredState
 		if err := json.Unmarshal(b, &ds); err != nil {
@@ -159,10 +157,6 @@ func (a *Agent) Close() error {
 	}
 	return nil
 }
-
-// Ready returns a channel closed once containerd is reachable and existing
-// containers are adopted.
-func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // SetDesired hands the agent a new desired state (from the master). It does
 // not block.
@@ -248,7 +242,6 @@ func (a *Agent) run() {
 	if err := a.adopt(); err != nil {
 		a.Log.Error("listing existing containers failed", "err", err)
 	}
-	close(a.ready)
 	a.apply()
 	events := a.subscribe()
 	for {

@@ -99,9 +99,6 @@ func (a *Agent) Open() error {
 	return nil
 }
 
-// Connected reports whether the broker connection is up.
-func (a *Agent) Connected() bool { return a.client != nil && a.client.IsConnectionOpen() }
-
 func (a *Agent) onNotification(_ paho.Client, n paho.ConnectionNotification) {
 	f, ok := n.(paho.ConnectionNotificationFailed)
 	if !ok {

@@ -286,11 +286,7 @@ func TestControllers_RollingUpdateKeepsAvailability(t *testing.T) {
 	t.Fatalf("rollout did not finish: %d pods", len(c.pods()))
 }
 
-func TestControllers_DaemonSetFollowsNodes(t *testing.T) {
-	c := newCluster(t)
-	c.addNode("n1", nil, "1", "1Gi")
-	c.addNode("n2", nil, "1", "1Gi")
-	c.apply(`apiVersion: apps/v1
+const logsDaemonSet = `apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: logs}
 spec:
@@ -299,7 +295,13 @@ spec:
     metadata: {labels: {app: logs}}
     spec:
       containers: [{name: c, image: demo:1}]
-`)
+`
+
+func TestControllers_DaemonSetFollowsNodes(t *testing.T) {
+	c := newCluster(t)
+	c.addNode("n1", nil, "1", "1Gi")
+	c.addNode("n2", nil, "1", "1Gi")
+	c.apply(logsDaemonSet)
 	c.sync()
 	if got := c.placement(); got["n1"] != 1 || got["n2"] != 1 || len(got) != 2 {
 		t.Fatalf("placement %v", got)
@@ -316,16 +318,7 @@ func TestControllers_NodeLostReplacesDeploymentPodsOnly(t *testing.T) {
 	c.addNode("n1", nil, "4", "4Gi")
 	c.addNode("n2", nil, "4", "4Gi")
 	c.apply(deployment("web", 4, ""))
-	c.apply(`apiVersion: apps/v1
-kind: DaemonSet
-metadata: {name: logs}
-spec:
-  selector: {matchLabels: {app: logs}}
-  template:
-    metadata: {labels: {app: logs}}
-    spec:
-      containers: [{name: c, image: demo:1}]
-`)
+	c.apply(logsDaemonSet)
 	c.sync()
 	c.agent("n1")
 	c.agent("n2")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -74,18 +75,10 @@ func (c *cli) readManifests(paths []string) ([]core.ManifestFile, error) {
 
 func unwrapPath(err error) error {
 	var pe *os.PathError
-	if ok := asPathError(err, &pe); ok {
+	if errors.As(err, &pe) {
 		return pe.Err
 	}
 	return err
-}
-
-func asPathError(err error, pe **os.PathError) bool {
-	e, ok := err.(*os.PathError)
-	if ok {
-		*pe = e
-	}
-	return ok
 }
 
 func (c *cli) apply(ctx context.Context, args []string) error {
