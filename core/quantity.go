@@ -30,6 +30,11 @@ func (q *Quantity) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MaxQuantityLength bounds the text of a quantity. Kubernetes' own
+// grammar allows no more than 18 significant digits; 64 leaves room for
+// signs, a fraction and an exponent.
+const MaxQuantityLength = 64
+
 var (
 	binarySuffixes  = map[string]int64{"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
 	decimalSuffixes = map[string]int{"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
@@ -43,6 +48,11 @@ func (q Quantity) parse() (*big.Rat, error) {
 	s := string(q)
 	if s == "" {
 		return nil, fmt.Errorf("quantity is empty")
+	}
+	// Exact parsing is quadratic in the number of digits: a node reporting
+	// a million-digit quantity once made every controller pass take seconds.
+	if len(s) > MaxQuantityLength {
+		return nil, fmt.Errorf("quantity %.16q... is %d characters long (at most %d)", s, len(s), MaxQuantityLength)
 	}
 	// Split the number from the suffix.
 	i := 0
@@ -111,9 +121,14 @@ func ceil(r *big.Rat) (int64, error) {
 
 // fast parses the common forms ("250m", "32Mi", "1", "0.5", "2G") with
 // integer arithmetic, scaled by scale (1 or 1000), rounding up. ok is false
-// for anything else (exponents, overflow), which the exact path handles.
+// for anything else (exponents, values near the int64 range), which the
+// exact path handles. Every product is checked before it is taken: an
+// overflow here once turned a 18456744074-byte memory limit into 10 MB.
 func (q Quantity) fast(scale int64) (v int64, ok bool) {
 	s := string(q)
+	if len(s) > MaxQuantityLength {
+		return 0, false // the exact path says why
+	}
 	i, whole, frac, fracDigits := 0, int64(0), int64(0), 0
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 		if whole > 1<<40 {
@@ -153,9 +168,15 @@ func (q Quantity) fast(scale int64) (v int64, ok bool) {
 	for j := 0; j < fracDigits; j++ {
 		pow *= 10
 	}
-	// value = (whole + frac/pow) * num / den * scale, rounded up.
-	n := (whole*pow + frac)
-	if n > (1<<62)/num/scale {
+	// value = (whole + frac/pow) * num / den * scale, rounded up. whole is
+	// below 2^44 and pow at most 10^9 (< 2^30), so whole*pow may not fit:
+	// check each step against the headroom left for the next one.
+	const limit = 1 << 62
+	if whole > (limit-frac)/pow {
+		return 0, false
+	}
+	n := whole*pow + frac
+	if n > limit/num/scale {
 		return 0, false
 	}
 	n *= num * scale

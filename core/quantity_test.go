@@ -2,6 +2,7 @@ package core
 
 import (
 	"math/big"
+	"strings"
 	"testing"
 )
 
@@ -107,4 +108,67 @@ func TestQuantityFastPath(t *testing.T) {
 			t.Errorf("fast value %q = %d, want %d", s, v, wantVal)
 		}
 	}
+}
+
+// Values whose fast-path arithmetic would overflow int64 must take the
+// exact path: these once came out negative, or as 10 MB instead of 18 GB.
+func TestQuantityOverflow(t *testing.T) {
+	for _, tt := range []struct {
+		in         Quantity
+		milli, val int64
+	}{
+		{"100000000000.00000000", 100000000000000, 100000000000},
+		{"18456744074.000000000", 18456744074000, 18456744074},
+		{"18446744074.000000000", 18446744074000, 18446744074},
+		{"1099511627775.999999999", 1099511627776000, 1099511627776},
+		{"4611686018427387903m", 4611686018427387903, 4611686018427388},
+	} {
+		m, err := tt.in.MilliValue()
+		if err != nil || m != tt.milli {
+			t.Errorf("MilliValue(%q) = %d, %v; want %d", tt.in, m, err, tt.milli)
+		}
+		v, err := tt.in.Value()
+		if err != nil || v != tt.val {
+			t.Errorf("Value(%q) = %d, %v; want %d", tt.in, v, err, tt.val)
+		}
+	}
+}
+
+func TestQuantityTooLong(t *testing.T) {
+	long := Quantity(strings.Repeat("9", MaxQuantityLength+1))
+	if _, err := long.Value(); err == nil || !strings.Contains(err.Error(), "at most 64") {
+		t.Fatalf("Value of a %d-digit quantity: err = %v, want a length error", len(long), err)
+	}
+	ok := Quantity("0." + strings.Repeat("0", MaxQuantityLength-3) + "1")
+	if _, err := ok.MilliValue(); err != nil {
+		t.Fatalf("a %d-character quantity is refused: %v", len(ok), err)
+	}
+}
+
+// FuzzQuantity checks that the integer fast path agrees with exact rational
+// arithmetic, and that parsing never panics or runs away on long input.
+func FuzzQuantity(f *testing.F) {
+	for _, s := range []string{"250m", "1.5Gi", "100000000000.00000000", "18456744074.000000000", "1e3", "-1", "0.1m", "5E", "1099511627775.999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		q := Quantity(s)
+		r, err := q.parse()
+		for _, scale := range []int64{1, 1000} {
+			v, ok := q.fast(scale)
+			if !ok {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("fast(%d) accepted %q = %d, exact path refuses it: %v", scale, s, v, err)
+			}
+			want, cerr := ceil(new(big.Rat).Mul(r, big.NewRat(scale, 1)))
+			if cerr != nil || v != want {
+				t.Fatalf("fast(%d) %q = %d, exact = %d (%v)", scale, s, v, want, cerr)
+			}
+		}
+		if len(s) > MaxQuantityLength && err == nil {
+			t.Fatalf("parse accepted a %d-character quantity", len(s))
+		}
+	})
 }
