@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"io"
 )
 
@@ -75,4 +76,100 @@ type Reporter interface {
 	// Events sends events in order and returns once the broker has them;
 	// EUNAVAILABLE while disconnected.
 	Events(events []PodEvent) error
+}
+
+// Bounds on what an agent may send in one message. A node is trusted with
+// its own pods, not with the master's memory or CPU: anything beyond these
+// is refused as a whole.
+const (
+	MaxEventsPerMessage = 100
+	MaxPodsPerReport    = 1000
+	MaxImagesPerReport  = 2000
+	maxReportString     = 4096 // messages, reasons, image names, versions
+)
+
+// Validate checks a report from node as API input is checked: it must be
+// about node itself, its labels must be valid label keys and values with
+// kubernetes.io/hostname equal to the node's name, its quantities must parse
+// (and so are bounded in length), and its lists and strings are bounded.
+// It returns an EINVALID error naming the field.
+func (r *NodeReport) Validate(node string) error {
+	if r.Node != node {
+		return invalid("node", "report for %q arrived on node %q's topic", r.Node, node)
+	}
+	if err := validateLabels("labels", r.Labels); err != nil {
+		return err
+	}
+	if h, ok := r.Labels[LabelHostname]; ok && h != node {
+		return invalid("labels."+LabelHostname, "%q must be the node's own name %q", h, node)
+	}
+	for _, list := range []struct {
+		path string
+		l    ResourceList
+	}{{"status.capacity", r.Status.Capacity}, {"status.allocatable", r.Status.Allocatable}} {
+		if len(list.l) > 32 {
+			return invalid(list.path, "%d resources (at most 32)", len(list.l))
+		}
+		for name, q := range list.l {
+			if len(name) > 253 {
+				return invalid(list.path, "resource name of %d characters", len(name))
+			}
+			if _, err := validQuantity(list.path+"."+name, q); err != nil {
+				return err
+			}
+		}
+	}
+	if n := len(r.Status.Addresses); n > 32 {
+		return invalid("status.addresses", "%d addresses (at most 32)", n)
+	}
+	if n := len(r.Status.Images); n > MaxImagesPerReport {
+		return invalid("status.images", "%d images (at most %d)", n, MaxImagesPerReport)
+	}
+	for i, img := range r.Status.Images {
+		if len(img.Names) > 16 {
+			return invalid(fmt.Sprintf("status.images[%d].names", i), "%d names (at most 16)", len(img.Names))
+		}
+		for _, n := range img.Names {
+			if len(n) > maxReportString {
+				return invalid(fmt.Sprintf("status.images[%d].names", i), "a name of %d characters", len(n))
+			}
+		}
+	}
+	if n := len(r.Pods); n > MaxPodsPerReport {
+		return invalid("pods", "%d pods (at most %d)", n, MaxPodsPerReport)
+	}
+	for i := range r.Pods {
+		p := &r.Pods[i]
+		path := fmt.Sprintf("pods[%d]", i)
+		if len(p.Status.ContainerStatuses) > 256 || len(p.Status.Conditions) > 32 {
+			return invalid(path+".status", "too many containers or conditions")
+		}
+		if len(p.Status.Message) > maxReportString || len(p.Status.Reason) > maxReportString {
+			return invalid(path+".status.message", "longer than %d characters", maxReportString)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			for _, st := range []ContainerState{cs.State, cs.LastState} {
+				if w := st.Waiting; w != nil && len(w.Message)+len(w.Reason) > maxReportString {
+					return invalid(path+".status.containerStatuses", "container %q: waiting message longer than %d characters", cs.Name, maxReportString)
+				}
+				if t := st.Terminated; t != nil && len(t.Message)+len(t.Reason) > maxReportString {
+					return invalid(path+".status.containerStatuses", "container %q: terminated message longer than %d characters", cs.Name, maxReportString)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateEvents checks one message of events from an agent.
+func ValidateEvents(events []PodEvent) error {
+	if len(events) > MaxEventsPerMessage {
+		return invalid("events", "%d events in one message (at most %d)", len(events), MaxEventsPerMessage)
+	}
+	for i, e := range events {
+		if len(e.Message) > maxReportString || len(e.Reason) > 256 || len(e.Pod) > 253 || len(e.Namespace) > 63 || len(e.Container) > 63 || len(e.UID) > 64 || len(e.Type) > 32 {
+			return invalid(fmt.Sprintf("events[%d]", i), "a field is longer than allowed")
+		}
+	}
+	return nil
 }

@@ -15,10 +15,13 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/backoff"
 )
 
 // Agent is an agent's connection to the broker. Open never waits for the
 // broker: an agent must start and run its pods with the master unreachable.
+// It owns its reconnection (paho's own retries have no jitter, and a fleet
+// back from a power cut must not knock on the broker in lockstep).
 type Agent struct {
 	URL      string
 	Node     string
@@ -48,6 +51,10 @@ type Agent struct {
 	streams  map[string]*agentStream
 	epoch    string
 	closed   bool
+	lost     chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 type agentStream struct {
@@ -77,34 +84,72 @@ func (a *Agent) Open() error {
 		SetKeepAlive(a.KeepAlive).
 		SetPingTimeout(a.KeepAlive).
 		SetConnectTimeout(5*time.Second).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(10*time.Second). // capped exponential backoff
+		SetAutoReconnect(false). // see loop
+		SetConnectRetry(false).
 		SetOrderMatters(true).
 		SetWill(topicOnline(a.Node), Offline, 1, true).
 		SetOnConnectHandler(a.onConnect).
-		SetConnectionNotificationHandler(a.onNotification).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			a.Log.Warn("lost connection to the broker; pods keep running", "err", err)
 			if a.OnConnectionLost != nil {
 				a.OnConnectionLost(err)
+			}
+			select {
+			case a.lost <- struct{}{}:
+			default:
 			}
 		})
 	if a.TLS != nil {
 		opts.SetTLSConfig(a.TLS)
 	}
 	a.client = paho.NewClient(opts)
-	a.client.Connect() // retries in the background
+	a.lost = make(chan struct{}, 1)
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.wg.Add(1)
+	go a.loop()
 	return nil
 }
 
-func (a *Agent) onNotification(_ paho.Client, n paho.ConnectionNotification) {
-	f, ok := n.(paho.ConnectionNotificationFailed)
-	if !ok {
-		return
+// loop connects, and connects again whenever the connection is lost, with
+// capped, jittered backoff between attempts.
+func (a *Agent) loop() {
+	defer a.wg.Done()
+	b := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	failures := 0
+	for {
+		t := a.client.Connect()
+		select {
+		case <-t.Done():
+		case <-a.ctx.Done():
+			return
+		}
+		if err := t.Error(); err != nil {
+			failures++
+			if failures == 1 || failures%30 == 0 {
+				a.Log.Warn("cannot reach the broker; retrying", "url", a.URL, "err", err, "attempts", failures)
+			}
+			a.refused(err)
+			if !b.Sleep(a.ctx) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		b.Reset()
+		select {
+		case <-a.lost:
+		case <-a.ctx.Done():
+			return
+		}
+		if !b.Sleep(a.ctx) {
+			return
+		}
 	}
-	if !errors.Is(f.Reason, packets.ErrorRefusedBadUsernameOrPassword) && !errors.Is(f.Reason, packets.ErrorRefusedNotAuthorised) {
+}
+
+// refused counts refusals of the node's credentials in a row.
+func (a *Agent) refused(err error) {
+	if !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) && !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
 		return
 	}
 	a.mu.Lock()
@@ -136,13 +181,13 @@ func (a *Agent) onConnect(c paho.Client) {
 func (a *Agent) onMessage(_ paho.Client, m paho.Message) {
 	switch m.Topic() {
 	case topicDesired(a.Node):
-		var ds core.DesiredState
-		if err := json.Unmarshal(m.Payload(), &ds); err != nil {
-			a.Log.Error("undecodable desired state", "err", err)
+		ds, err := decodeDesired(a.Node, m.Payload())
+		if err != nil {
+			a.Log.Error("refused a desired state", "err", core.ErrorMessage(err))
 			return
 		}
 		if a.OnDesired != nil {
-			a.OnDesired(&ds)
+			a.OnDesired(ds)
 		}
 	case topicEpoch:
 		a.mu.Lock()
@@ -153,12 +198,9 @@ func (a *Agent) onMessage(_ paho.Client, m paho.Message) {
 			a.OnConnect() // the master restarted: report again
 		}
 	case topicCmd(a.Node):
-		var cmd struct {
-			Type string          `json:"type"`
-			ID   string          `json:"id"`
-			Logs core.LogRequest `json:"logs"`
-		}
-		if json.Unmarshal(m.Payload(), &cmd) != nil {
+		cmd, err := decodeCommand(m.Payload())
+		if err != nil {
+			a.Log.Warn("refused a command", "err", core.ErrorMessage(err))
 			return
 		}
 		a.command(cmd.Type, cmd.ID, cmd.Logs)
@@ -181,15 +223,22 @@ func (a *Agent) command(typ, id string, req core.LogRequest) {
 			}
 		}
 	case "logs":
-		if a.streams[id] != nil || a.Logs == nil {
+		if a.streams[id] != nil || a.Logs == nil || a.closed || len(a.streams) >= maxLogStreams {
 			return
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(a.ctx)
 		s := &agentStream{cancel: cancel, pinged: make(chan struct{}, 1)}
 		a.streams[id] = s
-		go a.serveLogs(ctx, id, req, s)
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.serveLogs(ctx, id, req, s)
+		}()
 	}
 }
+
+// maxLogStreams bounds the log requests a node serves at once.
+const maxLogStreams = 16
 
 func (a *Agent) serveLogs(ctx context.Context, id string, req core.LogRequest, s *agentStream) {
 	defer func() {
@@ -199,7 +248,12 @@ func (a *Agent) serveLogs(ctx context.Context, id string, req core.LogRequest, s
 		a.mu.Unlock()
 	}()
 	if req.Follow {
+		var pings sync.WaitGroup
+		defer pings.Wait()
+		defer s.cancel()
+		pings.Add(1)
 		go func() { // end a follow nobody reads any more
+			defer pings.Done()
 			for {
 				select {
 				case <-ctx.Done():
@@ -287,6 +341,10 @@ func (a *Agent) Close() {
 		s.cancel()
 	}
 	a.mu.Unlock()
+	if a.cancel != nil {
+		a.cancel()
+		a.wg.Wait()
+	}
 	if a.client != nil {
 		if a.client.IsConnectionOpen() {
 			a.client.Publish(topicOnline(a.Node), 1, true, Offline).WaitTimeout(time.Second)

@@ -9,16 +9,21 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Broker is the master's embedded MQTT broker. Agents authenticate as
 // "node:<name>" with the password issued at join; a node may publish only to
 // its own report, online and reply topics and subscribe only to its own
-// desired and cmd topics (plus the master epoch).
+// desired and cmd topics (plus the master epoch). Only the liveness topic
+// may carry a node's retained messages.
+//
+// Nothing a client sends before it has authenticated costs the broker more
+// than MaxConnectSize bytes or ConnectTimeout of a goroutine, and no more
+// than MaxPending clients may be at that stage at once.
 type Broker struct {
 	Addr string
 	TLS  *tls.Config
@@ -26,9 +31,22 @@ type Broker struct {
 	// CheckPassword reports whether password is valid for node.
 	CheckPassword func(node, password string) bool
 
+	// Limits; zero takes the default in brackets.
+	MaxPacketSize  uint32        // any packet after CONNECT [4 MiB]
+	MaxConnectSize int           // the CONNECT packet [64 KiB]
+	MaxClients     int           // open connections [4096]
+	MaxPending     int           // connections before their CONNECT is read [256]
+	ConnectTimeout time.Duration // TLS handshake and CONNECT [10s]
+	// InflightTTL is how long QoS 1 messages wait for a disconnected agent
+	// [1h]. Its desired state is retained and does not expire: an agent that
+	// comes back gets it when it subscribes, queued copies add nothing.
+	InflightTTL time.Duration
+
 	server *mochi.Server
-	ln     *listeners.TCP
+	ln     *guardedListener
 	once   sync.Once
+	stop   chan struct{}
+	wg     sync.WaitGroup
 }
 
 // Open starts the broker.
@@ -40,16 +58,89 @@ func (b *Broker) Open() error {
 	// mochi logs every connection at info and dumps refused packets at warn;
 	// our ACL hook says what matters, so keep only mochi's errors.
 	quiet := slog.New(levelFilter{h: log.Handler(), min: slog.LevelError})
+	b.setDefaults()
 	b.server = mochi.New(&mochi.Options{InlineClient: true, Logger: quiet})
-	b.server.Options.Capabilities.MaximumClientWritesPending = 1024
+	caps := b.server.Options.Capabilities
+	caps.MaximumClientWritesPending = 1024
+	caps.MaximumPacketSize = b.MaxPacketSize
+	caps.MaximumClients = int64(b.MaxClients)
+	// mochi drops retained messages older than this (24 h by default): an
+	// agent that lost its local state on a cluster unchanged for a day
+	// would get no desired state at all. 0 keeps them.
+	caps.MaximumMessageExpiryInterval = 0
 	if err := b.server.AddHook(&aclHook{broker: b, log: log}, nil); err != nil {
 		return err
 	}
-	b.ln = listeners.NewTCP(listeners.Config{ID: "edge", Address: b.Addr, TLSConfig: b.TLS})
+	b.ln = &guardedListener{id: "edge", addr: b.Addr, tls: b.TLS, timeout: b.ConnectTimeout, maxConnect: b.MaxConnectSize,
+		maxConns: int64(b.MaxClients), maxPending: int64(b.MaxPending), log: log}
 	if err := b.server.AddListener(b.ln); err != nil {
 		return fmt.Errorf("mqtt: listen on %s: %w", b.Addr, err)
 	}
-	return b.server.Serve()
+	if err := b.server.Serve(); err != nil {
+		return err
+	}
+	b.stop = make(chan struct{})
+	b.wg.Add(1)
+	go b.janitor()
+	return nil
+}
+
+func (b *Broker) setDefaults() {
+	if b.MaxPacketSize == 0 {
+		b.MaxPacketSize = 4 << 20
+	}
+	if b.MaxConnectSize == 0 {
+		b.MaxConnectSize = 64 << 10
+	}
+	if b.MaxClients == 0 {
+		b.MaxClients = 4096
+	}
+	if b.MaxPending == 0 {
+		b.MaxPending = 256
+	}
+	if b.ConnectTimeout == 0 {
+		b.ConnectTimeout = 10 * time.Second
+	}
+	if b.InflightTTL == 0 {
+		b.InflightTTL = time.Hour
+	}
+}
+
+// janitor drops QoS 1 messages queued for agents that stay away longer
+// than InflightTTL, so a node offline for a month costs no memory.
+func (b *Broker) janitor() {
+	defer b.wg.Done()
+	t := time.NewTicker(min(b.InflightTTL/4, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			for _, cl := range b.server.Clients.GetAll() {
+				if cl.Closed() && !cl.Net.Inline {
+					cl.ClearExpiredInflights(now.Unix(), int64(b.InflightTTL/time.Second))
+				}
+			}
+		}
+	}
+}
+
+// Refused returns how many connections the pre-authentication guards
+// dropped (over a limit, too slow, or not starting with a small CONNECT).
+func (b *Broker) Refused() int64 { return b.ln.refused.Load() }
+
+// Disconnect ends node's session, if any, and forgets its subscriptions
+// and queued messages: its credential was revoked.
+func (b *Broker) Disconnect(node string) {
+	cl, ok := b.server.Clients.Get(ClientID(node))
+	if !ok {
+		return
+	}
+	b.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+	b.server.UnsubscribeClient(cl)
+	cl.ClearInflights()
+	b.server.Clients.Delete(cl.ID)
 }
 
 // Address returns the address the broker listens on.
@@ -62,6 +153,10 @@ func (b *Broker) Server() *mochi.Server { return b.server }
 func (b *Broker) Close() error {
 	var err error
 	b.once.Do(func() {
+		if b.stop != nil {
+			close(b.stop)
+			b.wg.Wait()
+		}
 		if b.server != nil {
 			err = b.server.Close()
 		}
@@ -97,7 +192,7 @@ type aclHook struct {
 func (h *aclHook) ID() string { return "edge-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnectAuthenticate, mochi.OnACLCheck}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish}, []byte{b})
 }
 
 func nodeOf(cl *mochi.Client) (string, bool) {
@@ -136,6 +231,23 @@ func (h *aclHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	}
 	h.log.Warn("mqtt: denied "+verb+" a foreign topic", "node", node, "topic", topic)
 	return false
+}
+
+// OnPublish refuses retained messages from nodes except on their liveness
+// topic: anything else retained would stay in the broker's memory for good.
+// mochi would still retain a v3 message whatever error a hook returns, so
+// the packet is rejected and the client disconnected.
+func (h *aclHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline || !pk.FixedHeader.Retain {
+		return pk, nil
+	}
+	node, _ := nodeOf(cl)
+	if n, rest, ok := parseNodeTopic(pk.TopicName); ok && n == node && rest == "online" {
+		return pk, nil
+	}
+	h.log.Warn("mqtt: refused a retained publish from a node; disconnecting it", "node", node, "topic", pk.TopicName)
+	h.broker.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+	return pk, packets.ErrRejectPacket
 }
 
 // levelFilter drops records below min.

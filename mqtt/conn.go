@@ -51,8 +51,10 @@ type pahoConn struct {
 }
 
 // dialExternal connects the master to an external broker at rawURL
-// (tcp://, ssl://, mqtt://, mqtts://; user:password@ allowed).
-func dialExternal(rawURL string, tlsConfig *tls.Config, onConnect func()) (*pahoConn, error) {
+// (tcp://, ssl://, mqtt://, mqtts://; user:password@ allowed). After every
+// (re)connection it subscribes again and announces a new epoch: reports
+// may have been lost while it was away.
+func dialExternal(rawURL string, tlsConfig *tls.Config) (*pahoConn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("--mqtt-url %q: %w", rawURL, err)
@@ -90,12 +92,9 @@ func dialExternal(rawURL string, tlsConfig *tls.Config, onConnect func()) (*paho
 		pc.mu.Lock()
 		defer pc.mu.Unlock()
 		for f, fn := range pc.subs {
-			fn := fn
 			c.Subscribe(f, 1, func(_ paho.Client, m paho.Message) { fn(m.Topic(), m.Payload()) })
 		}
-		if onConnect != nil {
-			onConnect()
-		}
+		c.Publish(topicEpoch, 1, true, []byte(randomID()))
 	})
 	pc.c = paho.NewClient(opts)
 	t := pc.c.Connect()
@@ -130,4 +129,5 @@ func (c *pahoConn) subscribe(filter string, fn func(string, []byte)) error {
 
 func (c *pahoConn) close() { c.c.Disconnect(250) }
 
-func (c *pahoConn) stats() (int64, int64) { return 0, 0 }
+// stats is not known for an external broker: it counts its own bytes.
+func (c *pahoConn) stats() (int64, int64) { return -1, -1 }

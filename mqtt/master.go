@@ -24,6 +24,9 @@ type Master struct {
 	Log    *slog.Logger
 	// LogTimeout is how long to wait for an agent to answer a log request.
 	LogTimeout time.Duration
+	// LogQueue is how many chunks (32 KiB each) of a log stream may wait
+	// for a slow reader before the stream is ended (default 64).
+	LogQueue int
 
 	conn    conn
 	epoch   string
@@ -55,6 +58,9 @@ func (m *Master) Open() error {
 	if m.LogTimeout == 0 {
 		m.LogTimeout = 10 * time.Second
 	}
+	if m.LogQueue == 0 {
+		m.LogQueue = 64
+	}
 	m.streams = map[string]*stream{}
 	m.pending = map[string]*pendingNode{}
 	m.wake = make(chan struct{}, 1)
@@ -63,12 +69,7 @@ func (m *Master) Open() error {
 	if m.Broker != nil {
 		m.conn = &inlineConn{s: m.Broker.Server()}
 	} else {
-		pc, err := dialExternal(m.URL, m.TLS, func() {
-			// Re-announce after every reconnect: reports may have been lost.
-			if m.conn != nil {
-				m.conn.publish(topicEpoch, []byte(randomID()), true)
-			}
-		})
+		pc, err := dialExternal(m.URL, m.TLS)
 		if err != nil {
 			return err
 		}
@@ -97,19 +98,21 @@ func (m *Master) Close() error {
 		return nil
 	}
 	m.cancel()
-	m.wg.Wait()
-	m.conn.close()
 	m.mu.Lock()
 	for id, s := range m.streams {
 		s.pw.CloseWithError(io.ErrUnexpectedEOF)
+		s.stop()
 		delete(m.streams, id)
 	}
 	m.mu.Unlock()
+	m.wg.Wait()
+	m.conn.close()
 	m.cancel = nil
 	return nil
 }
 
-// Stats returns bytes received and sent by the embedded broker.
+// Stats returns bytes received and sent by the embedded broker; -1 when an
+// external broker carries the traffic.
 func (m *Master) Stats() (in, out int64) { return m.conn.stats() }
 
 // PublishDesired implements core.Bus.
@@ -142,23 +145,36 @@ func (m *Master) enqueue(node string, f func(p *pendingNode)) {
 
 func (m *Master) onReport(topic string, payload []byte) {
 	node, _, _ := parseNodeTopic(topic)
-	var rep core.NodeReport
-	if err := json.Unmarshal(payload, &rep); err != nil {
-		m.Log.Warn("mqtt: undecodable report", "node", node, "err", err)
+	rep, err := decodeReport(node, payload) // the topic, which the ACL guards, says who reports
+	if err != nil {
+		m.Log.Warn("mqtt: refused a report", "node", node, "err", core.ErrorMessage(err))
 		return
 	}
-	rep.Node = node // the topic, which the ACL guards, says who reports
-	m.enqueue(node, func(p *pendingNode) { p.report = &rep })
+	m.enqueue(node, func(p *pendingNode) { p.report = rep })
 }
+
+// maxPendingEvents bounds the events waiting for the store per node.
+const maxPendingEvents = 10 * core.MaxEventsPerMessage
 
 func (m *Master) onEvents(topic string, payload []byte) {
 	node, _, _ := parseNodeTopic(topic)
-	var events []core.PodEvent
-	if err := json.Unmarshal(payload, &events); err != nil {
-		m.Log.Warn("mqtt: undecodable events", "node", node, "err", err)
+	events, err := decodeEvents(payload)
+	if err != nil {
+		m.Log.Warn("mqtt: refused events", "node", node, "err", core.ErrorMessage(err))
 		return
 	}
-	m.enqueue(node, func(p *pendingNode) { p.events = append(p.events, events...) })
+	m.enqueue(node, func(p *pendingNode) { p.events = appendEvents(m.Log, node, p.events, events) })
+}
+
+// appendEvents queues events behind queued ones, dropping the oldest beyond
+// maxPendingEvents (only while the store keeps failing).
+func appendEvents(log *slog.Logger, node string, queued, events []core.PodEvent) []core.PodEvent {
+	queued = append(queued, events...)
+	if n := len(queued) - maxPendingEvents; n > 0 {
+		log.Warn("mqtt: dropping events the store could not take", "node", node, "dropped", n)
+		queued = append([]core.PodEvent(nil), queued[n:]...)
+	}
+	return queued
 }
 
 func (m *Master) onOnline(topic string, payload []byte) {
@@ -208,7 +224,7 @@ func (m *Master) work() {
 				}
 				// Keep it for another try unless something newer arrived.
 				m.enqueue(node, func(q *pendingNode) {
-					q.events = append(p.events, q.events...)
+					q.events = appendEvents(m.Log, node, p.events, q.events)
 					if q.report == nil {
 						q.report = p.report
 					}
@@ -231,8 +247,10 @@ func (m *Master) work() {
 }
 
 // stream is one log request's answer, reassembled in sequence order. The
-// broker's callback must never block (it would stall the agent's whole
-// connection), so data goes through a bounded queue to a copying goroutine.
+// broker calls accept from the agent's connection: it must never block, or
+// the whole connection stalls (keepalives time out, the node flaps, its pods
+// get replaced). Data goes through a bounded queue to a copying goroutine;
+// a reader too slow for it ends the stream instead.
 type stream struct {
 	node    string
 	pw      *io.PipeWriter
@@ -243,14 +261,23 @@ type stream struct {
 	err     *core.Error
 	queue   chan chunk
 	ended   bool
+	failed  chan struct{} // closed when the reader fell too far behind
 	quit    chan struct{}
+	stopped sync.Once
 }
+
+// stop ends the copying goroutine.
+func (s *stream) stop() { s.stopped.Do(func() { close(s.quit) }) }
+
+// maxEarly bounds the chunks kept while an earlier one is missing.
+const maxEarly = 256
 
 func (m *Master) onReply(topic string, payload []byte) {
 	node, rest, _ := parseNodeTopic(topic)
 	id := rest[len("reply/"):]
-	var c chunk
-	if json.Unmarshal(payload, &c) != nil {
+	c, err := decodeChunk(payload)
+	if err != nil {
+		m.Log.Warn("mqtt: refused a log reply", "node", node, "err", err)
 		return
 	}
 	m.mu.Lock()
@@ -259,18 +286,31 @@ func (m *Master) onReply(topic string, payload []byte) {
 	if s == nil || s.node != node {
 		return
 	}
-	s.accept(c)
+	if !s.accept(*c) {
+		// Tell the agent to stop sending, off the broker's goroutine.
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.cancelStream(node, id)
+		}()
+	}
 }
 
-func (s *stream) accept(c chunk) {
+// accept takes one chunk; false means the stream failed (its reader is too
+// slow, or the agent sent too far out of order) and the agent should stop.
+func (s *stream) accept(c chunk) bool {
 	if c.Seq < s.next || s.ended {
-		return // a QoS 1 duplicate, or after the end
+		return true // a QoS 1 duplicate, or after the end (or the failure) was handled
+	}
+	if len(s.early) >= maxEarly {
+		s.fail()
+		return false
 	}
 	s.early[c.Seq] = c
 	for {
 		c, ok := s.early[s.next]
 		if !ok {
-			return
+			return true
 		}
 		delete(s.early, s.next)
 		s.next++
@@ -285,14 +325,21 @@ func (s *stream) accept(c chunk) {
 		select {
 		case s.queue <- c:
 		default:
-			s.queue <- chunk{Error: "log reader too slow", EOF: true}
+			s.fail()
+			return false
 		}
 		if c.EOF {
 			s.ended = true
 			close(s.queue)
-			return
+			return true
 		}
 	}
+}
+
+func (s *stream) fail() {
+	s.ended = true
+	close(s.failed)
+	s.once.Do(func() { close(s.started) })
 }
 
 func (s *stream) copy() {
@@ -304,6 +351,9 @@ func (s *stream) copy() {
 			if !ok {
 				return
 			}
+		case <-s.failed:
+			s.pw.CloseWithError(core.Errorf(core.EUNAVAILABLE, "log stream ended: the reader was too slow to keep up"))
+			return
 		case <-s.quit:
 			return
 		}
@@ -327,17 +377,21 @@ func (s *stream) copy() {
 func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io.ReadCloser, error) {
 	id := randomID()
 	pr, pw := io.Pipe()
-	s := &stream{node: node, pw: pw, early: map[int]chunk{}, started: make(chan struct{}), queue: make(chan chunk, 1024), quit: make(chan struct{})}
-	go s.copy()
+	s := &stream{node: node, pw: pw, early: map[int]chunk{}, started: make(chan struct{}), queue: make(chan chunk, m.LogQueue),
+		failed: make(chan struct{}), quit: make(chan struct{})}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		s.copy()
+	}()
 	m.mu.Lock()
 	m.streams[id] = s
 	m.mu.Unlock()
-	var quitOnce sync.Once
 	done := func() {
 		m.mu.Lock()
 		delete(m.streams, id)
 		m.mu.Unlock()
-		quitOnce.Do(func() { close(s.quit) })
+		s.stop()
 		pw.CloseWithError(io.EOF)
 	}
 	b, _ := json.Marshal(command{Type: "logs", ID: id, Logs: req})
@@ -351,6 +405,12 @@ func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io
 			done()
 			return nil, s.err
 		}
+		select {
+		case <-s.failed:
+			done()
+			return nil, core.Errorf(core.EUNAVAILABLE, "node %q sent its log out of order", node)
+		default:
+		}
 	case <-time.After(m.LogTimeout):
 		done()
 		m.cancelStream(node, id)
@@ -363,7 +423,9 @@ func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io
 	rc := &logReader{PipeReader: pr, close: func() { done(); m.cancelStream(node, id) }}
 	if req.Follow {
 		// Agents end a follow that is not pinged, so none outlives the master.
+		m.wg.Add(1)
 		go func() {
+			defer m.wg.Done()
 			t := time.NewTicker(followPing)
 			defer t.Stop()
 			for {

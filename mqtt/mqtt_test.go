@@ -79,10 +79,21 @@ type env struct {
 	sink   *sink
 	pki    *api.PKI
 	url    string
+	credMu sync.Mutex
 	creds  map[string]string
 }
 
-func startEmbedded(t *testing.T) *env {
+func (e *env) revoke(node string) {
+	e.credMu.Lock()
+	defer e.credMu.Unlock()
+	delete(e.creds, node)
+}
+
+func startEmbedded(t *testing.T) *env { return startEmbeddedWith(t, nil) }
+
+// startEmbeddedWith starts a broker and master; configure may change the
+// broker's settings before it opens.
+func startEmbeddedWith(t *testing.T, configure func(*mqtt.Broker)) *env {
 	t.Helper()
 	pki, err := api.LoadOrCreatePKI(t.TempDir(), nil)
 	if err != nil {
@@ -90,8 +101,13 @@ func startEmbedded(t *testing.T) *env {
 	}
 	e := &env{pki: pki, sink: newSink(), creds: map[string]string{"n1": "pw1", "n2": "pw2"}}
 	e.broker = &mqtt.Broker{Addr: "127.0.0.1:0", TLS: pki.ServerTLS(), CheckPassword: func(node, pw string) bool {
+		e.credMu.Lock()
+		defer e.credMu.Unlock()
 		return e.creds[node] != "" && e.creds[node] == pw
 	}}
+	if configure != nil {
+		configure(e.broker)
+	}
 	if err := e.broker.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -278,9 +294,14 @@ func TestEmbedded_AuthAndACL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The payload cannot claim another node: the topic decides.
+		// The payload cannot claim another node: such a report is refused.
 		c2.Publish("edge/node/n1/report", 1, false, `{"node":"n2"}`).WaitTimeout(5 * time.Second)
+		c2.Publish("edge/node/n1/report", 1, false, `{"node":"n1","labels":{"kubernetes.io/hostname":"n2"}}`).WaitTimeout(5 * time.Second)
+		c2.Publish("edge/node/n1/report", 1, false, `{"labels":{"zone":"shed"}}`).WaitTimeout(5 * time.Second)
 		waitFor(t, "n1's own report", func() bool { r, _, _ := e.sink.get("n1"); return r != nil })
+		if r, _, _ := e.sink.get("n1"); r.Labels["zone"] != "shed" || r.Labels[core.LabelHostname] != "" {
+			t.Fatalf("n1's stored report is %+v, want only the valid one", r)
+		}
 		if r, _, seen := e.sink.get("n2"); r != nil || seen {
 			t.Fatalf("n1's forged messages for n2 reached the master: report=%v online-seen=%v", r, seen)
 		}

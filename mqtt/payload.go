@@ -1,0 +1,111 @@
+package mqtt
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// Decoders for every payload that crosses the broker. Each refuses what
+// the sender could not legitimately have sent; none trusts a name inside a
+// payload over the topic the broker's ACL vouched for.
+
+// maxPayload bounds a payload when the broker (an external one) does not.
+const maxPayload = 4 << 20
+
+func tooLarge(what string, n int) error {
+	return core.Errorf(core.EINVALID, "%s of %d bytes (at most %d)", what, n, maxPayload)
+}
+
+// decodeReport decodes a report that arrived on node's topic.
+func decodeReport(node string, payload []byte) (*core.NodeReport, error) {
+	if len(payload) > maxPayload {
+		return nil, tooLarge("report", len(payload))
+	}
+	var rep core.NodeReport
+	if err := json.Unmarshal(payload, &rep); err != nil {
+		return nil, core.Errorf(core.EINVALID, "report: %v", err)
+	}
+	if rep.Node == "" {
+		rep.Node = node
+	}
+	if err := rep.Validate(node); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// decodeEvents decodes one message of pod events.
+func decodeEvents(payload []byte) ([]core.PodEvent, error) {
+	if len(payload) > maxPayload {
+		return nil, tooLarge("events", len(payload))
+	}
+	var events []core.PodEvent
+	if err := json.Unmarshal(payload, &events); err != nil {
+		return nil, core.Errorf(core.EINVALID, "events: %v", err)
+	}
+	if err := core.ValidateEvents(events); err != nil {
+		return nil, err
+	}
+	return events, nil
+}
+
+// decodeDesired decodes the desired state published for node.
+func decodeDesired(node string, payload []byte) (*core.DesiredState, error) {
+	var ds core.DesiredState
+	if err := json.Unmarshal(payload, &ds); err != nil {
+		return nil, core.Errorf(core.EINVALID, "desired state: %v", err)
+	}
+	if ds.Node != "" && ds.Node != node {
+		return nil, core.Errorf(core.EINVALID, "desired state for node %q on node %q's topic", ds.Node, node)
+	}
+	for i, p := range ds.Pods {
+		if p == nil {
+			return nil, core.Errorf(core.EINVALID, "desired state: pods[%d] is null", i)
+		}
+	}
+	return &ds, nil
+}
+
+// agentCommand is a command as the agent decodes it.
+type agentCommand struct {
+	Type string          `json:"type"`
+	ID   string          `json:"id"`
+	Logs core.LogRequest `json:"logs"`
+}
+
+// decodeCommand decodes a message on a node's cmd topic.
+func decodeCommand(payload []byte) (*agentCommand, error) {
+	var cmd agentCommand
+	if err := json.Unmarshal(payload, &cmd); err != nil {
+		return nil, core.Errorf(core.EINVALID, "command: %v", err)
+	}
+	switch cmd.Type {
+	case "logs", "cancel", "ping":
+	default:
+		return nil, core.Errorf(core.EINVALID, "unknown command %q", cmd.Type)
+	}
+	if cmd.ID == "" || len(cmd.ID) > 64 {
+		return nil, core.Errorf(core.EINVALID, "command id of %d characters", len(cmd.ID))
+	}
+	return &cmd, nil
+}
+
+// maxChunkData bounds the log bytes of one reply (agents send 32 KiB).
+const maxChunkData = 64 << 10
+
+// decodeChunk decodes one reply to a log request.
+func decodeChunk(payload []byte) (*chunk, error) {
+	var c chunk
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, core.Errorf(core.EINVALID, "reply: %v", err)
+	}
+	if c.Seq < 0 {
+		return nil, core.Errorf(core.EINVALID, "reply with sequence %d", c.Seq)
+	}
+	if len(c.Data) > maxChunkData || len(c.Error) > 4096 {
+		return nil, fmt.Errorf("reply of %d bytes (at most %d)", len(c.Data), maxChunkData)
+	}
+	return &c, nil
+}
