@@ -35,7 +35,10 @@ type env struct {
 	now   time.Time
 }
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { return setupWith(t, nil) }
+
+// setupWith is setup with a chance to change the server before it opens.
+func setupWith(t *testing.T, configure func(*api.Server)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	pki, err := api.LoadOrCreatePKI(dir, nil)
@@ -65,6 +68,9 @@ func setup(t *testing.T) *env {
 			e.creds[node] = hash
 			e.mu.Unlock()
 		}}
+	if configure != nil {
+		configure(e.srv)
+	}
 	if err := e.srv.Open(); err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/edgeorch/edge/core"
 )
 
@@ -44,6 +46,13 @@ type Server struct {
 	// Metrics returns extra figures for /metrics.
 	Metrics func() map[string]float64
 
+	// Limits; zero takes the default in brackets. Streams (watch, logs -f)
+	// are exempt from WriteTimeout: each of their writes gets its own.
+	MaxConns     int           // open connections; more wait to be accepted [1024]
+	IdleTimeout  time.Duration // keep-alive connections with no request [60s]
+	WriteTimeout time.Duration // writing one response, or one stream write [60s]
+	ReadTimeout  time.Duration // reading one request, body included [5m]
+
 	ln     net.Listener
 	srv    *http.Server
 	wg     sync.WaitGroup
@@ -60,19 +69,67 @@ func (s *Server) Open() (err error) {
 		s.Log = slog.Default()
 	}
 	s.admins = map[string]bool{}
+	s.setLimits()
 	if s.ln, err = net.Listen("tcp", s.Addr); err != nil {
 		return fmt.Errorf("api: listen on %s: %w", s.Addr, err)
 	}
-	s.srv = &http.Server{Handler: s.Handler(), TLSConfig: s.PKI.ServerTLS(), ReadHeaderTimeout: 10 * time.Second,
+	// Idle keep-alive connections used to be held forever (3,000 of them
+	// cost 85 MB); now they go after IdleTimeout, and no more than MaxConns
+	// are open at once.
+	s.srv = &http.Server{Handler: s.Handler(), TLSConfig: s.PKI.ServerTLS(),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
+		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
+	ln := netutil.LimitListener(s.ln, s.MaxConns)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.ServeTLS(s.ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.Log.Error("api server stopped", "err", err)
 		}
 	}()
 	return nil
+}
+
+func (s *Server) setLimits() {
+	if s.MaxConns == 0 {
+		s.MaxConns = 1024
+	}
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = 60 * time.Second
+	}
+	if s.WriteTimeout == 0 {
+		s.WriteTimeout = 60 * time.Second
+	}
+	if s.ReadTimeout == 0 {
+		s.ReadTimeout = 5 * time.Minute
+	}
+}
+
+// streamWriter writes a long-lived response (a watch, a followed log):
+// every write gets its own deadline, so a client that stops reading is
+// dropped after WriteTimeout while one that reads slowly is not.
+type streamWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (s *Server) stream(w http.ResponseWriter) *streamWriter {
+	sw := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: s.WriteTimeout}
+	sw.rc.SetWriteDeadline(time.Time{}) // the server's deadline counts from the request
+	return sw
+}
+
+func (sw *streamWriter) Write(p []byte) (int, error) {
+	sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	return sw.w.Write(p)
+}
+
+// Flush sends what was written, under the same deadline.
+func (sw *streamWriter) Flush() error {
+	sw.rc.SetWriteDeadline(time.Now().Add(sw.timeout))
+	return sw.rc.Flush()
 }
 
 // Address returns the address the server listens on.
@@ -349,15 +406,17 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind core.Kind, n
 		return o.GetTypeMeta().Kind == kind && (ns == "" || m.Namespace == ns) && (name == "" || m.Name == name) && core.MatchLabels(sel, m.Labels)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	flusher, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
+	sw := s.stream(w)
+	enc := json.NewEncoder(sw)
 	for _, o := range objs {
 		if match(o) {
-			enc.Encode(core.WatchEvent{Type: core.Added, Object: o})
+			if err := enc.Encode(core.WatchEvent{Type: core.Added, Object: o}); err != nil {
+				return
+			}
 		}
 	}
-	if flusher != nil {
-		flusher.Flush()
+	if sw.Flush() != nil {
+		return
 	}
 	for {
 		select {
@@ -373,8 +432,8 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind core.Kind, n
 			if err := enc.Encode(ev); err != nil {
 				return
 			}
-			if flusher != nil {
-				flusher.Flush()
+			if sw.Flush() != nil {
+				return
 			}
 		}
 	}
@@ -507,16 +566,16 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rc.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	flusher, _ := w.(http.Flusher)
+	sw := s.stream(w)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := rc.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
+			if _, werr := sw.Write(buf[:n]); werr != nil {
+				return // closing rc ends the stream at the agent
 			}
-			if flusher != nil {
-				flusher.Flush()
+			if sw.Flush() != nil {
+				return
 			}
 		}
 		if err != nil {
