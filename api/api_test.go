@@ -30,10 +30,14 @@ type env struct {
 	admin *api.Client
 	url   string
 	join  api.JoinToken
+	auth  *api.NodeAuth
 	mu    sync.Mutex
-	creds map[string]string
+	kicks []string // nodes the broker was told to disconnect
 	now   time.Time
 }
+
+// nodePassword is the node password test agents join with.
+const nodePassword = "0123456789abcdef-node"
 
 func setup(t *testing.T) *env { return setupWith(t, nil) }
 
@@ -45,7 +49,7 @@ func setupWith(t *testing.T, configure func(*api.Server)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{creds: map[string]string{}, now: time.Now()}
+	e := &env{now: time.Now()}
 	e.db = sqlite.NewDB(filepath.Join(dir, "state.db"))
 	e.db.Now = func() time.Time { return e.now }
 	if err := e.db.Open(); err != nil {
@@ -62,12 +66,13 @@ func setupWith(t *testing.T, configure func(*api.Server)) *env {
 	}
 	e.srv = &api.Server{Addr: "127.0.0.1:0", PKI: pki, Store: e.db, Tokens: e.db, Bus: nullBus{}, Version: "test",
 		Now:     func() time.Time { return e.now },
-		MQTTURL: func(host string) string { return "ssl://" + host + ":8883" },
-		NodeCredential: func(node, hash string) {
-			e.mu.Lock()
-			e.creds[node] = hash
-			e.mu.Unlock()
-		}}
+		MQTTURL: func(host string) string { return "ssl://" + host + ":8883" }}
+	e.auth = &api.NodeAuth{Tokens: e.db, Disconnect: func(node string) {
+		e.mu.Lock()
+		e.kicks = append(e.kicks, node)
+		e.mu.Unlock()
+	}}
+	e.srv.Auth = e.auth
 	if configure != nil {
 		configure(e.srv)
 	}
@@ -187,27 +192,24 @@ func TestJoin(t *testing.T) {
 	ctx := context.Background()
 	t.Run("OK", func(t *testing.T) {
 		c := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash))
-		resp, err := c.Join(ctx, "pi-1")
+		resp, err := c.Join(ctx, "pi-1", nodePassword)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(resp.MQTTURL, "ssl://127.0.0.1:") || resp.MQTTUsername != "node:pi-1" || resp.MQTTPassword == "" {
 			t.Fatalf("join response %+v", resp)
 		}
-		e.mu.Lock()
-		hash := e.creds["pi-1"]
-		e.mu.Unlock()
-		if hash != api.HashSecret(resp.MQTTPassword) {
-			t.Fatal("the broker was not told the node's credential")
+		if !e.auth.CheckMQTT("pi-1", resp.MQTTPassword) || e.auth.CheckMQTT("pi-1", "guess") {
+			t.Fatal("the broker's check does not follow the issued credential")
 		}
 		stored, _ := e.db.NodeCredentials(ctx)
-		if stored["pi-1"] != hash {
+		if stored["pi-1"] != api.HashSecret(resp.MQTTPassword) {
 			t.Fatal("credential not stored")
 		}
 	})
 	t.Run("ErrWrongPin", func(t *testing.T) {
 		other := strings.Repeat("0", 64)
-		_, err := api.NewClient(e.url, e.join.String(), api.PinnedTLS(other)).Join(ctx, "pi-2")
+		_, err := api.NewClient(e.url, e.join.String(), api.PinnedTLS(other)).Join(ctx, "pi-2", nodePassword)
 		if core.ErrorCode(err) != core.EUNAUTHORIZED || !strings.Contains(err.Error(), "does not match the join token") {
 			t.Fatalf("err = %v", err)
 		}
@@ -215,13 +217,13 @@ func TestJoin(t *testing.T) {
 	t.Run("ErrWrongSecret", func(t *testing.T) {
 		bad := e.join
 		bad.Secret = "guess"
-		_, err := api.NewClient(e.url, bad.String(), api.PinnedTLS(e.join.CAHash)).Join(ctx, "pi-3")
+		_, err := api.NewClient(e.url, bad.String(), api.PinnedTLS(e.join.CAHash)).Join(ctx, "pi-3", nodePassword)
 		if core.ErrorCode(err) != core.EUNAUTHORIZED {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("ErrBadNodeName", func(t *testing.T) {
-		_, err := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash)).Join(ctx, "Bad_Name")
+		_, err := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash)).Join(ctx, "Bad_Name", nodePassword)
 		if core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), `node name "Bad_Name"`) {
 			t.Fatalf("err = %v", err)
 		}
@@ -236,11 +238,11 @@ func TestJoin(t *testing.T) {
 			t.Fatalf("token %q: %v", tok.Token, err)
 		}
 		c := api.NewClient(e.url, tok.Token, api.PinnedTLS(jt.CAHash))
-		if _, err := c.Join(ctx, "pi-4"); err != nil {
+		if _, err := c.Join(ctx, "pi-4", nodePassword); err != nil {
 			t.Fatal(err)
 		}
 		e.now = e.now.Add(2 * time.Hour)
-		if _, err := c.Join(ctx, "pi-5"); core.ErrorCode(err) != core.EUNAUTHORIZED || !strings.Contains(err.Error(), "expired") {
+		if _, err := c.Join(ctx, "pi-5", nodePassword); core.ErrorCode(err) != core.EUNAUTHORIZED || !strings.Contains(err.Error(), "expired") {
 			t.Fatalf("expired token: %v", err)
 		}
 		if _, err := e.admin.CreateToken(ctx, api.TokenRequest{TTL: "soon"}); core.ErrorCode(err) != core.EINVALID {

@@ -259,10 +259,31 @@ func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (TokenRespon
 	return out, err
 }
 
-// Join asks the master for this node's broker credentials.
-func (c *Client) Join(ctx context.Context, node string) (*JoinResponse, error) {
+// ListTokens lists the master's tokens (never their secrets).
+func (c *Client) ListTokens(ctx context.Context) ([]*core.Token, error) {
+	var out []*core.Token
+	err := c.doJSON(ctx, "GET", "/api/v1/tokens", nil, nil, &out)
+	return out, err
+}
+
+// DeleteToken revokes a join token.
+func (c *Client) DeleteToken(ctx context.Context, id string) error {
+	return c.doJSON(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// RotateAdmin replaces the admin token and returns the new one; the one
+// this client used stops working.
+func (c *Client) RotateAdmin(ctx context.Context) (string, error) {
+	var out TokenResponse
+	err := c.doJSON(ctx, "POST", "/api/v1/tokens/rotate-admin", nil, struct{}{}, &out)
+	return out.Token, err
+}
+
+// Join asks the master for this node's broker credentials, proving the
+// node's identity with its node password.
+func (c *Client) Join(ctx context.Context, node, nodePassword string) (*JoinResponse, error) {
 	var out JoinResponse
-	if err := c.doJSON(ctx, "POST", "/api/v1/join", nil, JoinRequest{Node: node}, &out); err != nil {
+	if err := c.doJSON(ctx, "POST", "/api/v1/join", nil, JoinRequest{Node: node, NodePassword: nodePassword}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

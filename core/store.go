@@ -112,17 +112,29 @@ func cast[T Object](objs []Object) []T {
 	return out
 }
 
-// TokenStore keeps join tokens and node credentials, hashed.
+// TokenStore keeps bearer tokens and node credentials, hashed.
 type TokenStore interface {
 	// CreateToken stores a new token; ECONFLICT if its ID exists.
 	CreateToken(ctx context.Context, t *Token) error
+	// PutToken stores t, replacing any token with its ID.
+	PutToken(ctx context.Context, t *Token) error
 	// FindToken returns the token with the given secret hash, or
 	// EUNAUTHORIZED if none matches or it has expired.
 	FindToken(ctx context.Context, kind, hash string) (*Token, error)
+	// ListTokens returns every token (without hashes), sorted by ID.
+	ListTokens(ctx context.Context) ([]*Token, error)
+	// DeleteToken removes a token; ENOTFOUND if there is none with id.
+	DeleteToken(ctx context.Context, id string) error
 	// SetNodeCredential stores (replaces) the MQTT credential hash of node.
 	SetNodeCredential(ctx context.Context, node, hash string) error
 	// NodeCredentials returns every node's credential hash.
 	NodeCredentials(ctx context.Context) (map[string]string, error)
+	// BindNodePassword records hash as node's password unless it has one,
+	// atomically, and returns the hash now bound to node.
+	BindNodePassword(ctx context.Context, node, hash string) (string, error)
+	// DeleteNodeCredentials forgets node's password and MQTT credential
+	// (the node was deleted). Deleting nothing is not an error.
+	DeleteNodeCredentials(ctx context.Context, node string) error
 }
 
 // Token kinds.

@@ -41,13 +41,17 @@ type Agent struct {
 	OnConnectionLost func(error)
 	// Logs writes a container log to w until done or ctx ends.
 	Logs func(ctx context.Context, req core.LogRequest, w func([]byte) error) error
-	// OnRefused is called when the broker refuses the node's credentials
-	// (count: refusals in a row), e.g. after the master's data was reset.
-	OnRefused func(count int)
+	// Rejoin is called when the broker has refused the node's credentials
+	// several times in a row (the master's data was reset or restored): it
+	// joins again and returns the broker URL and password to use. Nil: keep
+	// trying the old ones.
+	Rejoin func(ctx context.Context) (url, password string, err error)
 
+	mu       sync.Mutex // guards the fields below
 	client   paho.Client
+	url      string
+	password string
 	refusals int
-	mu       sync.Mutex
 	streams  map[string]*agentStream
 	epoch    string
 	closed   bool
@@ -62,7 +66,8 @@ type agentStream struct {
 	pinged chan struct{}
 }
 
-// Open starts connecting in the background.
+// Open starts connecting in the background. Report and Events may be
+// called before Open: they fail as not connected.
 func (a *Agent) Open() error {
 	if a.Log == nil {
 		a.Log = slog.Default()
@@ -70,16 +75,37 @@ func (a *Agent) Open() error {
 	if a.KeepAlive == 0 {
 		a.KeepAlive = 3 * time.Second
 	}
+	a.mu.Lock()
 	a.streams = map[string]*agentStream{}
-	u, err := url.Parse(a.URL)
+	a.url, a.password = a.URL, a.Password
+	c, err := a.newClient(a.URL)
+	if err == nil {
+		a.client = c
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	a.lost = make(chan struct{}, 1)
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.wg.Add(1)
+	go a.loop()
+	return nil
+}
+
+func (a *Agent) newClient(rawURL string) (paho.Client, error) {
+	u, err := url.Parse(rawURL)
 	if err != nil || u.Host == "" {
-		return fmt.Errorf("mqtt url %q: want ssl://host:port or tcp://host:port", a.URL)
+		return nil, fmt.Errorf("mqtt url %q: want ssl://host:port or tcp://host:port", rawURL)
 	}
 	opts := paho.NewClientOptions().
-		AddBroker(a.URL).
+		AddBroker(rawURL).
 		SetClientID(ClientID(a.Node)).
-		SetUsername("node:"+a.Node).
-		SetPassword(a.Password).
+		SetCredentialsProvider(func() (string, string) {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			return "node:" + a.Node, a.password
+		}).
 		SetCleanSession(false). // the broker keeps QoS 1 messages while we are away
 		SetKeepAlive(a.KeepAlive).
 		SetPingTimeout(a.KeepAlive).
@@ -102,12 +128,13 @@ func (a *Agent) Open() error {
 	if a.TLS != nil {
 		opts.SetTLSConfig(a.TLS)
 	}
-	a.client = paho.NewClient(opts)
-	a.lost = make(chan struct{}, 1)
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.wg.Add(1)
-	go a.loop()
-	return nil
+	return paho.NewClient(opts), nil
+}
+
+func (a *Agent) current() paho.Client {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.client
 }
 
 // loop connects, and connects again whenever the connection is lost, with
@@ -117,7 +144,7 @@ func (a *Agent) loop() {
 	b := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	failures := 0
 	for {
-		t := a.client.Connect()
+		t := a.current().Connect()
 		select {
 		case <-t.Done():
 		case <-a.ctx.Done():
@@ -128,7 +155,9 @@ func (a *Agent) loop() {
 			if failures == 1 || failures%30 == 0 {
 				a.Log.Warn("cannot reach the broker; retrying", "url", a.URL, "err", err, "attempts", failures)
 			}
-			a.refused(err)
+			if a.refused(err) {
+				a.rejoin()
+			}
 			if !b.Sleep(a.ctx) {
 				return
 			}
@@ -147,26 +176,50 @@ func (a *Agent) loop() {
 	}
 }
 
-// refused counts refusals of the node's credentials in a row.
-func (a *Agent) refused(err error) {
-	if !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) && !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+// rejoin gets new credentials through Rejoin and uses them from the next
+// attempt on.
+func (a *Agent) rejoin() {
+	a.Log.Warn("joining again: the master no longer accepts this node's credentials")
+	u, pw, err := a.Rejoin(a.ctx)
+	if err != nil {
+		if a.ctx.Err() == nil {
+			a.Log.Error("joining again failed; the node stays offline until it can", "err", core.ErrorMessage(err))
+		}
 		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.password, a.refusals = pw, 0
+	if u != a.url {
+		c, err := a.newClient(u)
+		if err != nil {
+			a.Log.Error("the master handed out a bad broker URL", "url", u, "err", err)
+			return
+		}
+		a.client, a.url = c, u
+	}
+}
+
+// refused counts refusals of the node's credentials in a row and says
+// whether it is time to join again.
+func (a *Agent) refused(err error) bool {
+	if !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) && !errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+		return false
 	}
 	a.mu.Lock()
 	a.refusals++
 	count := a.refusals
 	a.mu.Unlock()
 	a.Log.Warn("the broker refused this node's credentials", "refusals", count)
-	if a.OnRefused != nil {
-		a.OnRefused(count)
-	}
+	return count >= 3 && a.Rejoin != nil
 }
 
 func (a *Agent) onConnect(c paho.Client) {
 	a.mu.Lock()
 	a.refusals = 0
+	u := a.url
 	a.mu.Unlock()
-	a.Log.Info("connected to the broker", "url", a.URL)
+	a.Log.Info("connected to the broker", "url", u)
 	subs := map[string]byte{topicDesired(a.Node): 1, topicCmd(a.Node): 1, topicEpoch: 1}
 	t := c.SubscribeMultiple(subs, a.onMessage)
 	if t.WaitTimeout(10*time.Second) && t.Error() != nil {
@@ -271,7 +324,7 @@ func (a *Agent) serveLogs(ctx context.Context, id string, req core.LogRequest, s
 		c.Seq = seq
 		seq++
 		b, _ := json.Marshal(c)
-		t := a.client.Publish(topicReply(a.Node, id), 1, false, b)
+		t := a.current().Publish(topicReply(a.Node, id), 1, false, b)
 		if !t.WaitTimeout(10 * time.Second) {
 			return fmt.Errorf("publish timed out")
 		}
@@ -297,14 +350,15 @@ func (a *Agent) serveLogs(ctx context.Context, id string, req core.LogRequest, s
 // Report publishes a node report. While disconnected it returns an error;
 // the agent reports again on reconnect, so nothing is lost.
 func (a *Agent) Report(rep *core.NodeReport) error {
-	if !a.client.IsConnectionOpen() {
+	c := a.current()
+	if c == nil || !c.IsConnectionOpen() {
 		return core.Errorf(core.EUNAVAILABLE, "not connected to the broker")
 	}
 	b, err := json.Marshal(rep)
 	if err != nil {
 		return err
 	}
-	t := a.client.Publish(topicReport(a.Node), 1, false, b)
+	t := c.Publish(topicReport(a.Node), 1, false, b)
 	if !t.WaitTimeout(10 * time.Second) {
 		return core.Errorf(core.EUNAVAILABLE, "report not acknowledged")
 	}
@@ -313,14 +367,15 @@ func (a *Agent) Report(rep *core.NodeReport) error {
 
 // Events publishes events in one message and waits for the broker's ack.
 func (a *Agent) Events(events []core.PodEvent) error {
-	if !a.client.IsConnectionOpen() {
+	c := a.current()
+	if c == nil || !c.IsConnectionOpen() {
 		return core.Errorf(core.EUNAVAILABLE, "not connected to the broker")
 	}
 	b, err := json.Marshal(events)
 	if err != nil {
 		return err
 	}
-	t := a.client.Publish(topicEvents(a.Node), 1, false, b)
+	t := c.Publish(topicEvents(a.Node), 1, false, b)
 	if !t.WaitTimeout(10 * time.Second) {
 		return core.Errorf(core.EUNAVAILABLE, "events not acknowledged")
 	}
@@ -345,10 +400,10 @@ func (a *Agent) Close() {
 		a.cancel()
 		a.wg.Wait()
 	}
-	if a.client != nil {
-		if a.client.IsConnectionOpen() {
-			a.client.Publish(topicOnline(a.Node), 1, true, Offline).WaitTimeout(time.Second)
+	if c := a.current(); c != nil {
+		if c.IsConnectionOpen() {
+			c.Publish(topicOnline(a.Node), 1, true, Offline).WaitTimeout(time.Second)
 		}
-		a.client.Disconnect(250)
+		c.Disconnect(250)
 	}
 }

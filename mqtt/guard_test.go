@@ -268,3 +268,23 @@ func TestBroker_Disconnect(t *testing.T) {
 	}
 	var _ paho.Client = c
 }
+
+// An agent whose credentials the broker keeps refusing joins again and
+// connects with what the join gave it.
+func TestAgent_RejoinsAfterRefusals(t *testing.T) {
+	e := startEmbedded(t)
+	var rejoins atomic.Int32
+	a := &mqtt.Agent{URL: e.url, Node: "n1", Password: "stale", TLS: e.agentTLS(t),
+		Rejoin: func(ctx context.Context) (string, string, error) {
+			rejoins.Add(1)
+			return e.url, "pw1", nil
+		}}
+	if err := a.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	waitFor(t, "the agent online after joining again", func() bool { _, on, _ := e.sink.get("n1"); return on })
+	if n := rejoins.Load(); n != 1 {
+		t.Fatalf("Rejoin called %d times, want 1", n)
+	}
+}

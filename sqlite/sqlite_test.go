@@ -287,6 +287,50 @@ func TestDB_Tokens(t *testing.T) {
 	if err != nil || creds["n1"] != "x" {
 		t.Fatalf("creds %v %v", creds, err)
 	}
+
+	// Listing and revoking.
+	if err := db.CreateToken(ctx, &core.Token{ID: "t2", Kind: core.TokenJoin, Hash: "h2", Description: "for the shed"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := db.ListTokens(ctx)
+	if err != nil || len(list) != 2 || list[0].ID != "t1" || list[1].Description != "for the shed" || list[0].ExpiresAt == nil {
+		t.Fatalf("ListTokens = %+v, %v", list, err)
+	}
+	if list[0].Hash != "" {
+		t.Fatal("ListTokens returns hashes")
+	}
+	if err := db.DeleteToken(ctx, "t2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FindToken(ctx, core.TokenJoin, "h2"); core.ErrorCode(err) != core.EUNAUTHORIZED {
+		t.Fatalf("a deleted token is still accepted: %v", err)
+	}
+	if err := db.DeleteToken(ctx, "t2"); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("deleting a missing token: %v", err)
+	}
+	// PutToken replaces by id.
+	if err := db.PutToken(ctx, &core.Token{ID: "t1", Kind: core.TokenJoin, Hash: "h3"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.FindToken(ctx, core.TokenJoin, "h3"); err != nil {
+		t.Fatalf("the replaced token: %v", err)
+	}
+
+	// Node passwords bind once; deleting the node's credentials frees the name.
+	for _, tt := range []struct{ hash, want string }{{"p1", "p1"}, {"p1", "p1"}, {"p2", "p1"}} {
+		if got, err := db.BindNodePassword(ctx, "n1", tt.hash); err != nil || got != tt.want {
+			t.Fatalf("BindNodePassword(n1, %s) = %q, %v; want %q", tt.hash, got, err, tt.want)
+		}
+	}
+	if err := db.DeleteNodeCredentials(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if creds, _ := db.NodeCredentials(ctx); creds["n1"] != "" {
+		t.Fatal("the MQTT credential survived DeleteNodeCredentials")
+	}
+	if got, err := db.BindNodePassword(ctx, "n1", "p2"); err != nil || got != "p2" {
+		t.Fatalf("after deleting, BindNodePassword(n1, p2) = %q, %v", got, err)
+	}
 }
 
 // State written before a kill -9 is there after restart.

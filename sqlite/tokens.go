@@ -88,3 +88,112 @@ func (db *DB) NodeCredentials(ctx context.Context) (map[string]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// PutToken implements core.TokenStore.
+func (db *DB) PutToken(ctx context.Context, t *core.Token) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	now := db.Now().UTC()
+	t.CreatedAt = core.NewTime(now)
+	var expires any
+	if t.ExpiresAt != nil {
+		expires = t.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	_, err := db.db.ExecContext(ctx, `INSERT OR REPLACE INTO tokens (id, kind, hash, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Kind, t.Hash, t.Description, now.Format(time.RFC3339), expires)
+	if err != nil {
+		return mapError(err)
+	}
+	db.writes.Add(1)
+	return nil
+}
+
+// ListTokens implements core.TokenStore.
+func (db *DB) ListTokens(ctx context.Context) ([]*core.Token, error) {
+	rows, err := db.db.QueryContext(ctx, `SELECT id, kind, description, created_at, expires_at FROM tokens ORDER BY id`)
+	if err != nil {
+		return nil, mapError(err)
+	}
+	defer rows.Close()
+	var out []*core.Token
+	for rows.Next() {
+		t := &core.Token{}
+		var created string
+		var expires sql.NullString
+		if err := rows.Scan(&t.ID, &t.Kind, &t.Description, &created, &expires); err != nil {
+			return nil, err
+		}
+		if c, err := time.Parse(time.RFC3339, created); err == nil {
+			t.CreatedAt = core.NewTime(c)
+		}
+		if e, err := time.Parse(time.RFC3339, expires.String); expires.Valid && err == nil {
+			t.ExpiresAt = core.NewTime(e)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// DeleteToken implements core.TokenStore.
+func (db *DB) DeleteToken(ctx context.Context, id string) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	res, err := db.db.ExecContext(ctx, `DELETE FROM tokens WHERE id = ?`, id)
+	if err != nil {
+		return mapError(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return core.Errorf(core.ENOTFOUND, "token %q not found (see edgectl token ls)", id)
+	}
+	db.writes.Add(1)
+	return nil
+}
+
+// BindNodePassword implements core.TokenStore.
+func (db *DB) BindNodePassword(ctx context.Context, node, hash string) (string, error) {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", mapError(err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO node_passwords (node, hash, created_at) VALUES (?, ?, ?)`,
+		node, hash, db.Now().UTC().Format(time.RFC3339))
+	if err != nil {
+		return "", mapError(err)
+	}
+	var bound string
+	if err := tx.QueryRowContext(ctx, `SELECT hash FROM node_passwords WHERE node = ?`, node).Scan(&bound); err != nil {
+		return "", mapError(err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return bound, nil // already bound: nothing written
+	}
+	if err := tx.Commit(); err != nil {
+		return "", mapError(err)
+	}
+	db.writes.Add(1)
+	return bound, nil
+}
+
+// DeleteNodeCredentials implements core.TokenStore.
+func (db *DB) DeleteNodeCredentials(ctx context.Context, node string) error {
+	db.writeMu.Lock()
+	defer db.writeMu.Unlock()
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return mapError(err)
+	}
+	defer tx.Rollback()
+	for _, q := range []string{`DELETE FROM node_passwords WHERE node = ?`, `DELETE FROM node_credentials WHERE node = ?`} {
+		if _, err := tx.ExecContext(ctx, q, node); err != nil {
+			return mapError(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return mapError(err)
+	}
+	db.writes.Add(1)
+	return nil
+}

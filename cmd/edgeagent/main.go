@@ -4,15 +4,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	ctrlog "github.com/containerd/log"
@@ -23,7 +20,6 @@ import (
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/edgeagent"
 	"github.com/edgeorch/edge/internal/daemon"
-	"github.com/edgeorch/edge/internal/fsutil"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
 )
@@ -46,12 +42,10 @@ type Main struct {
 	Bridge     string
 	Debug      bool
 
-	Log   *slog.Logger
-	Agent *edgeagent.Agent
-
-	ctx       context.Context
-	reporter  reporter
-	rejoining atomic.Bool
+	Log        *slog.Logger
+	Agent      *edgeagent.Agent
+	Membership *api.Membership
+	Conn       *mqtt.Agent
 }
 
 func NewMain() *Main { return &Main{} }
@@ -96,73 +90,6 @@ func (m *Main) ParseFlags(args []string) error {
 	return nil
 }
 
-// credentials are what joining yields; kept so an agent restarted while the
-// master is down can still reach the broker when it returns.
-type credentials struct {
-	Master   string `json:"master"`
-	CAHash   string `json:"caHash"`
-	Node     string `json:"node"`
-	MQTTURL  string `json:"mqttURL"`
-	Password string `json:"mqttPassword"`
-	CACert   string `json:"caCert"`
-}
-
-func (m *Main) credPath() string { return filepath.Join(m.DataDir, "credentials.json") }
-
-// credentials returns saved credentials for this token's master, or joins.
-func (m *Main) credentials(ctx context.Context) (*credentials, error) {
-	jt, _ := api.ParseJoinToken(m.Token)
-	if b, err := os.ReadFile(m.credPath()); err == nil {
-		var c credentials
-		if json.Unmarshal(b, &c) == nil && c.CAHash == jt.CAHash && c.Node == m.Name && (m.Master == "" || m.Master == c.Master) {
-			return &c, nil
-		}
-	}
-	delay := time.Second
-	for {
-		c, err := m.join(ctx, jt)
-		if err == nil {
-			b, _ := json.Marshal(c)
-			if err := fsutil.WriteFileAtomic(m.credPath(), b, 0o600); err != nil {
-				return nil, err
-			}
-			return c, nil
-		}
-		code := core.ErrorCode(err)
-		if code == core.EUNAUTHORIZED || code == core.EINVALID {
-			return nil, err // retrying will not help
-		}
-		m.Log.Warn("joining the master failed; retrying", "err", api.ErrorString(err))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
-	}
-}
-
-func (m *Main) join(ctx context.Context, jt api.JoinToken) (*credentials, error) {
-	master := m.Master
-	if master == "" {
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		found, err := discovery.Find(fctx, jt.CAHash, m.MDNSIfaces, m.Log)
-		cancel()
-		if err != nil {
-			return nil, core.Errorf(core.EUNAVAILABLE, "%v", err)
-		}
-		master = found.URL()
-		m.Log.Info("found the master by mDNS", "url", master, "instance", found.Instance)
-	}
-	client := api.NewClient(master, jt.String(), api.PinnedTLS(jt.CAHash))
-	resp, err := client.Join(ctx, m.Name)
-	if err != nil {
-		return nil, err
-	}
-	m.Log.Info("joined the cluster", "master", master)
-	return &credentials{Master: m.Master, CAHash: jt.CAHash, Node: m.Name, MQTTURL: resp.MQTTURL, Password: resp.MQTTPassword, CACert: resp.CACert}, nil
-}
-
 // Run joins (or reuses saved credentials) and starts the agent. The agent
 // starts running its saved pods before the master answers.
 func (m *Main) Run(ctx context.Context) error {
@@ -182,93 +109,41 @@ func (m *Main) Run(ctx context.Context) error {
 	} else {
 		m.Agent.Network = net
 	}
+	// The connection exists (unopened) before the agent starts, so the
+	// agent's reports have somewhere to go from the first moment; they fail
+	// as "not connected" until it is open.
+	m.Conn = &mqtt.Agent{Node: m.Name, KeepAlive: m.KeepAlive, Log: m.Log,
+		OnDesired: m.Agent.SetDesired, OnConnect: m.Agent.ForceReport, Logs: m.Agent.Logs,
+		Rejoin: func(ctx context.Context) (string, string, error) {
+			c, err := m.Membership.Rejoin(ctx)
+			if err != nil {
+				return "", "", err
+			}
+			return c.MQTTURL, c.Password, nil
+		}}
+	m.Agent.Reporter = m.Conn
+	// The agent runs its saved pods before the master answers.
 	if err := m.Agent.Open(); err != nil {
 		return err
 	}
-	creds, err := m.credentials(ctx)
+	m.Membership = &api.Membership{Token: m.Token, Master: m.Master, Node: m.Name, DataDir: m.DataDir, Log: m.Log,
+		Discover: func(ctx context.Context, caHash string) (string, error) {
+			found, err := discovery.Find(ctx, caHash, m.MDNSIfaces, m.Log)
+			return found.URL(), err
+		}}
+	creds, err := m.Membership.Credentials(ctx)
 	if err != nil {
 		return err
 	}
-	m.ctx = ctx
-	m.Agent.Reporter = &m.reporter
-	return m.connect(creds)
-}
-
-// connect opens the MQTT connection with creds.
-func (m *Main) connect(creds *credentials) error {
 	tlsConfig, err := api.CATLS([]byte(creds.CACert))
 	if err != nil {
 		return err
 	}
-	conn := &mqtt.Agent{URL: creds.MQTTURL, Node: m.Name, Password: creds.Password, KeepAlive: m.KeepAlive, Log: m.Log,
-		OnDesired: m.Agent.SetDesired, OnConnect: m.Agent.ForceReport, Logs: m.Agent.Logs, OnRefused: m.refused}
+	m.Conn.URL, m.Conn.Password = creds.MQTTURL, creds.Password
 	if strings.HasPrefix(creds.MQTTURL, "ssl://") || strings.HasPrefix(creds.MQTTURL, "tls://") {
-		conn.TLS = tlsConfig
+		m.Conn.TLS = tlsConfig
 	}
-	if err := conn.Open(); err != nil {
-		return err
-	}
-	m.reporter.set(conn)
-	return nil
-}
-
-// refused re-joins with the token when the broker keeps refusing the saved
-// credentials (the master's data was reset or restored): a node must not
-// stay locked out of a master it has a valid token for.
-func (m *Main) refused(count int) {
-	if count < 3 || !m.rejoining.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer m.rejoining.Store(false)
-		m.Log.Warn("joining again: the master no longer accepts this node's credentials")
-		if old := m.reporter.set(nil); old != nil {
-			old.Close()
-		}
-		os.Remove(m.credPath())
-		creds, err := m.credentials(m.ctx)
-		if err != nil {
-			m.Log.Error("joining again failed", "err", api.ErrorString(err))
-			return
-		}
-		if err := m.connect(creds); err != nil {
-			m.Log.Error("connecting after joining again failed", "err", err)
-		}
-	}()
-}
-
-// reporter hands reports to the current MQTT connection, which a re-join
-// replaces while the agent runs.
-type reporter struct {
-	mu  sync.Mutex
-	cur *mqtt.Agent
-}
-
-func (r *reporter) set(a *mqtt.Agent) (old *mqtt.Agent) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	old, r.cur = r.cur, a
-	return old
-}
-
-func (r *reporter) get() *mqtt.Agent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cur
-}
-
-func (r *reporter) Report(rep *core.NodeReport) error {
-	if c := r.get(); c != nil {
-		return c.Report(rep)
-	}
-	return core.Errorf(core.EUNAVAILABLE, "not connected")
-}
-
-func (r *reporter) Events(events []core.PodEvent) error {
-	if c := r.get(); c != nil {
-		return c.Events(events)
-	}
-	return core.Errorf(core.EUNAVAILABLE, "not connected")
+	return m.Conn.Open()
 }
 
 func (m *Main) network() (edgeagent.Network, error) {
@@ -280,8 +155,8 @@ func (m *Main) network() (edgeagent.Network, error) {
 
 // Close stops the agent; containers keep running.
 func (m *Main) Close() error {
-	if c := m.reporter.set(nil); c != nil {
-		c.Close()
+	if m.Conn != nil {
+		m.Conn.Close()
 	}
 	if m.Agent != nil {
 		return m.Agent.Close()

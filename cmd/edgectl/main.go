@@ -47,6 +47,8 @@ Commands:
   rollout status|history|undo deployment/NAME [--to-revision N]
   image import FILE.tar | image ls
   token create [--ttl 24h]     make a join token for new nodes
+  token ls | rm ID             list join tokens, revoke one (at once)
+  token rotate-admin           replace the admin token (updates this config)
   discover                     list masters advertised on the LAN (mDNS)
   version
 
@@ -80,8 +82,18 @@ func (g *globals) ns() string {
 	return g.namespace
 }
 
+// masterAdminConf is where edgectl looks on the master itself.
+const masterAdminConf = "/var/lib/edge/master/admin.conf"
+
 // client builds an API client from the config file and overrides.
 func (g *globals) client() (*api.Client, error) {
+	cl, _, err := g.clientAndConfig()
+	return cl, err
+}
+
+// clientAndConfig is client that also says which config file it read ("" if
+// none), for commands that write it back.
+func (g *globals) clientAndConfig() (*api.Client, string, error) {
 	path := g.config
 	if path == "" {
 		path = os.Getenv("EDGECONFIG")
@@ -95,16 +107,18 @@ func (g *globals) client() (*api.Client, error) {
 	cfg, err := api.LoadConfig(path)
 	if err != nil && !explicit {
 		// On the master itself, as k3s does, fall back to the admin config.
-		if c2, err2 := api.LoadConfig("/var/lib/edge/master/admin.conf"); err2 == nil {
-			cfg, err = c2, nil
+		if c2, err2 := api.LoadConfig(masterAdminConf); err2 == nil {
+			cfg, err, path = c2, nil, masterAdminConf
 		}
 	}
+	read := path
 	if err != nil {
+		read = ""
 		if g.server == "" {
 			if explicit {
-				return nil, fmt.Errorf("read config: %v", err)
+				return nil, "", fmt.Errorf("read config: %v", err)
 			}
-			return nil, fmt.Errorf("no config found at %s: pass --config DATA_DIR/admin.conf (from the master), set EDGECONFIG, or give --server and --token", path)
+			return nil, "", fmt.Errorf("no config found at %s: pass --config DATA_DIR/admin.conf (from the master), set EDGECONFIG, or give --server and --token", path)
 		}
 		cfg = &api.Config{}
 	}
@@ -115,20 +129,20 @@ func (g *globals) client() (*api.Client, error) {
 		cfg.Token = g.token
 	}
 	if cfg.Server == "" {
-		return nil, fmt.Errorf("%s has no server: add 'server: https://HOST:7443' or pass --server", path)
+		return nil, "", fmt.Errorf("%s has no server: add 'server: https://HOST:7443' or pass --server", path)
 	}
 	caPEM, err := cfg.CAPEM()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, "", fmt.Errorf("%s: %v", path, err)
 	}
 	if len(caPEM) == 0 {
-		return nil, fmt.Errorf("%s has no certificate-authority-data: copy admin.conf from the master's data dir", path)
+		return nil, "", fmt.Errorf("%s has no certificate-authority-data: copy admin.conf from the master's data dir", path)
 	}
 	tlsConfig, err := api.CATLS(caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, "", fmt.Errorf("%s: %v", path, err)
 	}
-	return api.NewClient(cfg.Server, cfg.Token, tlsConfig), nil
+	return api.NewClient(cfg.Server, cfg.Token, tlsConfig), read, nil
 }
 
 // Run executes one edgectl command.

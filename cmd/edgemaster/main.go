@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	b64 "encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -22,7 +20,6 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/internal/daemon"
-	"github.com/edgeorch/edge/internal/fsutil"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
 	"github.com/edgeorch/edge/sqlite"
@@ -46,14 +43,13 @@ type Main struct {
 	Log         *slog.Logger
 	DB          *sqlite.DB
 	PKI         *api.PKI
+	Bootstrap   *api.Bootstrap
+	Auth        *api.NodeAuth
 	Broker      *mqtt.Broker
 	Bus         *mqtt.Master
 	Controllers *core.Controllers
 	API         *api.Server
 	Advertiser  *discovery.Advertiser
-
-	credMu sync.RWMutex
-	creds  map[string]string // node -> password hash
 }
 
 func NewMain() *Main { return &Main{} }
@@ -86,9 +82,9 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if m.Registries != "" {
-		if _, err := os.Stat(m.Registries); err != nil {
-			return fmt.Errorf("--registries: %w", err)
-		}
+		// Accepting it and pulling straight from the registries anyway
+		// would only pretend; the master's registry is not built yet.
+		return fmt.Errorf("--registries is not supported yet: agents pull from the registries their images name; drop the flag")
 	}
 	return nil
 }
@@ -109,20 +105,22 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.DB.Open(); err != nil {
 		return err
 	}
-	adminToken, _, err := m.ensureTokens(ctx)
-	if err != nil {
+	m.Bootstrap = &api.Bootstrap{DataDir: m.DataDir, PKI: m.PKI, Tokens: m.DB, Log: m.Log}
+	if _, err := m.Bootstrap.Ensure(ctx, m.APIAddr); err != nil {
 		return err
 	}
-	if m.creds, err = m.DB.NodeCredentials(ctx); err != nil {
+	m.Auth = &api.NodeAuth{Tokens: m.DB}
+	if err := m.Auth.Load(ctx); err != nil {
 		return err
 	}
 	reports := &core.Reports{Store: m.DB, Now: time.Now}
 	m.Bus = &mqtt.Master{Sink: reports, Log: m.Log}
 	if m.MQTTURL == "" {
-		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.checkNodePassword}
+		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.Auth.CheckMQTT}
 		if err := m.Broker.Open(); err != nil {
 			return err
 		}
+		m.Auth.Disconnect = m.Broker.Disconnect
 		m.Bus.Broker = m.Broker
 	} else {
 		m.Bus.URL = m.MQTTURL
@@ -134,11 +132,11 @@ func (m *Main) Run(ctx context.Context) error {
 		Online: reports.Online, StartupGrace: m.StartupGrace}
 	m.Controllers.Open()
 	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
-		Version: version.Version, MQTTURL: m.agentMQTTURL, NodeCredential: m.setNodeCredential, Metrics: m.metrics}
+		Version: version.Version, MQTTURL: m.agentMQTTURL, Auth: m.Auth, Bootstrap: m.Bootstrap, Metrics: m.metrics}
 	if err := m.API.Open(); err != nil {
 		return err
 	}
-	if err := m.writeAdminConf(adminToken); err != nil {
+	if err := m.Bootstrap.WriteAdminConf(m.API.Address()); err != nil {
 		return err
 	}
 	if !m.NoMDNS {
@@ -206,78 +204,6 @@ func (m *Main) agentMQTTURL(apiHost string) string {
 	return "ssl://" + net.JoinHostPort(apiHost, fmt.Sprint(port(m.Broker.Address())))
 }
 
-func (m *Main) checkNodePassword(node, password string) bool {
-	m.credMu.RLock()
-	defer m.credMu.RUnlock()
-	h, ok := m.creds[node]
-	return ok && h == api.HashSecret(password)
-}
-
-func (m *Main) setNodeCredential(node, hash string) {
-	m.credMu.Lock()
-	defer m.credMu.Unlock()
-	m.creds[node] = hash
-}
-
-// ensureTokens reuses admin.conf and join-token from the data dir, or
-// creates them on first start, and makes sure the store knows them.
-func (m *Main) ensureTokens(ctx context.Context) (admin string, join api.JoinToken, err error) {
-	adminPath := filepath.Join(m.DataDir, "admin.conf")
-	if cfg, err := api.LoadConfig(adminPath); err == nil && cfg.Token != "" {
-		admin = cfg.Token
-	} else {
-		admin = api.NewSecret() + api.NewSecret()
-	}
-	if err := m.ensureToken(ctx, "admin", core.TokenAdmin, admin); err != nil {
-		return "", join, err
-	}
-	joinPath := filepath.Join(m.DataDir, "join-token")
-	if b, err := os.ReadFile(joinPath); err == nil {
-		if join, err = api.ParseJoinToken(string(b)); err != nil {
-			return "", join, fmt.Errorf("%s: %v", joinPath, api.ErrorString(err))
-		}
-		if join.CAHash != m.PKI.CAHash() {
-			return "", join, fmt.Errorf("%s pins another CA than %s; remove the token file to make a new one", joinPath, filepath.Join(m.DataDir, "ca.crt"))
-		}
-	} else {
-		join = api.JoinToken{CAHash: m.PKI.CAHash(), ID: "default", Secret: api.NewSecret()}
-		if err := fsutil.WriteFileAtomic(joinPath, []byte(join.String()+"\n"), 0o600); err != nil {
-			return "", join, err
-		}
-	}
-	if err := m.ensureToken(ctx, join.ID, core.TokenJoin, join.ID+"."+join.Secret); err != nil {
-		return "", join, err
-	}
-	return admin, join, nil
-}
-
-func (m *Main) ensureToken(ctx context.Context, id, kind, secret string) error {
-	hash := api.HashSecret(secret)
-	if _, err := m.DB.FindToken(ctx, kind, hash); err == nil {
-		return nil
-	}
-	err := m.DB.CreateToken(ctx, &core.Token{ID: id, Kind: kind, Hash: hash, Description: "created at first start"})
-	if core.ErrorCode(err) == core.ECONFLICT {
-		// The file changed by hand: the file wins.
-		return fmt.Errorf("token %q in the store does not match the data dir's file; restore the file or remove %s", id, m.DB.Path)
-	}
-	return err
-}
-
-func (m *Main) writeAdminConf(token string) error {
-	host, p, _ := net.SplitHostPort(m.API.Address())
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	cfg := &api.Config{Server: "https://" + net.JoinHostPort(host, p), Token: token,
-		CertificateAuthorityData: base64(m.PKI.CAPEM)}
-	path := filepath.Join(m.DataDir, "admin.conf")
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(cfg.Marshal()) {
-		return nil
-	}
-	return fsutil.WriteFileAtomic(path, cfg.Marshal(), 0o600)
-}
-
 func (m *Main) metrics() map[string]float64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -289,9 +215,13 @@ func (m *Main) metrics() map[string]float64 {
 		"go_memstats_sys_bytes":   float64(ms.Sys),
 		"process_resident_bytes":  float64(rss()),
 	}
-	in, outb := m.Bus.Stats()
-	out["edge_mqtt_bytes_received_total"] = float64(in)
-	out["edge_mqtt_bytes_sent_total"] = float64(outb)
+	if in, outb := m.Bus.Stats(); in >= 0 {
+		out["edge_mqtt_bytes_received_total"] = float64(in)
+		out["edge_mqtt_bytes_sent_total"] = float64(outb)
+	}
+	if m.Broker != nil {
+		out["edge_mqtt_connections_refused_total"] = float64(m.Broker.Refused())
+	}
 	for _, k := range []core.Kind{core.KindNode, core.KindPod, core.KindDeployment, core.KindDaemonSet, core.KindService} {
 		if objs, err := m.DB.List(context.Background(), k, ""); err == nil {
 			out["edge_objects{kind=\""+strings.ToLower(string(k))+"\"}"] = float64(len(objs))
@@ -308,8 +238,4 @@ func rss() int64 {
 	var size, res int64
 	fmt.Sscan(string(b), &size, &res)
 	return res * int64(os.Getpagesize())
-}
-
-func base64(b []byte) string {
-	return b64.StdEncoding.EncodeToString(b)
 }

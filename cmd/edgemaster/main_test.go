@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,15 +72,45 @@ func TestMain_FirstStartAndRestart(t *testing.T) {
 	}
 	// The old join token still joins against the restarted master.
 	c := api.NewClient(cfg2.Server, jt.String(), api.PinnedTLS(jt.CAHash))
-	if _, err := c.Join(ctx, "pi-1"); err != nil {
+	if _, err := c.Join(ctx, "pi-1", "0123456789abcdef-node"); err != nil {
 		t.Fatalf("join after restart: %v", err)
 	}
 }
 
 func TestMain_BadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--registries", "/nonexistent.yaml"}, {"extra"}, {"--nope"}} {
+	for _, args := range [][]string{{"--registries", "/etc/hostname"}, {"extra"}, {"--nope"}} {
 		if err := NewMain().ParseFlags(args); err == nil {
 			t.Errorf("ParseFlags(%q) accepted", args)
 		}
+	}
+}
+
+// A first start that fails (the API port is taken) leaves a data dir that
+// the next start completes, with a working admin.conf.
+func TestMain_FailedFirstStartRecovers(t *testing.T) {
+	dir := t.TempDir()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain()
+	if err := m.ParseFlags([]string{"--data-dir", dir, "--api-addr", taken.Addr().String(), "--mqtt-addr", "127.0.0.1:0", "--no-mdns"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("Run with the API port taken: %v", err)
+	}
+	m.Close()
+	taken.Close()
+	m = runMain(t, dir)
+	defer m.Close()
+	cfg, err := api.LoadConfig(filepath.Join(dir, "admin.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := cfg.CAPEM()
+	tlsConfig, _ := api.CATLS(caPEM)
+	if _, err := api.NewClient(cfg.Server, cfg.Token, tlsConfig).List(context.Background(), "Node", "", ""); err != nil {
+		t.Fatalf("admin.conf after a failed first start: %v", err)
 	}
 }

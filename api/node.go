@@ -1,0 +1,104 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// JoinRequest is an agent's request to join.
+type JoinRequest struct {
+	Node string `json:"node"`
+	// NodePassword is the agent's own secret, made up at its first join and
+	// kept in its data dir; the master binds the node's name to it.
+	NodePassword string `json:"nodePassword"`
+}
+
+// JoinResponse carries what an agent needs to talk to the broker.
+type JoinResponse struct {
+	Node         string `json:"node"`
+	MQTTURL      string `json:"mqttURL"`
+	MQTTUsername string `json:"mqttUsername,omitempty"`
+	MQTTPassword string `json:"mqttPassword,omitempty"`
+	CACert       string `json:"caCert"`
+}
+
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	jt, err := ParseJoinToken(bearer(r))
+	if err != nil {
+		Error(w, core.Errorf(core.EUNAUTHORIZED, "%s", core.ErrorMessage(err)))
+		return
+	}
+	if jt.CAHash != s.PKI.CAHash() {
+		Error(w, core.Errorf(core.EUNAUTHORIZED, "the join token is for another master (CA hash mismatch)"))
+		return
+	}
+	if _, err := s.Tokens.FindToken(r.Context(), core.TokenJoin, HashSecret(jt.ID+"."+jt.Secret)); err != nil {
+		Error(w, core.Errorf(core.EUNAUTHORIZED, "the join token was refused: %s", core.ErrorMessage(err)))
+		return
+	}
+	var req JoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		Error(w, core.Errorf(core.EINVALID, "join request: %v", err))
+		return
+	}
+	n := &core.Node{TypeMeta: core.TypeMeta{Kind: core.KindNode}, Metadata: core.ObjectMeta{Name: req.Node}}
+	if err := core.Validate(n); err != nil {
+		Error(w, core.Errorf(core.EINVALID, "node name %q: %s", req.Node, core.ErrorMessage(err)))
+		return
+	}
+	password, err := s.Auth.Join(r.Context(), req.Node, req.NodePassword)
+	if err != nil {
+		if core.ErrorCode(err) == core.EUNAUTHORIZED {
+			s.Log.Warn("refused a join under a taken node name", "node", req.Node, "from", r.RemoteAddr)
+		}
+		Error(w, err)
+		return
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	s.Log.Info("node joined", "node", req.Node, "from", r.RemoteAddr)
+	writeJSON(w, JoinResponse{Node: req.Node, MQTTURL: s.MQTTURL(host), MQTTUsername: NodeUsername(req.Node),
+		MQTTPassword: password, CACert: string(s.PKI.CAPEM)})
+}
+
+// NodeUsername is the MQTT user name of a node's agent.
+func NodeUsername(node string) string { return "node:" + node }
+
+func (s *Server) handleNodeAction(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	var results []core.ApplyResult
+	var err error
+	switch action {
+	case "cordon", "uncordon":
+		results, err = core.Cordon(r.Context(), s.Store, name, action == "cordon")
+	case "drain":
+		results, err = core.Drain(r.Context(), s.Store, name, s.Now())
+	default:
+		err = core.Errorf(core.EINVALID, "unknown node action %q (cordon, uncordon, drain)", action)
+	}
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	writeJSON(w, results)
+}
+
+// deleteNode revokes a node's credentials (which disconnects its agent)
+// before removing the object: a deleted node must not keep talking to the
+// broker, and a delete that fails half-way can simply be repeated.
+func (s *Server) deleteNode(r *http.Request, name string) error {
+	if _, err := s.Store.Get(r.Context(), core.Key{Kind: core.KindNode, Name: name}); err != nil {
+		return err
+	}
+	if err := s.Auth.Revoke(r.Context(), name); err != nil {
+		return err
+	}
+	s.Log.Info("node deleted: credentials revoked", "node", name)
+	return core.Delete(r.Context(), s.Store, core.Key{Kind: core.KindNode, Name: name}, s.Now())
+}

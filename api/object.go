@@ -1,0 +1,241 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/edgeorch/edge/core"
+)
+
+func parseResource(r *http.Request) (core.Kind, string, error) {
+	kind, err := core.ParseKind(r.PathValue("resource"))
+	if err != nil {
+		return "", "", err
+	}
+	ns := r.URL.Query().Get("namespace")
+	if !kind.Namespaced() {
+		ns = ""
+	} else if ns == "" && r.URL.Query().Get("allNamespaces") == "" {
+		ns = core.DefaultNamespace
+	}
+	return kind, ns, nil
+}
+
+// List is the JSON shape of a list: {"apiVersion":"v1","kind":"List","items":[...]}.
+type List struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Items      []json.RawMessage `json:"items"`
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	kind, ns, err := parseResource(r)
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	sel, err := core.ParseSelector(r.URL.Query().Get("labelSelector"))
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	if r.URL.Query().Get("watch") != "" {
+		s.watch(w, r, kind, ns, "", sel)
+		return
+	}
+	var objs []core.Object
+	var raws [][]byte
+	if rl, ok := s.Store.(core.RawLister); ok {
+		objs, raws, err = rl.ListRaw(r.Context(), kind, ns)
+	} else {
+		objs, err = s.Store.List(r.Context(), kind, ns)
+	}
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	// Written by hand: the store keeps each object's JSON, and encoding
+	// 10,000 pods again for every `get pods` would dominate its latency.
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteString(`{"apiVersion":"v1","kind":"List","items":[`)
+	first := true
+	for i, o := range objs {
+		if !core.MatchLabels(sel, o.GetMeta().Labels) {
+			continue
+		}
+		var b []byte
+		if raws != nil && raws[i] != nil {
+			b = raws[i]
+		} else if b, err = json.Marshal(o); err != nil {
+			return
+		}
+		if !first {
+			bw.WriteByte(',')
+		}
+		first = false
+		bw.Write(b)
+	}
+	bw.WriteString("]}\n")
+	bw.Flush()
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
+	kind, ns, err := parseResource(r)
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	if r.URL.Query().Get("watch") != "" {
+		s.watch(w, r, kind, ns, r.PathValue("name"), nil)
+		return
+	}
+	obj, err := s.Store.Get(r.Context(), core.Key{Kind: kind, Namespace: ns, Name: r.PathValue("name")})
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	writeJSON(w, obj)
+}
+
+// watch streams newline-delimited events: first the current objects as
+// ADDED, then changes, until the client goes away.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, kind core.Kind, ns, name string, sel map[string]string) {
+	events, stop := s.Store.Watch()
+	defer stop()
+	objs, err := s.Store.List(r.Context(), kind, ns)
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	match := func(o core.Object) bool {
+		m := o.GetMeta()
+		return o.GetTypeMeta().Kind == kind && (ns == "" || m.Namespace == ns) && (name == "" || m.Name == name) && core.MatchLabels(sel, m.Labels)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	sw := s.stream(w)
+	enc := json.NewEncoder(sw)
+	for _, o := range objs {
+		if match(o) {
+			if err := enc.Encode(core.WatchEvent{Type: core.Added, Object: o}); err != nil {
+				return
+			}
+		}
+	}
+	if sw.Flush() != nil {
+		return
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return // fell behind; the client lists and watches again
+			}
+			if !match(ev.Object) {
+				continue
+			}
+			if err := enc.Encode(ev); err != nil {
+				return
+			}
+			if sw.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	kind, ns, err := parseResource(r)
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	k := core.Key{Kind: kind, Namespace: ns, Name: r.PathValue("name")}
+	if kind == core.KindNode {
+		err = s.deleteNode(r, k.Name)
+	} else {
+		err = core.Delete(r.Context(), s.Store, k, s.Now())
+	}
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	writeJSON(w, []core.ApplyResult{{Kind: kind, Name: k.Name, Action: "deleted"}})
+}
+
+// ApplyRequest carries manifest files as the user gave them.
+type ApplyRequest struct {
+	Files []core.ManifestFile `json:"files"`
+}
+
+// ApplyResponse lists what happened to each object, and for a delete what
+// could not be deleted.
+type ApplyResponse struct {
+	Results []core.ApplyResult `json:"results"`
+	Errors  []string           `json:"errors,omitempty"`
+}
+
+func decodeFiles(r *http.Request) ([]core.Object, error) {
+	var req ApplyRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 32<<20)).Decode(&req); err != nil {
+		return nil, core.Errorf(core.EINVALID, "request body: %v", err)
+	}
+	objs, err := core.DecodeManifests(req.Files)
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) == 0 {
+		return nil, core.Errorf(core.EINVALID, "no objects found in %s", fileNames(req.Files))
+	}
+	return objs, nil
+}
+
+func fileNames(files []core.ManifestFile) string {
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
+	objs, err := decodeFiles(r)
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	results, err := core.Apply(r.Context(), s.Store, objs, s.Now())
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	writeJSON(w, ApplyResponse{Results: results})
+}
+
+func (s *Server) handleDeleteManifests(w http.ResponseWriter, r *http.Request) {
+	objs, err := decodeFiles(r)
+	if err != nil {
+		Error(w, err)
+		return
+	}
+	var results []core.ApplyResult
+	var errs []string
+	for _, o := range objs {
+		k := core.KeyOf(o)
+		if err := core.Delete(r.Context(), s.Store, k, s.Now()); err != nil {
+			errs = append(errs, core.ErrorMessage(err))
+			continue
+		}
+		results = append(results, core.ApplyResult{Kind: k.Kind, Name: k.Name, Action: "deleted"})
+	}
+	if len(errs) > 0 && len(results) == 0 {
+		Error(w, core.Errorf(core.ENOTFOUND, "%s", strings.Join(errs, "; ")))
+		return
+	}
+	writeJSON(w, ApplyResponse{Results: results, Errors: errs})
+}

@@ -1,0 +1,72 @@
+package core
+
+import (
+	"context"
+	"sort"
+	"time"
+)
+
+// Cordon marks node unschedulable (or schedulable again). The result says
+// what changed, kubectl style ("cordoned", "already cordoned").
+func Cordon(ctx context.Context, s Store, node string, unschedulable bool) ([]ApplyResult, error) {
+	var results []ApplyResult
+	err := s.Update(ctx, func(tx Tx) error {
+		r, err := cordon(tx, node, unschedulable)
+		results = []ApplyResult{r}
+		return err
+	})
+	return results, err
+}
+
+func cordon(tx Tx, node string, unschedulable bool) (ApplyResult, error) {
+	r := ApplyResult{Kind: KindNode, Name: node, Action: "cordoned"}
+	if !unschedulable {
+		r.Action = "uncordoned"
+	}
+	obj, err := tx.Get(Key{Kind: KindNode, Name: node})
+	if err != nil {
+		return r, err
+	}
+	if obj.(*Node).Spec.Unschedulable == unschedulable {
+		r.Action = "already " + r.Action
+		return r, nil
+	}
+	n := Clone(obj.(*Node))
+	n.Spec.Unschedulable = unschedulable
+	return r, tx.Put(n)
+}
+
+// Drain cordons node and evicts its pods, as kubectl drain
+// --ignore-daemonsets does: DaemonSet pods stay (they would come straight
+// back), every other pod is marked terminating for its agent to stop; a
+// workload's replacements start elsewhere. Terminating pods are left as
+// they are.
+func Drain(ctx context.Context, s Store, node string, now time.Time) ([]ApplyResult, error) {
+	var results []ApplyResult
+	err := s.Update(ctx, func(tx Tx) error {
+		r, err := cordon(tx, node, true)
+		if err != nil {
+			return err
+		}
+		results = []ApplyResult{r}
+		pods, err := tx.PodsOnNode(node)
+		if err != nil {
+			return err
+		}
+		sort.Slice(pods, func(i, j int) bool { return pods[i].Metadata.Name < pods[j].Metadata.Name })
+		for _, p := range pods {
+			if p.Terminating() {
+				continue
+			}
+			if o := p.Owner(); o != nil && o.Kind == KindDaemonSet {
+				continue
+			}
+			if err := terminatePod(tx, p, now); err != nil {
+				return err
+			}
+			results = append(results, ApplyResult{Kind: KindPod, Name: p.Metadata.Name, Action: "evicted"})
+		}
+		return nil
+	})
+	return results, err
+}
