@@ -68,7 +68,7 @@ func (f *SimulatedFleet) Start(ctx context.Context, n, concurrency int) error {
 }
 
 func (f *SimulatedFleet) startNode(ctx context.Context, client *api.Client, name string) (*hollowNode, error) {
-	resp, err := client.Join(ctx, name)
+	resp, err := client.Join(ctx, name, "hollow-node-password-"+name)
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", name, err)
 	}
