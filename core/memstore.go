@@ -33,7 +33,7 @@ type MemoryStore struct {
 	writeMu  sync.Mutex // one transaction at a time
 	mu       sync.RWMutex
 	objects  map[Kind]map[memName]*memEntry
-	sorted   map[Kind][]Object          // per kind, by namespace/name; rebuilt on commit
+	sorted   map[Kind][]Object           // per kind, by namespace/name; rebuilt on commit
 	byNode   map[string]map[memName]bool // pods per node
 	rev      int64
 	uids     uint64 // guarded by writeMu
