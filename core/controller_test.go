@@ -532,6 +532,53 @@ func TestControllers_StartupGrace(t *testing.T) {
 	}
 }
 
+// A node lost before the master restarted is counted lost only from the
+// end of the startup grace: the new master cannot tell how long it has been
+// away, and its agent may be reconnecting.
+func TestControllers_NodeLostBeforeRestart(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", nil, "4", "4Gi")
+	c.AddNode("n2", nil, "4", "4Gi")
+	c.Apply(deployment("web", 4, ""))
+	c.Sync()
+	c.Agent("n1")
+	c.Agent("n2")
+	c.Online("n2", false)
+	c.Advance(time.Minute) // the master is down meanwhile
+	c.Reports = &core.Reports{Store: c.Store, Now: c.Now}
+	c.Ctl = c.NewControllers()
+	c.Ctl.StartupGrace = 30 * time.Second
+	c.Ctl.Online = func(node string) (bool, bool) { return node == "n1", node == "n1" }
+	c.Sync()
+	c.Advance(34 * time.Second) // startup grace + less than the node-lost grace
+	c.Sync()
+	if got := c.Placement(); got["n2"] != 2 {
+		t.Fatalf("placement %v: replaced before startup grace + node-lost grace", got)
+	}
+	c.Advance(time.Second)
+	c.Sync()
+	if got := c.Placement(); got["n1"] != 4 || got["n2"] != 0 {
+		t.Fatalf("placement %v, want all 4 on n1", got)
+	}
+}
+
+// A node that is not Ready cannot fetch anything: it does not hold a
+// rollout back.
+func TestControllers_NotReadyNodeDoesNotHoldRollout(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", nil, "4", "4Gi")
+	recreate := strings.Replace(deployment("web", 1, ""), "replicas: 1", "replicas: 1\n  strategy: {type: Recreate}", 1)
+	c.Apply(recreate)
+	c.Sync()
+	c.Agent("n1")
+	c.Online("n1", false)
+	c.Apply(strings.Replace(recreate, "demo:1", "demo:2", 1))
+	c.Sync()
+	if got := coretest.Names(c.Pods()); len(got) != 1 || !strings.HasSuffix(got[0], "(terminating)") {
+		t.Fatalf("pods %v, want the old one stopping", got)
+	}
+}
+
 func TestControllers_RolloutHistoryAndUndo(t *testing.T) {
 	c := newCluster(t)
 	c.AddNode("n1", nil, "4", "4Gi")
@@ -677,6 +724,14 @@ func TestControllers_OrphansAndBarePods(t *testing.T) {
 	if got := coretest.Names(c.Pods()); len(got) != 1 || got[0] != "bare@n1" {
 		t.Fatalf("pods %v after the agent confirmed", got)
 	}
+	// Its node is deleted: no agent can confirm a stop, the pod goes.
+	if err := c.Store.Update(ctx, func(tx core.Tx) error { return tx.Delete(core.Key{Kind: core.KindNode, Name: "n1"}) }); err != nil {
+		t.Fatal(err)
+	}
+	c.Sync()
+	if got := coretest.Names(c.Pods()); len(got) != 0 {
+		t.Fatalf("pods %v of a deleted node", got)
+	}
 }
 
 func TestControllers_ClusterIPs(t *testing.T) {
@@ -712,12 +767,23 @@ func TestControllers_ClusterIPs(t *testing.T) {
 // Allocation skips network and broadcast addresses of each /24.
 func TestControllers_ClusterIPsSkipReserved(t *testing.T) {
 	c := newCluster(t)
-	var docs []string
-	for i := 0; i < 250; i++ {
-		docs = append(docs, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: s%03d}\nspec:\n  ports: [{port: 80}]\n", i))
+	err := c.Store.Update(ctx, func(tx core.Tx) error {
+		for i := 0; i < 250; i++ {
+			svc := &core.Service{TypeMeta: core.TypeMeta{APIVersion: "v1", Kind: core.KindService},
+				Metadata: core.ObjectMeta{Name: fmt.Sprintf("s%03d", i), Namespace: "default"},
+				Spec:     core.ServiceSpec{Type: core.ServiceClusterIP, Ports: []core.ServicePort{{Port: 80}}}}
+			if err := tx.Create(svc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.Apply(strings.Join(docs, "---\n"))
-	c.Sync()
+	if err := c.Ctl.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 	seen := map[string]bool{}
 	svcs, _ := core.ListAs[*core.Service](ctx, c.Store, core.KindService, "")
 	for _, s := range svcs {
@@ -756,6 +822,7 @@ func TestControllers_OpenRunsOnEventsAndKick(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	s := core.NewMemoryStore()
 	s.Now = clock
+	s.WatchBuffer = 1 // the loop's own writes overflow its watch: it must watch again
 	bus := &coretest.Bus{}
 	// No resync within the test: only events and Kick run passes.
 	ctl := &core.Controllers{Store: s, Bus: bus, Now: clock, Resync: time.Hour}
