@@ -85,6 +85,10 @@ func applyOne(tx Tx, in Object) (ApplyResult, error) {
 	if om.DeletionTimestamp != nil {
 		return res, Errorf(ECONFLICT, "%s is being deleted; apply again once it is gone", k)
 	}
+	if svc, ok := obj.(*Service); ok && svc.Spec.ClusterIP == "" {
+		// The master allocated it: a manifest without one leaves it unchanged.
+		svc.Spec.ClusterIP = old.(*Service).Spec.ClusterIP
+	}
 	if JSONEqual(SpecOf(old), SpecOf(obj)) && JSONEqual(om.Labels, m.Labels) && JSONEqual(om.Annotations, m.Annotations) {
 		res.Action = "unchanged"
 		return res, nil

@@ -248,6 +248,18 @@ func PlanDaemonSet(ds *DaemonSet, nodes []*Node, pods []*Pod, newName func(hash 
 		}
 		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 	}
+	// A node whose current pod is yet to be created or to become ready is
+	// still being replaced: no other node's stale pod stops meanwhile.
+	for node := range want {
+		if len(byNode[node]) == 0 {
+			replacing++
+		}
+		for _, p := range byNode[node] {
+			if p.Metadata.Labels[LabelTemplateHash] == hash && !p.Ready() {
+				replacing++
+			}
+		}
+	}
 	st := DaemonSetStatus{ObservedGeneration: ds.Metadata.Generation, DesiredNumberScheduled: int32(len(want))}
 	names := make([]string, 0, len(byNode)+len(want))
 	for n := range want {

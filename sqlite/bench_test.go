@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/core/coretest"
 )
 
 // BenchmarkUpdate20Pods is one controller write: 20 new pods in one
@@ -58,23 +59,23 @@ func BenchmarkListPods10k(b *testing.B) {
 func BenchmarkControllersSync1000Pods(b *testing.B) {
 	c := newCluster(b)
 	for i := 0; i < 50; i++ {
-		c.addNode(fmt.Sprintf("n%02d", i), nil, "64", "64Gi")
+		c.AddNode(fmt.Sprintf("n%02d", i), nil, "64", "64Gi")
 	}
-	c.apply(deployment("web", 1000, ""))
-	c.sync()
+	c.Apply(coretest.DeploymentYAML("web", 1000, ""))
+	c.Sync()
 	for i := 0; i < 50; i++ {
-		c.agent(fmt.Sprintf("n%02d", i))
+		c.Agent(fmt.Sprintf("n%02d", i))
 	}
-	c.sync()
-	writes := c.db.Writes()
+	c.Sync()
+	writes := c.Writes()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := c.ctl.Sync(context.Background()); err != nil {
+		if err := c.Ctl.Sync(context.Background()); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
-	if w := c.db.Writes() - writes; w != 0 {
+	if w := c.Writes() - writes; w != 0 {
 		b.Fatalf("%d writes in idle passes", w)
 	}
 }

@@ -1,0 +1,103 @@
+package core
+
+import (
+	"strings"
+	"testing"
+)
+
+// Edge cases of the scheduler beyond scheduler_test.go's table.
+
+func TestUsage(t *testing.T) {
+	owned := func(name, node string, phase PodPhase, terminating bool) *Pod {
+		p := podSpec(nil, "100m", "10Mi")
+		p.Metadata.Name, p.Spec.NodeName, p.Status.Phase = name, node, phase
+		if terminating {
+			p.Metadata.DeletionTimestamp = &Time{}
+		}
+		return p
+	}
+	bare := podSpec(nil, "", "")
+	bare.Metadata.OwnerReferences = nil
+	bare.Spec.NodeName = "a"
+	bare.Spec.Containers[0].Resources = ResourceRequirements{Limits: ResourceList{"cpu": "1", "memory": "1Mi"}}
+	u := Usage([]*Pod{
+		owned("run", "a", PodRunning, false),
+		owned("stopping", "a", PodRunning, true), // still holds its resources
+		owned("done", "a", PodSucceeded, false),  // does not
+		owned("failed", "a", PodFailed, false),
+		owned("pending", "", PodPending, false),
+		bare, // limits count as requests
+	})
+	a := u["a"]
+	if len(u) != 1 || a.Pods != 3 || a.MilliCPU != 1200 || a.Memory != 21<<20 || a.Owners["owner"] != 1 || len(a.Owners) != 1 {
+		t.Fatalf("usage %+v", a)
+	}
+}
+
+func TestScheduleEdges(t *testing.T) {
+	capacityOnly := func(n *Node) {
+		n.Status.Capacity, n.Status.Allocatable = n.Status.Allocatable, nil
+	}
+	noResources := func(n *Node) { n.Status.Allocatable = nil }
+	tiny := func(n *Node) { n.Status.Allocatable = ResourceList{"cpu": "100m", "memory": "64Mi"} }
+	fullImage := func(n *Node) { n.Status.Images = []NodeImage{{Names: []string{"app:v1"}}} }
+	for _, tt := range []struct {
+		name  string
+		pod   *Pod
+		nodes []*Node
+		want  string
+	}{
+		{"ties go to the first name", podSpec(nil, "", ""), []*Node{node("c"), node("b"), node("d")}, "b"},
+		{"capacity when allocatable is unknown", podSpec(nil, "1", "512Mi"), []*Node{node("a", capacityOnly)}, "a"},
+		{"no requests fit a node that reports no resources", podSpec(nil, "", ""), []*Node{node("a", noResources)}, "a"},
+		{"requests do not fit a node that reports no resources", podSpec(nil, "10m", ""), []*Node{node("a", noResources)},
+			"0/1 nodes available: 1 insufficient cpu"},
+		{"both resources short on one node", podSpec(nil, "1", "1Gi"), []*Node{node("a", tiny)},
+			"0/1 nodes available: 1 insufficient cpu, 1 insufficient memory"},
+		{"equal counts sort by reason", podSpec(map[string]string{"zone": "x"}, "", ""), []*Node{node("a", notReady), node("b", cordoned), node("c")},
+			"0/3 nodes available: 1 didn't match node selector, 1 not ready, 1 unschedulable (cordoned)"},
+		{"short and long image names match", podSpec(nil, "", ""), []*Node{node("a"), node("b", fullImage)}, "b"},
+		{"a node whose Ready is False", podSpec(nil, "", ""), []*Node{node("a", func(n *Node) { n.Status.Conditions[0].Status = ConditionFalse })},
+			"0/1 nodes available: 1 not ready"},
+		{"a node that never reported", podSpec(nil, "", ""), []*Node{node("a", func(n *Node) { n.Status.Conditions = nil })},
+			"0/1 nodes available: 1 not ready"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, why := Schedule(tt.pod, tt.nodes, map[string]*NodeUsage{})
+			if got == "" {
+				got = why
+			} else if why != "" {
+				t.Fatalf("placed on %s with an explanation %q", got, why)
+			}
+			if got != tt.want {
+				t.Fatalf("Schedule = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// A Scheduler counts what it placed: a full node takes no more, and a pod
+// without an owner does not spread but goes to the least allocated node.
+func TestSchedulerTracksPlacements(t *testing.T) {
+	nodes := []*Node{node("a"), node("b")}
+	sc := &Scheduler{Nodes: NewNodeInfos(nodes), Usage: map[string]*NodeUsage{}}
+	var placed []string
+	for i := 0; i < 5; i++ {
+		p := podSpec(nil, "", "400Mi")
+		p.Metadata.OwnerReferences = nil
+		n, why := sc.Schedule(p)
+		if n == "" {
+			placed = append(placed, why)
+			break
+		}
+		placed = append(placed, n)
+	}
+	// 1Gi each: two 400Mi pods per node, then none.
+	want := "a b a b 0/2 nodes available: 2 insufficient memory"
+	if got := strings.Join(placed, " "); got != want {
+		t.Fatalf("placements %q, want %q", got, want)
+	}
+	if u := sc.Usage["a"]; u.Pods != 2 || u.Memory != 800<<20 || len(u.Owners) != 0 {
+		t.Fatalf("usage of a %+v", u)
+	}
+}
