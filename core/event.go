@@ -110,11 +110,11 @@ func StoreEvents(tx Tx, node string, events []PodEvent, now time.Time) error {
 }
 
 func trimEvents(tx Tx, ns, uid string) error {
-	all, err := TxListAs[*EventObj](tx, KindEvent, ns)
-	if err != nil {
+	about, err := tx.EventsAbout(uid)
+	if err != nil || len(about) <= MaxEventsPerPod {
 		return err
 	}
-	mine := EventsFor(all, uid)
+	mine := EventsFor(about, uid)
 	for len(mine) > MaxEventsPerPod {
 		if err := tx.Delete(KeyOf(mine[0])); err != nil {
 			return err

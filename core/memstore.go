@@ -35,6 +35,7 @@ type MemoryStore struct {
 	objects  map[Kind]map[memName]*memEntry
 	sorted   map[Kind][]Object           // per kind, by namespace/name; rebuilt on commit
 	byNode   map[string]map[memName]bool // pods per node
+	about    map[string]map[memName]bool // events per involved object uid
 	rev      int64
 	uids     uint64 // guarded by writeMu
 	watchers map[*memWatcher]struct{}
@@ -72,6 +73,7 @@ func (s *MemoryStore) init() {
 		}
 		s.sorted = map[Kind][]Object{}
 		s.byNode = map[string]map[memName]bool{}
+		s.about = map[string]map[memName]bool{}
 		s.watchers = map[*memWatcher]struct{}{}
 		// The default namespace always exists, as in sqlite.DB.Open.
 		err := s.update(context.Background(), func(tx Tx) error {
@@ -255,24 +257,51 @@ func (s *MemoryStore) podsOnNode(node string, overlay map[Key]Object) []*Pod {
 	return out
 }
 
-// indexPod adds (or removes) a pod in the pods-by-node index.
+// eventsAbout returns the events about uid, seen through overlay.
+func (s *MemoryStore) eventsAbout(uid string, overlay map[Key]Object) []*EventObj {
+	var out []*EventObj
+	for k := range s.about[uid] {
+		if _, ok := overlay[Key{Kind: KindEvent, Namespace: k.ns, Name: k.name}]; ok {
+			continue
+		}
+		out = append(out, s.objects[KindEvent][k].obj.(*EventObj))
+	}
+	for k, o := range overlay {
+		if e, ok := o.(*EventObj); ok && k.Kind == KindEvent && e.InvolvedObject.UID == uid {
+			out = append(out, e)
+		}
+	}
+	sortByNamespaceName(out)
+	return out
+}
+
+// indexPod adds (or removes) a pod in the pods-by-node index, or an event
+// in the events-by-object index.
 func (s *MemoryStore) indexPod(obj Object, add bool) {
-	p, ok := obj.(*Pod)
-	if !ok || p.Spec.NodeName == "" {
+	var idx map[string]map[memName]bool
+	var key string
+	switch o := obj.(type) {
+	case *Pod:
+		idx, key = s.byNode, o.Spec.NodeName
+	case *EventObj:
+		idx, key = s.about, o.InvolvedObject.UID
+	}
+	if idx == nil || key == "" {
 		return
 	}
-	k := memName{p.Metadata.Namespace, p.Metadata.Name}
+	m := obj.GetMeta()
+	k := memName{m.Namespace, m.Name}
 	if !add {
-		delete(s.byNode[p.Spec.NodeName], k)
-		if len(s.byNode[p.Spec.NodeName]) == 0 {
-			delete(s.byNode, p.Spec.NodeName)
+		delete(idx[key], k)
+		if len(idx[key]) == 0 {
+			delete(idx, key)
 		}
 		return
 	}
-	if s.byNode[p.Spec.NodeName] == nil {
-		s.byNode[p.Spec.NodeName] = map[memName]bool{}
+	if idx[key] == nil {
+		idx[key] = map[memName]bool{}
 	}
-	s.byNode[p.Spec.NodeName][k] = true
+	idx[key][k] = true
 }
 
 // Watch implements Store.
@@ -415,6 +444,11 @@ func (t *memTx) List(kind Kind, ns string) ([]Object, error) {
 func (t *memTx) PodsOnNode(node string) ([]*Pod, error) {
 	t.check()
 	return t.s.podsOnNode(node, t.overlay), nil
+}
+
+func (t *memTx) EventsAbout(uid string) ([]*EventObj, error) {
+	t.check()
+	return t.s.eventsAbout(uid, t.overlay), nil
 }
 
 func (t *memTx) Create(obj Object) error {

@@ -36,6 +36,10 @@ type Tx interface {
 	List(kind Kind, ns string) ([]Object, error)
 	// PodsOnNode returns the pods bound to node, sorted.
 	PodsOnNode(node string) ([]*Pod, error)
+	// EventsAbout returns the events whose involved object has uid, sorted
+	// by namespace and name (an index: trimming one pod's events must not
+	// list a whole namespace).
+	EventsAbout(uid string) ([]*EventObj, error)
 	// Create stores a new object and sets its uid, resourceVersion,
 	// generation and creationTimestamp. Returns ECONFLICT if it exists.
 	Create(obj Object) error

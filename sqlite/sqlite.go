@@ -43,6 +43,7 @@ type DB struct {
 	objects  map[core.Kind]map[nsName]*entry
 	sorted   map[core.Kind][]core.Object // per kind, by namespace/name; nil when stale
 	byNode   map[string]map[nsName]bool  // pods per node
+	about    map[string]map[nsName]bool  // events per involved object uid
 	rev      int64
 	watchers map[*watcher]struct{}
 
@@ -178,6 +179,7 @@ func (db *DB) load() error {
 	db.objects = map[core.Kind]map[nsName]*entry{}
 	db.sorted = map[core.Kind][]core.Object{}
 	db.byNode = map[string]map[nsName]bool{}
+	db.about = map[string]map[nsName]bool{}
 	for _, k := range core.Kinds {
 		db.objects[k] = map[nsName]*entry{}
 	}
@@ -223,21 +225,56 @@ func (db *DB) get(k core.Key) (core.Object, error) {
 	return nil, core.Errorf(core.ENOTFOUND, "%s not found", k)
 }
 
-// indexPod adds (or removes) a pod in the pods-by-node index.
+// indexPod adds (or removes) a pod in the pods-by-node index, or an event
+// in the events-by-object index.
 func (db *DB) indexPod(obj core.Object, add bool) {
-	p, ok := obj.(*core.Pod)
-	if !ok || p.Spec.NodeName == "" {
+	var idx map[string]map[nsName]bool
+	var key string
+	switch o := obj.(type) {
+	case *core.Pod:
+		idx, key = db.byNode, o.Spec.NodeName
+	case *core.EventObj:
+		idx, key = db.about, o.InvolvedObject.UID
+	}
+	if idx == nil || key == "" {
 		return
 	}
-	k := nsName{p.Metadata.Namespace, p.Metadata.Name}
+	m := obj.GetMeta()
+	k := nsName{m.Namespace, m.Name}
 	if !add {
-		delete(db.byNode[p.Spec.NodeName], k)
+		delete(idx[key], k)
+		if len(idx[key]) == 0 {
+			delete(idx, key)
+		}
 		return
 	}
-	if db.byNode[p.Spec.NodeName] == nil {
-		db.byNode[p.Spec.NodeName] = map[nsName]bool{}
+	if idx[key] == nil {
+		idx[key] = map[nsName]bool{}
 	}
-	db.byNode[p.Spec.NodeName][k] = true
+	idx[key][k] = true
+}
+
+// eventsAbout returns the events about uid, seen through overlay.
+func (db *DB) eventsAbout(uid string, overlay map[core.Key]core.Object) []*core.EventObj {
+	var out []*core.EventObj
+	for k := range db.about[uid] {
+		if _, ok := overlay[core.Key{Kind: core.KindEvent, Namespace: k.ns, Name: k.name}]; ok {
+			continue
+		}
+		out = append(out, db.objects[core.KindEvent][k].obj.(*core.EventObj))
+	}
+	for k, o := range overlay {
+		if e, ok := o.(*core.EventObj); ok && k.Kind == core.KindEvent && e.InvolvedObject.UID == uid {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Metadata.Namespace != out[j].Metadata.Namespace {
+			return out[i].Metadata.Namespace < out[j].Metadata.Namespace
+		}
+		return out[i].Metadata.Name < out[j].Metadata.Name
+	})
+	return out
 }
 
 // List implements core.Store.
@@ -481,6 +518,10 @@ func (t *tx) List(kind core.Kind, ns string) ([]core.Object, error) {
 
 func (t *tx) PodsOnNode(node string) ([]*core.Pod, error) {
 	return t.db.podsOnNode(node, t.overlay), nil
+}
+
+func (t *tx) EventsAbout(uid string) ([]*core.EventObj, error) {
+	return t.db.eventsAbout(uid, t.overlay), nil
 }
 
 func (t *tx) Create(obj core.Object) error {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,6 +70,7 @@ func Run(t *testing.T, open Open) {
 		{"Watch/SlowWatcherClosed", testWatchOverflow},
 		{"PodsOnNode", testPodsOnNode},
 		{"PodsOnNode/InTx", testPodsOnNodeTx},
+		{"EventsAbout", testEventsAbout},
 		{"Concurrent", testConcurrent},
 		{"ListRaw", testListRaw},
 	} {
@@ -1065,5 +1067,59 @@ func testListRaw(t *testing.T, s core.Store) {
 	}
 	if _, _, err := rl.ListRaw(ctx, "Bogus", ""); core.ErrorCode(err) != core.EINVALID {
 		t.Fatalf("ListRaw of an unknown kind: %v", err)
+	}
+}
+
+func event(ns, name, uid string) *core.EventObj {
+	return &core.EventObj{TypeMeta: core.TypeMeta{APIVersion: "v1", Kind: core.KindEvent},
+		Metadata:       core.ObjectMeta{Namespace: ns, Name: name},
+		InvolvedObject: core.ObjectReference{Kind: core.KindPod, Namespace: ns, Name: "p", UID: uid}}
+}
+
+func eventNames(es []*core.EventObj) string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Metadata.Namespace+"/"+e.Metadata.Name)
+	}
+	return strings.Join(out, " ")
+}
+
+func testEventsAbout(t *testing.T, s core.Store) {
+	create(t, s, event("default", "e2", "u1"), event("default", "e1", "u1"), event("default", "e3", "u2"))
+	about := func(uid string) (got string) {
+		update(t, s, func(tx core.Tx) error {
+			es, err := tx.EventsAbout(uid)
+			got = eventNames(es)
+			return err
+		})
+		return got
+	}
+	if got, want := about("u1"), "default/e1 default/e2"; got != want {
+		t.Fatalf("EventsAbout(u1) = %q, want %q", got, want)
+	}
+	if got := about("nobody"); got != "" {
+		t.Fatalf("EventsAbout(nobody) = %q", got)
+	}
+	err := s.Update(ctx, func(tx core.Tx) error {
+		if err := tx.Delete(core.Key{Kind: core.KindEvent, Namespace: "default", Name: "e1"}); err != nil {
+			return err
+		}
+		if err := tx.Create(event("default", "e0", "u1")); err != nil {
+			return err
+		}
+		es, err := tx.EventsAbout("u1")
+		if err != nil {
+			return err
+		}
+		if got, want := eventNames(es), "default/e0 default/e2"; got != want {
+			return fmt.Errorf("EventsAbout(u1) in the transaction = %q, want %q", got, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := about("u1"), "default/e0 default/e2"; got != want {
+		t.Fatalf("EventsAbout(u1) after commit = %q, want %q", got, want)
 	}
 }
