@@ -56,12 +56,23 @@ type Controllers struct {
 	// reconnect before its node turns Unknown (default 30s): a restarted
 	// master has lost every session of its embedded broker.
 	StartupGrace time.Duration
+	// MaxCreatesPerPass bounds the pods one pass creates, all workloads
+	// together (default 500); each workload starts with a batch of 32 and
+	// doubles it while it keeps needing more (Kubernetes' slow start), so a
+	// huge scale-up is spread over passes the API can interleave with.
+	MaxCreatesPerPass int
+	// BatchSize bounds the writes of one transaction when scheduling or
+	// marking pods (default 500): no pass holds the store's write lock for
+	// longer than one batch.
+	BatchSize int
 
 	started      time.Time
+	window       map[string]int // workload uid -> its next creation batch
 	once         sync.Once
 	mu           sync.Mutex
-	published    map[string]string // node -> hash of the last published desired state
-	fingerprints map[string]string // node -> pod uids@resourceVersions behind it
+	published    map[string]string    // node -> hash of the last published desired state
+	publishedAt  map[string]time.Time // node -> when it was (re)published
+	fingerprints map[string]string    // node -> pod uids@resourceVersions behind it
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 	kick         chan struct{}
@@ -102,8 +113,16 @@ func (c *Controllers) setDefaults() {
 	if c.PrefetchTimeout == 0 {
 		c.PrefetchTimeout = 5 * time.Minute
 	}
+	if c.MaxCreatesPerPass == 0 {
+		c.MaxCreatesPerPass = 500
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	c.window = map[string]int{}
 	c.started = c.Now()
 	c.published = map[string]string{}
+	c.publishedAt = map[string]time.Time{}
 	c.fingerprints = map[string]string{}
 	c.kick = make(chan struct{}, 1)
 }
@@ -183,71 +202,72 @@ func (c *Controllers) run(ctx context.Context) {
 	}
 }
 
-// snapshot is everything one pass looks at.
+// snapshot is everything one pass looks at: read from the store's cache
+// without a transaction, so planning holds no lock at all.
 type snapshot struct {
 	nodes       []*Node
 	pods        []*Pod
 	deployments []*Deployment
 	daemonsets  []*DaemonSet
-	services    []*Service
 }
 
-// Sync runs one pass of every controller.
+// Sync runs one pass of every controller. Each step plans on a snapshot and
+// writes in small transactions of its own (one per workload, one per batch
+// of pods), checking in each that what it planned on has not changed: the
+// API's writes interleave with a pass instead of waiting for all of it.
 func (c *Controllers) Sync(ctx context.Context) error {
 	c.init()
 	now := c.Now()
-	err := c.Store.Update(ctx, func(tx Tx) error {
-		s, err := c.load(tx)
-		if err != nil {
-			return err
-		}
-		if err := c.syncWorkloads(tx, s, now); err != nil {
-			return err
-		}
-		if s, err = c.load(tx); err != nil {
-			return err
-		}
-		if err := c.syncNodeLifecycle(tx, s, now); err != nil {
-			return err
-		}
-		if s, err = c.load(tx); err != nil {
-			return err
-		}
-		if err := c.schedule(tx, s, now); err != nil {
-			return err
-		}
+	s, err := c.load(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.syncWorkloads(ctx, s, now); err != nil {
+		return err
+	}
+	if s, err = c.load(ctx); err != nil {
+		return err
+	}
+	if err := c.syncNodeLifecycle(ctx, s, now); err != nil {
+		return err
+	}
+	if s, err = c.load(ctx); err != nil {
+		return err
+	}
+	if err := c.schedule(ctx, s); err != nil {
+		return err
+	}
+	if err := c.Store.Update(ctx, func(tx Tx) error {
 		if err := GCEvents(tx); err != nil {
 			return err
 		}
-		return c.allocateClusterIPs(tx, s)
-	})
-	if err != nil {
+		return c.allocateClusterIPs(tx)
+	}); err != nil {
 		return err
 	}
 	return c.publish(ctx)
 }
 
-func (c *Controllers) load(tx Tx) (*snapshot, error) {
+func (c *Controllers) load(ctx context.Context) (*snapshot, error) {
 	var s snapshot
 	var err error
-	if s.nodes, err = TxListAs[*Node](tx, KindNode, ""); err != nil {
+	if s.nodes, err = ListAs[*Node](ctx, c.Store, KindNode, ""); err != nil {
 		return nil, err
 	}
-	if s.pods, err = TxListAs[*Pod](tx, KindPod, ""); err != nil {
+	if s.pods, err = ListAs[*Pod](ctx, c.Store, KindPod, ""); err != nil {
 		return nil, err
 	}
-	if s.deployments, err = TxListAs[*Deployment](tx, KindDeployment, ""); err != nil {
+	if s.deployments, err = ListAs[*Deployment](ctx, c.Store, KindDeployment, ""); err != nil {
 		return nil, err
 	}
-	if s.daemonsets, err = TxListAs[*DaemonSet](tx, KindDaemonSet, ""); err != nil {
-		return nil, err
-	}
-	if s.services, err = TxListAs[*Service](tx, KindService, ""); err != nil {
+	if s.daemonsets, err = ListAs[*DaemonSet](ctx, c.Store, KindDaemonSet, ""); err != nil {
 		return nil, err
 	}
 	return &s, nil
 }
 
+// applyPlan writes p. Pods to delete are read again: one that is gone or
+// was replaced by a namesake since the snapshot is left alone.
 func (c *Controllers) applyPlan(tx Tx, p Plan, now time.Time) error {
 	for _, pod := range p.Create {
 		err := tx.Create(pod)
@@ -265,7 +285,17 @@ func (c *Controllers) applyPlan(tx Tx, p Plan, now time.Time) error {
 			return err
 		}
 	}
-	for _, pod := range p.Delete {
+	for _, planned := range p.Delete {
+		obj, err := tx.Get(KeyOf(planned))
+		if ErrorCode(err) == ENOTFOUND {
+			continue
+		} else if err != nil {
+			return err
+		}
+		pod := obj.(*Pod)
+		if pod.Metadata.UID != planned.Metadata.UID {
+			continue
+		}
 		if pod.Terminal() && !pod.Terminating() {
 			if err := tx.Delete(KeyOf(pod)); err != nil {
 				return err
@@ -279,7 +309,58 @@ func (c *Controllers) applyPlan(tx Tx, p Plan, now time.Time) error {
 	return nil
 }
 
-func (c *Controllers) syncWorkloads(tx Tx, s *snapshot, now time.Time) error {
+// Batch sizes of slow start.
+const (
+	firstBatch = 32
+	maxBatch   = 500
+)
+
+// limitCreates trims plan.Create to the workload's current batch and the
+// pass's remaining budget, and grows or resets the batch for next time.
+func (c *Controllers) limitCreates(uid string, plan *Plan, budget *int) {
+	w := c.window[uid]
+	if w == 0 {
+		w = firstBatch
+	}
+	n := min(len(plan.Create), w, *budget)
+	if len(plan.Create) > n {
+		c.window[uid] = min(2*w, maxBatch) // it needs more: the next batch is bigger
+	} else {
+		delete(c.window, uid)
+	}
+	plan.Create = plan.Create[:n]
+	*budget -= n
+}
+
+// writeWorkload applies a workload's plan and status in one transaction,
+// unless the workload changed since the snapshot it was planned on (the
+// next pass plans again).
+func (c *Controllers) writeWorkload(ctx context.Context, owner Object, plan Plan, status func(Object) (Object, bool), now time.Time) error {
+	err := c.Store.Update(ctx, func(tx Tx) error {
+		cur, err := tx.Get(KeyOf(owner))
+		if ErrorCode(err) == ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if cur.GetMeta().ResourceVersion != owner.GetMeta().ResourceVersion {
+			return nil
+		}
+		if err := c.applyPlan(tx, plan, now); err != nil {
+			return err
+		}
+		if next, changed := status(cur); changed {
+			return tx.Put(next)
+		}
+		return nil
+	})
+	if ErrorCode(err) == ECONFLICT {
+		return nil // raced with another writer: the next pass sees it
+	}
+	return err
+}
+
+func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.Time) error {
 	owners := map[string]bool{}
 	lost := c.lostPods(s, now)
 	isLost := func(p *Pod) bool {
@@ -290,50 +371,110 @@ func (c *Controllers) syncWorkloads(tx Tx, s *snapshot, now time.Time) error {
 	for _, n := range s.nodes {
 		nodes[n.Metadata.Name] = n
 	}
+	byOwner := map[string][]*Pod{}
+	for _, p := range s.pods {
+		if o := p.Owner(); o != nil {
+			byOwner[o.UID] = append(byOwner[o.UID], p)
+		}
+	}
+	budget := c.MaxCreatesPerPass
 	for _, d := range s.deployments {
 		owners[d.Metadata.UID] = true
 		name := d.Metadata.Name
-		plan, st := PlanDeployment(d, OwnedBy(s.pods, d.Metadata.UID), PlanEnv{
+		plan, st := PlanDeployment(d, byOwner[d.Metadata.UID], PlanEnv{
 			NewName: func(h string) string { return c.NewName(name, h) },
 			Lost:    isLost,
 			CanStop: func(p *Pod) bool { return c.canStop(d, p, nodes[p.Spec.NodeName], now) },
 			Now:     now,
 		})
-		if err := c.applyPlan(tx, plan, now); err != nil {
-			return err
+		c.limitCreates(d.Metadata.UID, &plan, &budget)
+		if len(plan.Create) == 0 && len(plan.Delete) == 0 && JSONEqual(st, d.Status) {
+			continue
 		}
-		if !JSONEqual(st, d.Status) {
-			next := Clone(d)
-			next.Status = st
-			if err := tx.Put(next); err != nil {
-				return err
+		err := c.writeWorkload(ctx, d, plan, func(cur Object) (Object, bool) {
+			if JSONEqual(st, cur.(*Deployment).Status) {
+				return nil, false
 			}
+			next := Clone(cur.(*Deployment))
+			next.Status = st
+			return next, true
+		}, now)
+		if err != nil {
+			return err
 		}
 	}
 	for _, ds := range s.daemonsets {
 		owners[ds.Metadata.UID] = true
 		name := ds.Metadata.Name
-		plan, st := PlanDaemonSet(ds, s.nodes, OwnedBy(s.pods, ds.Metadata.UID), func(h string) string { return c.NewName(name, "") })
-		if err := c.applyPlan(tx, plan, now); err != nil {
+		plan, st := PlanDaemonSet(ds, s.nodes, byOwner[ds.Metadata.UID], func(h string) string { return c.NewName(name, "") })
+		c.limitCreates(ds.Metadata.UID, &plan, &budget)
+		if len(plan.Create) == 0 && len(plan.Delete) == 0 && JSONEqual(st, ds.Status) {
+			continue
+		}
+		err := c.writeWorkload(ctx, ds, plan, func(cur Object) (Object, bool) {
+			if JSONEqual(st, cur.(*DaemonSet).Status) {
+				return nil, false
+			}
+			next := Clone(cur.(*DaemonSet))
+			next.Status = st
+			return next, true
+		}, now)
+		if err != nil {
 			return err
 		}
-		if !JSONEqual(st, ds.Status) {
-			next := Clone(ds)
-			next.Status = st
-			if err := tx.Put(next); err != nil {
-				return err
-			}
+	}
+	for uid := range c.window {
+		if !owners[uid] {
+			delete(c.window, uid)
 		}
 	}
 	// Pods whose workload is gone are garbage.
+	var orphans []*Pod
 	for _, p := range s.pods {
 		if o := p.Owner(); o != nil && !owners[o.UID] && !p.Terminating() {
-			if err := terminatePod(tx, p, now); err != nil {
-				return err
+			orphans = append(orphans, p)
+		}
+	}
+	return c.inBatches(ctx, orphans, func(tx Tx, p *Pod) error {
+		return c.applyPlan(tx, Plan{Delete: []*Pod{p}}, now)
+	})
+}
+
+// inBatches runs fn for each pod, BatchSize pods to a transaction.
+func (c *Controllers) inBatches(ctx context.Context, pods []*Pod, fn func(Tx, *Pod) error) error {
+	for len(pods) > 0 {
+		n := min(len(pods), c.BatchSize)
+		batch := pods[:n]
+		pods = pods[n:]
+		err := c.Store.Update(ctx, func(tx Tx) error {
+			for _, p := range batch {
+				if err := fn(tx, p); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if ErrorCode(err) != ECONFLICT && err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// fresh returns the stored version of p if it is still the pod p was (same
+// uid) and unchanged since the snapshot, else nil.
+func fresh(tx Tx, p *Pod) (*Pod, error) {
+	obj, err := tx.Get(KeyOf(p))
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	cur := obj.(*Pod)
+	if cur.Metadata.UID != p.Metadata.UID || cur.Metadata.ResourceVersion != p.Metadata.ResourceVersion {
+		return nil, nil
+	}
+	return cur, nil
 }
 
 // canStop says whether a ready old pod of d may stop: once its node holds
@@ -437,57 +578,100 @@ func (c *Controllers) lostPods(s *snapshot, now time.Time) map[string]bool {
 	return lost
 }
 
-func (c *Controllers) syncNodeLifecycle(tx Tx, s *snapshot, now time.Time) error {
+// ReasonNodeNotReady marks the Ready condition of a pod whose node does
+// not answer: it may well run, but nobody can vouch for it.
+const ReasonNodeNotReady = "NodeNotReady"
+
+func (c *Controllers) syncNodeLifecycle(ctx context.Context, s *snapshot, now time.Time) error {
 	nodes := map[string]*Node{}
+	var unknown []*Node
 	for _, n := range s.nodes {
 		nodes[n.Metadata.Name] = n
 		// A node Ready before this master started, whose agent has not come
 		// back within the startup grace, is no longer known to be alive.
 		if c.Online != nil && n.Ready() == ConditionTrue && now.Sub(c.started) >= c.StartupGrace {
 			if _, known := c.Online(n.Metadata.Name); !known {
-				next := Clone(n)
-				next.SetReady(ConditionUnknown, "NodeStatusUnknown", "agent did not reconnect after the master restarted", NewTime(now))
-				if err := tx.Put(next); err != nil {
-					return err
-				}
-				nodes[n.Metadata.Name] = next
+				unknown = append(unknown, n)
 			}
 		}
 	}
-	for _, p := range s.pods {
-		if p.Spec.NodeName != "" && nodes[p.Spec.NodeName] == nil {
-			// The node was deleted: nobody can confirm a stop.
-			if err := tx.Delete(KeyOf(p)); err != nil {
+	for _, n := range unknown {
+		err := c.Store.Update(ctx, func(tx Tx) error {
+			obj, err := tx.Get(KeyOf(n))
+			if err != nil || obj.GetMeta().ResourceVersion != n.Metadata.ResourceVersion {
 				return err
 			}
-		}
-	}
-	lost := c.lostPods(s, now)
-	for _, p := range s.pods {
-		if !lost[p.Metadata.UID] {
-			continue
-		}
-		if p.Metadata.Annotations[AnnotationReconnectPolicy] != ReconnectKeepOriginal {
-			if err := terminatePod(tx, p, now); err != nil {
-				return err
-			}
-			continue
-		}
-		if p.Status.Reason == ReasonNodeLost {
-			continue
-		}
-		next := Clone(p)
-		next.Status.Phase = PodUnknown
-		next.Status.Reason = ReasonNodeLost
-		next.Status.Message = fmt.Sprintf("node %q is unreachable; kept for its return (%s)", p.Spec.NodeName, AnnotationReconnectPolicy)
-		if err := tx.Put(next); err != nil {
+			next := Clone(n)
+			next.SetReady(ConditionUnknown, "NodeStatusUnknown", "agent did not reconnect after the master restarted", NewTime(now))
+			return tx.Put(next)
+		})
+		if err != nil && ErrorCode(err) != ECONFLICT && ErrorCode(err) != ENOTFOUND {
 			return err
 		}
 	}
-	return nil
+	var gone, lostPods, notReady []*Pod
+	lost := c.lostPods(s, now)
+	for _, p := range s.pods {
+		n := nodes[p.Spec.NodeName]
+		switch {
+		case p.Spec.NodeName == "":
+		case n == nil:
+			gone = append(gone, p) // the node was deleted: nobody can confirm a stop
+		case lost[p.Metadata.UID]:
+			lostPods = append(lostPods, p)
+		case n.Ready() != ConditionTrue && !p.Terminal() && !p.Terminating():
+			if cond := p.Status.Condition("Ready"); cond == nil || cond.Status != ConditionFalse || cond.Reason != ReasonNodeNotReady {
+				notReady = append(notReady, p)
+			}
+		}
+	}
+	if err := c.inBatches(ctx, gone, func(tx Tx, p *Pod) error {
+		if cur, err := fresh(tx, p); cur == nil || err != nil {
+			return err
+		}
+		return tx.Delete(KeyOf(p))
+	}); err != nil {
+		return err
+	}
+	if err := c.inBatches(ctx, lostPods, func(tx Tx, p *Pod) error {
+		cur, err := fresh(tx, p)
+		if cur == nil || err != nil {
+			return err
+		}
+		if p.Metadata.Annotations[AnnotationReconnectPolicy] != ReconnectKeepOriginal {
+			return terminatePod(tx, cur, now)
+		}
+		if cur.Status.Reason == ReasonNodeLost {
+			return nil
+		}
+		next := Clone(cur)
+		next.Status.Phase = PodUnknown
+		next.Status.Reason = ReasonNodeLost
+		next.Status.Message = fmt.Sprintf("node %q is unreachable; kept for its return (%s)", p.Spec.NodeName, AnnotationReconnectPolicy)
+		markNotReady(next)
+		return tx.Put(next)
+	}); err != nil {
+		return err
+	}
+	// Until its node answers again, a pod is not Ready (as in Kubernetes):
+	// rollouts stop counting on it; its agent's next report sets it again.
+	return c.inBatches(ctx, notReady, func(tx Tx, p *Pod) error {
+		cur, err := fresh(tx, p)
+		if cur == nil || err != nil {
+			return err
+		}
+		next := Clone(cur)
+		markNotReady(next)
+		return tx.Put(next)
+	})
 }
 
-func (c *Controllers) schedule(tx Tx, s *snapshot, now time.Time) error {
+func markNotReady(p *Pod) {
+	p.Status.SetCondition(PodCondition{Type: "Ready", Status: ConditionFalse, Reason: ReasonNodeNotReady,
+		Message: fmt.Sprintf("node %q is not ready", p.Spec.NodeName)})
+}
+
+func (c *Controllers) schedule(ctx context.Context, s *snapshot) error {
 	usage := Usage(s.pods)
 	var pending []*Pod
 	for _, p := range s.pods {
@@ -504,6 +688,7 @@ func (c *Controllers) schedule(tx Tx, s *snapshot, now time.Time) error {
 		return pending[i].Metadata.Name < pending[j].Metadata.Name
 	})
 	sched := &Scheduler{Nodes: NewNodeInfos(s.nodes), Usage: usage}
+	var writes []*Pod
 	for _, p := range pending {
 		node, why := sched.Schedule(p)
 		// A shallow copy: stored objects are never changed in place, so
@@ -521,22 +706,31 @@ func (c *Controllers) schedule(tx Tx, s *snapshot, now time.Time) error {
 				continue
 			}
 		}
-		if err := tx.Put(next); err != nil {
+		writes = append(writes, next)
+	}
+	// Placements were decided on the snapshot; a pod changed since (deleted,
+	// bound elsewhere) is skipped and decided again next pass.
+	return c.inBatches(ctx, writes, func(tx Tx, next *Pod) error {
+		if cur, err := fresh(tx, next); cur == nil || err != nil {
 			return err
 		}
-	}
-	return nil
+		return tx.Put(next)
+	})
 }
 
 // allocateClusterIPs gives every ClusterIP/NodePort service without an
 // address one from 10.43.0.0/16 (k3s' default service range).
-func (c *Controllers) allocateClusterIPs(tx Tx, s *snapshot) error {
+func (c *Controllers) allocateClusterIPs(tx Tx) error {
+	services, err := TxListAs[*Service](tx, KindService, "")
+	if err != nil {
+		return err
+	}
 	used := map[string]bool{}
-	for _, svc := range s.services {
+	for _, svc := range services {
 		used[svc.Spec.ClusterIP] = true
 	}
 	next := 10
-	for _, svc := range s.services {
+	for _, svc := range services {
 		if svc.Spec.ClusterIP != "" {
 			continue
 		}
@@ -615,6 +809,7 @@ func (c *Controllers) publish(ctx context.Context) error {
 				return err
 			}
 			delete(c.published, name)
+			delete(c.publishedAt, name)
 			delete(c.fingerprints, name)
 		}
 	}
@@ -645,10 +840,38 @@ func (c *Controllers) publish(ctx context.Context) error {
 				return err
 			}
 			c.published[name] = ds.Hash
+			c.publishedAt[name] = c.Now()
 		}
 		c.fingerprints[name] = fp.String()
 	}
 	return nil
+}
+
+// republishAfter is how long an agent may report another desired-state
+// hash than the one published for its node before it is sent again: longer
+// than a publish and a report take to cross, so a report already on its way
+// does not cause a second publish.
+const republishAfter = 10 * time.Second
+
+// CheckDesired compares the desired-state hash an agent says it acts on
+// with the one last published for its node. When they differ (the agent
+// lost its local state, or a broker lost the retained message) the node's
+// desired state is published again, at most once per republishAfter.
+func (c *Controllers) CheckDesired(node, hash string) {
+	c.init()
+	c.mu.Lock()
+	pub, ok := c.published[node]
+	stale := ok && pub != hash && c.Now().Sub(c.publishedAt[node]) >= republishAfter
+	if stale {
+		delete(c.published, node)
+		delete(c.fingerprints, node)
+		c.publishedAt[node] = c.Now()
+	}
+	c.mu.Unlock()
+	if stale {
+		c.Log.Info("publishing a node's desired state again: its agent acts on another", "node", node, "agent-hash", hash, "published", pub)
+		c.Kick()
+	}
 }
 
 // RandomPodName returns "<owner>-<hash>-<5 random chars>" like Kubernetes.

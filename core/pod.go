@@ -221,9 +221,13 @@ func (s *PodStatus) SetCondition(c PodCondition) {
 	s.Conditions = append(s.Conditions, c)
 }
 
-// Ready reports whether every container of the pod is ready.
+// Ready reports whether every container of the pod is ready, and its node
+// has not stopped answering since.
 func (p *Pod) Ready() bool {
 	if p.Status.Phase != PodRunning || len(p.Status.ContainerStatuses) == 0 {
+		return false
+	}
+	if c := p.Status.Condition("Ready"); c != nil && c.Status == ConditionFalse && c.Reason == ReasonNodeNotReady {
 		return false
 	}
 	for _, c := range p.Status.ContainerStatuses {

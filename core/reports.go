@@ -11,6 +11,9 @@ import (
 type Reports struct {
 	Store Store
 	Now   func() time.Time
+	// DesiredHash receives the desired-state hash each report says its
+	// agent acts on (Controllers.CheckDesired); nil: ignored.
+	DesiredHash func(node, hash string)
 
 	mu     sync.Mutex
 	online map[string]bool // MQTT sessions may announce a node before it registers
@@ -35,6 +38,9 @@ var _ ReportSink = (*Reports)(nil)
 // NodeReport implements ReportSink.
 func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 	now := r.Now()
+	if r.DesiredHash != nil {
+		r.DesiredHash(rep.Node, rep.DesiredHash)
+	}
 	return r.Store.Update(ctx, func(tx Tx) error {
 		obj, err := tx.Get(Key{Kind: KindNode, Name: rep.Node})
 		var node *Node

@@ -12,6 +12,7 @@ const (
 	reasonUnschedulable = "unschedulable (cordoned)"
 	reasonSelector      = "didn't match node selector"
 	reasonCPU           = "insufficient cpu"
+	reasonPods          = "too many pods"
 	reasonMemory        = "insufficient memory"
 )
 
@@ -58,11 +59,22 @@ func (n *Node) AllocatableResources() (milliCPU, memory int64) {
 	return
 }
 
+// AllocatablePods returns how many pods a node takes (0: not reported).
+func (n *Node) AllocatablePods() int64 {
+	list := n.Status.Allocatable
+	if list == nil {
+		list = n.Status.Capacity
+	}
+	v, _ := list["pods"].Value()
+	return v
+}
+
 // NodeInfo is what the scheduler needs of a node, computed once per pass.
 type NodeInfo struct {
 	Node          *Node
 	Schedulable   string // "" when pods may go there, else the reason not
 	MilliCPU, Mem int64  // allocatable
+	Pods          int64  // allocatable pods; 0: no limit reported
 	images        map[string]bool
 }
 
@@ -78,6 +90,7 @@ func NewNodeInfos(nodes []*Node) []*NodeInfo {
 			ni.Schedulable = reasonUnschedulable
 		}
 		ni.MilliCPU, ni.Mem = n.AllocatableResources()
+		ni.Pods = n.AllocatablePods()
 		for _, img := range n.Status.Images {
 			for _, name := range img.Names {
 				ni.images[NormalizeImage(name)] = true
@@ -132,6 +145,10 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 			continue
 		}
 		u := sc.Usage[n.Metadata.Name]
+		if u != nil && ni.Pods > 0 && int64(u.Pods) >= ni.Pods {
+			reasons[reasonPods]++
+			continue
+		}
 		var usedCPU, usedMem int64
 		spread := 0
 		if u != nil {

@@ -85,6 +85,10 @@ func validateMeta(m *ObjectMeta, namespaced bool, nameIsLabel bool) error {
 	return nil
 }
 
+// MaxReplicas bounds one workload: a fleet of Pis runs thousands of pods,
+// not millions, and a typo must not make the master create them all.
+const MaxReplicas = 10000
+
 // Validate checks an object as a user submitted it (after SetDefaults).
 // It returns an EINVALID *Error naming the offending field.
 func Validate(obj Object) error {
@@ -145,6 +149,9 @@ func validateTemplate(sel *LabelSelector, t *PodTemplateSpec) error {
 func validateDeployment(d *Deployment) error {
 	if d.Spec.Replicas != nil && *d.Spec.Replicas < 0 {
 		return invalid("spec.replicas", "must be >= 0, got %d", *d.Spec.Replicas)
+	}
+	if d.Spec.Replicas != nil && *d.Spec.Replicas > MaxReplicas {
+		return invalid("spec.replicas", "%d is more than this cluster allows for one workload (at most %d)", *d.Spec.Replicas, MaxReplicas)
 	}
 	if err := validateTemplate(d.Spec.Selector, &d.Spec.Template); err != nil {
 		return err

@@ -207,15 +207,17 @@ func (m *Master) work() {
 			p := m.pending[node]
 			delete(m.pending, node)
 			m.mu.Unlock()
+			// Liveness first: a report stored while its node still looks
+			// lost would have its pods marked not ready right after.
 			var err error
-			if len(p.events) > 0 {
+			if p.online != nil {
+				err = m.Sink.NodeOnline(m.ctx, node, *p.online)
+			}
+			if len(p.events) > 0 && err == nil {
 				err = m.Sink.NodeEvents(m.ctx, node, p.events)
 			}
 			if p.report != nil && err == nil {
 				err = m.Sink.NodeReport(m.ctx, p.report)
-			}
-			if p.online != nil && err == nil {
-				err = m.Sink.NodeOnline(m.ctx, node, *p.online)
 			}
 			if err != nil && m.ctx.Err() == nil {
 				failures++

@@ -115,6 +115,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	reports := &core.Reports{Store: m.DB, Now: time.Now}
 	m.Bus = &mqtt.Master{Sink: reports, Log: m.Log}
+	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace,
+		Online: reports.Online, StartupGrace: m.StartupGrace}
+	reports.DesiredHash = m.Controllers.CheckDesired
 	if m.MQTTURL == "" {
 		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.Auth.CheckMQTT}
 		if err := m.Broker.Open(); err != nil {
@@ -128,8 +131,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Bus.Open(); err != nil {
 		return err
 	}
-	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace,
-		Online: reports.Online, StartupGrace: m.StartupGrace}
 	m.Controllers.Open()
 	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
 		Version: version.Version, MQTTURL: m.agentMQTTURL, Auth: m.Auth, Bootstrap: m.Bootstrap, Metrics: m.metrics}

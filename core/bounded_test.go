@@ -1,0 +1,231 @@
+package core_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/core/coretest"
+)
+
+// txCounter is a store that records how many objects each transaction
+// writes: no controller transaction may cover a whole large pass.
+type txCounter struct {
+	core.Store
+	mu     sync.Mutex
+	writes []int
+}
+
+type countingTx struct {
+	core.Tx
+	n *int
+}
+
+func (t countingTx) Create(o core.Object) error { *t.n++; return t.Tx.Create(o) }
+func (t countingTx) Put(o core.Object) error    { *t.n++; return t.Tx.Put(o) }
+func (t countingTx) Delete(k core.Key) error    { *t.n++; return t.Tx.Delete(k) }
+
+func (s *txCounter) Update(ctx context.Context, fn func(core.Tx) error) error {
+	n := 0
+	err := s.Store.Update(ctx, func(tx core.Tx) error { return fn(countingTx{tx, &n}) })
+	s.mu.Lock()
+	s.writes = append(s.writes, n)
+	s.mu.Unlock()
+	return err
+}
+
+func (s *txCounter) reset() (largest, count int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.writes {
+		largest = max(largest, n)
+		if n > 0 {
+			count++
+		}
+	}
+	s.writes = nil
+	return largest, count
+}
+
+func countingCluster(t *testing.T) (*coretest.Cluster, *txCounter) {
+	var counter *txCounter
+	c := coretest.NewCluster(t, func(now func() time.Time) core.Store {
+		s := core.NewMemoryStore()
+		s.Now = now
+		counter = &txCounter{Store: s}
+		return counter
+	})
+	return c, counter
+}
+
+// A huge scale-up is created in growing batches (Kubernetes' slow start),
+// never more than MaxCreatesPerPass a pass, and no transaction writes more
+// than a batch: deletes and applies sent meanwhile get through between them.
+func TestControllers_SlowStartAndSmallTransactions(t *testing.T) {
+	c, counter := countingCluster(t)
+	for _, n := range []string{"n1", "n2", "n3", "n4"} {
+		c.AddNode(n, nil, "1000", "1000Gi")
+	}
+	c.Apply(deployment("big", 2000, ""))
+	ctx := context.Background()
+	var created []int
+	for pass := 0; pass < 12 && len(c.Pods()) < 2000; pass++ {
+		before := len(c.Pods())
+		counter.reset()
+		if err := c.Ctl.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, len(c.Pods())-before)
+		if largest, _ := counter.reset(); largest > 520 {
+			t.Fatalf("pass %d wrote %d objects in one transaction", pass, largest)
+		}
+	}
+	want := []int{32, 64, 128, 256, 500, 500, 500, 20}
+	if len(created) != len(want) {
+		t.Fatalf("pods created per pass = %v, want %v", created, want)
+	}
+	for i := range want {
+		if created[i] != want[i] {
+			t.Fatalf("pods created per pass = %v, want %v", created, want)
+		}
+	}
+	// Scheduling 2000 pending pods is split into transactions too.
+	c.Sync()
+	for _, p := range c.Pods() {
+		if p.Spec.NodeName == "" {
+			t.Fatalf("pod %s still pending: %+v", p.Metadata.Name, p.Status.Conditions)
+		}
+	}
+}
+
+// Scaling a workload down to zero while it is being created stops at once.
+func TestControllers_DeleteDuringScaleUp(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", nil, "64", "64Gi")
+	c.Apply(deployment("big", 5000, ""))
+	ctx := context.Background()
+	if err := c.Ctl.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.Delete(core.Key{Kind: core.KindDeployment, Namespace: "default", Name: "big"})
+	c.Sync()
+	for _, p := range c.Pods() {
+		if !p.Terminating() {
+			t.Fatalf("pod %s of a deleted deployment is not terminating", p.Metadata.Name)
+		}
+	}
+	if n := len(c.Pods()); n > 500 {
+		t.Fatalf("%d pods exist after deleting a deployment mid-scale-up", n)
+	}
+}
+
+// replicas is capped with an error that says the cap.
+func TestValidate_ReplicasCap(t *testing.T) {
+	_, err := core.DecodeManifest([]byte(deployment("web", 1000000, "")))
+	if core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "spec.replicas") || !strings.Contains(err.Error(), "10000") {
+		t.Fatalf("replicas 1000000: %v", err)
+	}
+	if _, err := core.DecodeManifest([]byte(deployment("web", core.MaxReplicas, ""))); err != nil {
+		t.Fatalf("replicas at the cap: %v", err)
+	}
+}
+
+// A pod on a node that stopped answering turns Ready=False at once, while
+// it waits out the grace before its replacement.
+func TestControllers_PodsOnLostNodeNotReady(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", nil, "4", "4Gi")
+	c.AddNode("n2", nil, "4", "4Gi")
+	c.Apply(deployment("web", 2, ""))
+	c.Sync()
+	c.Agent("n1")
+	c.Agent("n2")
+	c.Sync()
+	if d := c.Deployment("web"); d.Status.ReadyReplicas != 2 {
+		t.Fatalf("ready replicas %d", d.Status.ReadyReplicas)
+	}
+	c.Online("n2", false)
+	c.Sync()
+	for _, p := range c.Pods() {
+		cond := p.Status.Condition("Ready")
+		switch p.Spec.NodeName {
+		case "n2":
+			if p.Ready() || cond == nil || cond.Status != core.ConditionFalse || cond.Reason != core.ReasonNodeNotReady {
+				t.Fatalf("pod %s on the lost node: Ready() = %v, condition %+v", p.Metadata.Name, p.Ready(), cond)
+			}
+		case "n1":
+			if !p.Ready() {
+				t.Fatalf("pod %s on the healthy node is not ready", p.Metadata.Name)
+			}
+		}
+	}
+	if d := c.Deployment("web"); d.Status.ReadyReplicas != 1 {
+		t.Fatalf("ready replicas %d while n2 is away, want 1", d.Status.ReadyReplicas)
+	}
+	// The node returns and its agent reports: ready again.
+	c.Online("n2", true)
+	c.Agent("n2")
+	c.Sync()
+	for _, p := range c.Pods() {
+		if !p.Ready() {
+			t.Fatalf("pod %s not ready after its node returned", p.Metadata.Name)
+		}
+	}
+}
+
+// The scheduler honours a node's pod capacity.
+func TestSchedule_PodCapacity(t *testing.T) {
+	res := core.ResourceList{"cpu": "4", "memory": "4Gi", "pods": "2"}
+	n := &core.Node{Metadata: core.ObjectMeta{Name: "n1"}, Status: core.NodeStatus{Allocatable: res,
+		Conditions: []core.NodeCondition{{Type: "Ready", Status: core.ConditionTrue}}}}
+	usage := map[string]*core.NodeUsage{"n1": {Pods: 2, Owners: map[string]int{}}}
+	node, why := core.Schedule(&core.Pod{}, []*core.Node{n}, usage)
+	if node != "" || !strings.Contains(why, "too many pods") {
+		t.Fatalf("schedule onto a full node = %q, %q", node, why)
+	}
+	usage["n1"].Pods = 1
+	if node, why := core.Schedule(&core.Pod{}, []*core.Node{n}, usage); node != "n1" {
+		t.Fatalf("schedule onto a node with room = %q, %q", node, why)
+	}
+}
+
+// An agent that reports another desired-state hash than the master
+// published (it lost its local state) gets its desired state again, once
+// the report cannot simply be one sent before the publish arrived.
+func TestControllers_RepublishOnHashMismatch(t *testing.T) {
+	c := newCluster(t)
+	c.Reports.DesiredHash = c.Ctl.CheckDesired
+	c.AddNode("n1", nil, "4", "4Gi")
+	c.Apply(deployment("web", 1, ""))
+	c.Sync()
+	want := c.Bus.Desired("n1").Hash
+	before := c.Bus.Published("n1")
+	report := func(hash string) {
+		c.Report(&core.NodeReport{Node: "n1", DesiredHash: hash, Labels: map[string]string{core.LabelHostname: "n1"},
+			Status: c.Node("n1").Status})
+		c.Sync()
+	}
+	report("") // right after the publish: may be in flight
+	if got := c.Bus.Published("n1"); got != before {
+		t.Fatalf("republished %d times for a report that may predate the publish", got-before)
+	}
+	c.Advance(11 * time.Second)
+	report(want) // in step: nothing to do
+	if got := c.Bus.Published("n1"); got != before {
+		t.Fatalf("republished %d times though the agent is in step", got-before)
+	}
+	report("") // lost its state
+	if got := c.Bus.Published("n1"); got != before+1 {
+		t.Fatalf("published %d times after the agent reported no desired state, want once more", got-before)
+	}
+	if c.Bus.Desired("n1").Hash != want {
+		t.Fatal("republished another desired state")
+	}
+	report("") // again at once: rate limited
+	if got := c.Bus.Published("n1"); got != before+1 {
+		t.Fatalf("republished again within the limit (%d)", got-before)
+	}
+}
