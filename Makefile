@@ -8,7 +8,7 @@ VERSION_FLAG := -X github.com/edgeorch/edge/internal/version.Version=$(VERSION)
 STATIC_TAGS := netgo osusergo sqlite_omit_load_extension
 CMDS := edgemaster edgeagent edgectl
 
-.PHONY: all build deps-demo deps-test demo test unit e2e test-arm64 bench cross clean cluster cluster-down
+.PHONY: all build deps-demo deps-test demo test unit e2e test-arm64 bench cross clean cluster cluster-down fuzz
 
 all: build
 
@@ -40,6 +40,18 @@ unit:
 
 e2e: build
 	$(GO) test -count=1 -v ./e2e/...
+
+# Every native fuzz target for FUZZTIME each (make test runs their seed
+# corpora, testdata/fuzz included). A crasher is written to the package's
+# testdata/fuzz/ and stays there as a regression seed.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$(grep -l '^func Fuzz' $$(git ls-files '*_test.go') | xargs -n1 dirname | sort -u); do \
+	  for fn in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$pkg/*_test.go | cut -d' ' -f2); do \
+	    echo "== $$pkg $$fn ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/; \
+	  done; \
+	done
 
 # core and sqlite (cgo) built for arm64 and run under qemu-user.
 test-arm64:
