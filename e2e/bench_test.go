@@ -192,8 +192,11 @@ func benchIdle(b *testing.B, c *cluster) {
 		size0 := fileSize(db, db+"-wal")
 		in0, out0 := c.metric(b, "edge_mqtt_bytes_received_total"), c.metric(b, "edge_mqtt_bytes_sent_total")
 		cpuM0, cpuA0 := cpuTicks(mpid), cpuTicks(apid)
+		majM0, majA0 := majorFaults(mpid), majorFaults(apid)
 		time.Sleep(idle)
 		cpuM, cpuA := cpuTicks(mpid)-cpuM0, cpuTicks(apid)-cpuA0
+		majM, majA := majorFaults(mpid)-majM0, majorFaults(apid)-majA0
+		hours := idle.Hours()
 		masterRSS, agentRSS := procKB(mpid, "status", "VmRSS"), procKB(apid, "status", "VmRSS")
 		masterSplit, agentSplit := split(mpid), split(apid)
 		writes := c.metric(b, "edge_store_writes_total") - writes0
@@ -216,22 +219,42 @@ func benchIdle(b *testing.B, c *cluster) {
 		fmt.Printf("MQTT bytes per idle node per hour:    %.1f KB\n", perHour/1024)
 		fmt.Printf("idle CPU: master %.2f%%, agent %.2f%% of one core (20 pods)\n",
 			100*float64(cpuM)/100/idle.Seconds(), 100*float64(cpuA)/100/idle.Seconds())
+		fmt.Printf("major page faults per idle hour: master %.0f, agent %.0f (%d and %d in %s)\n",
+			float64(majM)/hours, float64(majA)/hours, majM, majA, idle)
+		b.ReportMetric(float64(majM)/hours, "majflt-master-per-idle-hour")
+		b.ReportMetric(float64(majA)/hours, "majflt-agent-per-idle-hour")
 	}
 	c.clearSpine(b)
 }
 
 // cpuTicks returns a process's user+system CPU time in clock ticks (1/100 s).
 func cpuTicks(pid int) int64 {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which may hold spaces: ") S ppid ...".
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	f := statFields(pid)
 	if len(f) < 13 {
 		return 0
 	}
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	s, _ := strconv.ParseInt(f[12], 10, 64)
 	return u + s
+}
+
+// majorFaults returns a process's major page faults so far: pages read back
+// from disk (on a Pi, from its SD card).
+func majorFaults(pid int) int64 {
+	f := statFields(pid)
+	if len(f) < 10 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[9], 10, 64)
+	return n
+}
+
+// statFields returns /proc/PID/stat's fields after the command name, which
+// may hold spaces: "S ppid pgrp ...".
+func statFields(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
 }
