@@ -1,0 +1,170 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Node lifecycle: nodes that stop answering, their pods' readiness, and
+// when their replicas move elsewhere.
+
+// AnnotationNodeLostGrace overrides, per workload, how long a node may be
+// unreachable before its replicas are replaced elsewhere ("30", seconds).
+const AnnotationNodeLostGrace = "edge.io/node-lost-grace-seconds"
+
+// AnnotationReconnectPolicy says, per workload, which replicas survive when
+// a partitioned node returns (Nomad's disconnect reconcile modes):
+// ReconnectKeepReplacement (default) stops the returning node's originals;
+// ReconnectKeepOriginal keeps them and stops the replacements.
+const AnnotationReconnectPolicy = "edge.io/reconnect-policy"
+
+const (
+	ReconnectKeepReplacement = "keep-replacement"
+	ReconnectKeepOriginal    = "keep-original"
+)
+
+// ReasonNodeLost marks a kept pod whose node is unreachable.
+const ReasonNodeLost = "NodeLost"
+
+// nodeLostGrace returns the grace for a pod, honouring the annotation of its
+// template (copied to the pod).
+func (c *Controllers) nodeLostGrace(p *Pod) time.Duration {
+	if v, ok := p.Metadata.Annotations[AnnotationNodeLostGrace]; ok {
+		if d, err := time.ParseDuration(v + "s"); err == nil && d >= 0 {
+			return d
+		}
+	}
+	return c.NodeLostGrace
+}
+
+// nodeSince returns since when node n has not been Ready, counting a loss
+// from before this master started from the end of its startup grace.
+func (c *Controllers) nodeSince(n *Node) *Time {
+	since := n.Metadata.CreationTimestamp
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == "Ready" && cond.LastTransitionTime != nil {
+			since = cond.LastTransitionTime
+		}
+	}
+	if since != nil && since.Before(c.started) {
+		since = NewTime(c.started.Add(c.StartupGrace))
+	}
+	return since
+}
+
+// lostPods returns the UIDs of Deployment pods whose node has been
+// unreachable for longer than the pod's node-lost grace.
+func (c *Controllers) lostPods(s *snapshot, now time.Time) map[string]bool {
+	nodes := map[string]*Node{}
+	for _, n := range s.nodes {
+		nodes[n.Metadata.Name] = n
+	}
+	lost := map[string]bool{}
+	for _, p := range s.pods {
+		n := nodes[p.Spec.NodeName]
+		if n == nil || p.Terminating() || p.Terminal() || n.Ready() == ConditionTrue {
+			continue
+		}
+		if o := p.Owner(); o == nil || o.Kind != KindDeployment {
+			continue // DaemonSet pods and bare pods stay with their node.
+		}
+		if since := c.nodeSince(n); since != nil && now.Sub(since.Time) >= c.nodeLostGrace(p) {
+			lost[p.Metadata.UID] = true
+		}
+	}
+	return lost
+}
+
+// ReasonNodeNotReady marks the Ready condition of a pod whose node does
+// not answer: it may well run, but nobody can vouch for it.
+const ReasonNodeNotReady = "NodeNotReady"
+
+func (c *Controllers) syncNodeLifecycle(ctx context.Context, s *snapshot, now time.Time) error {
+	nodes := map[string]*Node{}
+	var unknown []*Node
+	for _, n := range s.nodes {
+		nodes[n.Metadata.Name] = n
+		// A node Ready before this master started, whose agent has not come
+		// back within the startup grace, is no longer known to be alive.
+		if c.Online != nil && n.Ready() == ConditionTrue && now.Sub(c.started) >= c.StartupGrace {
+			if _, known := c.Online(n.Metadata.Name); !known {
+				unknown = append(unknown, n)
+			}
+		}
+	}
+	for _, n := range unknown {
+		err := c.Store.Update(ctx, func(tx Tx) error {
+			obj, err := tx.Get(KeyOf(n))
+			if err != nil || obj.GetMeta().ResourceVersion != n.Metadata.ResourceVersion {
+				return err
+			}
+			next := Clone(n)
+			next.SetReady(ConditionUnknown, "NodeStatusUnknown", "agent did not reconnect after the master restarted", NewTime(now))
+			return tx.Put(next)
+		})
+		if err != nil && ErrorCode(err) != ECONFLICT && ErrorCode(err) != ENOTFOUND {
+			return err
+		}
+	}
+	var gone, lostPods, notReady []*Pod
+	lost := c.lostPods(s, now)
+	for _, p := range s.pods {
+		n := nodes[p.Spec.NodeName]
+		switch {
+		case p.Spec.NodeName == "":
+		case n == nil:
+			gone = append(gone, p) // the node was deleted: nobody can confirm a stop
+		case lost[p.Metadata.UID]:
+			lostPods = append(lostPods, p)
+		case n.Ready() != ConditionTrue && !p.Terminal() && !p.Terminating():
+			if cond := p.Status.Condition("Ready"); cond == nil || cond.Status != ConditionFalse || cond.Reason != ReasonNodeNotReady {
+				notReady = append(notReady, p)
+			}
+		}
+	}
+	if err := c.inBatches(ctx, gone, func(tx Tx, p *Pod) error {
+		if cur, err := fresh(tx, p); cur == nil || err != nil {
+			return err
+		}
+		return tx.Delete(KeyOf(p))
+	}); err != nil {
+		return err
+	}
+	if err := c.inBatches(ctx, lostPods, func(tx Tx, p *Pod) error {
+		cur, err := fresh(tx, p)
+		if cur == nil || err != nil {
+			return err
+		}
+		if p.Metadata.Annotations[AnnotationReconnectPolicy] != ReconnectKeepOriginal {
+			return terminatePod(tx, cur, now)
+		}
+		if cur.Status.Reason == ReasonNodeLost {
+			return nil
+		}
+		next := Clone(cur)
+		next.Status.Phase = PodUnknown
+		next.Status.Reason = ReasonNodeLost
+		next.Status.Message = fmt.Sprintf("node %q is unreachable; kept for its return (%s)", p.Spec.NodeName, AnnotationReconnectPolicy)
+		markNotReady(next)
+		return tx.Put(next)
+	}); err != nil {
+		return err
+	}
+	// Until its node answers again, a pod is not Ready (as in Kubernetes):
+	// rollouts stop counting on it; its agent's next report sets it again.
+	return c.inBatches(ctx, notReady, func(tx Tx, p *Pod) error {
+		cur, err := fresh(tx, p)
+		if cur == nil || err != nil {
+			return err
+		}
+		next := Clone(cur)
+		markNotReady(next)
+		return tx.Put(next)
+	})
+}
+
+func markNotReady(p *Pod) {
+	p.Status.SetCondition(PodCondition{Type: "Ready", Status: ConditionFalse, Reason: ReasonNodeNotReady,
+		Message: fmt.Sprintf("node %q is not ready", p.Spec.NodeName)})
+}

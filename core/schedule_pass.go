@@ -1,0 +1,55 @@
+package core
+
+import (
+	"context"
+	"sort"
+)
+
+// The scheduling pass: pending pods placed with Scheduler, in batches.
+
+func (c *Controllers) schedule(ctx context.Context, s *snapshot) error {
+	usage := Usage(s.pods)
+	var pending []*Pod
+	for _, p := range s.pods {
+		if p.Spec.NodeName == "" && !p.Terminating() && !p.Terminal() {
+			pending = append(pending, p)
+		}
+	}
+	// Oldest first, so a waiting pod is not overtaken forever.
+	sort.SliceStable(pending, func(i, j int) bool {
+		a, b := pending[i].Metadata.CreationTimestamp, pending[j].Metadata.CreationTimestamp
+		if a != nil && b != nil && !a.Equal(b.Time) {
+			return a.Before(b.Time)
+		}
+		return pending[i].Metadata.Name < pending[j].Metadata.Name
+	})
+	sched := &Scheduler{Nodes: NewNodeInfos(s.nodes), Usage: usage}
+	var writes []*Pod
+	for _, p := range pending {
+		node, why := sched.Schedule(p)
+		// A shallow copy: stored objects are never changed in place, so
+		// only what this pass changes (node, conditions) needs copying.
+		next := &Pod{}
+		*next = *p
+		next.Status.Conditions = append([]PodCondition(nil), p.Status.Conditions...)
+		if node != "" {
+			next.Spec.NodeName = node
+			next.Status.SetCondition(PodCondition{Type: "PodScheduled", Status: ConditionTrue})
+		} else {
+			next.Status.Phase = PodPending
+			next.Status.SetCondition(PodCondition{Type: "PodScheduled", Status: ConditionFalse, Reason: "Unschedulable", Message: why})
+			if JSONEqual(next.Status, p.Status) {
+				continue
+			}
+		}
+		writes = append(writes, next)
+	}
+	// Placements were decided on the snapshot; a pod changed since (deleted,
+	// bound elsewhere) is skipped and decided again next pass.
+	return c.inBatches(ctx, writes, func(tx Tx, next *Pod) error {
+		if cur, err := fresh(tx, next); cur == nil || err != nil {
+			return err
+		}
+		return tx.Put(next)
+	})
+}

@@ -1,0 +1,235 @@
+package core
+
+import (
+	"context"
+	"time"
+)
+
+// The workload controllers' pass: Deployments and DaemonSets planned on a
+// snapshot, written one workload per transaction.
+
+// applyPlan writes p. Pods to delete are read again: one that is gone or
+// was replaced by a namesake since the snapshot is left alone.
+func (c *Controllers) applyPlan(tx Tx, p Plan, now time.Time) error {
+	for _, pod := range p.Create {
+		err := tx.Create(pod)
+		// Generated names collide now and then (10,000 replicas make it
+		// likely): pick another, as Kubernetes does for generateName.
+		for try := 0; ErrorCode(err) == ECONFLICT && try < 10; try++ {
+			owner := ""
+			if o := pod.Owner(); o != nil {
+				owner = o.Name
+			}
+			pod.Metadata.Name = c.NewName(owner, pod.Metadata.Labels[LabelTemplateHash])
+			err = tx.Create(pod)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, planned := range p.Delete {
+		obj, err := tx.Get(KeyOf(planned))
+		if ErrorCode(err) == ENOTFOUND {
+			continue
+		} else if err != nil {
+			return err
+		}
+		pod := obj.(*Pod)
+		if pod.Metadata.UID != planned.Metadata.UID {
+			continue
+		}
+		if pod.Terminal() && !pod.Terminating() {
+			if err := tx.Delete(KeyOf(pod)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := terminatePod(tx, pod, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Batch sizes of slow start.
+const (
+	firstBatch = 32
+	maxBatch   = 500
+)
+
+// limitCreates trims plan.Create to the workload's current batch and the
+// pass's remaining budget, and grows or resets the batch for next time.
+func (c *Controllers) limitCreates(uid string, plan *Plan, budget *int) {
+	w := c.window[uid]
+	if w == 0 {
+		w = firstBatch
+	}
+	n := min(len(plan.Create), w, *budget)
+	if len(plan.Create) > n {
+		c.window[uid] = min(2*w, maxBatch) // it needs more: the next batch is bigger
+	} else {
+		delete(c.window, uid)
+	}
+	plan.Create = plan.Create[:n]
+	*budget -= n
+}
+
+// writeWorkload applies a workload's plan and status in one transaction,
+// unless the workload changed since the snapshot it was planned on (the
+// next pass plans again).
+func (c *Controllers) writeWorkload(ctx context.Context, owner Object, plan Plan, status func(Object) (Object, bool), now time.Time) error {
+	err := c.Store.Update(ctx, func(tx Tx) error {
+		cur, err := tx.Get(KeyOf(owner))
+		if ErrorCode(err) == ENOTFOUND {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if cur.GetMeta().ResourceVersion != owner.GetMeta().ResourceVersion {
+			return nil
+		}
+		if err := c.applyPlan(tx, plan, now); err != nil {
+			return err
+		}
+		if next, changed := status(cur); changed {
+			return tx.Put(next)
+		}
+		return nil
+	})
+	if ErrorCode(err) == ECONFLICT {
+		return nil // raced with another writer: the next pass sees it
+	}
+	return err
+}
+
+func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.Time) error {
+	owners := map[string]bool{}
+	lost := c.lostPods(s, now)
+	isLost := func(p *Pod) bool {
+		// Kept originals count again only once their agent has reported.
+		return lost[p.Metadata.UID] || p.Status.Reason == ReasonNodeLost
+	}
+	nodes := map[string]*Node{}
+	for _, n := range s.nodes {
+		nodes[n.Metadata.Name] = n
+	}
+	byOwner := map[string][]*Pod{}
+	for _, p := range s.pods {
+		if o := p.Owner(); o != nil {
+			byOwner[o.UID] = append(byOwner[o.UID], p)
+		}
+	}
+	budget := c.MaxCreatesPerPass
+	for _, d := range s.deployments {
+		owners[d.Metadata.UID] = true
+		name := d.Metadata.Name
+		plan, st := PlanDeployment(d, byOwner[d.Metadata.UID], PlanEnv{
+			NewName: func(h string) string { return c.NewName(name, h) },
+			Lost:    isLost,
+			CanStop: func(p *Pod) bool { return c.canStop(d, p, nodes[p.Spec.NodeName], now) },
+			Now:     now,
+		})
+		c.limitCreates(d.Metadata.UID, &plan, &budget)
+		if len(plan.Create) == 0 && len(plan.Delete) == 0 && JSONEqual(st, d.Status) {
+			continue
+		}
+		err := c.writeWorkload(ctx, d, plan, func(cur Object) (Object, bool) {
+			if JSONEqual(st, cur.(*Deployment).Status) {
+				return nil, false
+			}
+			next := Clone(cur.(*Deployment))
+			next.Status = st
+			return next, true
+		}, now)
+		if err != nil {
+			return err
+		}
+	}
+	for _, ds := range s.daemonsets {
+		owners[ds.Metadata.UID] = true
+		name := ds.Metadata.Name
+		plan, st := PlanDaemonSet(ds, s.nodes, byOwner[ds.Metadata.UID], func(h string) string { return c.NewName(name, "") })
+		c.limitCreates(ds.Metadata.UID, &plan, &budget)
+		if len(plan.Create) == 0 && len(plan.Delete) == 0 && JSONEqual(st, ds.Status) {
+			continue
+		}
+		err := c.writeWorkload(ctx, ds, plan, func(cur Object) (Object, bool) {
+			if JSONEqual(st, cur.(*DaemonSet).Status) {
+				return nil, false
+			}
+			next := Clone(cur.(*DaemonSet))
+			next.Status = st
+			return next, true
+		}, now)
+		if err != nil {
+			return err
+		}
+	}
+	for uid := range c.window {
+		if !owners[uid] {
+			delete(c.window, uid)
+		}
+	}
+	// Pods whose workload is gone are garbage.
+	var orphans []*Pod
+	for _, p := range s.pods {
+		if o := p.Owner(); o != nil && !owners[o.UID] && !p.Terminating() {
+			orphans = append(orphans, p)
+		}
+	}
+	return c.inBatches(ctx, orphans, func(tx Tx, p *Pod) error {
+		return c.applyPlan(tx, Plan{Delete: []*Pod{p}}, now)
+	})
+}
+
+// canStop says whether a ready old pod of d may stop: once its node holds
+// the images of d's current template, or it cannot fetch them (not Ready),
+// or after PrefetchTimeout since the rollout began.
+func (c *Controllers) canStop(d *Deployment, p *Pod, n *Node, now time.Time) bool {
+	if n == nil || n.Ready() != ConditionTrue {
+		return true
+	}
+	if h := d.Status.History; len(h) > 0 && h[len(h)-1].Time != nil && now.Sub(h[len(h)-1].Time.Time) > c.PrefetchTimeout {
+		return true
+	}
+	for _, ctr := range d.Spec.Template.Spec.Containers {
+		if !n.HasImage(ctr.Image) {
+			return false
+		}
+	}
+	return true
+}
+
+// prefetch returns, per node, the images of rollouts that will replace pods
+// there and that the node does not hold yet.
+func prefetch(deployments []*Deployment, pods []*Pod, nodes []*Node) map[string][]string {
+	byName := map[string]*Node{}
+	for _, n := range nodes {
+		byName[n.Metadata.Name] = n
+	}
+	out := map[string][]string{}
+	for _, d := range deployments {
+		hash := TemplateHash(&d.Spec.Template)
+		for _, p := range OwnedBy(pods, d.Metadata.UID) {
+			n := byName[p.Spec.NodeName]
+			if n == nil || p.Terminating() || p.Metadata.Labels[LabelTemplateHash] == hash {
+				continue
+			}
+			for _, ctr := range d.Spec.Template.Spec.Containers {
+				if !n.HasImage(ctr.Image) && !contains(out[n.Metadata.Name], ctr.Image) {
+					out[n.Metadata.Name] = append(out[n.Metadata.Name], ctr.Image)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
