@@ -29,14 +29,19 @@ demo: deps-demo build
 
 # Everything CI runs: vet, unit and integration tests (real SQLite, MQTT
 # brokers, containerd), cross builds, and arm64 tests under qemu.
+# Unit and integration packages run under the race detector; the end-to-end
+# binaries are built without it (the race runtime would distort timings).
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /e2e)
+
 test: deps-test
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m $(UNIT_PKGS)
+	$(GO) test -count=1 -timeout 30m ./e2e/...
 	$(MAKE) cross
 	$(MAKE) test-arm64
 
 unit:
-	$(GO) test -count=1 ./core/... ./sqlite/... ./api/... ./mqtt/...
+	$(GO) test -race -count=1 ./core/... ./sqlite/... ./api/... ./mqtt/... ./internal/...
 
 e2e: build
 	$(GO) test -count=1 -v ./e2e/...

@@ -23,6 +23,7 @@ var benchManifest = strings.Replace(spineManifest, "limits: {memory: 32Mi, cpu: 
 // and one agent (private containerd). Figures are reported as metrics and
 // printed; targets are in the issue, not asserted here.
 func BenchmarkCluster(b *testing.B) {
+	needRoot(b)
 	c := newCluster(b)
 	b.Run("Apply20Running", func(b *testing.B) { c.t = b; benchApply(b, c, 20) })
 	b.Run("Idle", func(b *testing.B) { c.t = b; benchIdle(b, c) })

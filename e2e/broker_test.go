@@ -13,6 +13,7 @@ import (
 // TestExternalBroker runs the whole product through Debian's mosquitto
 // (--mqtt-url) instead of the embedded broker.
 func TestExternalBroker(t *testing.T) {
+	needRoot(t)
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		bin = "/usr/sbin/mosquitto"

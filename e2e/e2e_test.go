@@ -42,6 +42,7 @@ spec:
 // walks the spine: apply, limits, restart, scale, agent restart with
 // adoption, delete; then bad input and a missing image.
 func TestCluster(t *testing.T) {
+	needRoot(t)
 	c := newCluster(t)
 	t.Run("Spine", func(t *testing.T) { c.t = t; testSpine(t, c) })
 	t.Run("MissingImage", func(t *testing.T) { c.t = t; testMissingImage(t, c) })

@@ -312,6 +312,7 @@ func (tf *testFleet) tasks(h *Host, prefix string) map[string]uint32 {
 }
 
 func TestFleet(t *testing.T) {
+	needRoot(t)
 	tf := newTestFleet(t, 3)
 	w1, w2, w3 := tf.workers[0], tf.workers[1], tf.workers[2]
 	var w4 *Host

@@ -28,10 +28,21 @@ import (
 
 var binDir string
 
+// notRoot is why every test here skips when not run as root.
+var notRoot string
+
+// needRoot skips tb, saying why, when the tests cannot run here.
+func needRoot(tb testing.TB) {
+	tb.Helper()
+	if notRoot != "" {
+		tb.Skip(notRoot)
+	}
+}
+
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
-		fmt.Println("e2e: needs root (containerd, cgroups, network namespaces); skipping")
-		os.Exit(0)
+		notRoot = "e2e needs root (containerd, cgroups, network namespaces): run make test as root"
+		os.Exit(m.Run())
 	}
 	dir, err := os.MkdirTemp("", "edge-e2e-bin")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 // workers; then restores it and waits for the count to settle. It reports
 // the median of b.N cuts (make bench runs 5).
 func BenchmarkNodeLost(b *testing.B) {
+	needRoot(b)
 	tf := newTestFleet(b, 3)
 	tf.apply(fmt.Sprintf(fleetWeb, DemoImage))
 	tf.settled(6)

@@ -47,6 +47,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // EDGE_SIM_PODS replicas (default 10,000), and reports the master's memory,
 // the API's latency and the time until every pod is reported Running.
 func BenchmarkSimulatedFleet(b *testing.B) {
+	needRoot(b)
 	nodes, pods := envInt("EDGE_SIM_NODES", 1000), envInt("EDGE_SIM_PODS", 10000)
 	dir := b.TempDir()
 	c := &cluster{t: b, root: b, dir: dir}
