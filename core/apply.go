@@ -165,6 +165,14 @@ func Warnings(obj Object) []string {
 	case *DaemonSet:
 		annotations = o.Spec.Template.Metadata.Annotations
 	}
+	if d, ok := obj.(*Deployment); ok && d.Spec.MinReadySeconds > 0 {
+		w = append(w, "spec.minReadySeconds: not enforced yet; a pod counts as available as soon as it is ready")
+	}
+	for i, v := range spec.Volumes {
+		if e := v.EmptyDir; e != nil && (e.Medium != "" || e.SizeLimit != nil) {
+			w = append(w, fmt.Sprintf("%s.volumes[%d].emptyDir: medium and sizeLimit are not enforced yet; the volume is a directory on the node's disk", prefix, i))
+		}
+	}
 	if v, ok := annotations[AnnotationReconnectPolicy]; ok && v != ReconnectKeepOriginal && v != ReconnectKeepReplacement {
 		w = append(w, fmt.Sprintf("annotation %s=%q is not %s or %s; %s applies", AnnotationReconnectPolicy, v, ReconnectKeepReplacement, ReconnectKeepOriginal, ReconnectKeepReplacement))
 	}

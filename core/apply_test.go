@@ -248,6 +248,8 @@ func TestApply_Warnings(t *testing.T) {
 		{strings.Replace(podYAML, "image: demo:1}", "image: demo:1, livenessProbe: {httpGet: {port: 443, scheme: HTTPS}}}", 1),
 			[]string{"spec.containers[0].livenessProbe.httpGet.scheme: HTTPS probes do not verify certificates"}},
 		{svcYAML, nil},
+		{strings.Replace(deployment("web", 1, ""), "  replicas: 1", "  replicas: 1\n  minReadySeconds: 10", 1), []string{"spec.minReadySeconds: not enforced yet"}},
+		{deployment("web", 1, "      volumes: [{name: v, emptyDir: {medium: Memory}}]\n"), []string{"spec.template.spec.volumes[0].emptyDir: medium and sizeLimit are not enforced yet"}},
 	} {
 		res, err := apply(t, s, tt.doc)
 		if err != nil {

@@ -8,8 +8,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/edgeorch/edge/core"
 )
@@ -26,6 +32,7 @@ func BenchmarkCluster(b *testing.B) {
 	needRoot(b)
 	c := newCluster(b)
 	b.Run("Apply20Running", func(b *testing.B) { c.t = b; benchApply(b, c, 20) })
+	b.Run("Apply20VsContainerd", func(b *testing.B) { c.t = b; benchVsContainerd(b, c, 20) })
 	b.Run("Idle", func(b *testing.B) { c.t = b; benchIdle(b, c) })
 }
 
@@ -94,6 +101,93 @@ func benchApply(b *testing.B, c *cluster, n int) {
 	ms := float64(total.Milliseconds()) / float64(b.N)
 	b.ReportMetric(ms, "ms/apply-to-running")
 	fmt.Printf("apply of %d replicas to all Running: %.0f ms (mean of %d)\n", n, ms, b.N)
+	c.clearSpine(b)
+}
+
+// startDirect starts n containers of the demo image straight through
+// containerd's Go client, in parallel, with the same command and limits as
+// the bench pods but no networking: the floor the agent's start path is
+// measured against. It returns once every task runs, and a function that
+// removes them.
+func startDirect(b *testing.B, c *cluster, n int) (time.Duration, func()) {
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	cl := c.ctrd.client
+	img, err := cl.GetImage(ctx, "edge.local/demo:latest")
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := fmt.Sprintf("direct-%d", time.Now().UnixNano())
+	start := time.Now()
+	errs := make(chan error, n)
+	ctrs := make([]containerd.Container, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			id := fmt.Sprintf("%s-%d", run, i)
+			ctr, err := cl.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img),
+				containerd.WithNewSpec(oci.WithImageConfig(img),
+					oci.WithProcessArgs("/bin/sh", "-c", "trap 'exit 0' TERM; echo up on $(hostname); while true; do sleep 1; done"),
+					oci.WithMemoryLimit(32<<20), oci.WithCPUCFS(25000, 100000), oci.WithPidsLimit(1024)))
+			if err != nil {
+				errs <- err
+				return
+			}
+			ctrs[i] = ctr
+			task, err := ctr.NewTask(ctx, cio.NullIO)
+			if err == nil {
+				err = task.Start(ctx)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	return took, func() {
+		for _, ctr := range ctrs {
+			if ctr == nil {
+				continue
+			}
+			if task, err := ctr.Task(ctx, nil); err == nil {
+				task.Kill(ctx, syscall.SIGKILL)
+				task.Delete(ctx, containerd.WithProcessKill)
+			}
+			ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+		}
+	}
+}
+
+// benchVsContainerd times, side by side in the same run, n containers
+// started straight through containerd and apply -> n pods Running, and
+// prints the ratio: what the orchestrator adds to the runtime's own floor.
+func benchVsContainerd(b *testing.B, c *cluster, n int) {
+	manifest := []core.ManifestFile{{Name: "spine.yaml", Data: []byte(fmt.Sprintf(benchManifest, n))}}
+	var direct, apply time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c.clearSpine(b)
+		d, cleanup := startDirect(b, c, n)
+		direct += d
+		cleanup()
+		b.StartTimer()
+		start := time.Now()
+		if _, err := c.client.Apply(context.Background(), manifest); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.allRunning(n, 60*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		apply += time.Since(start)
+	}
+	b.StopTimer()
+	dms, ams := float64(direct.Milliseconds())/float64(b.N), float64(apply.Milliseconds())/float64(b.N)
+	b.ReportMetric(dms, "ms/containerd-direct")
+	b.ReportMetric(ams, "ms/apply-to-running")
+	b.ReportMetric(ams/dms, "ratio")
+	fmt.Printf("%d containers straight through containerd: %.0f ms; apply -> %d Running: %.0f ms; ratio %.2f (mean of %d)\n",
+		n, dms, n, ams, ams/dms, b.N)
 	c.clearSpine(b)
 }
 

@@ -221,6 +221,8 @@ type cluster struct {
 	masterArgs []string // extra flags for edgemaster
 	apiURL     string
 	token      string
+	apiPort    int // kept across master restarts, as a real master's are
+	mqttPort   int
 }
 
 func freePort(t testing.TB) int {
@@ -258,8 +260,11 @@ func newCluster(t testing.TB, masterArgs ...string) *cluster {
 func (c *cluster) startMaster() {
 	t := c.t
 	mdir := filepath.Join(c.dir, "master")
-	args := append([]string{"--data-dir", mdir, "--api-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		"--mqtt-addr", "127.0.0.1:0", "--no-mdns"}, c.masterArgs...)
+	if c.apiPort == 0 {
+		c.apiPort, c.mqttPort = freePort(t), freePort(t)
+	}
+	args := append([]string{"--data-dir", mdir, "--api-addr", fmt.Sprintf("127.0.0.1:%d", c.apiPort),
+		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", c.mqttPort), "--no-mdns"}, c.masterArgs...)
 	c.master = start(t, c.dir, "edgemaster", args...)
 	c.config = filepath.Join(mdir, "admin.conf")
 	waitFor(t, 20*time.Second, "admin.conf", func() error {
@@ -442,6 +447,21 @@ func (e *containerdEnv) tasks(t testing.TB) map[string]uint32 {
 		}
 	}
 	return out
+}
+
+// containerIDs lists the containers in namespace edge.
+func (e *containerdEnv) containerIDs(t testing.TB) []string {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	ctrs, err := e.client.Containers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range ctrs {
+		ids = append(ids, c.ID())
+	}
+	return ids
 }
 
 func (e *containerdEnv) containerCount(t testing.TB) int {
