@@ -129,7 +129,10 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Membership = &api.Membership{Token: m.Token, Master: m.Master, Node: m.Name, DataDir: m.DataDir, Log: m.Log,
 		Discover: func(ctx context.Context, caHash string) (string, error) {
 			found, err := discovery.Find(ctx, caHash, m.MDNSIfaces, m.Log)
-			return found.URL(), err
+			if err != nil {
+				return "", err
+			}
+			return found.URL(), nil
 		}}
 	creds, err := m.Membership.Credentials(ctx)
 	if err != nil {
