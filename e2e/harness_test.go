@@ -265,7 +265,7 @@ func (c *cluster) startMaster() {
 	}
 	args := append([]string{"--data-dir", mdir, "--api-addr", fmt.Sprintf("127.0.0.1:%d", c.apiPort),
 		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", c.mqttPort), "--no-mdns"}, c.masterArgs...)
-	c.master = start(t, c.dir, "edgemaster", args...)
+	c.master = start(c.root, c.dir, "edgemaster", args...) // owned by the test, not a subtest that restarts it
 	c.config = filepath.Join(mdir, "admin.conf")
 	waitFor(t, 20*time.Second, "admin.conf", func() error {
 		cfg, err := api.LoadConfig(c.config)
