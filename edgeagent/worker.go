@@ -7,17 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
-
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/errdefs"
 
 	"github.com/edgeorch/edge/core"
 )
 
 // podWorker owns one pod: it creates, starts, restarts and finally removes
 // the pod's containers, one goroutine per pod so that a slow pull or a long
-// grace period never holds up other pods.
+// grace period never holds up other pods. It reaches containers only
+// through the agent's core.Runtime.
 type podWorker struct {
 	a                    *Agent
 	uid, namespace, name string
@@ -34,32 +33,6 @@ type podWorker struct {
 	quit        chan struct{}
 	startOnce   sync.Once
 	stopOnce    sync.Once
-}
-
-// ctrState is what the worker knows of one container beyond containerd.
-type ctrState struct {
-	restarts     int32
-	backoff      time.Duration // wait before the next restart after a crash
-	retryAt      time.Time
-	pullFailures int
-	waiting      *core.ContainerStateWaiting
-	running      *core.ContainerStateRunning
-	terminated   *core.ContainerStateTerminated
-	last         *core.ContainerStateTerminated
-	ready        bool
-	imageID      string
-	created      time.Time
-	probes       probeState
-	exitSeen     time.Time // the exit last recorded as an event
-}
-
-const maxBackoff = 60 * time.Second
-
-func nextBackoff(d time.Duration) time.Duration {
-	if d == 0 {
-		return time.Second
-	}
-	return min(2*d, maxBackoff)
 }
 
 func (a *Agent) newWorker(uid, namespace, name string) *podWorker {
@@ -121,18 +94,18 @@ func (w *podWorker) loop() {
 			}
 			return
 		}
-		t := time.NewTimer(next)
+		c, stop := w.a.timer(next)
 		select {
 		case <-w.kick:
-		case <-t.C:
+		case <-c:
 		case <-w.quit:
-			t.Stop()
+			stop()
 			return
 		case <-w.a.ctx.Done():
-			t.Stop()
+			stop()
 			return
 		}
-		t.Stop()
+		stop()
 	}
 }
 
@@ -186,7 +159,7 @@ func (w *podWorker) sync() time.Duration {
 			w.netnsPath = filepath.Join(w.a.RunDir, "netns", w.uid)
 		}
 		done := make(chan error, 1)
-		go func() { done <- w.setupNetwork(pod) }()
+		go func() { done <- w.setupNetwork(pod) }() // joined below: netReady is always called
 		netReady = sync.OnceValue(func() error { return <-done })
 	}
 	for i := range pod.Spec.Containers {
@@ -218,7 +191,7 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	if _, err := os.Stat(w.netnsPath); err != nil {
 		fresh = true
 	}
-	if err := createNetNS(w.netnsPath); err != nil {
+	if err := a.createNetNS(w.netnsPath); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -260,219 +233,6 @@ func writeIfChanged(path, content string) error {
 		return nil
 	}
 	return os.WriteFile(path, []byte(content), 0o644)
-}
-
-func shouldRestart(policy core.RestartPolicy, exitCode int32) bool {
-	return policy == core.RestartAlways || (policy == core.RestartOnFailure && exitCode != 0)
-}
-
-func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState, netReady func() error) time.Duration {
-	a := w.a
-	ctx := a.ctx
-	now := a.Now()
-	id := containerID(pod, c.Name)
-	ctr, err := a.client.LoadContainer(ctx, id)
-	if errdefs.IsNotFound(err) {
-		if now.Before(st.retryAt) {
-			return st.retryAt.Sub(now)
-		}
-		ctr, err = w.createContainer(pod, c, st, id)
-		if err != nil {
-			st.backoff = nextBackoff(st.backoff)
-			st.retryAt = now.Add(st.backoff)
-			return st.backoff
-		}
-		st.backoff, st.retryAt = 0, time.Time{}
-	} else if err != nil {
-		return 2 * time.Second // containerd is restarting; look again soon
-	}
-	labels, err := ctr.Labels(ctx)
-	if err != nil {
-		return 2 * time.Second
-	}
-	st.restarts = atoi32(labels[labelRestarts])
-	if st.created.IsZero() {
-		if info, err := ctr.Info(ctx, containerd.WithoutRefreshedMetadata); err == nil {
-			st.created = info.CreatedAt
-			if img, err := ctr.Image(ctx); err == nil {
-				st.imageID = img.Target().Digest.String()
-			}
-		}
-	}
-	startedAt := parseTime(labels[labelStartedAt])
-	task, err := ctr.Task(ctx, nil)
-	if errdefs.IsNotFound(err) {
-		if startedAt != nil && !shouldRestart(pod.Spec.RestartPolicy, -1) {
-			// It ran before the node rebooted; its exit status is lost.
-			st.running, st.waiting = nil, nil
-			st.terminated = &core.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
-				Message: "the container's task was lost (node reboot?)", StartedAt: startedAt}
-			return a.Resync
-		}
-		return w.startTask(ctr, c, st, startedAt != nil, netReady)
-	} else if err != nil {
-		return 2 * time.Second
-	}
-	status, err := task.Status(ctx)
-	if err != nil {
-		return time.Second
-	}
-	switch status.Status {
-	case containerd.Stopped:
-		term := &core.ContainerStateTerminated{ExitCode: int32(status.ExitStatus), StartedAt: startedAt, Reason: "Completed"}
-		if !status.ExitTime.IsZero() {
-			term.FinishedAt = core.NewTime(status.ExitTime)
-		}
-		if term.ExitCode != 0 {
-			term.Reason = "Error"
-			if w.oomKilled(id) {
-				term.Reason = "OOMKilled"
-			}
-		}
-		if !status.ExitTime.Equal(st.exitSeen) {
-			st.exitSeen = status.ExitTime
-			typ := core.EventNormal
-			if term.ExitCode != 0 {
-				typ = core.EventWarning
-			}
-			w.event(c.Name, typ, term.Reason, "Container %s exited with code %d", c.Name, term.ExitCode)
-		}
-		if !shouldRestart(pod.Spec.RestartPolicy, term.ExitCode) {
-			st.running, st.waiting, st.terminated, st.ready = nil, nil, term, false
-			return a.Resync
-		}
-		st.last, st.terminated, st.ready = term, nil, false
-		if st.retryAt.IsZero() {
-			exited := status.ExitTime
-			if exited.IsZero() {
-				exited = now
-			}
-			st.retryAt = exited.Add(st.backoff)
-		}
-		if now.Before(st.retryAt) {
-			st.running = nil
-			st.waiting = &core.ContainerStateWaiting{Reason: "CrashLoopBackOff",
-				Message: fmt.Sprintf("back-off %s restarting failed container %s", st.backoff, c.Name)}
-			return st.retryAt.Sub(now)
-		}
-		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-			return time.Second
-		}
-		d := w.startTask(ctr, c, st, true, netReady)
-		st.backoff = nextBackoff(st.backoff)
-		st.retryAt = time.Time{}
-		return d
-	case containerd.Created:
-		if err := task.Start(ctx); err != nil {
-			task.Delete(ctx, containerd.WithProcessKill)
-		}
-		return 100 * time.Millisecond
-	default:
-		st.waiting, st.terminated = nil, nil
-		st.running = &core.ContainerStateRunning{StartedAt: startedAt}
-		if startedAt != nil && now.Sub(startedAt.Time) > maxBackoff {
-			st.backoff = 0 // it ran long enough: the next crash restarts at once
-		}
-		if c.ReadinessProbe == nil {
-			st.ready = true
-		}
-		return a.Resync
-	}
-}
-
-func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrState, id string) (containerd.Container, error) {
-	a := w.a
-	ctx := a.ctx
-	if st.waiting == nil {
-		st.waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating"}
-	}
-	img, err := a.ensureImage(ctx, c.Image, c.ImagePullPolicy)
-	if err != nil {
-		reason := "ErrImagePull"
-		var pe *pullError
-		if errors.As(err, &pe) {
-			reason = pe.reason
-		}
-		if reason == "ErrImagePull" && st.pullFailures > 0 {
-			reason = "ImagePullBackOff"
-		}
-		st.pullFailures++
-		st.waiting = &core.ContainerStateWaiting{Reason: reason, Message: err.Error()}
-		if st.pullFailures == 1 {
-			a.Log.Warn("image not available", "pod", w.namespace+"/"+w.name, "image", c.Image, "err", err)
-			w.event(c.Name, core.EventWarning, "Failed", "Failed to get image %s: %v", c.Image, err)
-		}
-		return nil, err
-	}
-	st.pullFailures = 0
-	opts, err := a.specOpts(pod, c, img, w.netnsPath, w.podDir())
-	if err != nil {
-		st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
-		return nil, err
-	}
-	labels := map[string]string{
-		labelPodUID: pod.Metadata.UID, labelPodName: pod.Metadata.Name, labelPodNamespace: pod.Metadata.Namespace,
-		labelContainer: c.Name, labelSpecHash: specHash(c), labelRestarts: "0",
-	}
-	if w.netnsPath != "" && !pod.Spec.HostNetwork {
-		labels[labelNetNS] = w.netnsPath
-	}
-	ctr, err := a.client.NewContainer(ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img),
-		containerd.WithNewSpec(opts...), containerd.WithContainerLabels(labels))
-	if err != nil {
-		st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
-		return nil, err
-	}
-	return ctr, nil
-}
-
-// startTask starts a container's process; restart counts it as a restart.
-func (w *podWorker) startTask(ctr containerd.Container, c *core.Container, st *ctrState, restart bool, netReady func() error) time.Duration {
-	a := w.a
-	if err := netReady(); err != nil {
-		st.waiting = &core.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
-		return 2 * time.Second
-	}
-	if _, err := newTask(a.ctx, ctr, w.logPath(c.Name)); err != nil {
-		st.running = nil
-		st.waiting = &core.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
-		st.backoff = nextBackoff(st.backoff)
-		st.retryAt = a.Now().Add(st.backoff)
-		return st.backoff
-	}
-	now := core.NewTime(a.Now())
-	labels := map[string]string{labelStartedAt: now.Format(time.RFC3339)}
-	if restart {
-		st.restarts++
-		labels[labelRestarts] = fmt.Sprint(st.restarts)
-		w.event(c.Name, core.EventNormal, "Started", "Restarted container %s (restart %d)", c.Name, st.restarts)
-	} else {
-		w.event(c.Name, core.EventNormal, "Started", "Started container %s", c.Name)
-	}
-	w.mu.Lock()
-	if w.podIP != "" {
-		labels[labelPodIP] = w.podIP // read back when a restarted agent adopts the pod
-	}
-	w.mu.Unlock()
-	if _, err := ctr.SetLabels(a.ctx, labels); err != nil {
-		a.Log.Warn("recording container start failed", "container", ctr.ID(), "err", err)
-	}
-	st.waiting, st.terminated = nil, nil
-	st.running = &core.ContainerStateRunning{StartedAt: now}
-	st.ready = c.ReadinessProbe == nil
-	st.probes = probeState{}
-	return 50 * time.Millisecond // confirm it is still up shortly
-}
-
-func parseTime(s string) *core.Time {
-	if s == "" {
-		return nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return nil
-	}
-	return core.NewTime(t)
 }
 
 // updateStatus recomputes the pod's status and flags a report if it changed.
@@ -563,7 +323,7 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	if pod != nil {
 		grace = time.Duration(pod.Spec.GracePeriod()) * time.Second
 	}
-	ctrs, err := a.client.Containers(ctx, fmt.Sprintf(`labels.%q==%q`, labelPodUID, w.uid))
+	ctrs, err := a.rt.Containers(ctx, map[string]string{labelPodUID: w.uid})
 	if err != nil {
 		return err
 	}
@@ -576,7 +336,8 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 		wg.Add(1)
 		go func() { // containers of a pod stop together, each with the full grace
 			defer wg.Done()
-			errs[i] = removeContainer(context.WithoutCancel(ctx), c, grace)
+			// Once begun, a removal finishes even if the agent is stopping.
+			errs[i] = a.removeContainer(context.WithoutCancel(ctx), c.ID, grace)
 		}()
 	}
 	wg.Wait()
@@ -594,11 +355,61 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 				return err
 			}
 		}
-		if err := removeNetNS(w.netnsPath); err != nil {
+		if err := a.removeNetNS(w.netnsPath); err != nil {
 			return err
 		}
 	}
 	os.RemoveAll(w.podDir())
 	os.RemoveAll(w.logDir())
 	return nil
+}
+
+// removeContainer stops a container's task and deletes the container.
+func (a *Agent) removeContainer(ctx context.Context, id string, grace time.Duration) error {
+	if err := a.stopTask(ctx, id, grace); err != nil {
+		return err
+	}
+	return a.rt.RemoveContainer(ctx, id)
+}
+
+// postKillWait bounds the wait for a task to die after SIGKILL (a process
+// in uninterruptible sleep on a dying SD card can take a while).
+const postKillWait = 10 * time.Second
+
+// stopTask stops a container's task, as the kubelet does: SIGTERM, SIGKILL
+// if it is still running after grace, then deletes it.
+func (a *Agent) stopTask(ctx context.Context, id string, grace time.Duration) error {
+	st, err := a.rt.Task(ctx, id)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		return nil
+	}
+	if err == nil && st.State != core.TaskStopped {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if exited, err := a.rt.WaitTask(wctx, id); err == nil {
+			stopped := false
+			if grace > 0 {
+				a.rt.Signal(ctx, id, syscall.SIGTERM)
+				stopped = a.waitExit(ctx, exited, grace)
+			}
+			if !stopped {
+				a.rt.Signal(ctx, id, syscall.SIGKILL)
+				a.waitExit(ctx, exited, postKillWait)
+			}
+		}
+	}
+	return a.rt.DeleteTask(ctx, id)
+}
+
+// waitExit waits up to d for exited; true if the task stopped.
+func (a *Agent) waitExit(ctx context.Context, exited <-chan core.TaskStatus, d time.Duration) bool {
+	c, stop := a.timer(d)
+	defer stop()
+	select {
+	case <-exited:
+		return true
+	case <-c:
+	case <-ctx.Done():
+	}
+	return false
 }
