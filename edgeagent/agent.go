@@ -95,9 +95,18 @@ func (a *Agent) desiredPath() string { return filepath.Join(a.DataDir, "desired.
 // Open loads the last desired state from disk and starts reconciling. It
 // does not wait for the runtime or the master.
 func (a *Agent) Open() error {
-	if a.Name == "" || a.DataDir == "" || (a.Containerd == "" && a.Runtime == nil) {
-		return errors.New("agent: name, data dir and containerd socket are required")
+	if err := a.init(); err != nil {
+		return err
 	}
+	a.wg.Add(3)
+	go a.run()
+	go a.reportLoop()
+	go a.sendEvents()
+	return nil
+}
+
+// setDefaults fills the fields left empty.
+func (a *Agent) setDefaults() {
 	if a.Namespace == "" {
 		a.Namespace = "edge"
 	}
@@ -125,6 +134,15 @@ func (a *Agent) Open() error {
 	if a.createNetNS == nil {
 		a.createNetNS, a.removeNetNS = createNetNS, removeNetNS
 	}
+}
+
+// init prepares everything Open needs before its goroutines start; tests
+// of the pod worker use it to drive workers by hand.
+func (a *Agent) init() error {
+	if a.Name == "" || a.DataDir == "" || (a.Containerd == "" && a.Runtime == nil) {
+		return errors.New("agent: name, data dir and containerd socket are required")
+	}
+	a.setDefaults()
 	for _, d := range []string{a.DataDir, filepath.Join(a.DataDir, "logs"), filepath.Join(a.DataDir, "pods"), filepath.Join(a.RunDir, "netns")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
@@ -163,10 +181,6 @@ func (a *Agent) Open() error {
 		a.rt, a.closeRT = r, r.Close
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.wg.Add(3)
-	go a.run()
-	go a.reportLoop()
-	go a.sendEvents()
 	return nil
 }
 
@@ -349,16 +363,22 @@ func (a *Agent) run() {
 				continue
 			}
 			bo.reset()
-			a.mu.Lock()
-			switch ev.Type {
-			case core.RuntimeTaskOOM:
-				a.ooms[ev.ContainerID] = true
-			case core.RuntimeTaskExit:
-				if w := a.workers[a.byContainer[ev.ContainerID]]; w != nil {
-					w.kickNow()
-				}
-			}
-			a.mu.Unlock()
+			a.handleEvent(ev)
+		}
+	}
+}
+
+// handleEvent notes an OOM kill for the worker to report, and wakes the
+// worker of a container whose task exited.
+func (a *Agent) handleEvent(ev core.RuntimeEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch ev.Type {
+	case core.RuntimeTaskOOM:
+		a.ooms[ev.ContainerID] = true
+	case core.RuntimeTaskExit:
+		if w := a.workers[a.byContainer[ev.ContainerID]]; w != nil {
+			w.kickNow()
 		}
 	}
 }

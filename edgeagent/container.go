@@ -270,7 +270,8 @@ func (w *podWorker) startTask(c *core.Container, st *ctrState, id string, restar
 	st.running = &core.ContainerStateRunning{StartedAt: now}
 	st.ready = c.ReadinessProbe == nil
 	st.probes = probeState{}
-	st.exit = nil                      // the next exit is a new one, whatever its time
+	// The next exit is a new one, whatever its time says.
+	st.exit = nil
 	return 50 * time.Millisecond, true // confirm it is still up shortly
 }
 
