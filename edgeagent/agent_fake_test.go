@@ -184,3 +184,40 @@ func TestAgentResubscribes(t *testing.T) {
 	rt.exit(t, containerID(pod, "app"), 1)
 	waitRunning(t, a, pod, 1)
 }
+
+// An agent stopped while a pod waits out its grace period stops at once,
+// without killing the container early; the next agent finishes the job.
+func TestAgentCloseDuringGracePeriod(t *testing.T) {
+	clk := newFakeClock()
+	rt := newFakeRuntime(clk.Now)
+	rt.addImage("busybox")
+	rt.setTrapTERM("app")
+	dir := t.TempDir()
+	pod := testPod("web", busybox("app"))
+	id := containerID(pod, "app")
+	a1, _ := openTestAgent(t, rt, clk, dir)
+	a1.SetDesired(desired("h1", pod))
+	waitRunning(t, a1, pod, 0)
+	a1.SetDesired(desired("h2"))
+	graceEnd := clk.Now().Add(30 * time.Second)
+	waitUntil(t, "the grace period", func() bool { return clk.timersAt(graceEnd) == 1 })
+	closed := make(chan error)
+	go func() { closed <- a1.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for the grace period")
+	}
+	if state, _, sig := rt.state(id); state != core.TaskRunning || !slices.Equal(sig, []syscall.Signal{syscall.SIGTERM}) {
+		t.Fatalf("after Close: task %q, signals %v", state, sig)
+	}
+
+	openTestAgent(t, rt, clk, dir)
+	graceEnd = clk.Now().Add(30 * time.Second)
+	waitUntil(t, "the grace period again", func() bool { return clk.timersAt(graceEnd) == 1 })
+	clk.Advance(30 * time.Second)
+	waitUntil(t, "the container removed", func() bool { n, _ := rt.counts(); return n == 0 })
+	if _, _, sig := rt.state(id); !slices.Equal(sig, []syscall.Signal{syscall.SIGTERM, syscall.SIGTERM, syscall.SIGKILL}) {
+		t.Fatalf("signals %v", sig)
+	}
+}

@@ -25,6 +25,10 @@ const (
 	labelStartedAt    = "edge.started.at"
 	labelNetNS        = "edge.pod.netns"
 	labelPodIP        = "edge.pod.ip"
+	// labelGrace keeps the pod's grace period (seconds) for an agent that
+	// removes the container without knowing the pod (adopted, and no
+	// longer wanted).
+	labelGrace = "edge.pod.grace"
 )
 
 // containerID names a pod's container in the runtime: readable in
@@ -115,6 +119,7 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 	labels := map[string]string{
 		labelPodUID: pod.Metadata.UID, labelPodName: pod.Metadata.Name, labelPodNamespace: pod.Metadata.Namespace,
 		labelContainer: c.Name, labelSpecHash: specHash(c), labelRestarts: "0",
+		labelGrace: strconv.FormatInt(pod.Spec.GracePeriod(), 10),
 	}
 	cfg := &core.ContainerConfig{
 		ID: containerID(pod, c.Name), Image: image, Labels: labels,

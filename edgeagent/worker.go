@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -138,7 +139,9 @@ func (w *podWorker) sync() time.Duration {
 	w.mu.Unlock()
 	switch {
 	case term:
-		if err := w.teardown(pod); err != nil {
+		if err := w.teardown(pod); errors.Is(err, errClosing) {
+			return w.a.Resync // the loop ends with the agent
+		} else if err != nil {
 			w.a.Log.Error("removing pod failed; retrying", "pod", w.namespace+"/"+w.name, "err", err)
 			return 2 * time.Second
 		}
@@ -319,24 +322,22 @@ func (w *podWorker) report() (core.PodReport, bool) {
 func (w *podWorker) teardown(pod *core.Pod) error {
 	a := w.a
 	ctx := a.ctx
-	grace := 10 * time.Second
-	if pod != nil {
-		grace = time.Duration(pod.Spec.GracePeriod()) * time.Second
-	}
 	ctrs, err := a.rt.Containers(ctx, map[string]string{labelPodUID: w.uid})
 	if err != nil {
 		return err
 	}
-	if len(ctrs) > 0 && pod != nil {
-		w.event("", core.EventNormal, "Killing", "Stopping the pod's containers (grace period %s)", grace)
-	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(ctrs))
 	for i, c := range ctrs {
+		grace := containerGrace(pod, c)
+		if i == 0 {
+			w.event("", core.EventNormal, "Killing", "Stopping the pod's containers (grace period %s)", grace)
+		}
 		wg.Add(1)
 		go func() { // containers of a pod stop together, each with the full grace
 			defer wg.Done()
-			// Once begun, a removal finishes even if the agent is stopping.
+			// Once begun, a removal finishes even if the agent is
+			// stopping, except for waiting out the grace period.
 			errs[i] = a.removeContainer(context.WithoutCancel(ctx), c.ID, grace)
 		}()
 	}
@@ -364,6 +365,19 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	return nil
 }
 
+// containerGrace is the grace period of a pod's container: the pod's, or
+// for a pod the agent does not know (adopted, no longer wanted) the one
+// recorded on the container when it was created, or 10s.
+func containerGrace(pod *core.Pod, c *core.ContainerInfo) time.Duration {
+	if pod != nil {
+		return time.Duration(pod.Spec.GracePeriod()) * time.Second
+	}
+	if s, err := strconv.ParseInt(c.Labels[labelGrace], 10, 64); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 10 * time.Second
+}
+
 // removeContainer stops a container's task and deletes the container.
 func (a *Agent) removeContainer(ctx context.Context, id string, grace time.Duration) error {
 	if err := a.stopTask(ctx, id, grace); err != nil {
@@ -376,8 +390,13 @@ func (a *Agent) removeContainer(ctx context.Context, id string, grace time.Durat
 // in uninterruptible sleep on a dying SD card can take a while).
 const postKillWait = 10 * time.Second
 
+// errClosing ends a grace period early: the agent is stopping.
+var errClosing = errors.New("agent stopping")
+
 // stopTask stops a container's task, as the kubelet does: SIGTERM, SIGKILL
-// if it is still running after grace, then deletes it.
+// if it is still running after grace, then deletes it. If the agent stops
+// during the grace period the task is left running with its SIGTERM, not
+// killed early: the next agent adopts it and stops it again.
 func (a *Agent) stopTask(ctx context.Context, id string, grace time.Duration) error {
 	st, err := a.rt.Task(ctx, id)
 	if core.ErrorCode(err) == core.ENOTFOUND {
@@ -390,26 +409,29 @@ func (a *Agent) stopTask(ctx context.Context, id string, grace time.Duration) er
 			stopped := false
 			if grace > 0 {
 				a.rt.Signal(ctx, id, syscall.SIGTERM)
-				stopped = a.waitExit(ctx, exited, grace)
+				if stopped, err = a.waitExit(exited, grace); err != nil {
+					return err
+				}
 			}
 			if !stopped {
 				a.rt.Signal(ctx, id, syscall.SIGKILL)
-				a.waitExit(ctx, exited, postKillWait)
+				a.waitExit(exited, postKillWait)
 			}
 		}
 	}
 	return a.rt.DeleteTask(ctx, id)
 }
 
-// waitExit waits up to d for exited; true if the task stopped.
-func (a *Agent) waitExit(ctx context.Context, exited <-chan core.TaskStatus, d time.Duration) bool {
+// waitExit waits up to d for exited; stopped is true if the task stopped.
+func (a *Agent) waitExit(exited <-chan core.TaskStatus, d time.Duration) (stopped bool, err error) {
 	c, stop := a.timer(d)
 	defer stop()
 	select {
 	case <-exited:
-		return true
+		return true, nil
 	case <-c:
-	case <-ctx.Done():
+		return false, nil
+	case <-a.ctx.Done():
+		return false, errClosing
 	}
-	return false
 }

@@ -613,7 +613,11 @@ func TestWorkerTeardown(t *testing.T) {
 				}
 				h.clk.Advance(time.Millisecond)
 			}
-			<-done
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("teardown did not end")
+			}
 			for _, name := range []string{"app", "side"} {
 				state, _, sig := h.rt.state(h.id(name))
 				if state != "absent" {
