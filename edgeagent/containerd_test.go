@@ -287,7 +287,7 @@ func TestContainerdOOM(t *testing.T) {
 	t.Cleanup(func() { removeNetNS(netns) })
 	id := "oom.app.1"
 	cfg := &core.ContainerConfig{ID: id, Image: testImage, NetNSPath: netns, Hostname: "oom",
-		Command: []string{"tail", "/dev/zero"}, // keeps one endless line in memory
+		Command:   []string{"tail", "/dev/zero"}, // keeps one endless line in memory
 		Resources: core.ContainerResources{MemoryLimit: 16 << 20, PidsLimit: 16}}
 	if err := r.CreateContainer(ctx, cfg); err != nil {
 		t.Fatal(err)
