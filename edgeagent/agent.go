@@ -296,74 +296,89 @@ func (a *Agent) run() {
 		a.Log.Error("listing existing containers failed", "err", err)
 	}
 	a.apply()
-	// The runtime's exit events wake a pod's worker at once. When the
-	// stream breaks (the runtime restarted) every worker looks again, since
-	// exits may have gone unseen, and the agent subscribes again after a
-	// backoff.
-	var events <-chan core.RuntimeEvent
-	var resubscribe <-chan time.Time
-	bo := retryBackoff{min: 100 * time.Millisecond, max: 10 * time.Second}
-	failures := 0
-	subscribe := func() {
-		ch, err := a.rt.Events(a.ctx)
-		if err != nil {
-			if failures++; failures == 1 || failures%30 == 0 {
-				a.Log.Warn("subscribing to runtime events failed; retrying", "err", err)
-			}
-			resubscribe = time.After(bo.next())
-			return
-		}
-		if failures > 0 {
-			a.Log.Info("runtime events flowing again")
-			failures = 0
-		}
-		events = ch
-	}
-	subscribe()
+	events := eventStream{a: a, bo: retryBackoff{min: 100 * time.Millisecond, max: 10 * time.Second}}
+	events.subscribe()
 	for {
 		select {
 		case <-a.ctx.Done():
-			a.mu.Lock()
-			for _, w := range a.workers {
-				w.stop()
-			}
-			a.mu.Unlock()
+			a.eachWorker((*podWorker).stop)
 			return
 		case <-a.newDesired:
 			a.apply()
 		case uid := <-a.workerDone:
-			a.mu.Lock()
-			if w := a.workers[uid]; w != nil && w.isFinished() {
-				delete(a.workers, uid)
-				for id, u := range a.byContainer {
-					if u == uid {
-						delete(a.byContainer, id)
-						delete(a.ooms, id)
-					}
-				}
-			}
-			a.mu.Unlock()
+			a.reap(uid)
 			a.apply() // a pod of the same name may wait for this one to go
 			a.markDirty()
-		case <-resubscribe:
-			resubscribe = nil
-			subscribe()
-		case ev, ok := <-events:
+		case <-events.retry:
+			events.subscribe()
+		case ev, ok := <-events.c:
 			if !ok {
-				events = nil
-				if a.ctx.Err() == nil {
-					a.Log.Warn("runtime event stream broke; subscribing again")
-					resubscribe = time.After(bo.next())
-				}
-				a.mu.Lock()
-				for _, w := range a.workers {
-					w.kickNow()
-				}
-				a.mu.Unlock()
+				events.broken()
+				a.eachWorker((*podWorker).kickNow) // exits may have gone unseen
 				continue
 			}
-			bo.reset()
+			events.bo.reset()
 			a.handleEvent(ev)
+		}
+	}
+}
+
+// eventStream is the agent's subscription to the runtime's events: exits
+// wake a pod's worker at once. When the stream breaks (the runtime
+// restarted) the agent subscribes again after a backoff.
+type eventStream struct {
+	a        *Agent
+	c        <-chan core.RuntimeEvent // nil while not subscribed
+	retry    <-chan time.Time         // fires when to subscribe again
+	bo       retryBackoff
+	failures int
+}
+
+func (s *eventStream) subscribe() {
+	s.retry = nil
+	ch, err := s.a.rt.Events(s.a.ctx)
+	if err != nil {
+		if s.failures++; s.failures == 1 || s.failures%30 == 0 {
+			s.a.Log.Warn("subscribing to runtime events failed; retrying", "err", err)
+		}
+		s.retry = time.After(s.bo.next())
+		return
+	}
+	if s.failures > 0 {
+		s.a.Log.Info("runtime events flowing again")
+		s.failures = 0
+	}
+	s.c = ch
+}
+
+func (s *eventStream) broken() {
+	s.c = nil
+	if s.a.ctx.Err() == nil {
+		s.a.Log.Warn("runtime event stream broke; subscribing again")
+		s.retry = time.After(s.bo.next())
+	}
+}
+
+func (a *Agent) eachWorker(f func(*podWorker)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.workers {
+		f(w)
+	}
+}
+
+// reap forgets a worker that removed its pod.
+func (a *Agent) reap(uid string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w := a.workers[uid]; w == nil || !w.isFinished() {
+		return
+	}
+	delete(a.workers, uid)
+	for id, u := range a.byContainer {
+		if u == uid {
+			delete(a.byContainer, id)
+			delete(a.ooms, id)
 		}
 	}
 }
