@@ -73,7 +73,8 @@ type Runtime interface {
 	// ctx bounds how long it may take.
 	Exec(ctx context.Context, id string, cmd []string) (int, error)
 
-	// Events streams task exits and OOM kills. The channel is closed when
+	// Events streams the exits of containers' tasks (not of processes
+	// started by Exec) and OOM kills. The channel is closed when
 	// ctx ends or the stream breaks (the runtime restarted): the caller
 	// subscribes again, and must assume it missed events in between.
 	Events(ctx context.Context) (<-chan RuntimeEvent, error)
@@ -157,7 +158,7 @@ type TaskStatus struct {
 type RuntimeEventType string
 
 const (
-	RuntimeTaskExit RuntimeEventType = "exit" // a process of the container exited
+	RuntimeTaskExit RuntimeEventType = "exit" // the container's task exited
 	RuntimeTaskOOM  RuntimeEventType = "oom"  // the kernel OOM-killed a process of the container
 )
 

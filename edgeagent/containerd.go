@@ -483,6 +483,9 @@ func (r *containerdRuntime) Events(ctx context.Context) (<-chan core.RuntimeEven
 				case *apievents.TaskOOM:
 					re = core.RuntimeEvent{Type: core.RuntimeTaskOOM, ContainerID: ev.ContainerID}
 				case *apievents.TaskExit:
+					if ev.ID != ev.ContainerID {
+						continue // an exec'd process (a probe) exited, not the container
+					}
 					re = core.RuntimeEvent{Type: core.RuntimeTaskExit, ContainerID: ev.ContainerID}
 				default:
 					continue

@@ -49,7 +49,7 @@ func (w *podWorker) probe(pod *core.Pod, c *core.Container, st *ctrState) time.D
 				}
 			} else {
 				ps.readyOK, ps.readyFail = 0, ps.readyFail+1
-				if ps.readyFail >= int(p.FailureThreshold) || !st.ready {
+				if ps.readyFail >= int(p.FailureThreshold) {
 					st.ready = false
 				}
 			}
