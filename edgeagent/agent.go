@@ -1,17 +1,18 @@
 // Package edgeagent is the worker: it runs the pods its master wants through
-// containerd, reports what it sees, and keeps going when the master, the
-// broker or the link is gone. Its only state outside containerd is the last
-// desired state, written crash-safely, and the pods' log files; everything
-// else is read back from containerd labels, so a restarted agent adopts its
-// running containers instead of duplicating them. It never talks to the
-// master except through its Reporter and the callbacks the wiring sets.
+// a container runtime (containerd, behind core.Runtime), reports what it
+// sees, and keeps going when the master, the broker or the link is gone. Its
+// only state outside the runtime is the last desired state, written
+// crash-safely, and the pods' log files; everything else is read back from
+// container labels, so a restarted agent adopts its running containers
+// instead of duplicating them. It never talks to the master except through
+// its Reporter and the callbacks the wiring sets, and only containerd.go
+// knows containerd.
 package edgeagent
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,20 +20,18 @@ import (
 	"sync"
 	"time"
 
-	apievents "github.com/containerd/containerd/api/events"
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/typeurl/v2"
-
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/internal/fsutil"
 )
 
 // Agent runs a node's pods. Configure the fields, then Open.
 type Agent struct {
-	Name       string
-	DataDir    string
-	RunDir     string // netns mounts; default /run/edge/<Name>
+	Name    string
+	DataDir string
+	RunDir  string // netns mounts; default /run/edge/<Name>
+	// Runtime runs the containers. Nil means containerd at the Containerd
+	// socket, in Namespace, with cgroups under CgroupParent.
+	Runtime    core.Runtime
 	Containerd string // socket path
 	Namespace  string // containerd namespace, default "edge"
 	// CgroupParent holds every container's cgroup; default /edge/<Name>.
@@ -40,17 +39,28 @@ type Agent struct {
 	Labels       map[string]string
 	// PidsLimit caps the processes of each container (default 1024).
 	PidsLimit int64
-	Version   string
-	Reporter  core.Reporter
-	Network   Network // pod networking; nil gives pods a loopback-only namespace
-	Log       *slog.Logger
-	Now       func() time.Time
+	// SystemReserved is capacity kept from pods for the OS, containerd and
+	// the agent: the node reports Allocatable = Capacity - SystemReserved
+	// and the scheduler fits pods into that. Nil means defaultReserved.
+	SystemReserved core.ResourceList
+	Version        string
+	Reporter       core.Reporter
+	Network        Network // pod networking; nil gives pods a loopback-only namespace
+	Log            *slog.Logger
+	Now            func() time.Time
 	// Resync is how often every pod is checked without an event (default
-	// 30s): containerd's exit events wake a pod at once, this is the net
+	// 30s): the runtime's exit events wake a pod at once, this is the net
 	// under them, and polling costs an idle Pi CPU.
 	Resync time.Duration
 
-	client *containerd.Client
+	rt      core.Runtime
+	closeRT func() error // set when the agent made rt itself
+	// timer, createNetNS and removeNetNS are replaced by tests (fake time,
+	// namespaces without root).
+	timer       timerFunc
+	createNetNS func(path string) error
+	removeNetNS func(path string) error
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -59,7 +69,7 @@ type Agent struct {
 	desired     *core.DesiredState // latest known; nil until one is known
 	newDesired  chan struct{}
 	workers     map[string]*podWorker // by pod UID
-	byContainer map[string]string     // containerd id -> pod UID
+	byContainer map[string]string     // runtime container id -> pod UID
 	workerDone  chan string
 	dirty       chan struct{}
 	lastSent    []byte
@@ -83,11 +93,20 @@ type Network interface {
 func (a *Agent) desiredPath() string { return filepath.Join(a.DataDir, "desired.json") }
 
 // Open loads the last desired state from disk and starts reconciling. It
-// does not wait for containerd or the master.
+// does not wait for the runtime or the master.
 func (a *Agent) Open() error {
-	if a.Name == "" || a.DataDir == "" || a.Containerd == "" {
-		return errors.New("agent: name, data dir and containerd socket are required")
+	if err := a.init(); err != nil {
+		return err
 	}
+	a.wg.Add(3)
+	go a.run()
+	go a.reportLoop()
+	go a.sendEvents()
+	return nil
+}
+
+// setDefaults fills the fields left empty.
+func (a *Agent) setDefaults() {
 	if a.Namespace == "" {
 		a.Namespace = "edge"
 	}
@@ -109,6 +128,21 @@ func (a *Agent) Open() error {
 	if a.Resync == 0 {
 		a.Resync = 30 * time.Second
 	}
+	if a.timer == nil {
+		a.timer = realTimer
+	}
+	if a.createNetNS == nil {
+		a.createNetNS, a.removeNetNS = createNetNS, removeNetNS
+	}
+}
+
+// init prepares everything Open needs before its goroutines start; tests
+// of the pod worker use it to drive workers by hand.
+func (a *Agent) init() error {
+	if a.Name == "" || a.DataDir == "" || (a.Containerd == "" && a.Runtime == nil) {
+		return errors.New("agent: name, data dir and containerd socket are required")
+	}
+	a.setDefaults()
 	for _, d := range []string{a.DataDir, filepath.Join(a.DataDir, "logs"), filepath.Join(a.DataDir, "pods"), filepath.Join(a.RunDir, "netns")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
@@ -130,17 +164,23 @@ func (a *Agent) Open() error {
 			a.Log.Info("loaded saved desired state", "pods", len(ds.Pods))
 		}
 	}
-	a.node = a.nodeStatus()
 	var err error
+	if a.node, err = a.nodeStatus(); err != nil {
+		return err
+	}
 	if a.events, err = openEventQueue(filepath.Join(a.DataDir, "events"), 1000); err != nil {
 		return err
 	}
 	a.eventsReady = make(chan struct{}, 1)
-	a.ctx, a.cancel = context.WithCancel(namespaces.WithNamespace(context.Background(), a.Namespace))
-	a.wg.Add(3)
-	go a.run()
-	go a.reportLoop()
-	go a.sendEvents()
+	a.rt = a.Runtime
+	if a.rt == nil {
+		r, err := newContainerdRuntime(a.Containerd, a.Namespace, a.CgroupParent)
+		if err != nil {
+			return err
+		}
+		a.rt, a.closeRT = r, r.Close
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	return nil
 }
 
@@ -152,8 +192,10 @@ func (a *Agent) Close() error {
 	a.cancel()
 	a.wg.Wait()
 	a.cancel = nil
-	if a.client != nil {
-		return a.client.Close()
+	if a.closeRT != nil {
+		err := a.closeRT()
+		a.closeRT = nil
+		return err
 	}
 	return nil
 }
@@ -205,158 +247,174 @@ func (a *Agent) markDirty() {
 	}
 }
 
-// connect dials containerd until it answers.
-func (a *Agent) connect() bool {
-	delay := 200 * time.Millisecond
+// waitRuntime asks the runtime for its version until it answers.
+func (a *Agent) waitRuntime() bool {
+	bo := retryBackoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	failures := 0
 	for {
-		c, err := containerd.New(a.Containerd, containerd.WithDefaultNamespace(a.Namespace), containerd.WithTimeout(5*time.Second))
+		ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+		_, err := a.rt.Version(ctx)
+		cancel()
 		if err == nil {
-			if _, err = c.Version(a.ctx); err == nil {
-				a.client = c
-				if failures > 0 {
-					a.Log.Info("containerd reachable again", "socket", a.Containerd)
-				}
-				return true
+			if failures > 0 {
+				a.Log.Info("container runtime reachable again", "socket", a.Containerd)
 			}
-			c.Close()
+			return true
+		}
+		if a.ctx.Err() != nil {
+			return false
 		}
 		failures++
 		if failures == 1 || failures%30 == 0 {
-			a.Log.Warn("containerd not reachable; retrying", "socket", a.Containerd, "err", err)
+			a.Log.Warn("container runtime not reachable; retrying", "socket", a.Containerd, "err", err)
 		}
-		select {
-		case <-a.ctx.Done():
+		if !a.sleep(bo.next()) {
 			return false
-		case <-time.After(delay):
 		}
-		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// sleep waits d in real time (retries of the agent itself, not pod
+// logic); false if the agent is closing.
+func (a *Agent) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
 func (a *Agent) run() {
 	defer a.wg.Done()
-	if !a.connect() {
+	if !a.waitRuntime() {
 		return
 	}
 	if err := a.adopt(); err != nil {
 		a.Log.Error("listing existing containers failed", "err", err)
 	}
 	a.apply()
-	events := a.subscribe()
+	events := eventStream{a: a, bo: retryBackoff{min: 100 * time.Millisecond, max: 10 * time.Second}}
+	events.subscribe()
 	for {
 		select {
 		case <-a.ctx.Done():
-			a.mu.Lock()
-			for _, w := range a.workers {
-				w.stop()
-			}
-			a.mu.Unlock()
+			a.eachWorker((*podWorker).stop)
 			return
 		case <-a.newDesired:
 			a.apply()
 		case uid := <-a.workerDone:
-			a.mu.Lock()
-			if w := a.workers[uid]; w != nil && w.isFinished() {
-				delete(a.workers, uid)
-				for id, u := range a.byContainer {
-					if u == uid {
-						delete(a.byContainer, id)
-					}
-				}
-			}
-			a.mu.Unlock()
+			a.reap(uid)
 			a.apply() // a pod of the same name may wait for this one to go
 			a.markDirty()
-		case id, ok := <-events:
+		case <-events.retry:
+			events.subscribe()
+		case ev, ok := <-events.c:
 			if !ok {
-				events = a.subscribe()
-				// Exits may have gone unseen while the stream was down.
-				a.mu.Lock()
-				for _, w := range a.workers {
-					w.kickNow()
-				}
-				a.mu.Unlock()
+				events.broken()
+				a.eachWorker((*podWorker).kickNow) // exits may have gone unseen
 				continue
 			}
-			a.mu.Lock()
-			if w := a.workers[a.byContainer[id]]; w != nil {
-				w.kickNow()
-			}
-			a.mu.Unlock()
+			events.bo.reset()
+			a.handleEvent(ev)
 		}
 	}
 }
 
-// subscribe streams the ids of containers whose task exited, reconnecting
-// when containerd restarts.
-func (a *Agent) subscribe() <-chan string {
-	out := make(chan string, 64)
-	go func() {
-		defer close(out)
-		envs, errs := a.client.Subscribe(a.ctx,
-			fmt.Sprintf(`topic=="/tasks/exit",namespace==%q`, a.Namespace),
-			fmt.Sprintf(`topic=="/tasks/oom",namespace==%q`, a.Namespace))
-		for {
-			select {
-			case <-a.ctx.Done():
-				return
-			case err := <-errs:
-				if a.ctx.Err() == nil {
-					a.Log.Warn("containerd event stream broke; resubscribing", "err", err)
-					select {
-					case <-time.After(time.Second):
-					case <-a.ctx.Done():
-					}
-				}
-				return
-			case env := <-envs:
-				if env == nil {
-					continue
-				}
-				ev, err := typeurl.UnmarshalAny(env.Event)
-				if err != nil {
-					continue
-				}
-				if oom, ok := ev.(*apievents.TaskOOM); ok {
-					a.mu.Lock()
-					a.ooms[oom.ContainerID] = true
-					a.mu.Unlock()
-				}
-				if exit, ok := ev.(*apievents.TaskExit); ok {
-					select {
-					case out <- exit.ContainerID:
-					case <-a.ctx.Done():
-						return
-					}
-				}
-			}
+// eventStream is the agent's subscription to the runtime's events: exits
+// wake a pod's worker at once. When the stream breaks (the runtime
+// restarted) the agent subscribes again after a backoff.
+type eventStream struct {
+	a        *Agent
+	c        <-chan core.RuntimeEvent // nil while not subscribed
+	retry    <-chan time.Time         // fires when to subscribe again
+	bo       retryBackoff
+	failures int
+}
+
+func (s *eventStream) subscribe() {
+	s.retry = nil
+	ch, err := s.a.rt.Events(s.a.ctx)
+	if err != nil {
+		if s.failures++; s.failures == 1 || s.failures%30 == 0 {
+			s.a.Log.Warn("subscribing to runtime events failed; retrying", "err", err)
 		}
-	}()
-	return out
+		s.retry = time.After(s.bo.next())
+		return
+	}
+	if s.failures > 0 {
+		s.a.Log.Info("runtime events flowing again")
+		s.failures = 0
+	}
+	s.c = ch
+}
+
+func (s *eventStream) broken() {
+	s.c = nil
+	if s.a.ctx.Err() == nil {
+		s.a.Log.Warn("runtime event stream broke; subscribing again")
+		s.retry = time.After(s.bo.next())
+	}
+}
+
+func (a *Agent) eachWorker(f func(*podWorker)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, w := range a.workers {
+		f(w)
+	}
+}
+
+// reap forgets a worker that removed its pod.
+func (a *Agent) reap(uid string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if w := a.workers[uid]; w == nil || !w.isFinished() {
+		return
+	}
+	delete(a.workers, uid)
+	for id, u := range a.byContainer {
+		if u == uid {
+			delete(a.byContainer, id)
+			delete(a.ooms, id)
+		}
+	}
+}
+
+// handleEvent notes an OOM kill for the worker to report, and wakes the
+// worker of a container whose task exited.
+func (a *Agent) handleEvent(ev core.RuntimeEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch ev.Type {
+	case core.RuntimeTaskOOM:
+		a.ooms[ev.ContainerID] = true
+	case core.RuntimeTaskExit:
+		if w := a.workers[a.byContainer[ev.ContainerID]]; w != nil {
+			w.kickNow()
+		}
+	}
 }
 
 // adopt finds the containers a previous agent left running.
 func (a *Agent) adopt() error {
-	ctrs, err := a.client.Containers(a.ctx, fmt.Sprintf(`labels.%q`, labelPodUID))
+	ctrs, err := a.rt.Containers(a.ctx, map[string]string{labelPodUID: ""})
 	if err != nil {
 		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, c := range ctrs {
-		labels, err := c.Labels(a.ctx)
-		if err != nil {
-			continue
-		}
-		uid := labels[labelPodUID]
+		uid := c.Labels[labelPodUID]
 		w := a.workers[uid]
 		if w == nil {
-			w = a.newWorker(uid, labels[labelPodNamespace], labels[labelPodName])
-			w.netnsPath, w.podIP = labels[labelNetNS], labels[labelPodIP]
+			w = a.newWorker(uid, c.Labels[labelPodNamespace], c.Labels[labelPodName])
+			w.netnsPath, w.podIP = c.Labels[labelNetNS], c.Labels[labelPodIP]
 			a.workers[uid] = w
 		}
-		a.byContainer[c.ID()] = uid
+		a.byContainer[c.ID] = uid
 	}
 	if len(ctrs) > 0 {
 		a.Log.Info("adopted running containers", "containers", len(ctrs), "pods", len(a.workers))
@@ -375,7 +433,7 @@ func (a *Agent) adopt() error {
 				a.Log.Warn("removing a stale pod network failed", "pod-uid", e.Name(), "err", err)
 			}
 		}
-		removeNetNS(path)
+		a.removeNetNS(path)
 	}
 	for _, w := range a.workers {
 		w.start()
@@ -527,28 +585,16 @@ func (a *Agent) Snapshot() *core.NodeReport {
 
 // images lists the images present, for the scheduler's image locality.
 func (a *Agent) images() []core.NodeImage {
-	if a.client == nil {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
 	defer cancel()
-	imgs, err := a.client.ImageService().List(ctx)
+	imgs, err := a.rt.Images(ctx)
 	if err != nil {
 		return nil
 	}
 	out := []core.NodeImage{}
 	for _, img := range imgs {
-		out = append(out, core.NodeImage{Names: []string{img.Name}, SizeBytes: img.Target.Size})
+		out = append(out, core.NodeImage{Names: []string{img.Name}, SizeBytes: img.Size})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Names[0] < out[j].Names[0] })
 	return out
-}
-
-// oomKilled reports (once) whether the kernel OOM-killed container id.
-func (w *podWorker) oomKilled(id string) bool {
-	w.a.mu.Lock()
-	defer w.a.mu.Unlock()
-	ok := w.a.ooms[id]
-	delete(w.a.ooms, id)
-	return ok
 }

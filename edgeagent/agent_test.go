@@ -36,22 +36,53 @@ func TestTailOffset(t *testing.T) {
 }
 
 func TestContainerLimits(t *testing.T) {
+	limits := func(c *core.Container, pids int64) core.ContainerResources {
+		t.Helper()
+		r, err := containerLimits(c, pids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
 	c := &core.Container{Resources: core.ResourceRequirements{
 		Limits:   core.ResourceList{"memory": "32Mi", "cpu": "250m"},
 		Requests: core.ResourceList{"cpu": "100m"},
 	}}
-	l := containerLimits(c, 512)
-	if l.memory != 33554432 || l.cpuQuota != 25000 || l.shares != 102 || l.pids != 512 {
+	l := limits(c, 512)
+	if l.MemoryLimit != 33554432 || l.CPUQuota != 25000 || l.CPUPeriod != cpuPeriod || l.CPUShares != 102 || l.PidsLimit != 512 {
 		t.Fatalf("limits %+v", l)
 	}
 	// Limits without requests request the limits, as in Kubernetes.
-	l = containerLimits(&core.Container{Resources: core.ResourceRequirements{Limits: core.ResourceList{"cpu": "2"}}}, 1)
-	if l.cpuQuota != 200000 || l.shares != 2048 || l.memory != 0 {
+	l = limits(&core.Container{Resources: core.ResourceRequirements{Limits: core.ResourceList{"cpu": "2"}}}, 1)
+	if l.CPUQuota != 200000 || l.CPUShares != 2048 || l.MemoryLimit != 0 {
 		t.Fatalf("limits %+v", l)
 	}
 	// A tiny cpu limit still gets the kernel's minimum quota.
-	if l = containerLimits(&core.Container{Resources: core.ResourceRequirements{Limits: core.ResourceList{"cpu": "1m"}}}, 1); l.cpuQuota != 1000 {
-		t.Fatalf("quota %d", l.cpuQuota)
+	if l = limits(&core.Container{Resources: core.ResourceRequirements{Limits: core.ResourceList{"cpu": "1m"}}}, 1); l.CPUQuota != 1000 {
+		t.Fatalf("quota %d", l.CPUQuota)
+	}
+}
+
+// A limit that does not parse fails the container instead of running it
+// unlimited, and the error names the container and the field.
+func TestContainerLimitsFailClosed(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		res  core.ResourceRequirements
+		want string
+	}{
+		{"memory", core.ResourceRequirements{Limits: core.ResourceList{"memory": "32MiB"}}, `container "app": resources.limits.memory: quantity "32MiB" has an unknown suffix`},
+		{"negative memory", core.ResourceRequirements{Limits: core.ResourceList{"memory": "-1Mi"}}, `container "app": resources.limits.memory: quantity "-1Mi" is negative`},
+		{"cpu limit", core.ResourceRequirements{Limits: core.ResourceList{"cpu": "lots"}}, `container "app": resources.limits.cpu: quantity "lots" must start with a number`},
+		{"cpu limit out of range", core.ResourceRequirements{Limits: core.ResourceList{"cpu": "1e16"}}, `container "app": resources.limits.cpu: quantity "1e16" is out of range`},
+		{"cpu request", core.ResourceRequirements{Requests: core.ResourceList{"cpu": "1x"}}, `container "app": resources.requests.cpu: quantity "1x" has an unknown suffix`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := containerLimits(&core.Container{Name: "app", Resources: tt.res}, 1)
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %s...", err, tt.want)
+			}
+		})
 	}
 }
 

@@ -3,6 +3,7 @@ package edgeagent
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -28,7 +29,7 @@ func (a *Agent) nodeLabels() map[string]string {
 }
 
 // nodeStatus gathers the facts the scheduler and users need.
-func (a *Agent) nodeStatus() core.NodeStatus {
+func (a *Agent) nodeStatus() (core.NodeStatus, error) {
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	kernel := string(bytes.TrimRight(uts.Release[:], "\x00"))
@@ -38,9 +39,17 @@ func (a *Agent) nodeStatus() core.NodeStatus {
 		"memory": core.FormatBytes(mem),
 		"pods":   "110",
 	}
+	reserved := a.SystemReserved
+	if reserved == nil {
+		reserved = defaultReserved(mem)
+	}
+	allocatable, err := allocatable(capacity, reserved)
+	if err != nil {
+		return core.NodeStatus{}, err
+	}
 	st := core.NodeStatus{
 		Capacity:    capacity,
-		Allocatable: capacity,
+		Allocatable: allocatable,
 		NodeInfo: core.NodeSystemInfo{
 			KernelVersion:           kernel,
 			OSImage:                 osImage(),
@@ -56,7 +65,52 @@ func (a *Agent) nodeStatus() core.NodeStatus {
 		a.hostIP = ip
 		st.Addresses = append([]core.NodeAddress{{Type: "InternalIP", Address: ip}}, st.Addresses...)
 	}
-	return st
+	return st, nil
+}
+
+// defaultReserved keeps 100m of CPU and a quarter of the memory, at most
+// 256Mi, from pods. The OS (systemd, journald, sshd, avahi), containerd,
+// a shim per container and the agent take 150-250 MB on a Pi; GKE reserves
+// 255Mi on its smallest machines. A fixed 256Mi would take half of a Pi
+// Zero 2's 512 MB, hence the quarter: ~110Mi there, ~230Mi on a 1 GB Pi,
+// 256Mi from 2 GB up.
+func defaultReserved(memTotal int64) core.ResourceList {
+	mem := min(memTotal/4, 256<<20) &^ (1<<20 - 1) // whole MiB
+	return core.ResourceList{"cpu": "100m", "memory": core.FormatBytes(mem)}
+}
+
+// allocatable is capacity less reserved, never below zero.
+func allocatable(capacity, reserved core.ResourceList) (core.ResourceList, error) {
+	out := core.ResourceList{}
+	for k, v := range capacity {
+		out[k] = v
+	}
+	for k, q := range reserved {
+		c, ok := capacity[k]
+		if !ok {
+			return nil, fmt.Errorf("system reserved: %q is not a resource of this node (cpu, memory, pods)", k)
+		}
+		value, format := core.Quantity.Value, core.FormatBytes
+		switch k {
+		case "cpu":
+			value, format = core.Quantity.MilliValue, core.FormatMilliCPU
+		case "pods":
+			format = func(n int64) core.Quantity { return core.Quantity(strconv.FormatInt(n, 10)) }
+		}
+		r, err := value(q)
+		if err == nil && r < 0 {
+			err = fmt.Errorf("quantity %q is negative", string(q))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("system reserved %s: %v", k, err)
+		}
+		have, err := value(c)
+		if err != nil {
+			return nil, fmt.Errorf("capacity %s: %v", k, err)
+		}
+		out[k] = format(max(have-r, 0))
+	}
+	return out, nil
 }
 
 func readFile(path string) string {

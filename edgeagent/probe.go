@@ -10,9 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
-
 	"github.com/edgeorch/edge/core"
 )
 
@@ -52,7 +49,7 @@ func (w *podWorker) probe(pod *core.Pod, c *core.Container, st *ctrState) time.D
 				}
 			} else {
 				ps.readyOK, ps.readyFail = 0, ps.readyFail+1
-				if ps.readyFail >= int(p.FailureThreshold) || !st.ready {
+				if ps.readyFail >= int(p.FailureThreshold) {
 					st.ready = false
 				}
 			}
@@ -81,17 +78,10 @@ func (w *podWorker) probe(pod *core.Pod, c *core.Container, st *ctrState) time.D
 	return next
 }
 
+// killForRestart kills a container that failed its liveness probe; its
+// exit then restarts it per policy, as for any crash.
 func (w *podWorker) killForRestart(pod *core.Pod, c *core.Container) {
-	ctx := w.a.ctx
-	ctr, err := w.a.client.LoadContainer(ctx, containerID(pod, c.Name))
-	if err != nil {
-		return
-	}
-	task, err := ctr.Task(ctx, nil)
-	if err != nil {
-		return
-	}
-	task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll)
+	w.a.rt.Signal(w.a.ctx, containerID(pod, c.Name), syscall.SIGKILL)
 }
 
 func (w *podWorker) port(c *core.Container, v core.IntOrString) (int, error) {
@@ -180,41 +170,12 @@ func (w *podWorker) runProbe(pod *core.Pod, c *core.Container, p *core.Probe) er
 }
 
 func (w *podWorker) execProbe(ctx context.Context, pod *core.Pod, c *core.Container, cmd []string) error {
-	ctr, err := w.a.client.LoadContainer(ctx, containerID(pod, c.Name))
+	code, err := w.a.rt.Exec(ctx, containerID(pod, c.Name), cmd)
 	if err != nil {
 		return err
 	}
-	spec, err := ctr.Spec(ctx)
-	if err != nil {
-		return err
+	if code != 0 {
+		return fmt.Errorf("exec probe exited with %d", code)
 	}
-	task, err := ctr.Task(ctx, nil)
-	if err != nil {
-		return err
-	}
-	ps := *spec.Process
-	ps.Args = cmd
-	ps.Terminal = false
-	execID := "probe-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	proc, err := task.Exec(ctx, execID, &ps, cio.NullIO)
-	if err != nil {
-		return err
-	}
-	defer proc.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill)
-	exited, err := proc.Wait(ctx)
-	if err != nil {
-		return err
-	}
-	if err := proc.Start(ctx); err != nil {
-		return err
-	}
-	select {
-	case s := <-exited:
-		if s.ExitCode() != 0 {
-			return fmt.Errorf("exec probe exited with %d", s.ExitCode())
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("exec probe timed out")
-	}
+	return nil
 }

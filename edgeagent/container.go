@@ -1,0 +1,319 @@
+package edgeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// ctrState is what the worker knows of one container beyond the runtime.
+type ctrState struct {
+	restarts     int32
+	backoff      time.Duration // wait before the next restart after a crash
+	retryAt      time.Time
+	pullFailures int
+	waiting      *core.ContainerStateWaiting
+	running      *core.ContainerStateRunning
+	terminated   *core.ContainerStateTerminated
+	last         *core.ContainerStateTerminated
+	ready        bool
+	imageID      string
+	created      time.Time
+	probes       probeState
+	exitSeen     time.Time                      // the exit last recorded as an event
+	exit         *core.ContainerStateTerminated // how that exit is reported
+}
+
+// maxBackoff caps the restart backoff (1s, 2s, 4s, ... 60s); a container
+// that ran longer than this starts again from no delay.
+const maxBackoff = 60 * time.Second
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return time.Second
+	}
+	return min(2*d, maxBackoff)
+}
+
+func shouldRestart(policy core.RestartPolicy, exitCode int32) bool {
+	return policy == core.RestartAlways || (policy == core.RestartOnFailure && exitCode != 0)
+}
+
+func parseTime(s string) *core.Time {
+	if s == "" {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return nil
+	}
+	return core.NewTime(t)
+}
+
+// syncContainer moves one container a step: create it, start its task,
+// restart it after an exit (with backoff), or record that it runs.
+func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState, netReady func() error) time.Duration {
+	a := w.a
+	ctx := a.ctx
+	now := a.Now()
+	id := containerID(pod, c.Name)
+	info, err := a.rt.Container(ctx, id)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		if now.Before(st.retryAt) {
+			return st.retryAt.Sub(now)
+		}
+		if err := w.createContainer(pod, c, st, id); err != nil {
+			st.backoff = nextBackoff(st.backoff)
+			delay := st.backoff
+			var pe *pullError
+			if errors.As(err, &pe) {
+				delay = jitter(delay) // a fleet must not retry its registry in lockstep
+			}
+			st.retryAt = now.Add(delay)
+			return delay
+		}
+		st.backoff, st.retryAt = 0, time.Time{}
+		info, err = a.rt.Container(ctx, id)
+	}
+	if err != nil {
+		return 2 * time.Second // the runtime is restarting; look again soon
+	}
+	st.restarts = atoi32(info.Labels[labelRestarts])
+	if st.created.IsZero() {
+		st.created = info.CreatedAt
+		if img, err := a.rt.Image(ctx, info.Image); err == nil {
+			st.imageID = img.ID
+		}
+	}
+	startedAt := parseTime(info.Labels[labelStartedAt])
+	task, err := a.rt.Task(ctx, id)
+	switch {
+	case core.ErrorCode(err) == core.ENOTFOUND:
+		return w.noTask(pod, c, st, id, startedAt, netReady)
+	case err != nil:
+		return 2 * time.Second
+	}
+	switch task.State {
+	case core.TaskStopped:
+		return w.stopped(pod, c, st, id, startedAt, task, netReady)
+	case core.TaskCreated:
+		// A start interrupted by an agent crash: start again, so that the
+		// start is recorded (labels, restart count, event).
+		if err := a.rt.DeleteTask(ctx, id); err != nil {
+			return time.Second
+		}
+		return w.noTask(pod, c, st, id, startedAt, netReady)
+	}
+	st.waiting, st.terminated = nil, nil
+	st.running = &core.ContainerStateRunning{StartedAt: startedAt}
+	if startedAt != nil && now.Sub(startedAt.Time) > maxBackoff {
+		st.backoff = 0 // it ran long enough: the next crash restarts at once
+	}
+	if c.ReadinessProbe == nil {
+		st.ready = true
+	}
+	return a.Resync
+}
+
+// noTask handles a container without a task: never started, or its task
+// was deleted (a restart in progress, or a node reboot).
+func (w *podWorker) noTask(pod *core.Pod, c *core.Container, st *ctrState, id string, startedAt *core.Time, netReady func() error) time.Duration {
+	if startedAt != nil && !shouldRestart(pod.Spec.RestartPolicy, -1) {
+		// It ran before the node rebooted; its exit status is lost.
+		st.running, st.waiting = nil, nil
+		st.terminated = &core.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
+			Message: "the container's task was lost (node reboot?)", StartedAt: startedAt}
+		return w.a.Resync
+	}
+	if now := w.a.Now(); now.Before(st.retryAt) {
+		return st.retryAt.Sub(now) // a failed start backs off
+	}
+	d, _ := w.startTask(c, st, id, startedAt != nil, netReady)
+	return d
+}
+
+// stopped handles a container whose task exited: it records the exit once
+// (event, OOM kill), then restarts it per policy after the backoff.
+func (w *podWorker) stopped(pod *core.Pod, c *core.Container, st *ctrState, id string, startedAt *core.Time, task core.TaskStatus, netReady func() error) time.Duration {
+	a := w.a
+	now := a.Now()
+	if st.exit == nil || !task.ExitedAt.Equal(st.exitSeen) {
+		// A new exit. Its reason is kept: the OOM flag is reported once.
+		term := &core.ContainerStateTerminated{ExitCode: task.ExitCode, StartedAt: startedAt, Reason: "Completed"}
+		if !task.ExitedAt.IsZero() {
+			term.FinishedAt = core.NewTime(task.ExitedAt)
+		}
+		if term.ExitCode != 0 {
+			term.Reason = "Error"
+			if w.oomKilled(id) {
+				term.Reason = "OOMKilled"
+			}
+		}
+		st.exitSeen, st.exit = task.ExitedAt, term
+		typ := core.EventNormal
+		if term.ExitCode != 0 {
+			typ = core.EventWarning
+		}
+		w.event(c.Name, typ, term.Reason, "Container %s exited with code %d", c.Name, term.ExitCode)
+	}
+	term := st.exit
+	if !shouldRestart(pod.Spec.RestartPolicy, term.ExitCode) {
+		st.running, st.waiting, st.terminated, st.ready = nil, nil, term, false
+		return a.Resync
+	}
+	st.last, st.terminated, st.running, st.ready = term, nil, nil, false
+	if st.retryAt.IsZero() {
+		exited := task.ExitedAt
+		if exited.IsZero() {
+			exited = now
+		}
+		if startedAt != nil && exited.Sub(startedAt.Time) > maxBackoff {
+			st.backoff = 0 // it ran long enough, even if no sync saw it running that long
+		}
+		st.retryAt = exited.Add(st.backoff)
+	}
+	if now.Before(st.retryAt) {
+		st.waiting = &core.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+			Message: fmt.Sprintf("back-off %s restarting failed container %s", st.backoff, c.Name)}
+		return st.retryAt.Sub(now)
+	}
+	if err := a.rt.DeleteTask(a.ctx, id); err != nil {
+		return time.Second
+	}
+	d, ok := w.startTask(c, st, id, true, netReady)
+	if ok {
+		st.backoff = nextBackoff(st.backoff)
+		st.retryAt = time.Time{}
+	}
+	return d
+}
+
+// createContainer gets the container's image and creates the container.
+func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrState, id string) error {
+	a := w.a
+	ctx := a.ctx
+	if st.waiting == nil {
+		st.waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating"}
+	}
+	img, err := a.ensureImage(ctx, c.Image, c.ImagePullPolicy)
+	if err != nil {
+		reason := "ErrImagePull"
+		var pe *pullError
+		if errors.As(err, &pe) {
+			reason = pe.reason
+		} else {
+			err = &pullError{reason: reason, msg: err.Error()}
+		}
+		if reason == "ErrImagePull" && st.pullFailures > 0 {
+			reason = "ImagePullBackOff"
+		}
+		st.pullFailures++
+		st.waiting = &core.ContainerStateWaiting{Reason: reason, Message: err.Error()}
+		if st.pullFailures == 1 {
+			a.Log.Warn("image not available", "pod", w.namespace+"/"+w.name, "image", c.Image, "err", err)
+			w.event(c.Name, core.EventWarning, "Failed", "Failed to get image %s: %v", c.Image, err)
+		}
+		return err
+	}
+	st.pullFailures = 0
+	cfg, err := w.containerConfig(pod, c, img.Name)
+	if err != nil {
+		if st.waiting.Reason != "CreateContainerConfigError" {
+			w.event(c.Name, core.EventWarning, "Failed", "Error: %v", err)
+		}
+		st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+		return err
+	}
+	if err := a.rt.CreateContainer(ctx, cfg); err != nil {
+		st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
+		return err
+	}
+	return nil
+}
+
+// startTask starts a container's process; restart counts it as a restart.
+// ok is false if it did not start.
+func (w *podWorker) startTask(c *core.Container, st *ctrState, id string, restart bool, netReady func() error) (next time.Duration, ok bool) {
+	a := w.a
+	if err := netReady(); err != nil {
+		st.waiting = &core.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
+		return 2 * time.Second, false
+	}
+	if err := a.rt.StartTask(a.ctx, id, w.logPath(c.Name)); err != nil {
+		st.running = nil
+		st.waiting = &core.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
+		st.backoff = nextBackoff(st.backoff)
+		st.retryAt = a.Now().Add(st.backoff)
+		return st.backoff, false
+	}
+	now := core.NewTime(a.Now())
+	labels := map[string]string{labelStartedAt: now.Format(time.RFC3339)}
+	if restart {
+		st.restarts++
+		labels[labelRestarts] = fmt.Sprint(st.restarts)
+		w.event(c.Name, core.EventNormal, "Started", "Restarted container %s (restart %d)", c.Name, st.restarts)
+	} else {
+		w.event(c.Name, core.EventNormal, "Started", "Started container %s", c.Name)
+	}
+	w.mu.Lock()
+	if w.podIP != "" {
+		labels[labelPodIP] = w.podIP // read back when a restarted agent adopts the pod
+	}
+	w.mu.Unlock()
+	if err := a.rt.SetLabels(a.ctx, id, labels); err != nil {
+		a.Log.Warn("recording container start failed", "container", id, "err", err)
+	}
+	st.waiting, st.terminated = nil, nil
+	st.running = &core.ContainerStateRunning{StartedAt: now}
+	st.ready = c.ReadinessProbe == nil
+	st.probes = probeState{}
+	// The next exit is a new one, whatever its time says.
+	st.exit = nil
+	return 50 * time.Millisecond, true // confirm it is still up shortly
+}
+
+// oomKilled reports (once) whether the kernel OOM-killed container id.
+func (w *podWorker) oomKilled(id string) bool {
+	w.a.mu.Lock()
+	defer w.a.mu.Unlock()
+	ok := w.a.ooms[id]
+	delete(w.a.ooms, id)
+	return ok
+}
+
+type pullError struct{ reason, msg string }
+
+func (e *pullError) Error() string { return e.msg }
+
+// ensureImage returns the image for ref, pulling it per policy. An image
+// already present is never pulled for IfNotPresent; for Always a failed
+// pull falls back to the local copy, so a node on a dead link keeps
+// starting its pods.
+func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPolicy) (core.ContainerImage, error) {
+	name := core.NormalizeImage(ref)
+	img, err := a.rt.Image(ctx, name)
+	present := err == nil
+	if err != nil && core.ErrorCode(err) != core.ENOTFOUND {
+		return img, err
+	}
+	if present && policy != core.PullAlways {
+		return img, nil
+	}
+	if !present && policy == core.PullNever {
+		return img, &pullError{reason: "ErrImageNeverPull", msg: fmt.Sprintf("image %q is not present and imagePullPolicy is Never", ref)}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	pulled, perr := a.rt.PullImage(pctx, name)
+	if perr == nil {
+		return pulled, nil
+	}
+	if present {
+		a.Log.Warn("pull failed; using the local copy", "image", ref, "err", perr)
+		return img, nil
+	}
+	return img, &pullError{reason: "ErrImagePull", msg: fmt.Sprintf("pull %q: %v", ref, perr)}
+}

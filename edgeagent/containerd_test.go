@@ -1,0 +1,313 @@
+package edgeagent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/images"
+)
+
+// The containerd runtime against a private containerd: what the fake
+// stands in for must hold for real. Needs root, containerd, runc and
+// busybox-static (make test runs as root); skipped otherwise.
+
+const testImage = "edge.local/busybox:latest"
+
+// startContainerd runs a private containerd (own root, state and socket)
+// and returns a runtime on it; everything is removed when the test ends.
+func startContainerd(t *testing.T) *containerdRuntime {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("containerd needs root (make test runs as root)")
+	}
+	for _, bin := range []string{"containerd", "runc", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed", bin)
+		}
+	}
+	dir, err := os.MkdirTemp("", "edgeagent-ctrd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "containerd.sock")
+	config := filepath.Join(dir, "config.toml")
+	conf := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, socket+".ttrpc")
+	if err := os.WriteFile(config, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command("containerd", "--config", config)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	parent := fmt.Sprintf("/edge-test-%d", os.Getpid())
+	r, err := newContainerdRuntime(socket, "edge", parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		if ctrs, err := r.Containers(ctx, nil); err == nil {
+			for _, c := range ctrs {
+				r.DeleteTask(ctx, c.ID)
+				r.RemoveContainer(ctx, c.ID)
+			}
+		}
+		r.Close()
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		unmountUnder(dir)
+		os.RemoveAll(dir)
+		removeCgroups(parent)
+		if t.Failed() {
+			t.Logf("containerd log:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := r.Version(context.Background())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("containerd does not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Imported, not unpacked: creating a container unpacks it.
+	spec, err := images.BusyboxImage(testImage, mustLookPath(t, "busybox"), runtime.GOARCH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var archive bytes.Buffer
+	if err := images.WriteOCIArchive(&archive, spec); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.client.Import(namespaces.WithNamespace(context.Background(), "edge"), &archive); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustLookPath(t *testing.T, bin string) string {
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func unmountUnder(dir string) {
+	b, _ := os.ReadFile("/proc/self/mounts")
+	var mps []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/")) {
+			mps = append(mps, f[1])
+		}
+	}
+	for i := len(mps) - 1; i >= 0; i-- {
+		syscall.Unmount(mps[i], syscall.MNT_DETACH)
+	}
+}
+
+// removeCgroups removes the (empty) cgroups under parent, v1 and v2.
+func removeCgroups(parent string) {
+	roots := []string{"/sys/fs/cgroup"}
+	if entries, err := os.ReadDir("/sys/fs/cgroup"); err == nil {
+		for _, e := range entries {
+			roots = append(roots, filepath.Join("/sys/fs/cgroup", e.Name()))
+		}
+	}
+	for _, root := range roots {
+		base := filepath.Join(root, parent)
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if e.IsDir() {
+				os.Remove(filepath.Join(base, e.Name()))
+			}
+		}
+		os.Remove(base)
+	}
+}
+
+// cgroupFile reads a file of container id's memory cgroup.
+func cgroupFile(r *containerdRuntime, id, v1, v2 string) (string, error) {
+	path := filepath.Join("/sys/fs/cgroup/memory", r.cgroupParent, id, v1)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		path = filepath.Join("/sys/fs/cgroup", r.cgroupParent, id, v2)
+	}
+	b, err := os.ReadFile(path)
+	return strings.TrimSpace(string(b)), err
+}
+
+func waitEvent(t *testing.T, events <-chan core.RuntimeEvent, want core.RuntimeEvent) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("event stream closed before %+v", want)
+			}
+			if ev == want {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %+v event", want)
+		}
+	}
+}
+
+// A container with a memory limit starts, and its swap is capped at the
+// same limit where the host accounts swap; exec, labels, a graceful stop
+// (SIGTERM ignored by PID 1, then SIGKILL) and removal work for real.
+func TestContainerdRuntime(t *testing.T) {
+	r := startContainerd(t)
+	ctx := context.Background()
+	events, err := r.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := r.Image(ctx, testImage)
+	if err != nil || !strings.HasPrefix(img.ID, "sha256:") {
+		t.Fatalf("image %+v: %v", img, err)
+	}
+	if _, err := r.Image(ctx, "edge.local/absent:1"); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("absent image: %v", err)
+	}
+	id := "limits.app.1"
+	cfg := &core.ContainerConfig{ID: id, Image: testImage, Labels: map[string]string{labelPodUID: "u1", labelContainer: "app"},
+		Command: []string{"sleep", "300"}, HostNetwork: true,
+		Resources: core.ContainerResources{MemoryLimit: 32 << 20, CPUQuota: 50000, CPUPeriod: cpuPeriod, CPUShares: 512, PidsLimit: 64}}
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CreateContainer(ctx, cfg); core.ErrorCode(err) != core.ECONFLICT {
+		t.Fatalf("creating twice: %v", err)
+	}
+	for sel, n := range map[string]int{"u1": 1, "": 1, "u2": 0} {
+		if ctrs, err := r.Containers(ctx, map[string]string{labelPodUID: sel}); err != nil || len(ctrs) != n {
+			t.Fatalf("containers of pod %q: %d (%v), want %d", sel, len(ctrs), err, n)
+		}
+	}
+	if _, err := r.Task(ctx, id); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("task before start: %v", err)
+	}
+	logPath := filepath.Join(t.TempDir(), "logs", "app.log")
+	if err := r.StartTask(ctx, id, logPath); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Task(ctx, id); err != nil || st.State != core.TaskRunning {
+		t.Fatalf("task %+v: %v", st, err)
+	}
+	if limit, err := cgroupFile(r, id, "memory.limit_in_bytes", "memory.max"); err != nil || limit != "33554432" {
+		t.Fatalf("memory limit %q: %v", limit, err)
+	}
+	switch swap, err := cgroupFile(r, id, "memory.memsw.limit_in_bytes", "memory.swap.max"); {
+	case !r.swap:
+		t.Logf("host without swap accounting: swap not capped (the container started)")
+	case err != nil:
+		t.Fatalf("swap limit: %v", err)
+	case swap != "33554432" && swap != "0": // v1: memory+swap = memory; v2: no swap
+		t.Fatalf("swap limit %q, want it capped at the memory limit", swap)
+	}
+	for cmd, want := range map[string]int{"true": 0, "false": 1} {
+		if code, err := r.Exec(ctx, id, []string{cmd}); err != nil || code != want {
+			t.Fatalf("exec %s: %d, %v", cmd, code, err)
+		}
+	}
+	if err := r.SetLabels(ctx, id, map[string]string{labelRestarts: "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := r.Container(ctx, id); err != nil || info.Labels[labelRestarts] != "3" || info.Labels[labelPodUID] != "u1" || info.Image != testImage {
+		t.Fatalf("container %+v: %v", info, err)
+	}
+
+	// sleep is PID 1 of its namespace: it ignores SIGTERM, so the grace
+	// period runs out and SIGKILL follows.
+	a := &Agent{rt: r, timer: realTimer, ctx: ctx}
+	started := time.Now()
+	if err := a.removeContainer(ctx, id, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(started); d < time.Second {
+		t.Fatalf("removed after %s, before its grace period", d)
+	}
+	waitEvent(t, events, core.RuntimeEvent{Type: core.RuntimeTaskExit, ContainerID: id})
+	if _, err := r.Container(ctx, id); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("container after removal: %v", err)
+	}
+	if err := r.RemoveContainer(ctx, id); err != nil {
+		t.Fatalf("removing again: %v", err)
+	}
+}
+
+// A container that outgrows its memory limit is OOM-killed, and the event
+// stream says so before its exit.
+func TestContainerdOOM(t *testing.T) {
+	r := startContainerd(t)
+	ctx := context.Background()
+	events, err := r.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	netns := filepath.Join(t.TempDir(), "netns")
+	if err := createNetNS(netns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeNetNS(netns) })
+	id := "oom.app.1"
+	cfg := &core.ContainerConfig{ID: id, Image: testImage, NetNSPath: netns, Hostname: "oom",
+		Command:   []string{"tail", "/dev/zero"}, // keeps one endless line in memory
+		Resources: core.ContainerResources{MemoryLimit: 16 << 20, PidsLimit: 16}}
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartTask(ctx, id, filepath.Join(t.TempDir(), "oom.log")); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, events, core.RuntimeEvent{Type: core.RuntimeTaskOOM, ContainerID: id})
+	waitEvent(t, events, core.RuntimeEvent{Type: core.RuntimeTaskExit, ContainerID: id})
+	st, err := r.Task(ctx, id)
+	if err != nil || st.State != core.TaskStopped || st.ExitCode != 137 || st.ExitedAt.IsZero() {
+		t.Fatalf("task %+v: %v", st, err)
+	}
+	if err := r.DeleteTask(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RemoveContainer(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if ctrs, _ := r.Containers(ctx, nil); len(ctrs) != 0 {
+		t.Fatalf("%d containers left", len(ctrs))
+	}
+}

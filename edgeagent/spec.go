@@ -1,0 +1,208 @@
+package edgeagent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// Labels on runtime containers: everything needed to adopt a container
+// after an agent restart, without any other state.
+const (
+	labelPodUID       = "edge.pod.uid"
+	labelPodName      = "edge.pod.name"
+	labelPodNamespace = "edge.pod.namespace"
+	labelContainer    = "edge.container.name"
+	labelSpecHash     = "edge.container.hash"
+	labelRestarts     = "edge.restarts"
+	labelStartedAt    = "edge.started.at"
+	labelNetNS        = "edge.pod.netns"
+	labelPodIP        = "edge.pod.ip"
+	// labelGrace keeps the pod's grace period (seconds) for an agent that
+	// removes the container without knowing the pod (adopted, and no
+	// longer wanted).
+	labelGrace = "edge.pod.grace"
+)
+
+// containerID names a pod's container in the runtime: readable in
+// `ctr containers ls`, unique by pod UID, within containerd's 76 characters.
+func containerID(p *core.Pod, container string) string {
+	uid := strings.ReplaceAll(p.Metadata.UID, "-", "")
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	id := p.Metadata.Name + "." + container + "." + uid
+	if len(id) > 76 {
+		sum := sha256.Sum256([]byte(id))
+		id = id[:76-17] + "." + hex.EncodeToString(sum[:8])
+	}
+	return id
+}
+
+// specHash identifies what a container was created from.
+func specHash(c *core.Container) string { return core.Hash(c) }
+
+func atoi32(s string) int32 {
+	n, _ := strconv.Atoi(s)
+	return int32(n)
+}
+
+const cpuPeriod = 100000 // microseconds, the kernel default
+
+// containerLimits converts a container's resources into cgroup limits. A
+// quantity that does not parse is an error naming the container and field:
+// running the container unlimited instead would let one bad manifest take
+// a Pi's memory from every other pod.
+func containerLimits(c *core.Container, pids int64) (core.ContainerResources, error) {
+	r := core.ContainerResources{PidsLimit: pids, CPUShares: 2, CPUPeriod: cpuPeriod}
+	bad := func(field string, err error) error {
+		return fmt.Errorf("container %q: %s: %v", c.Name, field, err)
+	}
+	if q := c.Resources.Limits["memory"]; q != "" {
+		v, err := q.Value()
+		if err == nil && v < 0 {
+			err = fmt.Errorf("quantity %q is negative", string(q))
+		}
+		if err != nil {
+			return r, bad("resources.limits.memory", err)
+		}
+		r.MemoryLimit = v
+	}
+	if q := c.Resources.Limits["cpu"]; q != "" {
+		m, err := q.MilliValue()
+		if err == nil && (m < 0 || m > math.MaxInt64/cpuPeriod) {
+			err = fmt.Errorf("quantity %q is out of range", string(q))
+		}
+		if err != nil {
+			return r, bad("resources.limits.cpu", err)
+		}
+		if m > 0 {
+			r.CPUQuota = max(m*cpuPeriod/1000, 1000) // the kernel's minimum quota is 1ms
+		}
+	}
+	field, req := "resources.requests.cpu", c.Resources.Requests["cpu"]
+	if req == "" {
+		field, req = "resources.limits.cpu", c.Resources.Limits["cpu"]
+	}
+	if req != "" {
+		m, err := req.MilliValue()
+		if err == nil && m < 0 {
+			err = fmt.Errorf("quantity %q is negative", string(req))
+		}
+		if err != nil {
+			return r, bad(field, err)
+		}
+		r.CPUShares = max(uint64(m)*1024/1000, 2) // as the kubelet converts requests to shares
+	}
+	return r, nil
+}
+
+// containerConfig is what the runtime creates a pod's container from.
+// Volume directories are made here, on the node, before the runtime needs
+// them.
+func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image string) (*core.ContainerConfig, error) {
+	res, err := containerLimits(c, w.a.PidsLimit)
+	if err != nil {
+		return nil, err
+	}
+	vols, err := volumeMounts(pod, c, w.podDir())
+	if err != nil {
+		return nil, err
+	}
+	labels := map[string]string{
+		labelPodUID: pod.Metadata.UID, labelPodName: pod.Metadata.Name, labelPodNamespace: pod.Metadata.Namespace,
+		labelContainer: c.Name, labelSpecHash: specHash(c), labelRestarts: "0",
+		labelGrace: strconv.FormatInt(pod.Spec.GracePeriod(), 10),
+	}
+	cfg := &core.ContainerConfig{
+		ID: containerID(pod, c.Name), Image: image, Labels: labels,
+		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
+		HostNetwork: pod.Spec.HostNetwork, Resources: res,
+		Mounts: append(podFileMounts(pod, w.podDir()), vols...),
+	}
+	for _, e := range c.Env {
+		cfg.Env = append(cfg.Env, e.Name+"="+e.Value)
+	}
+	if !pod.Spec.HostNetwork {
+		cfg.Hostname = pod.Metadata.Name
+		cfg.NetNSPath = w.netnsPath
+		labels[labelNetNS] = w.netnsPath
+	}
+	if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
+		cfg.Privileged = true
+	}
+	return cfg, nil
+}
+
+// podFileMounts are the files every container of a pod sees: the node's
+// hosts and resolv.conf with hostNetwork; otherwise the pod's own hosts and
+// hostname (written by setupNetwork) and the node's resolv.conf.
+func podFileMounts(pod *core.Pod, podDir string) []core.Mount {
+	var out []core.Mount
+	if pod.Spec.HostNetwork {
+		out = append(out, core.Mount{Source: "/etc/hosts", Destination: "/etc/hosts", ReadOnly: true})
+	} else {
+		out = append(out,
+			core.Mount{Source: filepath.Join(podDir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
+			core.Mount{Source: filepath.Join(podDir, "hostname"), Destination: "/etc/hostname", ReadOnly: true})
+	}
+	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+		out = append(out, core.Mount{Source: "/etc/resolv.conf", Destination: "/etc/resolv.conf", ReadOnly: true})
+	}
+	return out
+}
+
+// volumeMounts resolves a container's volume mounts to host paths,
+// creating the directories and files they need.
+func volumeMounts(p *core.Pod, c *core.Container, podDir string) ([]core.Mount, error) {
+	vols := map[string]core.Volume{}
+	for _, v := range p.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	var out []core.Mount
+	for _, m := range c.VolumeMounts {
+		v := vols[m.Name]
+		var src string
+		switch {
+		case v.HostPath != nil:
+			src = v.HostPath.Path
+			switch v.HostPath.Type {
+			case "DirectoryOrCreate":
+				if err := os.MkdirAll(src, 0o755); err != nil {
+					return nil, fmt.Errorf("volume %q: %w", m.Name, err)
+				}
+			case "FileOrCreate":
+				f, err := os.OpenFile(src, os.O_CREATE|os.O_RDONLY, 0o644)
+				if err != nil {
+					return nil, fmt.Errorf("volume %q: %w", m.Name, err)
+				}
+				f.Close()
+			case "":
+			default:
+				if _, err := os.Stat(src); err != nil {
+					return nil, fmt.Errorf("volume %q: hostPath %s: %w", m.Name, src, err)
+				}
+			}
+		case v.EmptyDir != nil:
+			src = filepath.Join(podDir, "volumes", v.Name)
+			if err := os.MkdirAll(src, 0o777); err != nil {
+				return nil, fmt.Errorf("volume %q: %w", m.Name, err)
+			}
+		}
+		if m.SubPath != "" {
+			src = filepath.Join(src, m.SubPath)
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return nil, fmt.Errorf("volume %q subPath: %w", m.Name, err)
+			}
+		}
+		out = append(out, core.Mount{Source: src, Destination: m.MountPath, ReadOnly: m.ReadOnly})
+	}
+	return out, nil
+}

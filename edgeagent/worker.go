@@ -1,0 +1,437 @@
+package edgeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/edgeorch/edge/core"
+)
+
+// podWorker owns one pod: it creates, starts, restarts and finally removes
+// the pod's containers, one goroutine per pod so that a slow pull or a long
+// grace period never holds up other pods. It reaches containers only
+// through the agent's core.Runtime.
+type podWorker struct {
+	a                    *Agent
+	uid, namespace, name string
+
+	mu          sync.Mutex
+	pod         *core.Pod
+	terminating bool
+	finished    bool
+	netnsPath   string
+	podIP       string
+	ctrs        map[string]*ctrState
+	status      *core.PodStatus
+	kick        chan struct{}
+	quit        chan struct{}
+	startOnce   sync.Once
+	stopOnce    sync.Once
+}
+
+func (a *Agent) newWorker(uid, namespace, name string) *podWorker {
+	return &podWorker{a: a, uid: uid, namespace: namespace, name: name, ctrs: map[string]*ctrState{},
+		kick: make(chan struct{}, 1), quit: make(chan struct{})}
+}
+
+func (w *podWorker) setPod(p *core.Pod) {
+	w.mu.Lock()
+	changed := w.pod == nil
+	w.pod = p
+	w.mu.Unlock()
+	if changed {
+		w.kickNow()
+	}
+}
+
+func (w *podWorker) terminate() {
+	w.mu.Lock()
+	changed := !w.terminating
+	w.terminating = true
+	w.mu.Unlock()
+	if changed {
+		w.kickNow()
+	}
+}
+
+func (w *podWorker) kickNow() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (w *podWorker) isFinished() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.finished
+}
+
+func (w *podWorker) start() {
+	w.startOnce.Do(func() {
+		w.a.wg.Add(1)
+		go w.loop()
+	})
+}
+
+// stop ends the worker without touching its containers (agent shutdown).
+func (w *podWorker) stop() { w.stopOnce.Do(func() { close(w.quit) }) }
+
+func (w *podWorker) loop() {
+	defer w.a.wg.Done()
+	for {
+		next := w.sync()
+		if w.isFinished() {
+			select {
+			case w.a.workerDone <- w.uid:
+			case <-w.a.ctx.Done():
+			}
+			return
+		}
+		c, stop := w.a.timer(next)
+		select {
+		case <-w.kick:
+		case <-c:
+		case <-w.quit:
+			stop()
+			return
+		case <-w.a.ctx.Done():
+			stop()
+			return
+		}
+		stop()
+	}
+}
+
+func (w *podWorker) podDir() string { return filepath.Join(w.a.DataDir, "pods", w.uid) }
+
+func (w *podWorker) logDir() string {
+	return filepath.Join(w.a.DataDir, "logs", w.namespace+"_"+w.name+"_"+w.uid)
+}
+
+func (w *podWorker) logPath(container string) string {
+	return filepath.Join(w.logDir(), container+".log")
+}
+
+func (w *podWorker) state(name string) *ctrState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.ctrs[name]
+	if st == nil {
+		st = &ctrState{}
+		w.ctrs[name] = st
+	}
+	return st
+}
+
+// sync moves the pod one step towards what is wanted and returns when to
+// look again.
+func (w *podWorker) sync() time.Duration {
+	w.mu.Lock()
+	pod, term := w.pod, w.terminating
+	w.mu.Unlock()
+	switch {
+	case term:
+		if err := w.teardown(pod); errors.Is(err, errClosing) {
+			return w.a.Resync // the loop ends with the agent
+		} else if err != nil {
+			w.a.Log.Error("removing pod failed; retrying", "pod", w.namespace+"/"+w.name, "err", err)
+			return 2 * time.Second
+		}
+		w.mu.Lock()
+		w.finished = true
+		w.mu.Unlock()
+		w.a.Log.Info("pod removed", "pod", w.namespace+"/"+w.name)
+		return 0
+	case pod == nil:
+		return w.a.Resync // adopted, and no desired state known yet: leave it be
+	}
+	next := w.a.Resync
+	// The network is set up while the containers are created: both take a
+	// few hundred milliseconds and only starting a task needs the network.
+	netReady := func() error { return nil }
+	if !pod.Spec.HostNetwork {
+		if w.netnsPath == "" {
+			w.netnsPath = filepath.Join(w.a.RunDir, "netns", w.uid)
+		}
+		done := make(chan error, 1)
+		go func() { done <- w.setupNetwork(pod) }() // joined below: netReady is always called
+		netReady = sync.OnceValue(func() error { return <-done })
+	}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		d := w.syncContainer(pod, c, w.state(c.Name), netReady)
+		next = min(next, d)
+		if pd := w.probe(pod, c, w.state(c.Name)); pd > 0 {
+			next = min(next, pd)
+		}
+	}
+	if err := netReady(); err != nil {
+		for _, c := range pod.Spec.Containers {
+			st := w.state(c.Name)
+			if st.running == nil {
+				st.waiting = &core.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
+			}
+		}
+		next = 2 * time.Second
+	}
+	w.updateStatus(pod)
+	return max(next, 10*time.Millisecond)
+}
+
+// setupNetwork makes sure the pod's namespace exists and is attached, and
+// writes its hosts and hostname files.
+func (w *podWorker) setupNetwork(pod *core.Pod) error {
+	a := w.a
+	fresh := false
+	if _, err := os.Stat(w.netnsPath); err != nil {
+		fresh = true
+	}
+	if err := a.createNetNS(w.netnsPath); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	if fresh {
+		w.podIP = "" // a new namespace (after a reboot) has no network yet
+	}
+	ip := w.podIP
+	w.mu.Unlock()
+	if ip == "" && a.Network != nil {
+		if fresh {
+			// After a reboot the old attachment is gone but its address may
+			// still be held (host-local keeps leases on disk): release it,
+			// as the kubelet does before recreating a sandbox.
+			a.Network.Teardown(a.ctx, w.uid, w.name, w.namespace, w.netnsPath)
+		}
+		var err error
+		if ip, err = a.Network.Setup(a.ctx, w.uid, w.name, w.namespace, w.netnsPath); err != nil {
+			return fmt.Errorf("pod network: %w", err)
+		}
+		w.mu.Lock()
+		w.podIP = ip
+		w.mu.Unlock()
+	}
+	if err := os.MkdirAll(w.podDir(), 0o755); err != nil {
+		return err
+	}
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if ip != "" {
+		hosts += ip + "\t" + pod.Metadata.Name + "\n"
+	}
+	if err := writeIfChanged(filepath.Join(w.podDir(), "hosts"), hosts); err != nil {
+		return err
+	}
+	return writeIfChanged(filepath.Join(w.podDir(), "hostname"), pod.Metadata.Name+"\n")
+}
+
+func writeIfChanged(path, content string) error {
+	if b, err := os.ReadFile(path); err == nil && string(b) == content {
+		return nil
+	}
+	return os.WriteFile(path, []byte(content), 0o644)
+}
+
+// updateStatus recomputes the pod's status and flags a report if it changed.
+func (w *podWorker) updateStatus(pod *core.Pod) {
+	a := w.a
+	st := core.PodStatus{Phase: core.PodPending, HostIP: a.hostIP}
+	allDone, allOK, anyRunning, allReady := true, true, false, true
+	var started *core.Time
+	w.mu.Lock()
+	st.PodIP = w.podIP
+	if pod.Spec.HostNetwork {
+		st.PodIP = a.hostIP
+	}
+	for _, c := range pod.Spec.Containers {
+		s := w.ctrs[c.Name]
+		if s == nil {
+			s = &ctrState{waiting: &core.ContainerStateWaiting{Reason: "ContainerCreating"}}
+		}
+		cs := core.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: s.imageID, RestartCount: s.restarts, Ready: s.ready && s.running != nil}
+		if !s.created.IsZero() {
+			cs.ContainerID = "containerd://" + containerID(pod, c.Name)
+			if t := core.NewTime(s.created); started == nil || t.Before(started.Time) {
+				started = t
+			}
+		}
+		switch {
+		case s.running != nil:
+			cs.State.Running = s.running
+			anyRunning = true
+			allDone = false
+		case s.terminated != nil:
+			cs.State.Terminated = s.terminated
+			if s.terminated.ExitCode != 0 {
+				allOK = false
+			}
+		default:
+			cs.State.Waiting = s.waiting
+			if cs.State.Waiting == nil {
+				cs.State.Waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating"}
+			}
+			allDone = false
+		}
+		if s.last != nil {
+			cs.LastState.Terminated = s.last
+		}
+		if !cs.Ready {
+			allReady = false
+		}
+		st.ContainerStatuses = append(st.ContainerStatuses, cs)
+	}
+	switch {
+	case allDone && allOK:
+		st.Phase = core.PodSucceeded
+	case allDone:
+		st.Phase = core.PodFailed
+	case anyRunning:
+		st.Phase = core.PodRunning
+	}
+	st.StartTime = started
+	ready := core.ConditionFalse
+	if allReady && st.Phase == core.PodRunning {
+		ready = core.ConditionTrue
+	}
+	st.Conditions = []core.PodCondition{{Type: "ContainersReady", Status: ready}, {Type: "Ready", Status: ready}}
+	changed := w.status == nil || !core.JSONEqual(w.status, &st)
+	w.status = &st
+	w.mu.Unlock()
+	if changed {
+		a.markDirty()
+	}
+}
+
+// report returns the pod's status for the node report.
+func (w *podWorker) report() (core.PodReport, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.pod == nil || w.status == nil {
+		return core.PodReport{}, false
+	}
+	return core.PodReport{Namespace: w.namespace, Name: w.name, UID: w.uid, Status: *w.status}, true
+}
+
+// teardown stops and removes everything the pod had on this node.
+func (w *podWorker) teardown(pod *core.Pod) error {
+	a := w.a
+	ctx := a.ctx
+	ctrs, err := a.rt.Containers(ctx, map[string]string{labelPodUID: w.uid})
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ctrs))
+	for i, c := range ctrs {
+		grace := containerGrace(pod, c)
+		if i == 0 {
+			w.event("", core.EventNormal, "Killing", "Stopping the pod's containers (grace period %s)", grace)
+		}
+		wg.Add(1)
+		go func() { // containers of a pod stop together, each with the full grace
+			defer wg.Done()
+			// Once begun, a removal finishes even if the agent is
+			// stopping, except for waiting out the grace period.
+			errs[i] = a.removeContainer(context.WithoutCancel(ctx), c.ID, grace)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if w.netnsPath != "" {
+		if a.Network != nil {
+			// Finish the network teardown even if the agent is stopping:
+			// a half-removed attachment leaks an address and NAT rules.
+			nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := a.Network.Teardown(nctx, w.uid, w.name, w.namespace, w.netnsPath)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		if err := a.removeNetNS(w.netnsPath); err != nil {
+			return err
+		}
+	}
+	os.RemoveAll(w.podDir())
+	os.RemoveAll(w.logDir())
+	return nil
+}
+
+// containerGrace is the grace period of a pod's container: the pod's, or
+// for a pod the agent does not know (adopted, no longer wanted) the one
+// recorded on the container when it was created, or 10s.
+func containerGrace(pod *core.Pod, c *core.ContainerInfo) time.Duration {
+	if pod != nil {
+		return time.Duration(pod.Spec.GracePeriod()) * time.Second
+	}
+	if s, err := strconv.ParseInt(c.Labels[labelGrace], 10, 64); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 10 * time.Second
+}
+
+// removeContainer stops a container's task and deletes the container.
+func (a *Agent) removeContainer(ctx context.Context, id string, grace time.Duration) error {
+	if err := a.stopTask(ctx, id, grace); err != nil {
+		return err
+	}
+	return a.rt.RemoveContainer(ctx, id)
+}
+
+// postKillWait bounds the wait for a task to die after SIGKILL (a process
+// in uninterruptible sleep on a dying SD card can take a while).
+const postKillWait = 10 * time.Second
+
+// errClosing ends a grace period early: the agent is stopping.
+var errClosing = errors.New("agent stopping")
+
+// stopTask stops a container's task, as the kubelet does: SIGTERM, SIGKILL
+// if it is still running after grace, then deletes it. If the agent stops
+// during the grace period the task is left running with its SIGTERM, not
+// killed early: the next agent adopts it and stops it again.
+func (a *Agent) stopTask(ctx context.Context, id string, grace time.Duration) error {
+	st, err := a.rt.Task(ctx, id)
+	if core.ErrorCode(err) == core.ENOTFOUND {
+		return nil
+	}
+	if err == nil && st.State != core.TaskStopped {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if exited, err := a.rt.WaitTask(wctx, id); err == nil {
+			stopped := false
+			if grace > 0 {
+				a.rt.Signal(ctx, id, syscall.SIGTERM)
+				if stopped, err = a.waitExit(exited, grace); err != nil {
+					return err
+				}
+			}
+			if !stopped {
+				a.rt.Signal(ctx, id, syscall.SIGKILL)
+				a.waitExit(exited, postKillWait)
+			}
+		}
+	}
+	return a.rt.DeleteTask(ctx, id)
+}
+
+// waitExit waits up to d for exited; stopped is true if the task stopped.
+func (a *Agent) waitExit(exited <-chan core.TaskStatus, d time.Duration) (stopped bool, err error) {
+	c, stop := a.timer(d)
+	defer stop()
+	select {
+	case <-exited:
+		return true, nil
+	case <-c:
+		return false, nil
+	case <-a.ctx.Done():
+		return false, errClosing
+	}
+}
