@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/backoff"
 	"github.com/edgeorch/edge/internal/fsutil"
 )
 
@@ -249,7 +250,7 @@ func (a *Agent) markDirty() {
 
 // waitRuntime asks the runtime for its version until it answers.
 func (a *Agent) waitRuntime() bool {
-	bo := retryBackoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	bo := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	failures := 0
 	for {
 		ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
@@ -268,7 +269,7 @@ func (a *Agent) waitRuntime() bool {
 		if failures == 1 || failures%30 == 0 {
 			a.Log.Warn("container runtime not reachable; retrying", "socket", a.Containerd, "err", err)
 		}
-		if !a.sleep(bo.next()) {
+		if !a.sleep(bo.Next()) {
 			return false
 		}
 	}
@@ -296,7 +297,7 @@ func (a *Agent) run() {
 		a.Log.Error("listing existing containers failed", "err", err)
 	}
 	a.apply()
-	events := eventStream{a: a, bo: retryBackoff{min: 100 * time.Millisecond, max: 10 * time.Second}}
+	events := eventStream{a: a, bo: backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}}
 	events.subscribe()
 	for {
 		select {
@@ -317,7 +318,7 @@ func (a *Agent) run() {
 				a.eachWorker((*podWorker).kickNow) // exits may have gone unseen
 				continue
 			}
-			events.bo.reset()
+			events.bo.Reset()
 			a.handleEvent(ev)
 		}
 	}
@@ -330,7 +331,7 @@ type eventStream struct {
 	a        *Agent
 	c        <-chan core.RuntimeEvent // nil while not subscribed
 	retry    <-chan time.Time         // fires when to subscribe again
-	bo       retryBackoff
+	bo       backoff.Backoff
 	failures int
 }
 
@@ -341,7 +342,7 @@ func (s *eventStream) subscribe() {
 		if s.failures++; s.failures == 1 || s.failures%30 == 0 {
 			s.a.Log.Warn("subscribing to runtime events failed; retrying", "err", err)
 		}
-		s.retry = time.After(s.bo.next())
+		s.retry = time.After(s.bo.Next())
 		return
 	}
 	if s.failures > 0 {
@@ -355,7 +356,7 @@ func (s *eventStream) broken() {
 	s.c = nil
 	if s.a.ctx.Err() == nil {
 		s.a.Log.Warn("runtime event stream broke; subscribing again")
-		s.retry = time.After(s.bo.next())
+		s.retry = time.After(s.bo.Next())
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/backoff"
 )
 
 // ctrState is what the worker knows of one container beyond the runtime.
@@ -70,7 +71,7 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 			delay := st.backoff
 			var pe *pullError
 			if errors.As(err, &pe) {
-				delay = jitter(delay) // a fleet must not retry its registry in lockstep
+				delay = backoff.Jitter(delay) // a fleet must not retry its registry in lockstep
 			}
 			st.retryAt = now.Add(delay)
 			return delay

@@ -40,6 +40,7 @@ type Main struct {
 	CNIConfDir string
 	PodCIDR    string
 	Bridge     string
+	Reserved   map[string]string
 	Debug      bool
 
 	Log        *slog.Logger
@@ -65,6 +66,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.CNIConfDir, "cni-conf-dir", "", "CNI network configs (default: a bridge network the agent writes under --data-dir)")
 	fs.StringVar(&m.PodCIDR, "pod-cidr", "10.42.0.0/24", "pod addresses on this node (default bridge network)")
 	fs.StringVar(&m.Bridge, "bridge", "edge0", "bridge of the default pod network")
+	fs.StringToStringVar(&m.Reserved, "system-reserved", nil,
+		"capacity kept from pods for the OS, containerd and the agent, e.g. cpu=100m,memory=256Mi (default cpu=100m, memory a quarter of RAM up to 256Mi)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -82,6 +85,14 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if _, err := api.ParseJoinToken(m.Token); err != nil {
 		return fmt.Errorf("--token: %s", api.ErrorString(err))
+	}
+	for k, v := range m.Reserved {
+		if k != "cpu" && k != "memory" {
+			return fmt.Errorf("--system-reserved: %q is not a resource (cpu, memory)", k)
+		}
+		if _, err := core.Quantity(v).MilliValue(); err != nil {
+			return fmt.Errorf("--system-reserved %s=%s: %v", k, v, err)
+		}
 	}
 	n := &core.Node{TypeMeta: core.TypeMeta{Kind: core.KindNode}, Metadata: core.ObjectMeta{Name: m.Name, Labels: m.Labels}}
 	if err := core.Validate(n); err != nil {
@@ -104,6 +115,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Agent = &edgeagent.Agent{Name: m.Name, DataDir: m.DataDir, Containerd: m.Containerd, Labels: m.Labels,
 		Version: version.Version, Log: m.Log}
+	if m.Reserved != nil {
+		m.Agent.SystemReserved = core.ResourceList{}
+		for k, v := range m.Reserved {
+			m.Agent.SystemReserved[k] = core.Quantity(v)
+		}
+	}
 	if net, err := m.network(); err != nil {
 		m.Log.Warn("pod networking disabled: pods get a loopback-only namespace", "err", err)
 	} else {

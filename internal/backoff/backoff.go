@@ -36,6 +36,14 @@ func (b *Backoff) Next() time.Duration {
 	if d < hi {
 		b.n++
 	}
+	return Jitter(d)
+}
+
+// Jitter spreads d uniformly over [d/2, d].
+func Jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
 	half := d / 2
 	return half + rand.N(d-half+1)
 }
