@@ -80,6 +80,10 @@ type Agent struct {
 	events      *eventQueue
 	eventsReady chan struct{}
 	fetching    map[string]bool // images being prefetched
+	// inherited holds the pods an earlier agent process may have started
+	// to set up (saved desired state, adopted containers): their network
+	// namespaces may hold an attachment or a lease it never recorded.
+	inherited map[string]bool
 	fetchMu     sync.Mutex      // one prefetch at a time: a slow link has no room for more
 }
 
@@ -153,6 +157,7 @@ func (a *Agent) init() error {
 	a.byContainer = map[string]string{}
 	a.ooms = map[string]bool{}
 	a.fetching = map[string]bool{}
+	a.inherited = map[string]bool{}
 	a.newDesired = make(chan struct{}, 1)
 	a.workerDone = make(chan string, 64)
 	a.dirty = make(chan struct{}, 1)
@@ -162,6 +167,9 @@ func (a *Agent) init() error {
 			a.Log.Error("ignoring unreadable saved desired state", "file", a.desiredPath(), "err", err)
 		} else {
 			a.desired = &ds
+			for _, p := range ds.Pods {
+				a.inherited[p.Metadata.UID] = true
+			}
 			a.Log.Info("loaded saved desired state", "pods", len(ds.Pods))
 		}
 	}
@@ -409,6 +417,7 @@ func (a *Agent) adopt() error {
 	defer a.mu.Unlock()
 	for _, c := range ctrs {
 		uid := c.Labels[labelPodUID]
+		a.inherited[uid] = true
 		w := a.workers[uid]
 		if w == nil {
 			w = a.newWorker(uid, c.Labels[labelPodNamespace], c.Labels[labelPodName])

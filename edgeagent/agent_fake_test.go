@@ -221,3 +221,54 @@ func TestAgentCloseDuringGracePeriod(t *testing.T) {
 		t.Fatalf("signals %v", sig)
 	}
 }
+
+// An agent killed after attaching a pod to its network but before it
+// recorded the address: the next one releases the attachment and attaches
+// again instead of failing forever. A pod first seen by a running agent is
+// attached without a release first (nothing to release on its start path).
+func TestAgentReattachesPodKilledMidStart(t *testing.T) {
+	clk := newFakeClock()
+	rt := newFakeRuntime(clk.Now)
+	rt.addImage("busybox")
+	dir := t.TempDir()
+	net := &fakeNetwork{}
+	pod := testPod("web", busybox("app"))
+	pod.Spec.HostNetwork = false
+	id := containerID(pod, "app")
+
+	a1 := newTestAgent(t, rt, clk, dir)
+	a1.Network = net
+	a1.Reporter = &fakeReporter{}
+	if err := a1.Open(); err != nil {
+		t.Fatal(err)
+	}
+	a1.SetDesired(desired("h1", pod))
+	waitRunning(t, a1, pod, 0)
+	if n := net.releases(); n != 0 {
+		t.Fatalf("%d network releases on a new pod's start path", n)
+	}
+	a1.Close()
+	// As if a1 had died before recording the pod's address on its container.
+	rt.mu.Lock()
+	delete(rt.ctrs[id].info.Labels, labelPodIP)
+	rt.mu.Unlock()
+
+	a2 := newTestAgent(t, rt, clk, dir)
+	a2.Network = net
+	a2.Reporter = &fakeReporter{}
+	if err := a2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Close()
+	waitUntil(t, "the pod running with an address", func() bool {
+		for _, p := range a2.Snapshot().Pods {
+			if p.UID == pod.Metadata.UID && p.Status.PodIP != "" && p.Status.Phase == core.PodRunning {
+				return true
+			}
+		}
+		return false
+	})
+	if n := net.releases(); n != 1 {
+		t.Fatalf("%d network releases, want 1 (the inherited attachment)", n)
+	}
+}

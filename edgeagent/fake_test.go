@@ -505,16 +505,22 @@ func (r *fakeRuntime) counts() (containers, created int) {
 
 // fakeNetwork hands out pod IPs.
 type fakeNetwork struct {
-	mu       sync.Mutex
-	attached map[string]string // pod UID -> IP
-	next     int
+	mu        sync.Mutex
+	attached  map[string]string // pod UID -> IP
+	next      int
+	teardowns int
 }
 
+// Setup attaches a pod; like CNI's bridge plugin it refuses a namespace
+// that is attached already.
 func (n *fakeNetwork) Setup(_ context.Context, uid, _, _, _ string) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.attached == nil {
 		n.attached = map[string]string{}
+	}
+	if _, ok := n.attached[uid]; ok {
+		return "", fmt.Errorf("container veth name provided (eth0) already exists")
 	}
 	n.next++
 	ip := fmt.Sprintf("10.42.0.%d", n.next+1)
@@ -522,9 +528,16 @@ func (n *fakeNetwork) Setup(_ context.Context, uid, _, _, _ string) (string, err
 	return ip, nil
 }
 
+func (n *fakeNetwork) releases() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.teardowns
+}
+
 func (n *fakeNetwork) Teardown(_ context.Context, uid, _, _, _ string) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.teardowns++
 	delete(n.attached, uid)
 	return nil
 }

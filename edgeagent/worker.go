@@ -204,10 +204,15 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	ip := w.podIP
 	w.mu.Unlock()
 	if ip == "" && a.Network != nil {
-		if fresh {
-			// After a reboot the old attachment is gone but its address may
-			// still be held (host-local keeps leases on disk): release it,
-			// as the kubelet does before recreating a sandbox.
+		a.mu.Lock()
+		inherited := a.inherited[w.uid]
+		a.mu.Unlock()
+		if inherited {
+			// An earlier agent process may have attached this pod before it
+			// recorded the address (killed mid-start), or held a lease that
+			// a reboot left on disk (host-local keeps them): release both,
+			// as the kubelet does before recreating a sandbox. A pod first
+			// seen by this process needs no such call on its start path.
 			a.Network.Teardown(a.ctx, w.uid, w.name, w.namespace, w.netnsPath)
 		}
 		var err error
