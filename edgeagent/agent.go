@@ -84,7 +84,7 @@ type Agent struct {
 	// to set up (saved desired state, adopted containers): their network
 	// namespaces may hold an attachment or a lease it never recorded.
 	inherited map[string]bool
-	fetchMu     sync.Mutex      // one prefetch at a time: a slow link has no room for more
+	fetchMu   sync.Mutex // one prefetch at a time: a slow link has no room for more
 }
 
 // Network sets up and tears down a pod's network in its namespace.
