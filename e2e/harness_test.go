@@ -294,9 +294,11 @@ func (c *cluster) startAgent() {
 }
 
 func (c *cluster) agentArgs() []string {
-	return []string{"--master", c.apiURL, "--token", c.token, "--name", c.node,
+	args := []string{"--master", c.apiURL, "--token", c.token, "--name", c.node,
 		"--data-dir", filepath.Join(c.dir, "agent"), "--containerd", c.ctrd.socket,
 		"--bridge", c.bridge, "--pod-cidr", c.podCIDR, "--labels", "e2e=yes"}
+	// EDGE_E2E_AGENT_ARGS adds flags, for experiments (--cni-bin-dir /none).
+	return append(args, strings.Fields(os.Getenv("EDGE_E2E_AGENT_ARGS"))...)
 }
 
 // cleanupHost removes what the agent created on the host outside its data

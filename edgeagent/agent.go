@@ -78,8 +78,10 @@ type Agent struct {
 	hostIP      string
 	ooms        map[string]bool // containers the kernel OOM-killed
 	events      *eventQueue
-	eventsReady chan struct{}
-	fetching    map[string]bool // images being prefetched
+	eventsReady chan struct{} // events on disk to send
+	// eventsRecorded wakes the writer: events in memory to put on disk.
+	eventsRecorded chan struct{}
+	fetching       map[string]bool // images being prefetched
 	// inherited holds the pods an earlier agent process may have started
 	// to set up (saved desired state, adopted containers): their network
 	// namespaces may hold an attachment or a lease it never recorded.
@@ -103,10 +105,11 @@ func (a *Agent) Open() error {
 	if err := a.init(); err != nil {
 		return err
 	}
-	a.wg.Add(3)
+	a.wg.Add(4)
 	go a.run()
 	go a.reportLoop()
 	go a.sendEvents()
+	go a.writeEvents()
 	return nil
 }
 
@@ -181,6 +184,7 @@ func (a *Agent) init() error {
 		return err
 	}
 	a.eventsReady = make(chan struct{}, 1)
+	a.eventsRecorded = make(chan struct{}, 1)
 	a.rt = a.Runtime
 	if a.rt == nil {
 		r, err := newContainerdRuntime(a.Containerd, a.Namespace, a.CgroupParent)
@@ -201,6 +205,11 @@ func (a *Agent) Close() error {
 	a.cancel()
 	a.wg.Wait()
 	a.cancel = nil
+	// Events recorded by workers as they stopped, after the writer's last
+	// flush.
+	if _, err := a.events.flush(); err != nil {
+		a.Log.Error("writing pod events failed; they are lost", "err", err)
+	}
 	if a.closeRT != nil {
 		err := a.closeRT()
 		a.closeRT = nil

@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -174,8 +175,9 @@ func TestNetNS(t *testing.T) {
 	}
 }
 
-// Events survive a restart, come out in order, and ids keep increasing
-// after delivered ones are gone.
+// Events survive a restart once flushed, come out in order, ids keep
+// increasing after delivered ones are gone, and a burst is written as one
+// file (one fsync), not one file per event.
 func TestEventQueue(t *testing.T) {
 	dir := t.TempDir()
 	q, err := openEventQueue(dir, 5)
@@ -183,11 +185,19 @@ func TestEventQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if _, err := q.add(core.PodEvent{Reason: "r" + string(rune('a'+i))}); err != nil {
-			t.Fatal(err)
-		}
+		q.add(core.PodEvent{Reason: "r" + string(rune('a'+i))})
 	}
-	q, _ = openEventQueue(dir, 5) // an agent restart
+	if got := q.pending(10); len(got) != 0 {
+		t.Fatalf("%d events pending before they are on disk", len(got))
+	}
+	if wrote, err := q.flush(); !wrote || err != nil {
+		t.Fatalf("flush = %v, %v", wrote, err)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.json")); len(files) != 1 {
+		t.Fatalf("3 events in %d files, want 1", len(files))
+	}
+	q.add(core.PodEvent{Reason: "lost"}) // recorded, never flushed: a crash loses it
+	q, _ = openEventQueue(dir, 5)        // an agent restart
 	got := q.pending(10)
 	if len(got) != 3 || got[0].Reason != "ra" || got[2].Reason != "rc" || got[0].ID >= got[1].ID {
 		t.Fatalf("pending %+v", got)
@@ -197,15 +207,26 @@ func TestEventQueue(t *testing.T) {
 		t.Fatalf("after ack %+v", rest)
 	}
 	q.ack(q.pending(10))
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.json")); len(files) != 0 {
+		t.Fatalf("%d files left after everything was acknowledged", len(files))
+	}
 	q, _ = openEventQueue(dir, 5)
-	id, _ := q.add(core.PodEvent{Reason: "rd"})
+	id := q.add(core.PodEvent{Reason: "rd"})
 	if id <= got[2].ID {
 		t.Fatalf("id %d reused after restart (last was %d)", id, got[2].ID)
 	}
+	q.flush()
 	for i := 0; i < 10; i++ {
 		q.add(core.PodEvent{Reason: "flood"})
+		q.flush()
 	}
 	if n := len(q.pending(100)); n != 5 {
 		t.Fatalf("%d queued, want the newest 5", n)
+	}
+	// A file from an agent before batching (one event) still reads.
+	os.WriteFile(filepath.Join(dir, fmt.Sprintf("%016d.json", 1)), []byte(`{"id":1,"reason":"old"}`), 0o600)
+	q, _ = openEventQueue(dir, 100)
+	if p := q.pending(100); len(p) != 6 || p[0].Reason != "old" {
+		t.Fatalf("with an old single-event file: %+v", p)
 	}
 }

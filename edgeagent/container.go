@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/edgeorch/edge/core"
@@ -26,7 +27,15 @@ type ctrState struct {
 	probes       probeState
 	exitSeen     time.Time                      // the exit last recorded as an event
 	exit         *core.ContainerStateTerminated // how that exit is reported
+	// record holds labels of a start still to be written to the runtime
+	// (after the pod's status went out: on a busy node that write waits
+	// behind other containers' creation, and the pod is running already).
+	record map[string]string
 }
+
+// startCheck is when a worker looks again at a container it started; an
+// exit before then wakes it at once (the runtime's event stream).
+const startCheck = time.Second
 
 // maxBackoff caps the restart backoff (1s, 2s, 4s, ... 60s); a container
 // that ran longer than this starts again from no delay.
@@ -66,7 +75,8 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 		if now.Before(st.retryAt) {
 			return st.retryAt.Sub(now)
 		}
-		if err := w.createContainer(pod, c, st, id); err != nil {
+		created, err := w.createContainer(pod, c, st, id)
+		if err != nil {
 			st.backoff = nextBackoff(st.backoff)
 			delay := st.backoff
 			var pe *pullError
@@ -77,19 +87,28 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 			return delay
 		}
 		st.backoff, st.retryAt = 0, time.Time{}
-		info, err = a.rt.Container(ctx, id)
+		// Just created: its labels are ours and it has no task. Asking the
+		// runtime again would cost two round trips per container on the
+		// busiest moment of a node, twenty pods starting at once.
+		st.restarts, st.created = 0, created
+		return w.noTask(pod, c, st, id, nil, netReady)
 	}
 	if err != nil {
 		return 2 * time.Second // the runtime is restarting; look again soon
 	}
-	st.restarts = atoi32(info.Labels[labelRestarts])
+	labels := info.Labels
+	if st.record != nil { // a start not recorded yet is the latest one
+		labels = maps.Clone(labels)
+		maps.Copy(labels, st.record)
+	}
+	st.restarts = atoi32(labels[labelRestarts])
 	if st.created.IsZero() {
 		st.created = info.CreatedAt
 		if img, err := a.rt.Image(ctx, info.Image); err == nil {
 			st.imageID = img.ID
 		}
 	}
-	startedAt := parseTime(info.Labels[labelStartedAt])
+	startedAt := parseTime(labels[labelStartedAt])
 	task, err := a.rt.Task(ctx, id)
 	switch {
 	case core.ErrorCode(err) == core.ENOTFOUND:
@@ -193,7 +212,7 @@ func (w *podWorker) stopped(pod *core.Pod, c *core.Container, st *ctrState, id s
 }
 
 // createContainer gets the container's image and creates the container.
-func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrState, id string) error {
+func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrState, id string) (time.Time, error) {
 	a := w.a
 	ctx := a.ctx
 	if st.waiting == nil {
@@ -217,22 +236,23 @@ func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrSta
 			a.Log.Warn("image not available", "pod", w.namespace+"/"+w.name, "image", c.Image, "err", err)
 			w.event(c.Name, core.EventWarning, "Failed", "Failed to get image %s: %v", c.Image, err)
 		}
-		return err
+		return time.Time{}, err
 	}
 	st.pullFailures = 0
+	st.imageID = img.ID
 	cfg, err := w.containerConfig(pod, c, img.Name)
 	if err != nil {
 		if st.waiting.Reason != "CreateContainerConfigError" {
 			w.event(c.Name, core.EventWarning, "Failed", "Error: %v", err)
 		}
 		st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
-		return err
+		return time.Time{}, err
 	}
 	if err := a.rt.CreateContainer(ctx, cfg); err != nil {
 		st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
-		return err
+		return time.Time{}, err
 	}
-	return nil
+	return a.Now(), nil
 }
 
 // startTask starts a container's process; restart counts it as a restart.
@@ -264,16 +284,14 @@ func (w *podWorker) startTask(c *core.Container, st *ctrState, id string, restar
 		labels[labelPodIP] = w.podIP // read back when a restarted agent adopts the pod
 	}
 	w.mu.Unlock()
-	if err := a.rt.SetLabels(a.ctx, id, labels); err != nil {
-		a.Log.Warn("recording container start failed", "container", id, "err", err)
-	}
+	st.record = labels
 	st.waiting, st.terminated = nil, nil
 	st.running = &core.ContainerStateRunning{StartedAt: now}
 	st.ready = c.ReadinessProbe == nil
 	st.probes = probeState{}
 	// The next exit is a new one, whatever its time says.
 	st.exit = nil
-	return 50 * time.Millisecond, true // confirm it is still up shortly
+	return startCheck, true
 }
 
 // oomKilled reports (once) whether the kernel OOM-killed container id.
@@ -317,4 +335,17 @@ func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPol
 		return img, nil
 	}
 	return img, &pullError{reason: "ErrImagePull", msg: fmt.Sprintf("pull %q: %v", ref, perr)}
+}
+
+// recordStart writes a started container's labels (start time, restarts,
+// pod address): what a restarted agent reads back when it adopts it.
+func (w *podWorker) recordStart(id string, st *ctrState) {
+	if st.record == nil {
+		return
+	}
+	if err := w.a.rt.SetLabels(w.a.ctx, id, st.record); err != nil {
+		w.a.Log.Warn("recording container start failed; retrying", "container", id, "err", err)
+		return
+	}
+	st.record = nil
 }

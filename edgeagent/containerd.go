@@ -34,6 +34,10 @@ type containerdRuntime struct {
 	// swap is whether the host accounts swap, so that a swap limit can be
 	// set (see swapAccounting).
 	swap bool
+	// unpacked holds the digests of images known to be unpacked: checking
+	// costs several round trips (manifest, config, snapshot), for every
+	// container of a burst that all use one image.
+	unpacked sync.Map
 
 	ctx    context.Context // ends the event streams on Close
 	cancel context.CancelFunc
@@ -134,16 +138,23 @@ func (r *containerdRuntime) CreateContainer(ctx context.Context, cfg *core.Conta
 	}
 	// An image imported or prefetched without unpacking has no snapshot
 	// to start from yet.
-	if ok, err := img.IsUnpacked(ctx, ""); err != nil {
-		return coreError(err)
-	} else if !ok {
-		if err := img.Unpack(ctx, ""); err != nil {
+	digest := img.Target().Digest
+	if _, ok := r.unpacked.Load(digest); !ok {
+		if ok, err := img.IsUnpacked(ctx, ""); err != nil {
 			return coreError(err)
+		} else if !ok {
+			if err := img.Unpack(ctx, ""); err != nil {
+				return coreError(err)
+			}
 		}
+		r.unpacked.Store(digest, true)
 	}
 	opts := append(imageSpecOpts(img, cfg), containerSpecOpts(cfg, r.cgroupParent+"/"+cfg.ID, r.swap)...)
 	_, err = r.client.NewContainer(ctx, cfg.ID, containerd.WithImage(img), containerd.WithNewSnapshot(cfg.ID, img),
 		containerd.WithNewSpec(opts...), containerd.WithContainerLabels(cfg.Labels))
+	if err != nil {
+		r.unpacked.Delete(digest) // its snapshots may have gone: check again next time
+	}
 	return coreError(err)
 }
 

@@ -59,11 +59,25 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 	cmd := exec.Command("containerd", "--config", config)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the *thread* that forked the child exits, and
+	// this package's netns code ends the threads it switched into another
+	// namespace: fork from a thread kept locked, and alive, until containerd
+	// has exited, or a netns call may kill containerd mid-test.
+	started, exited := make(chan error, 1), make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	parent := fmt.Sprintf("/edge-test-%d", os.Getpid())
 	r, err := newContainerdRuntime(socket, "edge", parent)
 	if err != nil {

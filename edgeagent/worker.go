@@ -183,6 +183,15 @@ func (w *podWorker) sync() time.Duration {
 		next = 2 * time.Second
 	}
 	w.updateStatus(pod)
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if st := w.state(c.Name); st.record != nil {
+			w.recordStart(containerID(pod, c.Name), st)
+			if st.record != nil {
+				next = min(next, 2*time.Second)
+			}
+		}
+	}
 	return max(next, 10*time.Millisecond)
 }
 

@@ -103,7 +103,10 @@ func (h *workerHarness) status(container string) core.ContainerStatus {
 }
 
 // recorded returns the events the worker queued for the master.
-func (h *workerHarness) recorded() []core.PodEvent { return h.a.events.pending(10000) }
+func (h *workerHarness) recorded() []core.PodEvent {
+	h.a.events.flush()
+	return h.a.events.pending(10000)
+}
 
 func countEvents(events []core.PodEvent, reason, message string) int {
 	n := 0
@@ -155,7 +158,7 @@ func TestWorkerRestartBackoff(t *testing.T) {
 	id := h.id("app")
 	h.sync()
 	h.rt.exit(t, id, 1)
-	if next := h.sync(); next != 50*time.Millisecond {
+	if next := h.sync(); next != startCheck {
 		t.Fatalf("first restart not at once: next look in %s", next)
 	}
 	if cs := h.status("app"); cs.RestartCount != 1 || cs.State.Running == nil {
@@ -214,7 +217,7 @@ func TestWorkerBackoffResets(t *testing.T) {
 	}
 	h.clk.Advance(61 * time.Second) // runs a minute, unobserved
 	h.rt.exit(t, id, 1)
-	if next := h.sync(); next != 50*time.Millisecond || h.status("app").RestartCount != 5 {
+	if next := h.sync(); next != startCheck || h.status("app").RestartCount != 5 {
 		t.Fatalf("not restarted at once after a long run: next %s, %+v", next, h.status("app"))
 	}
 	h.rt.exit(t, id, 1)

@@ -42,6 +42,7 @@ type Main struct {
 	Bridge     string
 	Reserved   map[string]string
 	Debug      bool
+	PprofAddr  string
 
 	Log        *slog.Logger
 	Agent      *edgeagent.Agent
@@ -69,6 +70,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringToStringVar(&m.Reserved, "system-reserved", nil,
 		"capacity kept from pods for the OS, containerd and the agent, e.g. cpu=100m,memory=256Mi (default cpu=100m, memory a quarter of RAM up to 256Mi)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
+	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "Usage: edgeagent --token TOKEN [--master URL] [flags]\n\n%s", fs.FlagUsages())
@@ -111,6 +113,9 @@ func (m *Main) Run(ctx context.Context) error {
 		ctrlog.SetLevel("warn") // containerd's client logs every failed registry request at info
 	}
 	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return err
+	}
+	if err := daemon.ServeProfiles(ctx, m.PprofAddr, m.Log); err != nil {
 		return err
 	}
 	m.Agent = &edgeagent.Agent{Name: m.Name, DataDir: m.DataDir, Containerd: m.Containerd, Labels: m.Labels,
