@@ -152,6 +152,11 @@ type TaskStatus struct {
 	State    TaskState
 	ExitCode int32     // when stopped; 128+n after signal n
 	ExitedAt time.Time // when stopped; zero if unknown
+	// OOMKilled says, when stopped, that the kernel's OOM killer killed a
+	// process of the container, as its memory cgroup counts it: known
+	// whatever order the runtime's events came in, and after an agent
+	// restart.
+	OOMKilled bool
 }
 
 // RuntimeEventType says what a RuntimeEvent reports.

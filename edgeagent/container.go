@@ -168,7 +168,7 @@ func (w *podWorker) stopped(pod *core.Pod, c *core.Container, st *ctrState, id s
 		}
 		if term.ExitCode != 0 {
 			term.Reason = "Error"
-			if w.oomKilled(id) {
+			if w.oomKilled(id) || task.OOMKilled {
 				term.Reason = "OOMKilled"
 			}
 		}

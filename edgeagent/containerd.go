@@ -31,6 +31,7 @@ type containerdRuntime struct {
 	client       *containerd.Client
 	namespace    string
 	cgroupParent string
+	cgroupRoot   string // /sys/fs/cgroup
 	// swap is whether the host accounts swap, so that a swap limit can be
 	// set (see swapAccounting).
 	swap bool
@@ -52,7 +53,8 @@ func newContainerdRuntime(socket, namespace, cgroupParent string) (*containerdRu
 	if err != nil {
 		return nil, err
 	}
-	r := &containerdRuntime{client: c, namespace: namespace, cgroupParent: cgroupParent, swap: swapAccounting("/sys/fs/cgroup")}
+	r := &containerdRuntime{client: c, namespace: namespace, cgroupParent: cgroupParent, cgroupRoot: "/sys/fs/cgroup",
+		swap: swapAccounting("/sys/fs/cgroup")}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -343,7 +345,12 @@ func (r *containerdRuntime) Task(ctx context.Context, id string) (core.TaskStatu
 	}
 	switch st.Status {
 	case containerd.Stopped:
-		return core.TaskStatus{State: core.TaskStopped, ExitCode: int32(st.ExitStatus), ExitedAt: st.ExitTime}, nil
+		ts := core.TaskStatus{State: core.TaskStopped, ExitCode: int32(st.ExitStatus), ExitedAt: st.ExitTime}
+		if ts.ExitCode == 128+int32(syscall.SIGKILL) {
+			// The cgroup lives until the task is deleted: ask it.
+			ts.OOMKilled = oomKills(r.cgroupRoot, r.cgroupParent+"/"+id) > 0
+		}
+		return ts, nil
 	case containerd.Created:
 		return core.TaskStatus{State: core.TaskCreated}, nil
 	default:
@@ -512,4 +519,25 @@ func (r *containerdRuntime) Events(ctx context.Context) (<-chan core.RuntimeEven
 		}
 	}()
 	return out, nil
+}
+
+// oomKills returns how many processes the kernel's OOM killer killed in the
+// memory cgroup at path under root (cgroup v1: memory.oom_control; v2:
+// memory.events), or -1 if it cannot tell.
+func oomKills(root, path string) int64 {
+	for _, f := range []string{filepath.Join(root, "memory", path, "memory.oom_control"), filepath.Join(root, path, "memory.events")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
 }

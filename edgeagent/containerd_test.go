@@ -312,7 +312,7 @@ func TestContainerdOOM(t *testing.T) {
 	waitEvent(t, events, core.RuntimeEvent{Type: core.RuntimeTaskOOM, ContainerID: id})
 	waitEvent(t, events, core.RuntimeEvent{Type: core.RuntimeTaskExit, ContainerID: id})
 	st, err := r.Task(ctx, id)
-	if err != nil || st.State != core.TaskStopped || st.ExitCode != 137 || st.ExitedAt.IsZero() {
+	if err != nil || st.State != core.TaskStopped || st.ExitCode != 137 || st.ExitedAt.IsZero() || !st.OOMKilled {
 		t.Fatalf("task %+v: %v", st, err)
 	}
 	if err := r.DeleteTask(ctx, id); err != nil {
@@ -323,5 +323,21 @@ func TestContainerdOOM(t *testing.T) {
 	}
 	if ctrs, _ := r.Containers(ctx, nil); len(ctrs) != 0 {
 		t.Fatalf("%d containers left", len(ctrs))
+	}
+}
+
+// oomKills reads the kernel's count from either cgroup version.
+func TestOOMKills(t *testing.T) {
+	root := t.TempDir()
+	v1 := filepath.Join(root, "memory", "edge", "n1", "c1")
+	v2 := filepath.Join(root, "edge", "n1", "c2")
+	os.MkdirAll(v1, 0o755)
+	os.MkdirAll(v2, 0o755)
+	os.WriteFile(filepath.Join(v1, "memory.oom_control"), []byte("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 0o644)
+	os.WriteFile(filepath.Join(v2, "memory.events"), []byte("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 0\n"), 0o644)
+	for path, want := range map[string]int64{"/edge/n1/c1": 2, "/edge/n1/c2": 1, "/edge/n1/gone": -1} {
+		if got := oomKills(root, path); got != want {
+			t.Errorf("oomKills(%s) = %d, want %d", path, got, want)
+		}
 	}
 }

@@ -404,13 +404,19 @@ func (r *fakeRuntime) publishLocked(ev core.RuntimeEvent) {
 
 // stopLocked ends a running task with code; the caller holds r.mu.
 func (r *fakeRuntime) stopLocked(c *fakeContainer, code int32, oom bool) {
+	r.stopQuietly(c, code, oom, oom)
+}
+
+// stopQuietly stops c's task; event says whether an OOM kill is also
+// announced on the event stream (the cgroup counts it either way).
+func (r *fakeRuntime) stopQuietly(c *fakeContainer, code int32, oom, event bool) {
 	if c.task.status.State == core.TaskStopped {
 		return
 	}
-	if oom {
+	if event {
 		r.publishLocked(core.RuntimeEvent{Type: core.RuntimeTaskOOM, ContainerID: c.info.ID})
 	}
-	c.task.status = core.TaskStatus{State: core.TaskStopped, ExitCode: code, ExitedAt: r.now()}
+	c.task.status = core.TaskStatus{State: core.TaskStopped, ExitCode: code, ExitedAt: r.now(), OOMKilled: oom}
 	for _, w := range c.task.waiters {
 		w <- c.task.status
 	}
@@ -440,6 +446,19 @@ func (r *fakeRuntime) oomKill(t testing.TB, id string) {
 		t.Fatalf("oom %s: not running (%v)", id, err)
 	}
 	r.stopLocked(c, 137, true)
+}
+
+// oomKillUnannounced is an OOM kill whose event the worker never saw (lost
+// with a broken stream, or before an agent restart).
+func (r *fakeRuntime) oomKillUnannounced(t testing.TB, id string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.taskOf(id)
+	if err != nil || c.task.status.State != core.TaskRunning {
+		t.Fatalf("oom %s: not running (%v)", id, err)
+	}
+	r.stopQuietly(c, 137, true, false)
 }
 
 // breakStreams ends every event subscription, as a containerd restart does.

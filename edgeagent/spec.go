@@ -20,7 +20,6 @@ const (
 	labelPodName      = "edge.pod.name"
 	labelPodNamespace = "edge.pod.namespace"
 	labelContainer    = "edge.container.name"
-	labelSpecHash     = "edge.container.hash"
 	labelRestarts     = "edge.restarts"
 	labelStartedAt    = "edge.started.at"
 	labelNetNS        = "edge.pod.netns"
@@ -45,9 +44,6 @@ func containerID(p *core.Pod, container string) string {
 	}
 	return id
 }
-
-// specHash identifies what a container was created from.
-func specHash(c *core.Container) string { return core.Hash(c) }
 
 func atoi32(s string) int32 {
 	n, _ := strconv.Atoi(s)
@@ -118,7 +114,7 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 	}
 	labels := map[string]string{
 		labelPodUID: pod.Metadata.UID, labelPodName: pod.Metadata.Name, labelPodNamespace: pod.Metadata.Namespace,
-		labelContainer: c.Name, labelSpecHash: specHash(c), labelRestarts: "0",
+		labelContainer: c.Name, labelRestarts: "0",
 		labelGrace: strconv.FormatInt(pod.Spec.GracePeriod(), 10),
 	}
 	cfg := &core.ContainerConfig{

@@ -407,6 +407,17 @@ func TestWorkerOOMKilled(t *testing.T) {
 			t.Fatalf("%d OOMKilled events", n)
 		}
 	})
+	t.Run("EventNeverSeen", func(t *testing.T) {
+		pod := testPod("job", busybox("app"))
+		pod.Spec.RestartPolicy = core.RestartNever
+		h := newWorkerHarness(t, pod)
+		h.sync()
+		h.rt.oomKillUnannounced(t, h.id("app"))
+		h.sync()
+		if term := h.status("app").State.Terminated; term == nil || term.Reason != "OOMKilled" {
+			t.Fatalf("an OOM kill known only to the cgroup: terminated %+v", term)
+		}
+	})
 }
 
 // A failed pull is ErrImagePull, then ImagePullBackOff while it keeps
