@@ -264,176 +264,207 @@ func (t *table) print(w io.Writer, header bool) {
 }
 
 // describe prints an object for people.
+// describe prints obj the way kubectl describe does; related holds the
+// pods and events it may mention.
 func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
-	defer tw.Flush()
+	d := &describer{tw: tabwriter.NewWriter(w, 0, 8, 1, ' ', 0), related: related, now: now}
+	defer d.tw.Flush()
 	m := obj.GetMeta()
-	p := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	p("Name", m.Name)
+	d.p("Name", m.Name)
 	if m.Namespace != "" {
-		p("Namespace", m.Namespace)
+		d.p("Namespace", m.Namespace)
 	}
-	p("Labels", labelString(m.Labels))
+	d.p("Labels", labelString(m.Labels))
 	if len(m.Annotations) > 0 {
-		p("Annotations", labelString(m.Annotations))
+		d.p("Annotations", labelString(m.Annotations))
 	}
 	if m.CreationTimestamp != nil {
-		p("Created", m.CreationTimestamp.Format(time.RFC3339)+" ("+Age(m.CreationTimestamp, now)+" ago)")
-	}
-	pods := func(match func(*core.Pod) bool) {
-		var rows []string
-		for _, o := range related {
-			if pod, ok := o.(*core.Pod); ok && match(pod) {
-				rows = append(rows, fmt.Sprintf("  %s\t%s\t%s\t%s", pod.Metadata.Namespace+"/"+pod.Metadata.Name, PodStatus(pod), orNone(pod.Spec.NodeName), orNone(pod.Status.PodIP)))
-			}
-		}
-		fmt.Fprintf(tw, "Pods:\t%d\n", len(rows))
-		for _, r := range rows {
-			fmt.Fprintln(tw, r)
-		}
+		d.p("Created", m.CreationTimestamp.Format(time.RFC3339)+" ("+Age(m.CreationTimestamp, now)+" ago)")
 	}
 	switch v := obj.(type) {
 	case *core.Pod:
-		p("Node", orNone(v.Spec.NodeName))
-		if v.Status.StartTime != nil {
-			p("Start Time", v.Status.StartTime.Format(time.RFC3339))
-		}
-		p("Status", PodStatus(v))
-		p("IP", orNone(v.Status.PodIP))
-		if o := v.Owner(); o != nil {
-			p("Controlled By", string(o.Kind)+"/"+o.Name)
-		}
-		fmt.Fprintln(tw, "Containers:")
-		statuses := map[string]core.ContainerStatus{}
-		for _, cs := range v.Status.ContainerStatuses {
-			statuses[cs.Name] = cs
-		}
-		for _, c := range v.Spec.Containers {
-			cs := statuses[c.Name]
-			fmt.Fprintf(tw, "  %s:\n", c.Name)
-			fmt.Fprintf(tw, "    Image:\t%s\n", c.Image)
-			if len(c.Command) > 0 {
-				fmt.Fprintf(tw, "    Command:\t%s\n", strings.Join(c.Command, " "))
-			}
-			if len(c.Args) > 0 {
-				fmt.Fprintf(tw, "    Args:\t%s\n", strings.Join(c.Args, " "))
-			}
-			switch s := cs.State; {
-			case s.Running != nil:
-				fmt.Fprintf(tw, "    State:\tRunning\n")
-			case s.Waiting != nil:
-				fmt.Fprintf(tw, "    State:\tWaiting\n      Reason:\t%s\n", s.Waiting.Reason)
-				if s.Waiting.Message != "" {
-					fmt.Fprintf(tw, "      Message:\t%s\n", s.Waiting.Message)
-				}
-			case s.Terminated != nil:
-				fmt.Fprintf(tw, "    State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", s.Terminated.Reason, s.Terminated.ExitCode)
-			default:
-				fmt.Fprintf(tw, "    State:\tWaiting\n")
-			}
-			if t := cs.LastState.Terminated; t != nil {
-				fmt.Fprintf(tw, "    Last State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", t.Reason, t.ExitCode)
-			}
-			fmt.Fprintf(tw, "    Ready:\t%v\n    Restart Count:\t%d\n", cs.Ready, cs.RestartCount)
-			if len(c.Resources.Limits) > 0 {
-				fmt.Fprintf(tw, "    Limits:\t%s\n", resources(c.Resources.Limits))
-			}
-			if len(c.Resources.Requests) > 0 {
-				fmt.Fprintf(tw, "    Requests:\t%s\n", resources(c.Resources.Requests))
-			}
-		}
-		if len(v.Status.Conditions) > 0 {
-			fmt.Fprintln(tw, "Conditions:")
-			for _, c := range v.Status.Conditions {
-				fmt.Fprintf(tw, "  %s\t%s\n", c.Type, c.Status)
-			}
-		}
-		if len(v.Spec.NodeSelector) > 0 {
-			p("Node-Selectors", labelString(v.Spec.NodeSelector))
-		}
-		fmt.Fprintln(tw, "Events:")
-		if c := v.Status.Condition("PodScheduled"); c != nil && c.Status == core.ConditionFalse {
-			fmt.Fprintf(tw, "  Warning\tFailedScheduling\t\t%s\n", c.Message)
-		}
-		var events []*core.EventObj
-		for _, o := range related {
-			if e, ok := o.(*core.EventObj); ok {
-				events = append(events, e)
-			}
-		}
-		for _, e := range core.EventsFor(events, v.Metadata.UID) {
-			at := ""
-			if e.LastTimestamp != nil {
-				at = e.LastTimestamp.Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", e.Type, e.Reason, at, e.Message)
-		}
-		notes(tw, core.Warnings(v))
+		d.pod(v)
 	case *core.Node:
-		p("Status", NodeStatus(v))
-		p("Unschedulable", fmt.Sprint(v.Spec.Unschedulable))
-		fmt.Fprintln(tw, "Conditions:")
-		for _, c := range v.Status.Conditions {
-			since := ""
-			if c.LastTransitionTime != nil {
-				since = Age(c.LastTransitionTime, now) + " ago"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.Message, since)
-		}
-		fmt.Fprintln(tw, "Addresses:")
-		for _, a := range v.Status.Addresses {
-			fmt.Fprintf(tw, "  %s:\t%s\n", a.Type, a.Address)
-		}
-		p("Capacity", resources(v.Status.Capacity))
-		p("Allocatable", resources(v.Status.Allocatable))
-		ni := v.Status.NodeInfo
-		fmt.Fprintf(tw, "System Info:\n  Kernel Version:\t%s\n  OS Image:\t%s\n  Operating System:\t%s\n  Architecture:\t%s\n  Container Runtime:\t%s\n  Agent Version:\t%s\n",
-			ni.KernelVersion, ni.OSImage, ni.OperatingSystem, ni.Architecture, ni.ContainerRuntimeVersion, ni.KubeletVersion)
-		pods(func(pod *core.Pod) bool { return pod.Spec.NodeName == v.Metadata.Name })
+		d.node(v)
 	case *core.Deployment:
-		sel := map[string]string{}
-		if v.Spec.Selector != nil {
-			sel = v.Spec.Selector.MatchLabels
-		}
-		p("Selector", labelString(sel))
-		p("Replicas", fmt.Sprintf("%d desired | %d updated | %d total | %d available", v.DesiredReplicas(), v.Status.UpdatedReplicas, v.Status.Replicas, v.Status.AvailableReplicas))
-		p("StrategyType", v.Spec.Strategy.Type)
-		if ru := v.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil && ru.MaxUnavailable != nil {
-			p("RollingUpdateStrategy", fmt.Sprintf("%s max unavailable, %s max surge", ru.MaxUnavailable, ru.MaxSurge))
-		}
-		templ(tw, &v.Spec.Template)
-		pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
-		notes(tw, core.Warnings(v))
+		d.deployment(v)
 	case *core.DaemonSet:
-		p("Node-Selector", labelString(v.Spec.Template.Spec.NodeSelector))
-		s := v.Status
-		p("Desired Number of Nodes Scheduled", fmt.Sprint(s.DesiredNumberScheduled))
-		p("Current Number of Nodes Scheduled", fmt.Sprint(s.CurrentNumberScheduled))
-		p("Number Ready", fmt.Sprint(s.NumberReady))
-		templ(tw, &v.Spec.Template)
-		pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
+		d.daemonSet(v)
 	case *core.Service:
-		p("Type", v.Spec.Type)
-		p("Selector", labelString(v.Spec.Selector))
-		p("IP", orNone(v.Spec.ClusterIP))
-		for _, port := range v.Spec.Ports {
-			p("Port", fmt.Sprintf("%s %d/%s -> %s", orNone(port.Name), port.Port, port.Protocol, port.TargetPort.String()))
-			if port.NodePort != 0 {
-				p("NodePort", fmt.Sprintf("%d/%s", port.NodePort, port.Protocol))
-			}
-		}
-		var eps []string
-		for _, o := range related {
-			if pod, ok := o.(*core.Pod); ok && pod.Metadata.Namespace == v.Metadata.Namespace && len(v.Spec.Selector) > 0 &&
-				core.MatchLabels(v.Spec.Selector, pod.Metadata.Labels) && pod.Ready() && pod.Status.PodIP != "" {
-				eps = append(eps, pod.Status.PodIP)
-			}
-		}
-		p("Endpoints", orNone(strings.Join(eps, ",")))
-		fmt.Fprintln(tw, "Note:\tthe service proxy is not programmed yet in this version: the ClusterIP is allocated but not routed")
+		d.service(v)
 	case *core.Namespace:
-		p("Status", v.Status.Phase)
+		d.p("Status", v.Status.Phase)
 	}
+}
+
+type describer struct {
+	tw      *tabwriter.Writer
+	related []core.Object
+	now     time.Time
+}
+
+func (d *describer) p(k, v string) { fmt.Fprintf(d.tw, "%s:\t%s\n", k, v) }
+
+// pods lists the related pods that match.
+func (d *describer) pods(match func(*core.Pod) bool) {
+	var rows []string
+	for _, o := range d.related {
+		if pod, ok := o.(*core.Pod); ok && match(pod) {
+			rows = append(rows, fmt.Sprintf("  %s\t%s\t%s\t%s", pod.Metadata.Namespace+"/"+pod.Metadata.Name, PodStatus(pod), orNone(pod.Spec.NodeName), orNone(pod.Status.PodIP)))
+		}
+	}
+	fmt.Fprintf(d.tw, "Pods:\t%d\n", len(rows))
+	for _, r := range rows {
+		fmt.Fprintln(d.tw, r)
+	}
+}
+
+func (d *describer) pod(v *core.Pod) {
+	d.p("Node", orNone(v.Spec.NodeName))
+	if v.Status.StartTime != nil {
+		d.p("Start Time", v.Status.StartTime.Format(time.RFC3339))
+	}
+	d.p("Status", PodStatus(v))
+	d.p("IP", orNone(v.Status.PodIP))
+	if o := v.Owner(); o != nil {
+		d.p("Controlled By", string(o.Kind)+"/"+o.Name)
+	}
+	fmt.Fprintln(d.tw, "Containers:")
+	statuses := map[string]core.ContainerStatus{}
+	for _, cs := range v.Status.ContainerStatuses {
+		statuses[cs.Name] = cs
+	}
+	for _, c := range v.Spec.Containers {
+		cs := statuses[c.Name]
+		fmt.Fprintf(d.tw, "  %s:\n", c.Name)
+		fmt.Fprintf(d.tw, "    Image:\t%s\n", c.Image)
+		if len(c.Command) > 0 {
+			fmt.Fprintf(d.tw, "    Command:\t%s\n", strings.Join(c.Command, " "))
+		}
+		if len(c.Args) > 0 {
+			fmt.Fprintf(d.tw, "    Args:\t%s\n", strings.Join(c.Args, " "))
+		}
+		switch s := cs.State; {
+		case s.Running != nil:
+			fmt.Fprintf(d.tw, "    State:\tRunning\n")
+		case s.Waiting != nil:
+			fmt.Fprintf(d.tw, "    State:\tWaiting\n      Reason:\t%s\n", s.Waiting.Reason)
+			if s.Waiting.Message != "" {
+				fmt.Fprintf(d.tw, "      Message:\t%s\n", s.Waiting.Message)
+			}
+		case s.Terminated != nil:
+			fmt.Fprintf(d.tw, "    State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", s.Terminated.Reason, s.Terminated.ExitCode)
+		default:
+			fmt.Fprintf(d.tw, "    State:\tWaiting\n")
+		}
+		if t := cs.LastState.Terminated; t != nil {
+			fmt.Fprintf(d.tw, "    Last State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", t.Reason, t.ExitCode)
+		}
+		fmt.Fprintf(d.tw, "    Ready:\t%v\n    Restart Count:\t%d\n", cs.Ready, cs.RestartCount)
+		if len(c.Resources.Limits) > 0 {
+			fmt.Fprintf(d.tw, "    Limits:\t%s\n", resources(c.Resources.Limits))
+		}
+		if len(c.Resources.Requests) > 0 {
+			fmt.Fprintf(d.tw, "    Requests:\t%s\n", resources(c.Resources.Requests))
+		}
+	}
+	if len(v.Status.Conditions) > 0 {
+		fmt.Fprintln(d.tw, "Conditions:")
+		for _, c := range v.Status.Conditions {
+			fmt.Fprintf(d.tw, "  %s\t%s\n", c.Type, c.Status)
+		}
+	}
+	if len(v.Spec.NodeSelector) > 0 {
+		d.p("Node-Selectors", labelString(v.Spec.NodeSelector))
+	}
+	fmt.Fprintln(d.tw, "Events:")
+	if c := v.Status.Condition("PodScheduled"); c != nil && c.Status == core.ConditionFalse {
+		fmt.Fprintf(d.tw, "  Warning\tFailedScheduling\t\t%s\n", c.Message)
+	}
+	var events []*core.EventObj
+	for _, o := range d.related {
+		if e, ok := o.(*core.EventObj); ok {
+			events = append(events, e)
+		}
+	}
+	for _, e := range core.EventsFor(events, v.Metadata.UID) {
+		at := ""
+		if e.LastTimestamp != nil {
+			at = e.LastTimestamp.Format(time.RFC3339)
+		}
+		fmt.Fprintf(d.tw, "  %s\t%s\t%s\t%s\n", e.Type, e.Reason, at, e.Message)
+	}
+	notes(d.tw, core.Warnings(v))
+}
+
+func (d *describer) node(v *core.Node) {
+	d.p("Status", NodeStatus(v))
+	d.p("Unschedulable", fmt.Sprint(v.Spec.Unschedulable))
+	fmt.Fprintln(d.tw, "Conditions:")
+	for _, c := range v.Status.Conditions {
+		since := ""
+		if c.LastTransitionTime != nil {
+			since = Age(c.LastTransitionTime, d.now) + " ago"
+		}
+		fmt.Fprintf(d.tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.Message, since)
+	}
+	fmt.Fprintln(d.tw, "Addresses:")
+	for _, a := range v.Status.Addresses {
+		fmt.Fprintf(d.tw, "  %s:\t%s\n", a.Type, a.Address)
+	}
+	d.p("Capacity", resources(v.Status.Capacity))
+	d.p("Allocatable", resources(v.Status.Allocatable))
+	ni := v.Status.NodeInfo
+	fmt.Fprintf(d.tw, "System Info:\n  Kernel Version:\t%s\n  OS Image:\t%s\n  Operating System:\t%s\n  Architecture:\t%s\n  Container Runtime:\t%s\n  Agent Version:\t%s\n",
+		ni.KernelVersion, ni.OSImage, ni.OperatingSystem, ni.Architecture, ni.ContainerRuntimeVersion, ni.KubeletVersion)
+	d.pods(func(pod *core.Pod) bool { return pod.Spec.NodeName == v.Metadata.Name })
+}
+
+func (d *describer) deployment(v *core.Deployment) {
+	sel := map[string]string{}
+	if v.Spec.Selector != nil {
+		sel = v.Spec.Selector.MatchLabels
+	}
+	d.p("Selector", labelString(sel))
+	d.p("Replicas", fmt.Sprintf("%d desired | %d updated | %d total | %d available", v.DesiredReplicas(), v.Status.UpdatedReplicas, v.Status.Replicas, v.Status.AvailableReplicas))
+	d.p("StrategyType", v.Spec.Strategy.Type)
+	if ru := v.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil && ru.MaxUnavailable != nil {
+		d.p("RollingUpdateStrategy", fmt.Sprintf("%s max unavailable, %s max surge", ru.MaxUnavailable, ru.MaxSurge))
+	}
+	templ(d.tw, &v.Spec.Template)
+	d.pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
+	notes(d.tw, core.Warnings(v))
+}
+
+func (d *describer) daemonSet(v *core.DaemonSet) {
+	d.p("Node-Selector", labelString(v.Spec.Template.Spec.NodeSelector))
+	s := v.Status
+	d.p("Desired Number of Nodes Scheduled", fmt.Sprint(s.DesiredNumberScheduled))
+	d.p("Current Number of Nodes Scheduled", fmt.Sprint(s.CurrentNumberScheduled))
+	d.p("Number Ready", fmt.Sprint(s.NumberReady))
+	templ(d.tw, &v.Spec.Template)
+	d.pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
+}
+
+func (d *describer) service(v *core.Service) {
+	d.p("Type", v.Spec.Type)
+	d.p("Selector", labelString(v.Spec.Selector))
+	d.p("IP", orNone(v.Spec.ClusterIP))
+	for _, port := range v.Spec.Ports {
+		d.p("Port", fmt.Sprintf("%s %d/%s -> %s", orNone(port.Name), port.Port, port.Protocol, port.TargetPort.String()))
+		if port.NodePort != 0 {
+			d.p("NodePort", fmt.Sprintf("%d/%s", port.NodePort, port.Protocol))
+		}
+	}
+	var eps []string
+	for _, o := range d.related {
+		if pod, ok := o.(*core.Pod); ok && pod.Metadata.Namespace == v.Metadata.Namespace && len(v.Spec.Selector) > 0 &&
+			core.MatchLabels(v.Spec.Selector, pod.Metadata.Labels) && pod.Ready() && pod.Status.PodIP != "" {
+			eps = append(eps, pod.Status.PodIP)
+		}
+	}
+	d.p("Endpoints", orNone(strings.Join(eps, ",")))
+	fmt.Fprintln(d.tw, "Note:\tthe service proxy is not programmed yet in this version: the ClusterIP is allocated but not routed")
 }
 
 func notes(tw io.Writer, warnings []string) {
