@@ -75,16 +75,7 @@ func testKillMasterMidApply(t *testing.T, c *cluster) {
 		answered[round] = <-done == nil
 		c.startMaster()
 	}
-	waitFor(t, 60*time.Second, "the agent back and the node Ready", func() error {
-		o, err := c.client.Get(context.Background(), core.Key{Kind: core.KindNode, Name: c.node})
-		if err != nil {
-			return err
-		}
-		if r := o.(*core.Node).Ready(); r != core.ConditionTrue {
-			return fmt.Errorf("node Ready=%s", r)
-		}
-		return nil
-	})
+	c.waitNodeReady(60 * time.Second)
 	objs, err := c.client.List(context.Background(), core.KindDeployment, "default", "chaos=yes")
 	if err != nil {
 		t.Fatal(err)

@@ -244,7 +244,14 @@ func newCluster(t testing.TB, masterArgs ...string) *cluster {
 	c.startMaster()
 	c.startAgent()
 	t.Cleanup(c.cleanupHost)
-	waitFor(t, 30*time.Second, "node to be Ready", func() error {
+	c.waitNodeReady(30 * time.Second)
+	return c
+}
+
+// waitNodeReady waits until the agent's node is Ready.
+func (c *cluster) waitNodeReady(timeout time.Duration) {
+	c.t.Helper()
+	waitFor(c.t, timeout, "node to be Ready", func() error {
 		o, err := c.client.Get(context.Background(), core.Key{Kind: core.KindNode, Name: c.node})
 		if err != nil {
 			return err
@@ -254,7 +261,6 @@ func newCluster(t testing.TB, masterArgs ...string) *cluster {
 		}
 		return nil
 	})
-	return c
 }
 
 func (c *cluster) startMaster() {

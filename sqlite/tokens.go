@@ -11,6 +11,20 @@ import (
 
 // CreateToken implements core.TokenStore.
 func (db *DB) CreateToken(ctx context.Context, t *core.Token) error {
+	err := db.writeToken(ctx, "INSERT", t)
+	if core.ErrorCode(err) == core.ECONFLICT {
+		return core.Errorf(core.ECONFLICT, "token %q already exists", t.ID)
+	}
+	return err
+}
+
+// PutToken implements core.TokenStore.
+func (db *DB) PutToken(ctx context.Context, t *core.Token) error {
+	return db.writeToken(ctx, "INSERT OR REPLACE", t)
+}
+
+// writeToken stores t with insert, the statement's verb.
+func (db *DB) writeToken(ctx context.Context, insert string, t *core.Token) error {
 	db.writeMu.Lock()
 	defer db.writeMu.Unlock()
 	now := db.Now().UTC()
@@ -19,11 +33,9 @@ func (db *DB) CreateToken(ctx context.Context, t *core.Token) error {
 	if t.ExpiresAt != nil {
 		expires = t.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	_, err := db.db.ExecContext(ctx, `INSERT INTO tokens (id, kind, hash, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := db.db.ExecContext(ctx, insert+` INTO tokens (id, kind, hash, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		t.ID, t.Kind, t.Hash, t.Description, now.Format(time.RFC3339), expires)
-	if core.ErrorCode(mapError(err)) == core.ECONFLICT {
-		return core.Errorf(core.ECONFLICT, "token %q already exists", t.ID)
-	} else if err != nil {
+	if err != nil {
 		return mapError(err)
 	}
 	db.writes.Add(1)
@@ -87,25 +99,6 @@ func (db *DB) NodeCredentials(ctx context.Context) (map[string]string, error) {
 		out[node] = hash
 	}
 	return out, rows.Err()
-}
-
-// PutToken implements core.TokenStore.
-func (db *DB) PutToken(ctx context.Context, t *core.Token) error {
-	db.writeMu.Lock()
-	defer db.writeMu.Unlock()
-	now := db.Now().UTC()
-	t.CreatedAt = core.NewTime(now)
-	var expires any
-	if t.ExpiresAt != nil {
-		expires = t.ExpiresAt.UTC().Format(time.RFC3339)
-	}
-	_, err := db.db.ExecContext(ctx, `INSERT OR REPLACE INTO tokens (id, kind, hash, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Kind, t.Hash, t.Description, now.Format(time.RFC3339), expires)
-	if err != nil {
-		return mapError(err)
-	}
-	db.writes.Add(1)
-	return nil
 }
 
 // ListTokens implements core.TokenStore.
