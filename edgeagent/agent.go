@@ -86,7 +86,11 @@ type Agent struct {
 	// to set up (saved desired state, adopted containers): their network
 	// namespaces may hold an attachment or a lease it never recorded.
 	inherited map[string]bool
-	fetchMu   sync.Mutex // one prefetch at a time: a slow link has no room for more
+
+	imgMu   sync.Mutex
+	imgList []core.NodeImage // the last listing, for reports
+	imgAt   time.Time
+	fetchMu sync.Mutex // one prefetch at a time: a slow link has no room for more
 }
 
 // Network sets up and tears down a pod's network in its namespace.
@@ -602,8 +606,19 @@ func (a *Agent) Snapshot() *core.NodeReport {
 	return rep
 }
 
+// imagesTTL is how long the node's image list is reused in reports: a
+// burst of pod starts sends a report every few tens of milliseconds, and
+// images change only when pulled (which refreshes the list at once) or
+// imported by hand.
+const imagesTTL = 30 * time.Second
+
 // images lists the images present, for the scheduler's image locality.
 func (a *Agent) images() []core.NodeImage {
+	a.imgMu.Lock()
+	defer a.imgMu.Unlock()
+	if a.imgList != nil && a.Now().Sub(a.imgAt) < imagesTTL {
+		return a.imgList
+	}
 	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
 	defer cancel()
 	imgs, err := a.rt.Images(ctx)
@@ -615,5 +630,29 @@ func (a *Agent) images() []core.NodeImage {
 		out = append(out, core.NodeImage{Names: []string{img.Name}, SizeBytes: img.Size})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Names[0] < out[j].Names[0] })
+	a.imgList, a.imgAt = out, a.Now()
 	return out
+}
+
+// imagesChanged drops the cached image list (an image was pulled).
+func (a *Agent) imagesChanged() {
+	a.imgMu.Lock()
+	a.imgList = nil
+	a.imgMu.Unlock()
+}
+
+// imageSeen drops the cached image list unless it holds name: the node's
+// report must show an image as soon as the node has it (a rollout waits
+// for that before it stops an old pod there).
+func (a *Agent) imageSeen(name string) {
+	a.imgMu.Lock()
+	defer a.imgMu.Unlock()
+	for _, img := range a.imgList {
+		for _, n := range img.Names {
+			if n == name {
+				return
+			}
+		}
+	}
+	a.imgList = nil
 }

@@ -272,3 +272,39 @@ func TestAgentReattachesPodKilledMidStart(t *testing.T) {
 		t.Fatalf("%d network releases, want 1 (the inherited attachment)", n)
 	}
 }
+
+// The node's image list is reused between reports, but an image the node
+// gains (imported by hand, then asked for by a rollout's prefetch) shows in
+// the next report at once: a rollout waits for it before stopping pods.
+func TestAgentReportsNewImages(t *testing.T) {
+	clk := newFakeClock()
+	rt := newFakeRuntime(clk.Now)
+	rt.addImage("busybox")
+	a, rep := openTestAgent(t, rt, clk, t.TempDir())
+	has := func(r *core.NodeReport, ref string) bool {
+		for _, img := range r.Status.Images {
+			for _, n := range img.Names {
+				if n == core.NormalizeImage(ref) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if r := a.Snapshot(); !has(r, "busybox") {
+		t.Fatalf("images %+v", r.Status.Images)
+	}
+	rt.addImage("demo:v2") // imported by hand: not in the cached list yet
+	if r := a.Snapshot(); has(r, "demo:v2") {
+		t.Fatal("the list was not cached (a runtime listing for every report)")
+	}
+	a.SetDesired(&core.DesiredState{Node: "pi", Hash: "h1", Pods: []*core.Pod{}, Prefetch: []string{"demo:v2"}})
+	waitUntil(t, "a report with the prefetched image", func() bool {
+		for _, r := range rep.sentReports() {
+			if has(r, "demo:v2") {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -315,6 +315,9 @@ func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPol
 	name := core.NormalizeImage(ref)
 	img, err := a.rt.Image(ctx, name)
 	present := err == nil
+	if present {
+		a.imageSeen(name) // imported by hand since the last listing, perhaps
+	}
 	if err != nil && core.ErrorCode(err) != core.ENOTFOUND {
 		return img, err
 	}
@@ -328,6 +331,7 @@ func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPol
 	defer cancel()
 	pulled, perr := a.rt.PullImage(pctx, name)
 	if perr == nil {
+		a.imagesChanged()
 		return pulled, nil
 	}
 	if present {

@@ -582,6 +582,12 @@ func (f *fakeReporter) Events(events []core.PodEvent) error {
 	return nil
 }
 
+func (f *fakeReporter) sentReports() []*core.NodeReport {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*core.NodeReport(nil), f.reports...)
+}
+
 func (f *fakeReporter) sent() []core.PodEvent {
 	f.mu.Lock()
 	defer f.mu.Unlock()
