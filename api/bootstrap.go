@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -42,6 +43,26 @@ func (b *Bootstrap) AdminConfPath() string { return filepath.Join(b.DataDir, "ad
 // JoinTokenPath is where the default join token lives.
 func (b *Bootstrap) JoinTokenPath() string { return filepath.Join(b.DataDir, "join-token") }
 
+// revokedPath marks a revoked default join token, so that a restart does
+// not make it valid again from its file.
+func (b *Bootstrap) revokedPath() string { return filepath.Join(b.DataDir, "join-token.revoked") }
+
+// RevokeJoin forgets the default join token in the data dir (the caller
+// deletes it from the store): the file goes, and a marker keeps the next
+// start from making a new one. Remove the marker and restart for a new
+// default token; 'edgectl token create' makes others.
+func (b *Bootstrap) RevokeJoin() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := fsutil.WriteFileAtomic(b.revokedPath(), []byte("the default join token was revoked; remove this file and restart the master for a new one\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Remove(b.JoinTokenPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // Ensure makes sure admin.conf and join-token exist (creating secrets on
 // first start) and that the store accepts exactly the tokens they hold.
 // apiAddr is the API's listen address, for admin.conf's server URL.
@@ -60,6 +81,15 @@ func (b *Bootstrap) Ensure(ctx context.Context, apiAddr string) (JoinToken, erro
 		return JoinToken{}, err
 	}
 	var join JoinToken
+	if _, err := os.Stat(b.revokedPath()); err == nil {
+		if _, err := os.Stat(b.JoinTokenPath()); errors.Is(err, os.ErrNotExist) {
+			// The default join token was revoked: it must not come back.
+			if err := b.Tokens.DeleteToken(ctx, JoinTokenID); err != nil && core.ErrorCode(err) != core.ENOTFOUND {
+				return join, err
+			}
+			return join, nil
+		}
+	}
 	if data, err := os.ReadFile(b.JoinTokenPath()); err == nil {
 		if join, err = ParseJoinToken(string(data)); err != nil {
 			return join, fmt.Errorf("%s: %v", b.JoinTokenPath(), ErrorString(err))

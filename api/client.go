@@ -282,8 +282,13 @@ func (c *Client) RotateAdmin(ctx context.Context) (string, error) {
 // Join asks the master for this node's broker credentials, proving the
 // node's identity with its node password.
 func (c *Client) Join(ctx context.Context, node, nodePassword string) (*JoinResponse, error) {
+	return c.JoinWith(ctx, JoinRequest{Node: node, NodePassword: nodePassword})
+}
+
+// JoinWith is Join with every field of the request.
+func (c *Client) JoinWith(ctx context.Context, req JoinRequest) (*JoinResponse, error) {
 	var out JoinResponse
-	if err := c.doJSON(ctx, "POST", "/api/v1/join", nil, JoinRequest{Node: node, NodePassword: nodePassword}, &out); err != nil {
+	if err := c.doJSON(ctx, "POST", "/api/v1/join", nil, req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,5 +217,70 @@ func TestMembership(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "node-password"), []byte("x\n"), 0o600)
 	if _, err := m.Rejoin(ctx); core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "damaged") {
 		t.Fatalf("a damaged node-password: %v", err)
+	}
+}
+
+// A revoked default join token stays revoked across restarts, although its
+// file was in the data dir.
+func TestTokens_DefaultJoinRevocationSurvivesRestart(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := &api.Bootstrap{DataDir: dir, PKI: e.srv.PKI, Tokens: e.db}
+	join, err := b.Ensure(ctx, e.srv.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Bootstrap = b
+	cfg, _ := api.LoadConfig(b.AdminConfPath()) // Ensure took over the admin token too
+	if err := api.NewClient(e.url, cfg.Token, e.tls).DeleteToken(ctx, api.JoinTokenID); err != nil {
+		t.Fatal(err)
+	}
+	b2 := &api.Bootstrap{DataDir: dir, PKI: e.srv.PKI, Tokens: e.db} // the master restarts
+	if _, err := b2.Ensure(ctx, e.srv.Address()); err != nil {
+		t.Fatal(err)
+	}
+	c := api.NewClient(e.url, join.String(), api.PinnedTLS(join.CAHash))
+	if _, err := c.Join(ctx, "pi-9", nodePassword); core.ErrorCode(err) != core.EUNAUTHORIZED {
+		t.Fatalf("the revoked default token after a restart: %v", err)
+	}
+}
+
+// A node that joined before node passwords were kept (an MQTT credential,
+// no password) cannot be taken over with the join token alone; its own
+// agent, which proves itself with its saved credentials, binds a password
+// at its next start.
+func TestJoin_NodeFromBeforeNodePasswords(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	// As the master before node passwords issued it.
+	if err := e.db.SetNodeCredential(ctx, "pi-1", api.HashSecret("old-mqtt-password")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.auth.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash))
+	_, err := c.Join(ctx, "pi-1", "an-attackers-node-password")
+	if core.ErrorCode(err) != core.EUNAUTHORIZED || !strings.Contains(err.Error(), "before node passwords") {
+		t.Fatalf("takeover of a node from before node passwords: %v", err)
+	}
+	// Its own agent: saved credentials, no node-password file yet.
+	dir := t.TempDir()
+	b, _ := json.Marshal(api.Credentials{Master: e.url, CAHash: e.join.CAHash, Node: "pi-1", MQTTURL: "ssl://x:1", Password: "old-mqtt-password"})
+	os.WriteFile(filepath.Join(dir, "credentials.json"), b, 0o600)
+	m := &api.Membership{Token: e.join.String(), Master: e.url, Node: "pi-1", DataDir: dir}
+	creds, err := m.Credentials(ctx)
+	if err != nil {
+		t.Fatalf("the node's own agent: %v", err)
+	}
+	if creds.Password == "old-mqtt-password" || !e.auth.CheckMQTT("pi-1", creds.Password) {
+		t.Fatal("the agent did not join again to bind its node password")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node-password")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, "pi-1", "an-attackers-node-password"); core.ErrorCode(err) != core.EUNAUTHORIZED {
+		t.Fatalf("takeover after the agent bound its password: %v", err)
 	}
 }

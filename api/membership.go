@@ -55,13 +55,19 @@ func (m *Membership) Credentials(ctx context.Context) (*Credentials, error) {
 	if err != nil {
 		return nil, err
 	}
+	proof := ""
 	if b, err := os.ReadFile(m.credPath()); err == nil {
 		var c Credentials
 		if json.Unmarshal(b, &c) == nil && c.CAHash == jt.CAHash && c.Node == m.Node && (m.Master == "" || m.Master == c.Master) {
-			return &c, nil
+			if _, err := os.Stat(m.passwordPath()); err == nil {
+				return &c, nil
+			}
+			// Joined before node passwords were kept: join once more, with
+			// the saved credential as proof, to bind one.
+			proof = c.Password
 		}
 	}
-	return m.join(ctx, jt)
+	return m.join(ctx, jt, proof)
 }
 
 // Rejoin forgets the saved credentials and joins again: the broker keeps
@@ -72,17 +78,19 @@ func (m *Membership) Rejoin(ctx context.Context) (*Credentials, error) {
 		return nil, err
 	}
 	os.Remove(m.credPath())
-	return m.join(ctx, jt)
+	return m.join(ctx, jt, "")
 }
 
-func (m *Membership) join(ctx context.Context, jt JoinToken) (*Credentials, error) {
+// join joins with the token; proof is the node's current MQTT password, if
+// it has one (see NodeAuth.Join).
+func (m *Membership) join(ctx context.Context, jt JoinToken, proof string) (*Credentials, error) {
 	password, err := m.nodePassword()
 	if err != nil {
 		return nil, err
 	}
 	failures := 0
 	for {
-		c, err := m.joinOnce(ctx, jt, password)
+		c, err := m.joinOnce(ctx, jt, password, proof)
 		if err == nil {
 			m.Backoff.Reset()
 			b, _ := json.Marshal(c)
@@ -104,7 +112,7 @@ func (m *Membership) join(ctx context.Context, jt JoinToken) (*Credentials, erro
 	}
 }
 
-func (m *Membership) joinOnce(ctx context.Context, jt JoinToken, password string) (*Credentials, error) {
+func (m *Membership) joinOnce(ctx context.Context, jt JoinToken, password, proof string) (*Credentials, error) {
 	master := m.Master
 	if master == "" {
 		if m.Discover == nil {
@@ -119,7 +127,7 @@ func (m *Membership) joinOnce(ctx context.Context, jt JoinToken, password string
 		master = url
 		m.log().Info("found the master by mDNS", "url", master)
 	}
-	resp, err := NewClient(master, jt.String(), PinnedTLS(jt.CAHash)).Join(ctx, m.Node, password)
+	resp, err := NewClient(master, jt.String(), PinnedTLS(jt.CAHash)).JoinWith(ctx, JoinRequest{Node: m.Node, NodePassword: password, MQTTPassword: proof})
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,9 @@ type JoinRequest struct {
 	// NodePassword is the agent's own secret, made up at its first join and
 	// kept in its data dir; the master binds the node's name to it.
 	NodePassword string `json:"nodePassword"`
+	// MQTTPassword is the agent's current MQTT password, if it has one:
+	// proof of identity for a node that joined before node passwords.
+	MQTTPassword string `json:"mqttPassword,omitempty"`
 }
 
 // JoinResponse carries what an agent needs to talk to the broker.
@@ -50,7 +53,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		Error(w, core.Errorf(core.EINVALID, "node name %q: %s", req.Node, core.ErrorMessage(err)))
 		return
 	}
-	password, err := s.Auth.Join(r.Context(), req.Node, req.NodePassword)
+	password, err := s.Auth.Join(r.Context(), req.Node, req.NodePassword, req.MQTTPassword)
 	if err != nil {
 		if core.ErrorCode(err) == core.EUNAUTHORIZED {
 			s.Log.Warn("refused a join under a taken node name", "node", req.Node, "from", r.RemoteAddr)

@@ -42,11 +42,22 @@ func (a *NodeAuth) Load(ctx context.Context) error {
 // Join checks node's password against the one bound to its name (binding
 // it if the name is new) and issues a new MQTT password. A wrong node
 // password is EUNAUTHORIZED, with a message naming the node.
-func (a *NodeAuth) Join(ctx context.Context, node, nodePassword string) (mqttPassword string, err error) {
+//
+// A node that joined before node passwords existed has an MQTT credential
+// but no password: its first join since must prove it is that node with
+// its current MQTT password (proof), or anyone with the join token could
+// bind the name first.
+func (a *NodeAuth) Join(ctx context.Context, node, nodePassword, proof string) (mqttPassword string, err error) {
 	if len(nodePassword) < 16 || len(nodePassword) > 256 {
 		return "", core.Errorf(core.EINVALID, "join of node %q: the node password must be 16 to 256 characters (agents make one up at their first join)", node)
 	}
 	hash := HashSecret(nodePassword)
+	if bound, err := a.Tokens.NodePassword(ctx, node); err != nil {
+		return "", err
+	} else if bound == "" && a.hasCredential(node) && !a.CheckMQTT(node, proof) {
+		return "", core.Errorf(core.EUNAUTHORIZED,
+			"node %q joined before node passwords were kept: join from its own machine (its agent proves itself with its saved credentials), or delete the node first (edgectl delete node %s)", node, node)
+	}
 	bound, err := a.Tokens.BindNodePassword(ctx, node, hash)
 	if err != nil {
 		return "", err
@@ -67,6 +78,13 @@ func (a *NodeAuth) Join(ctx context.Context, node, nodePassword string) (mqttPas
 	a.creds[node] = ph
 	a.mu.Unlock()
 	return password, nil
+}
+
+func (a *NodeAuth) hasCredential(node string) bool {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	_, ok := a.creds[node]
+	return ok
 }
 
 // CheckMQTT reports whether password is node's current MQTT password (the

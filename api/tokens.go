@@ -71,6 +71,13 @@ func (s *Server) handleDeleteToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if id == JoinTokenID && s.Bootstrap != nil {
+		// The data dir's file would bring it back at the next start.
+		if err := s.Bootstrap.RevokeJoin(); err != nil {
+			Error(w, err)
+			return
+		}
+	}
 	if err := s.Tokens.DeleteToken(r.Context(), id); err != nil {
 		Error(w, err)
 		return

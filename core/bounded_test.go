@@ -229,3 +229,56 @@ func TestControllers_RepublishOnHashMismatch(t *testing.T) {
 		t.Fatalf("republished again within the limit (%d)", got-before)
 	}
 }
+
+// hookStore runs before once, just before the next transaction: something
+// that happens between a pass's snapshot and its writes.
+type hookStore struct {
+	core.Store
+	mu     sync.Mutex
+	before func()
+}
+
+func (s *hookStore) arm(f func()) { s.mu.Lock(); s.before = f; s.mu.Unlock() }
+
+func (s *hookStore) Update(ctx context.Context, fn func(core.Tx) error) error {
+	s.mu.Lock()
+	f := s.before
+	s.before = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return s.Store.Update(ctx, fn)
+}
+
+// A node that returns between a pass's snapshot and its writes must not
+// have its pods marked not ready after its agent already reported them
+// (the report changed nothing, so nothing would ever clear the mark).
+func TestControllers_NodeReturnsMidPass(t *testing.T) {
+	var hs *hookStore
+	c := coretest.NewCluster(t, func(now func() time.Time) core.Store {
+		s := core.NewMemoryStore()
+		s.Now = now
+		hs = &hookStore{Store: s}
+		return hs
+	})
+	c.AddNode("n1", nil, "4", "4Gi")
+	c.AddNode("n2", nil, "4", "4Gi")
+	c.Apply(deployment("web", 2, ""))
+	c.Sync()
+	c.Agent("n1")
+	c.Agent("n2")
+	c.Sync()
+	c.Online("n2", false) // stored before the next pass's snapshot
+	hs.arm(func() {
+		c.Online("n2", true)
+		c.Agent("n2") // the same status as before: nothing written
+	})
+	c.Sync()
+	c.Sync()
+	for _, p := range c.Pods() {
+		if !p.Ready() {
+			t.Fatalf("pod %s on %s is not ready after its node returned: %+v", p.Metadata.Name, p.Spec.NodeName, p.Status.Conditions)
+		}
+	}
+}

@@ -132,7 +132,7 @@ func (c *Controllers) syncNodeLifecycle(ctx context.Context, s *snapshot, now ti
 		return err
 	}
 	if err := c.inBatches(ctx, lostPods, func(tx Tx, p *Pod) error {
-		cur, err := fresh(tx, p)
+		cur, err := freshOnDownNode(tx, p)
 		if cur == nil || err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func (c *Controllers) syncNodeLifecycle(ctx context.Context, s *snapshot, now ti
 	// Until its node answers again, a pod is not Ready (as in Kubernetes):
 	// rollouts stop counting on it; its agent's next report sets it again.
 	return c.inBatches(ctx, notReady, func(tx Tx, p *Pod) error {
-		cur, err := fresh(tx, p)
+		cur, err := freshOnDownNode(tx, p)
 		if cur == nil || err != nil {
 			return err
 		}
@@ -162,6 +162,27 @@ func (c *Controllers) syncNodeLifecycle(ctx context.Context, s *snapshot, now ti
 		markNotReady(next)
 		return tx.Put(next)
 	})
+}
+
+// freshOnDownNode is fresh, and nil too if p's node is Ready again: its
+// return may have been stored after the snapshot this pass planned on, and
+// its agent's report (the same status as before it left) changes nothing
+// that would undo a mark made now.
+func freshOnDownNode(tx Tx, p *Pod) (*Pod, error) {
+	cur, err := fresh(tx, p)
+	if cur == nil || err != nil {
+		return nil, err
+	}
+	obj, err := tx.Get(Key{Kind: KindNode, Name: p.Spec.NodeName})
+	if ErrorCode(err) == ENOTFOUND {
+		return cur, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if obj.(*Node).Ready() == ConditionTrue {
+		return nil, nil
+	}
+	return cur, nil
 }
 
 func markNotReady(p *Pod) {

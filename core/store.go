@@ -136,6 +136,8 @@ type TokenStore interface {
 	// BindNodePassword records hash as node's password unless it has one,
 	// atomically, and returns the hash now bound to node.
 	BindNodePassword(ctx context.Context, node, hash string) (string, error)
+	// NodePassword returns the hash bound to node, "" if none is.
+	NodePassword(ctx context.Context, node string) (string, error)
 	// DeleteNodeCredentials forgets node's password and MQTT credential
 	// (the node was deleted). Deleting nothing is not an error.
 	DeleteNodeCredentials(ctx context.Context, node string) error

@@ -170,6 +170,16 @@ func (db *DB) BindNodePassword(ctx context.Context, node, hash string) (string, 
 	return bound, nil
 }
 
+// NodePassword implements core.TokenStore.
+func (db *DB) NodePassword(ctx context.Context, node string) (string, error) {
+	var hash string
+	err := db.db.QueryRowContext(ctx, `SELECT hash FROM node_passwords WHERE node = ?`, node).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return hash, mapError(err)
+}
+
 // DeleteNodeCredentials implements core.TokenStore.
 func (db *DB) DeleteNodeCredentials(ctx context.Context, node string) error {
 	db.writeMu.Lock()
