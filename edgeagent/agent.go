@@ -434,8 +434,15 @@ func (a *Agent) adopt() error {
 		w := a.workers[uid]
 		if w == nil {
 			w = a.newWorker(uid, c.Labels[labelPodNamespace], c.Labels[labelPodName])
-			w.netnsPath, w.podIP = c.Labels[labelNetNS], c.Labels[labelPodIP]
 			a.workers[uid] = w
+		}
+		// Any container of the pod may carry these: one that never started
+		// has no address recorded, and must not hide its sibling's.
+		if v := c.Labels[labelNetNS]; v != "" {
+			w.netnsPath = v
+		}
+		if v := c.Labels[labelPodIP]; v != "" {
+			w.podIP = v
 		}
 		a.byContainer[c.ID] = uid
 	}

@@ -308,3 +308,55 @@ func TestAgentReportsNewImages(t *testing.T) {
 		return false
 	})
 }
+
+// A restarted agent keeps a pod's address when the container listed first
+// never recorded it (it had not started): re-attaching the pod would give
+// its running containers a new address and cut their connections.
+func TestAgentAdoptKeepsAddressOfAnyContainer(t *testing.T) {
+	clk := newFakeClock()
+	rt := newFakeRuntime(clk.Now)
+	rt.addImage("busybox")
+	dir := t.TempDir()
+	net := &fakeNetwork{}
+	pod := testPod("web", busybox("app"), busybox("a-side"))
+	pod.Spec.HostNetwork = false
+	a1 := newTestAgent(t, rt, clk, dir)
+	a1.Network, a1.Reporter = net, &fakeReporter{}
+	if err := a1.Open(); err != nil {
+		t.Fatal(err)
+	}
+	a1.SetDesired(desired("h1", pod))
+	var ip string
+	waitUntil(t, "the pod running", func() bool {
+		for _, p := range a1.Snapshot().Pods {
+			if p.Status.Phase == core.PodRunning && len(p.Status.ContainerStatuses) == 2 &&
+				p.Status.ContainerStatuses[0].State.Running != nil && p.Status.ContainerStatuses[1].State.Running != nil {
+				ip = p.Status.PodIP
+				return ip != ""
+			}
+		}
+		return false
+	})
+	a1.Close()
+	rt.mu.Lock()
+	delete(rt.ctrs[containerID(pod, "a-side")].info.Labels, labelPodIP) // as if it never started
+	rt.mu.Unlock()
+
+	a2 := newTestAgent(t, rt, clk, dir)
+	a2.Network, a2.Reporter = net, &fakeReporter{}
+	if err := a2.Open(); err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Close()
+	waitUntil(t, "the adopted pod reported", func() bool {
+		for _, p := range a2.Snapshot().Pods {
+			if p.Status.PodIP != "" {
+				return true
+			}
+		}
+		return false
+	})
+	if got := a2.Snapshot().Pods[0].Status.PodIP; got != ip || net.releases() != 0 {
+		t.Fatalf("after the restart the pod has address %s (was %s), %d network releases", got, ip, net.releases())
+	}
+}

@@ -167,6 +167,12 @@ func (w *podWorker) sync() time.Duration {
 	}
 	for i := range pod.Spec.Containers {
 		c := &pod.Spec.Containers[i]
+		// A container started above is recorded before this one's create
+		// (an image pull can take minutes, and an agent restarting meanwhile
+		// would lose its address and restart count).
+		for _, prev := range pod.Spec.Containers[:i] {
+			w.recordStart(containerID(pod, prev.Name), w.state(prev.Name))
+		}
 		d := w.syncContainer(pod, c, w.state(c.Name), netReady)
 		next = min(next, d)
 		if pd := w.probe(pod, c, w.state(c.Name)); pd > 0 {
