@@ -47,10 +47,11 @@ type Server struct {
 
 	// Limits; zero takes the default in brackets. Streams (watch, logs -f)
 	// are exempt from WriteTimeout: each of their writes gets its own.
-	MaxConns     int           // open connections; more wait to be accepted [1024]
-	IdleTimeout  time.Duration // keep-alive connections with no request [60s]
-	WriteTimeout time.Duration // writing one response, or one stream write [60s]
-	ReadTimeout  time.Duration // reading one request, body included [5m]
+	MaxConns      int           // open connections; more wait to be accepted [1024]
+	MaxConnsPerIP int           // of those, from one remote address (loopback exempt); more are closed [64]
+	IdleTimeout   time.Duration // keep-alive connections with no request [60s]
+	WriteTimeout  time.Duration // writing one response, or one stream write [60s]
+	ReadTimeout   time.Duration // reading one request, body included [5m]
 
 	ln     net.Listener
 	srv    *http.Server
@@ -79,7 +80,7 @@ func (s *Server) Open() (err error) {
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
 		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
-	ln := netutil.LimitListener(s.ln, s.MaxConns)
+	ln := netutil.LimitListener(&perIPListener{Listener: s.ln, max: s.MaxConnsPerIP, open: map[string]int{}}, s.MaxConns)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -94,6 +95,9 @@ func (s *Server) setLimits() {
 	if s.MaxConns == 0 {
 		s.MaxConns = 1024
 	}
+	if s.MaxConnsPerIP == 0 {
+		s.MaxConnsPerIP = 64
+	}
 	if s.IdleTimeout == 0 {
 		s.IdleTimeout = 60 * time.Second
 	}
@@ -103,6 +107,57 @@ func (s *Server) setLimits() {
 	if s.ReadTimeout == 0 {
 		s.ReadTimeout = 5 * time.Minute
 	}
+}
+
+// perIPListener closes a connection at once when its remote address has
+// max open already, so that one peer cannot hold every slot of the global
+// limit (idle keep-alives, say) and lock agents and edgectl out. Loopback
+// is exempt: it is the master's own host.
+type perIPListener struct {
+	net.Listener
+	max  int
+	mu   sync.Mutex
+	open map[string]int
+}
+
+func (l *perIPListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		a, ok := c.RemoteAddr().(*net.TCPAddr)
+		if !ok || a.IP.IsLoopback() {
+			return c, nil
+		}
+		ip := a.IP.String()
+		l.mu.Lock()
+		if l.open[ip] >= l.max {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.open[ip]++
+		l.mu.Unlock()
+		return &perIPConn{Conn: c, release: func() {
+			l.mu.Lock()
+			if l.open[ip]--; l.open[ip] <= 0 {
+				delete(l.open, ip)
+			}
+			l.mu.Unlock()
+		}}, nil
+	}
+}
+
+type perIPConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *perIPConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
 
 // streamWriter writes a long-lived response (a watch, a followed log):

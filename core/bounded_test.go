@@ -228,6 +228,25 @@ func TestControllers_RepublishOnHashMismatch(t *testing.T) {
 	if got := c.Bus.Published("n1"); got != before+1 {
 		t.Fatalf("republished again within the limit (%d)", got-before)
 	}
+	// A node that keeps claiming another hash waits twice as long each time.
+	c.Advance(11 * time.Second)
+	report("")
+	if got := c.Bus.Published("n1"); got != before+1 {
+		t.Fatalf("republished after 11s the second time (%d); the wait doubles", got-before)
+	}
+	c.Advance(10 * time.Second)
+	report("")
+	if got := c.Bus.Published("n1"); got != before+2 {
+		t.Fatalf("published %d times after 21s, want a second republish", got-before)
+	}
+	// In step again: the wait starts over.
+	c.Advance(time.Minute)
+	report(want)
+	c.Advance(11 * time.Second)
+	report("")
+	if got := c.Bus.Published("n1"); got != before+3 {
+		t.Fatalf("published %d times: the wait did not start over once the agent was in step", got-before)
+	}
 }
 
 // hookStore runs before once, just before the next transaction: something

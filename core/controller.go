@@ -51,6 +51,7 @@ type Controllers struct {
 	mu           sync.Mutex
 	published    map[string]string    // node -> hash of the last published desired state
 	publishedAt  map[string]time.Time // node -> when it was (re)published
+	republishes  map[string]int       // node -> republishes in a row for a hash mismatch
 	fingerprints map[string]string    // node -> pod uids@resourceVersions behind it
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -102,6 +103,7 @@ func (c *Controllers) setDefaults() {
 	c.started = c.Now()
 	c.published = map[string]string{}
 	c.publishedAt = map[string]time.Time{}
+	c.republishes = map[string]int{}
 	c.fingerprints = map[string]string{}
 	c.kick = make(chan struct{}, 1)
 }

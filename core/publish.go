@@ -47,21 +47,30 @@ func (c *Controllers) publish(ctx context.Context) error {
 			byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p)
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	// c.mu guards the maps only: a publish may wait on a slow broker, and
+	// CheckDesired (called for every agent report) must not wait with it.
 	present := map[string]bool{}
 	for _, n := range nodes {
 		present[n.Metadata.Name] = true
 	}
+	c.mu.Lock()
+	var gone []string
 	for name := range c.published {
-		if !present[name] { // a deleted node must stop everything it still runs
-			if err := c.Bus.PublishDesired(ctx, DesiredFor(name, nil)); err != nil {
-				return err
-			}
-			delete(c.published, name)
-			delete(c.publishedAt, name)
-			delete(c.fingerprints, name)
+		if !present[name] {
+			gone = append(gone, name)
 		}
+	}
+	c.mu.Unlock()
+	for _, name := range gone { // a deleted node must stop everything it still runs
+		if err := c.Bus.PublishDesired(ctx, DesiredFor(name, nil)); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		delete(c.published, name)
+		delete(c.publishedAt, name)
+		delete(c.fingerprints, name)
+		delete(c.republishes, name)
+		c.mu.Unlock()
 	}
 	var fp strings.Builder
 	for _, n := range nodes {
@@ -77,7 +86,11 @@ func (c *Controllers) publish(ctx context.Context) error {
 			fp.WriteString(img)
 			fp.WriteByte(',')
 		}
-		if _, ok := c.published[name]; ok && c.fingerprints[name] == fp.String() {
+		c.mu.Lock()
+		pub, ok := c.published[name]
+		same := ok && c.fingerprints[name] == fp.String()
+		c.mu.Unlock()
+		if same {
 			continue
 		}
 		ds := DesiredFor(name, byNode[name])
@@ -85,14 +98,18 @@ func (c *Controllers) publish(ctx context.Context) error {
 			ds.Prefetch = fetch[name]
 			ds.Hash = Hash(ds)
 		}
-		if c.published[name] != ds.Hash {
+		if !ok || pub != ds.Hash {
 			if err := c.Bus.PublishDesired(ctx, ds); err != nil {
 				return err
 			}
+		}
+		c.mu.Lock()
+		if !ok || pub != ds.Hash {
 			c.published[name] = ds.Hash
 			c.publishedAt[name] = c.Now()
 		}
 		c.fingerprints[name] = fp.String()
+		c.mu.Unlock()
 	}
 	return nil
 }
@@ -106,16 +123,23 @@ const republishAfter = 10 * time.Second
 // CheckDesired compares the desired-state hash an agent says it acts on
 // with the one last published for its node. When they differ (the agent
 // lost its local state, or a broker lost the retained message) the node's
-// desired state is published again, at most once per republishAfter.
+// desired state is published again: after republishAfter, then after twice
+// as long each time it still differs (up to an hour), so a node that never
+// takes it (or claims not to) costs the master little.
 func (c *Controllers) CheckDesired(node, hash string) {
 	c.init()
 	c.mu.Lock()
 	pub, ok := c.published[node]
-	stale := ok && pub != hash && c.Now().Sub(c.publishedAt[node]) >= republishAfter
+	if ok && pub == hash {
+		delete(c.republishes, node)
+	}
+	wait := min(republishAfter<<min(c.republishes[node], 10), time.Hour)
+	stale := ok && pub != hash && c.Now().Sub(c.publishedAt[node]) >= wait
 	if stale {
 		delete(c.published, node)
 		delete(c.fingerprints, node)
 		c.publishedAt[node] = c.Now()
+		c.republishes[node]++
 	}
 	c.mu.Unlock()
 	if stale {

@@ -32,11 +32,12 @@ type Broker struct {
 	CheckPassword func(node, password string) bool
 
 	// Limits; zero takes the default in brackets.
-	MaxPacketSize  uint32        // any packet after CONNECT [4 MiB]
-	MaxConnectSize int           // the CONNECT packet [64 KiB]
-	MaxClients     int           // open connections [4096]
-	MaxPending     int           // connections before their CONNECT is read [256]
-	ConnectTimeout time.Duration // TLS handshake and CONNECT [10s]
+	MaxPacketSize   uint32        // any packet after CONNECT [4 MiB]
+	MaxConnectSize  int           // the CONNECT packet [64 KiB]
+	MaxClients      int           // open connections [4096]
+	MaxPending      int           // connections before their CONNECT is read [256]
+	MaxPendingPerIP int           // of those, from one remote address, loopback exempt [16]
+	ConnectTimeout  time.Duration // TLS handshake and CONNECT [10s]
 	// InflightTTL is how long QoS 1 messages wait for a disconnected agent
 	// [1h]. Its desired state is retained and does not expire: an agent that
 	// comes back gets it when it subscribes, queued copies add nothing.
@@ -61,7 +62,9 @@ func (b *Broker) Open() error {
 	b.setDefaults()
 	b.server = mochi.New(&mochi.Options{InlineClient: true, Logger: quiet})
 	caps := b.server.Options.Capabilities
-	caps.MaximumClientWritesPending = 1024
+	// Messages queued for one client: its desired state is retained (only
+	// the latest matters), the rest are small commands.
+	caps.MaximumClientWritesPending = 128
 	caps.MaximumPacketSize = b.MaxPacketSize
 	caps.MaximumClients = int64(b.MaxClients)
 	// mochi drops retained messages older than this (24 h by default): an
@@ -72,7 +75,7 @@ func (b *Broker) Open() error {
 		return err
 	}
 	b.ln = &guardedListener{id: "edge", addr: b.Addr, tls: b.TLS, timeout: b.ConnectTimeout, maxConnect: b.MaxConnectSize,
-		maxConns: int64(b.MaxClients), maxPending: int64(b.MaxPending), log: log}
+		maxConns: int64(b.MaxClients), maxPending: int64(b.MaxPending), maxPendingPerIP: b.MaxPendingPerIP, log: log}
 	if err := b.server.AddListener(b.ln); err != nil {
 		return fmt.Errorf("mqtt: listen on %s: %w", b.Addr, err)
 	}
@@ -97,6 +100,9 @@ func (b *Broker) setDefaults() {
 	}
 	if b.MaxPending == 0 {
 		b.MaxPending = 256
+	}
+	if b.MaxPendingPerIP == 0 {
+		b.MaxPendingPerIP = 16
 	}
 	if b.ConnectTimeout == 0 {
 		b.ConnectTimeout = 10 * time.Second

@@ -29,7 +29,10 @@ type guardedListener struct {
 	maxConnect int
 	maxConns   int64 // every open connection, authenticated or not
 	maxPending int64 // connections still in their handshake
-	log        *slog.Logger
+	// maxPendingPerIP keeps one peer from taking every handshake slot
+	// (loopback is exempt: it is the master's own host).
+	maxPendingPerIP int
+	log             *slog.Logger
 
 	ln      net.Listener
 	conns   atomic.Int64
@@ -39,6 +42,7 @@ type guardedListener struct {
 	hs      sync.WaitGroup // handshakes in progress; mochi owns the rest
 	mu      sync.Mutex
 	open    map[net.Conn]struct{} // still in their handshake, closed on Close
+	byIP    map[string]int        // handshakes in progress per remote address
 }
 
 var _ listeners.Listener = (*guardedListener)(nil)
@@ -57,6 +61,7 @@ func (l *guardedListener) Init(log *slog.Logger) error {
 	var err error
 	l.ln, err = net.Listen("tcp", l.addr)
 	l.open = map[net.Conn]struct{}{}
+	l.byIP = map[string]int{}
 	return err
 }
 
@@ -76,7 +81,7 @@ func (l *guardedListener) Serve(establish listeners.EstablishFn) {
 			time.Sleep(10 * time.Millisecond) // e.g. out of file descriptors
 			continue
 		}
-		if l.conns.Load() >= l.maxConns || l.pending.Load() >= l.maxPending {
+		if l.conns.Load() >= l.maxConns || l.pending.Load() >= l.maxPending || !l.admit(raw) {
 			l.refused.Add(1)
 			raw.Close()
 			continue
@@ -88,6 +93,7 @@ func (l *guardedListener) Serve(establish listeners.EstablishFn) {
 			defer l.conns.Add(-1)
 			conn, err := l.handshake(raw)
 			l.pending.Add(-1)
+			l.release(raw)
 			l.hs.Done()
 			if err != nil {
 				l.refused.Add(1)
@@ -100,6 +106,40 @@ func (l *guardedListener) Serve(establish listeners.EstablishFn) {
 			}
 		}()
 	}
+}
+
+// admit counts a handshake against its peer's share, or refuses it.
+func (l *guardedListener) admit(c net.Conn) bool {
+	ip := peerIP(c)
+	if ip == nil || ip.IsLoopback() || l.maxPendingPerIP <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byIP[ip.String()] >= l.maxPendingPerIP {
+		return false
+	}
+	l.byIP[ip.String()]++
+	return true
+}
+
+func (l *guardedListener) release(c net.Conn) {
+	ip := peerIP(c)
+	if ip == nil || ip.IsLoopback() || l.maxPendingPerIP <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byIP[ip.String()]--; l.byIP[ip.String()] <= 0 {
+		delete(l.byIP, ip.String())
+	}
+}
+
+func peerIP(c net.Conn) net.IP {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP
+	}
+	return nil
 }
 
 // handshake runs TLS and reads the CONNECT packet under one deadline and
