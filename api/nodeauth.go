@@ -80,6 +80,9 @@ func (a *NodeAuth) Join(ctx context.Context, node, nodePassword, proof string) (
 	return password, nil
 }
 
+// Known reports whether node has a credential (it has not been revoked).
+func (a *NodeAuth) Known(node string) bool { return a.hasCredential(node) }
+
 func (a *NodeAuth) hasCredential(node string) bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()

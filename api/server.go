@@ -53,11 +53,12 @@ type Server struct {
 	WriteTimeout  time.Duration // writing one response, or one stream write [60s]
 	ReadTimeout   time.Duration // reading one request, body included [5m]
 
-	ln     net.Listener
-	srv    *http.Server
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	admins map[string]bool // cache of verified admin token hashes
+	ln       net.Listener
+	srv      *http.Server
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	admins   map[string]bool // cache of verified admin token hashes
+	adminGen int             // bumped when tokens are revoked or rotated
 }
 
 // Open starts listening.
@@ -272,7 +273,7 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 		}
 		hash := HashSecret(tok)
 		s.mu.Lock()
-		ok := s.admins[hash]
+		ok, gen := s.admins[hash], s.adminGen
 		s.mu.Unlock()
 		if !ok {
 			if _, err := s.Tokens.FindToken(r.Context(), core.TokenAdmin, hash); err != nil {
@@ -280,7 +281,9 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 			s.mu.Lock()
-			s.admins[hash] = true
+			if s.adminGen == gen { // not revoked or rotated while we looked
+				s.admins[hash] = true
+			}
 			s.mu.Unlock()
 		}
 		h(w, r)

@@ -107,5 +107,6 @@ func (s *Server) handleRotateAdmin(w http.ResponseWriter, r *http.Request) {
 func (s *Server) forgetAdmins() {
 	s.mu.Lock()
 	s.admins = map[string]bool{}
+	s.adminGen++
 	s.mu.Unlock()
 }

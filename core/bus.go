@@ -141,8 +141,11 @@ func (r *NodeReport) Validate(node string) error {
 	for i := range r.Pods {
 		p := &r.Pods[i]
 		path := fmt.Sprintf("pods[%d]", i)
-		if len(p.Status.ContainerStatuses) > 256 || len(p.Status.Conditions) > 32 {
-			return invalid(path+".status", "too many containers or conditions")
+		if n := len(p.Status.ContainerStatuses); n > 256 {
+			return invalid(path+".status.containerStatuses", "%d containers (at most 256)", n)
+		}
+		if n := len(p.Status.Conditions); n > 32 {
+			return invalid(path+".status.conditions", "%d conditions (at most 32)", n)
 		}
 		if len(p.Status.Message) > maxReportString || len(p.Status.Reason) > maxReportString {
 			return invalid(path+".status.message", "longer than %d characters", maxReportString)
@@ -167,8 +170,15 @@ func ValidateEvents(events []PodEvent) error {
 		return invalid("events", "%d events in one message (at most %d)", len(events), MaxEventsPerMessage)
 	}
 	for i, e := range events {
-		if len(e.Message) > maxReportString || len(e.Reason) > 256 || len(e.Pod) > 253 || len(e.Namespace) > 63 || len(e.Container) > 63 || len(e.UID) > 64 || len(e.Type) > 32 {
-			return invalid(fmt.Sprintf("events[%d]", i), "a field is longer than allowed")
+		for _, f := range []struct {
+			name  string
+			value string
+			max   int
+		}{{"message", e.Message, maxReportString}, {"reason", e.Reason, 256}, {"pod", e.Pod, 253}, {"namespace", e.Namespace, 63},
+			{"container", e.Container, 63}, {"uid", e.UID, 64}, {"type", e.Type, 32}} {
+			if len(f.value) > f.max {
+				return invalid(fmt.Sprintf("events[%d].%s", i, f.name), "%d characters (at most %d)", len(f.value), f.max)
+			}
 		}
 	}
 	return nil

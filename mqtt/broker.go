@@ -30,6 +30,10 @@ type Broker struct {
 	Log  *slog.Logger
 	// CheckPassword reports whether password is valid for node.
 	CheckPassword func(node, password string) bool
+	// Known reports whether node still has a credential; every publish and
+	// subscribe checks it, so a node revoked while it (re)connected is
+	// stopped at its next packet. Nil: every authenticated node is.
+	Known func(node string) bool
 
 	// Limits; zero takes the default in brackets.
 	MaxPacketSize   uint32        // any packet after CONNECT [4 MiB]
@@ -228,6 +232,10 @@ func (h *aclHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) boo
 
 func (h *aclHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	node, _ := nodeOf(cl)
+	if h.broker.Known != nil && !h.broker.Known(node) {
+		h.log.Warn("mqtt: refused a revoked node", "node", node)
+		return false
+	}
 	if Allowed(node, topic, write) {
 		return true
 	}

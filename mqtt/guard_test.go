@@ -288,3 +288,19 @@ func TestAgent_RejoinsAfterRefusals(t *testing.T) {
 		t.Fatalf("Rejoin called %d times, want 1", n)
 	}
 }
+
+// A node revoked while its session stays up (it reconnected just before
+// the revocation) is stopped at its next packet.
+func TestBroker_RevokedNodeStoppedAtNextPacket(t *testing.T) {
+	e := startEmbedded(t)
+	c, err := rawClient(t, e.url, "node:n1", "pw1", mqtt.ClientID("n1"), e.agentTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.revoke("n1") // no Disconnect: the session raced the revocation
+	c.Publish("edge/node/n1/report", 1, false, `{"labels":{"after":"revoke"}}`).WaitTimeout(time.Second)
+	waitFor(t, "the revoked node disconnected", func() bool { return !c.IsConnectionOpen() })
+	if r, _, _ := e.sink.get("n1"); r != nil {
+		t.Fatalf("a revoked node's report reached the master: %+v", r)
+	}
+}

@@ -35,6 +35,7 @@ type Master struct {
 	pending map[string]*pendingNode
 	order   []string
 	wake    chan struct{}
+	closing bool // set by Close, under mu: nothing may join wg after it
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -99,6 +100,7 @@ func (m *Master) Close() error {
 	}
 	m.cancel()
 	m.mu.Lock()
+	m.closing = true // no goroutine starts from here on
 	for id, s := range m.streams {
 		s.pw.CloseWithError(io.ErrUnexpectedEOF)
 		s.stop()
@@ -109,6 +111,21 @@ func (m *Master) Close() error {
 	m.conn.close()
 	m.cancel = nil
 	return nil
+}
+
+// spawn runs f in a goroutine Close waits for, unless Close has begun.
+func (m *Master) spawn(f func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
+	return true
 }
 
 // Stats returns bytes received and sent by the embedded broker; -1 when an
@@ -266,6 +283,10 @@ type stream struct {
 	failed  chan struct{} // closed when the reader fell too far behind
 	quit    chan struct{}
 	stopped sync.Once
+	// mu serialises accept: a node's replies come from one broker goroutine,
+	// but a session taken over on reconnect may overlap another; and err is
+	// read by Logs.
+	mu sync.Mutex
 }
 
 // stop ends the copying goroutine.
@@ -290,17 +311,15 @@ func (m *Master) onReply(topic string, payload []byte) {
 	}
 	if !s.accept(*c) {
 		// Tell the agent to stop sending, off the broker's goroutine.
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.cancelStream(node, id)
-		}()
+		m.spawn(func() { m.cancelStream(node, id) })
 	}
 }
 
 // accept takes one chunk; false means the stream failed (its reader is too
 // slow, or the agent sent too far out of order) and the agent should stop.
 func (s *stream) accept(c chunk) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if c.Seq < s.next || s.ended {
 		return true // a QoS 1 duplicate, or after the end (or the failure) was handled
 	}
@@ -381,11 +400,9 @@ func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io
 	pr, pw := io.Pipe()
 	s := &stream{node: node, pw: pw, early: map[int]chunk{}, started: make(chan struct{}), queue: make(chan chunk, m.LogQueue),
 		failed: make(chan struct{}), quit: make(chan struct{})}
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		s.copy()
-	}()
+	if !m.spawn(s.copy) {
+		return nil, core.Errorf(core.EUNAVAILABLE, "the master is shutting down")
+	}
 	m.mu.Lock()
 	m.streams[id] = s
 	m.mu.Unlock()
@@ -403,9 +420,12 @@ func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io
 	}
 	select {
 	case <-s.started:
-		if s.err != nil {
+		s.mu.Lock()
+		serr := s.err
+		s.mu.Unlock()
+		if serr != nil {
 			done()
-			return nil, s.err
+			return nil, serr
 		}
 		select {
 		case <-s.failed:
@@ -425,9 +445,7 @@ func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io
 	rc := &logReader{PipeReader: pr, close: func() { done(); m.cancelStream(node, id) }}
 	if req.Follow {
 		// Agents end a follow that is not pinged, so none outlives the master.
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
+		m.spawn(func() {
 			t := time.NewTicker(followPing)
 			defer t.Stop()
 			for {
@@ -441,7 +459,7 @@ func (m *Master) Logs(ctx context.Context, node string, req core.LogRequest) (io
 					return
 				}
 			}
-		}()
+		})
 	}
 	return rc, nil
 }

@@ -104,6 +104,10 @@ func startEmbeddedWith(t *testing.T, configure func(*mqtt.Broker)) *env {
 		e.credMu.Lock()
 		defer e.credMu.Unlock()
 		return e.creds[node] != "" && e.creds[node] == pw
+	}, Known: func(node string) bool {
+		e.credMu.Lock()
+		defer e.credMu.Unlock()
+		return e.creds[node] != ""
 	}}
 	if configure != nil {
 		configure(e.broker)

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"github.com/edgeorch/edge/core"
 )
@@ -104,8 +103,11 @@ func decodeChunk(payload []byte) (*chunk, error) {
 	if c.Seq < 0 {
 		return nil, core.Errorf(core.EINVALID, "reply with sequence %d", c.Seq)
 	}
-	if len(c.Data) > maxChunkData || len(c.Error) > 4096 {
-		return nil, fmt.Errorf("reply of %d bytes (at most %d)", len(c.Data), maxChunkData)
+	if len(c.Data) > maxChunkData {
+		return nil, core.Errorf(core.EINVALID, "reply: data of %d bytes (at most %d)", len(c.Data), maxChunkData)
+	}
+	if len(c.Error) > 4096 {
+		return nil, core.Errorf(core.EINVALID, "reply: error of %d characters (at most 4096)", len(c.Error))
 	}
 	return &c, nil
 }

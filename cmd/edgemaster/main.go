@@ -119,7 +119,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Online: reports.Online, StartupGrace: m.StartupGrace}
 	reports.DesiredHash = m.Controllers.CheckDesired
 	if m.MQTTURL == "" {
-		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.Auth.CheckMQTT}
+		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.Auth.CheckMQTT, Known: m.Auth.Known}
 		if err := m.Broker.Open(); err != nil {
 			return err
 		}
