@@ -45,7 +45,7 @@ type Master struct {
 // reports are snapshots, so only the latest matters.
 type pendingNode struct {
 	online *bool
-	report *core.NodeReport
+	report []byte // the latest report, undecoded
 	events []core.PodEvent // not coalesced: each one counts, in order
 }
 
@@ -162,12 +162,10 @@ func (m *Master) enqueue(node string, f func(p *pendingNode)) {
 
 func (m *Master) onReport(topic string, payload []byte) {
 	node, _, _ := parseNodeTopic(topic)
-	rep, err := decodeReport(node, payload) // the topic, which the ACL guards, says who reports
-	if err != nil {
-		m.Log.Warn("mqtt: refused a report", "node", node, "err", core.ErrorMessage(err))
-		return
-	}
-	m.enqueue(node, func(p *pendingNode) { p.report = rep })
+	// Kept as it came and decoded by the worker: of a flood of reports
+	// from one node only the latest is ever decoded (they are snapshots).
+	raw := append([]byte(nil), payload...)
+	m.enqueue(node, func(p *pendingNode) { p.report = raw })
 }
 
 // maxPendingEvents bounds the events waiting for the store per node.
@@ -234,7 +232,12 @@ func (m *Master) work() {
 				err = m.Sink.NodeEvents(m.ctx, node, p.events)
 			}
 			if p.report != nil && err == nil {
-				err = m.Sink.NodeReport(m.ctx, p.report)
+				// The topic, which the ACL guards, says who reports.
+				if rep, derr := decodeReport(node, p.report); derr != nil {
+					m.Log.Warn("mqtt: refused a report", "node", node, "err", core.ErrorMessage(derr))
+				} else {
+					err = m.Sink.NodeReport(m.ctx, rep)
+				}
 			}
 			if err != nil && m.ctx.Err() == nil {
 				failures++
