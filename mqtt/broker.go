@@ -222,9 +222,12 @@ func (h *aclHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) boo
 		// Another id could inherit someone else's session and subscriptions.
 		h.log.Warn("mqtt: refused node with a foreign client id", "node", node, "id", cl.ID)
 		return false
-	case pk.Connect.WillFlag && !Allowed(node, pk.Connect.WillTopic, true):
-		// Wills are not ACL-checked when sent, so check them here.
-		h.log.Warn("mqtt: refused node with a will on a foreign topic", "node", node, "topic", pk.Connect.WillTopic)
+	case pk.Connect.WillFlag && pk.Connect.WillTopic != topicOnline(node):
+		// Wills are neither ACL-checked nor seen by OnPublish when mochi
+		// sends (and retains) them: the only will a node has is "offline" on
+		// its own liveness topic, or it could leave any number of retained
+		// messages behind for good.
+		h.log.Warn("mqtt: refused node with a will off its liveness topic", "node", node, "topic", pk.Connect.WillTopic)
 		return false
 	}
 	return true

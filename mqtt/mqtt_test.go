@@ -275,6 +275,18 @@ func TestEmbedded_AuthAndACL(t *testing.T) {
 			t.Fatal("n1 connected with n2's client id (would inherit its session)")
 		}
 	})
+	t.Run("WillOffLiveness", func(t *testing.T) {
+		// Its own reply topic, retained: mochi would keep it forever.
+		opts := paho.NewClientOptions().AddBroker(e.url).SetClientID(mqtt.ClientID("n1")).SetUsername("node:n1").SetPassword("pw1").
+			SetTLSConfig(tlsCfg).SetWill("edge/node/n1/reply/x", strings.Repeat("w", 60<<10), 1, true).SetAutoReconnect(false)
+		c := paho.NewClient(opts)
+		tok := c.Connect()
+		tok.WaitTimeout(10 * time.Second)
+		if tok.Error() == nil {
+			c.Disconnect(0)
+			t.Fatal("connected with a retained will on its reply topic")
+		}
+	})
 	t.Run("ForeignWill", func(t *testing.T) {
 		opts := paho.NewClientOptions().AddBroker(e.url).SetClientID(mqtt.ClientID("n1")).SetUsername("node:n1").SetPassword("pw1").
 			SetTLSConfig(tlsCfg).SetWill("edge/node/n2/online", "offline", 1, true).SetAutoReconnect(false)

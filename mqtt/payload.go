@@ -10,17 +10,58 @@ import (
 // the sender could not legitimately have sent; none trusts a name inside a
 // payload over the topic the broker's ACL vouched for.
 
-// maxPayload bounds a payload when the broker (an external one) does not.
-const maxPayload = 4 << 20
+// Bounds on payloads before they are decoded. A payload of 4 MiB of "{},"
+// decodes into 1.4 million structs (hundreds of MB) before any validation
+// can count them, so size and the number of JSON objects and arrays are
+// checked on the bytes first.
+const (
+	maxReportBytes  = 2 << 20
+	maxReportValues = 50000 // a report of 1000 pods has about 10,000
+	maxEventsBytes  = 1 << 20
+	maxEventsValues = 4 * core.MaxEventsPerMessage
+	maxDepth        = 32
+)
 
-func tooLarge(what string, n int) error {
-	return core.Errorf(core.EINVALID, "%s of %d bytes (at most %d)", what, n, maxPayload)
+// checkShape refuses a payload larger than maxBytes, or holding more than
+// maxValues JSON objects and arrays, or nested deeper than maxDepth. It
+// scans the bytes once and allocates nothing.
+func checkShape(what string, b []byte, maxBytes, maxValues int) error {
+	if len(b) > maxBytes {
+		return core.Errorf(core.EINVALID, "%s of %d bytes (at most %d)", what, len(b), maxBytes)
+	}
+	values, depth, inString, escaped := 0, 0, false, false
+	for _, c := range b {
+		switch {
+		case inString:
+			if escaped {
+				escaped = false
+			} else if c == '\\' {
+				escaped = true
+			} else if c == '"' {
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			values++
+			depth++
+			if values > maxValues {
+				return core.Errorf(core.EINVALID, "%s with more than %d objects and arrays", what, maxValues)
+			}
+			if depth > maxDepth {
+				return core.Errorf(core.EINVALID, "%s nested deeper than %d", what, maxDepth)
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return nil
 }
 
 // decodeReport decodes a report that arrived on node's topic.
 func decodeReport(node string, payload []byte) (*core.NodeReport, error) {
-	if len(payload) > maxPayload {
-		return nil, tooLarge("report", len(payload))
+	if err := checkShape("report", payload, maxReportBytes, maxReportValues); err != nil {
+		return nil, err
 	}
 	var rep core.NodeReport
 	if err := json.Unmarshal(payload, &rep); err != nil {
@@ -37,8 +78,8 @@ func decodeReport(node string, payload []byte) (*core.NodeReport, error) {
 
 // decodeEvents decodes one message of pod events.
 func decodeEvents(payload []byte) ([]core.PodEvent, error) {
-	if len(payload) > maxPayload {
-		return nil, tooLarge("events", len(payload))
+	if err := checkShape("events", payload, maxEventsBytes, maxEventsValues); err != nil {
+		return nil, err
 	}
 	var events []core.PodEvent
 	if err := json.Unmarshal(payload, &events); err != nil {
@@ -76,6 +117,9 @@ type agentCommand struct {
 
 // decodeCommand decodes a message on a node's cmd topic.
 func decodeCommand(payload []byte) (*agentCommand, error) {
+	if err := checkShape("command", payload, 64<<10, 8); err != nil {
+		return nil, err
+	}
 	var cmd agentCommand
 	if err := json.Unmarshal(payload, &cmd); err != nil {
 		return nil, core.Errorf(core.EINVALID, "command: %v", err)
@@ -96,6 +140,9 @@ const maxChunkData = 64 << 10
 
 // decodeChunk decodes one reply to a log request.
 func decodeChunk(payload []byte) (*chunk, error) {
+	if err := checkShape("reply", payload, 2*maxChunkData, 4); err != nil {
+		return nil, err
+	}
 	var c chunk
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, core.Errorf(core.EINVALID, "reply: %v", err)
