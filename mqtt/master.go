@@ -45,7 +45,7 @@ type Master struct {
 // reports are snapshots, so only the latest matters.
 type pendingNode struct {
 	online *bool
-	report []byte // the latest report, undecoded
+	report []byte          // the latest report, undecoded
 	events []core.PodEvent // not coalesced: each one counts, in order
 }
 
