@@ -43,12 +43,11 @@ func TestJoin_NodeIdentity(t *testing.T) {
 		t.Fatalf("a join with a 5-character node password: %v", err)
 	}
 
-	// Deleting the node revokes it, disconnects it, and frees the name.
-	if err := e.db.Update(ctx, func(tx core.Tx) error {
-		return tx.Create(&core.Node{TypeMeta: core.TypeMeta{APIVersion: "v1", Kind: core.KindNode}, Metadata: core.ObjectMeta{Name: "pi-1"}})
-	}); err != nil {
-		t.Fatal(err)
+	// The node is listed from its join on, before its agent reports.
+	if n, err := e.admin.Get(ctx, core.Key{Kind: core.KindNode, Name: "pi-1"}); err != nil || n.(*core.Node).Ready() != core.ConditionUnknown {
+		t.Fatalf("node after its join: %v, %v", n, err)
 	}
+	// Deleting the node revokes it, disconnects it, and frees the name.
 	if _, err := e.admin.Delete(ctx, core.Key{Kind: core.KindNode, Name: "pi-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -282,5 +281,29 @@ func TestJoin_NodeFromBeforeNodePasswords(t *testing.T) {
 	}
 	if _, err := c.Join(ctx, "pi-1", "an-attackers-node-password"); core.ErrorCode(err) != core.EUNAUTHORIZED {
 		t.Fatalf("takeover after the agent bound its password: %v", err)
+	}
+}
+
+// A credential whose node object is gone (its registration failed, or it
+// was removed by hand) can still be revoked by deleting the node.
+func TestDeleteNode_CredentialWithoutObject(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	c := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash))
+	resp, err := c.Join(ctx, "ghost", nodePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Update(ctx, func(tx core.Tx) error { return tx.Delete(core.Key{Kind: core.KindNode, Name: "ghost"}) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.Delete(ctx, core.Key{Kind: core.KindNode, Name: "ghost"}); err != nil {
+		t.Fatalf("deleting a node known only by its credential: %v", err)
+	}
+	if e.auth.CheckMQTT("ghost", resp.MQTTPassword) {
+		t.Fatal("its credential still works")
+	}
+	if _, err := e.admin.Delete(ctx, core.Key{Kind: core.KindNode, Name: "ghost"}); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("deleting it again: %v", err)
 	}
 }

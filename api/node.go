@@ -61,6 +61,10 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		Error(w, err)
 		return
 	}
+	if err := core.RegisterNode(r.Context(), s.Store, req.Node, s.Now()); err != nil {
+		Error(w, err)
+		return
+	}
 	host, _, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		host = r.Host
@@ -96,12 +100,21 @@ func (s *Server) handleNodeAction(w http.ResponseWriter, r *http.Request) {
 // before removing the object: a deleted node must not keep talking to the
 // broker, and a delete that fails half-way can simply be repeated.
 func (s *Server) deleteNode(r *http.Request, name string) error {
-	if _, err := s.Store.Get(r.Context(), core.Key{Kind: core.KindNode, Name: name}); err != nil {
+	k := core.Key{Kind: core.KindNode, Name: name}
+	_, err := s.Store.Get(r.Context(), k)
+	if core.ErrorCode(err) == core.ENOTFOUND && !s.Auth.Known(name) {
+		return err
+	} else if err != nil && core.ErrorCode(err) != core.ENOTFOUND {
 		return err
 	}
+	// A credential without an object (a join whose registration failed)
+	// is revoked all the same.
 	if err := s.Auth.Revoke(r.Context(), name); err != nil {
 		return err
 	}
 	s.Log.Info("node deleted: credentials revoked", "node", name)
-	return core.Delete(r.Context(), s.Store, core.Key{Kind: core.KindNode, Name: name}, s.Now())
+	if err := core.Delete(r.Context(), s.Store, k, s.Now()); core.ErrorCode(err) != core.ENOTFOUND {
+		return err
+	}
+	return nil
 }

@@ -14,6 +14,10 @@ type Reports struct {
 	// DesiredHash receives the desired-state hash each report says its
 	// agent acts on (Controllers.CheckDesired); nil: ignored.
 	DesiredHash func(node, hash string)
+	// Known says whether node still has a credential. A report of a node
+	// that has none (deleted while its report waited in a queue) is dropped
+	// instead of registering the node again. Nil: every node is known.
+	Known func(node string) bool
 
 	mu     sync.Mutex
 	online map[string]bool // MQTT sessions may announce a node before it registers
@@ -38,6 +42,9 @@ var _ ReportSink = (*Reports)(nil)
 // NodeReport implements ReportSink.
 func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 	now := r.Now()
+	if r.Known != nil && !r.Known(rep.Node) {
+		return nil
+	}
 	if r.DesiredHash != nil {
 		r.DesiredHash(rep.Node, rep.DesiredHash)
 	}
@@ -175,5 +182,8 @@ func (r *Reports) NodeOnline(ctx context.Context, node string, online bool) erro
 // NodeEvents implements ReportSink.
 func (r *Reports) NodeEvents(ctx context.Context, node string, events []PodEvent) error {
 	now := r.Now()
+	if r.Known != nil && !r.Known(node) {
+		return nil
+	}
 	return r.Store.Update(ctx, func(tx Tx) error { return StoreEvents(tx, node, events, now) })
 }

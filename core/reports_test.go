@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -238,5 +239,23 @@ func TestReports_NodeEvents(t *testing.T) {
 	if got.InvolvedObject != want || got.Reason != "BackOff" || got.Type != core.EventWarning || got.Count != 1 ||
 		got.Source != (core.EventSource{Component: "edgeagent", Host: "n1"}) || !got.FirstTimestamp.Equal(t0) || !got.LastTimestamp.Equal(t0) {
 		t.Fatalf("event %+v", got)
+	}
+}
+
+// A report of a node that has no credential any more (deleted while the
+// report waited in a queue) does not register the node again.
+func TestReports_UnknownNodeDropped(t *testing.T) {
+	c := newCluster(t)
+	c.Reports.Known = func(node string) bool { return node != "gone" }
+	c.Report(&core.NodeReport{Node: "gone", Labels: map[string]string{core.LabelHostname: "gone"}})
+	if err := c.Reports.NodeEvents(context.Background(), "gone", []core.PodEvent{{ID: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Store.Get(context.Background(), core.Key{Kind: core.KindNode, Name: "gone"}); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("a revoked node registered again: %v", err)
+	}
+	c.Report(&core.NodeReport{Node: "n1", Labels: map[string]string{core.LabelHostname: "n1"}})
+	if _, err := c.Store.Get(context.Background(), core.Key{Kind: core.KindNode, Name: "n1"}); err != nil {
+		t.Fatalf("a known node: %v", err)
 	}
 }

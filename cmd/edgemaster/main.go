@@ -114,6 +114,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	reports := &core.Reports{Store: m.DB, Now: time.Now}
+	if m.MQTTURL == "" { // an external broker authenticates nodes its own way
+		reports.Known = m.Auth.Known
+	}
 	m.Bus = &mqtt.Master{Sink: reports, Log: m.Log}
 	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace,
 		Online: reports.Online, StartupGrace: m.StartupGrace}

@@ -70,3 +70,17 @@ func Drain(ctx context.Context, s Store, node string, now time.Time) ([]ApplyRes
 	})
 	return results, err
 }
+
+// RegisterNode creates node's object, not yet Ready, if it does not exist:
+// a node is listed (and can be deleted) from the moment it joins, not only
+// once its agent first reports.
+func RegisterNode(ctx context.Context, s Store, node string, now time.Time) error {
+	return s.Update(ctx, func(tx Tx) error {
+		if _, err := tx.Get(Key{Kind: KindNode, Name: node}); ErrorCode(err) != ENOTFOUND {
+			return err
+		}
+		n := &Node{TypeMeta: TypeMeta{APIVersion: "v1", Kind: KindNode}, Metadata: ObjectMeta{Name: node}}
+		n.SetReady(ConditionUnknown, "Registered", "joined; the agent has not connected yet", NewTime(now))
+		return tx.Create(n)
+	})
+}
