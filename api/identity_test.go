@@ -3,10 +3,12 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
@@ -305,5 +307,35 @@ func TestDeleteNode_CredentialWithoutObject(t *testing.T) {
 	}
 	if _, err := e.admin.Delete(ctx, core.Key{Kind: core.KindNode, Name: "ghost"}); core.ErrorCode(err) != core.ENOTFOUND {
 		t.Fatalf("deleting it again: %v", err)
+	}
+}
+
+// Joins are rate limited (agents retry), and the cluster takes at most
+// MaxNodes nodes; a node already in can always join again.
+func TestJoin_RateAndNodeCap(t *testing.T) {
+	e := setupWith(t, func(s *api.Server) { s.JoinRate = 1 }) // bursts of 10
+	ctx := context.Background()
+	e.auth.MaxNodes = 5
+	c := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash))
+	for i := 0; i < 5; i++ {
+		if _, err := c.Join(ctx, fmt.Sprintf("pi-%d", i), nodePassword); err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+	}
+	_, err := c.Join(ctx, "pi-5", nodePassword)
+	if core.ErrorCode(err) != core.EUNAVAILABLE || !strings.Contains(err.Error(), "--max-nodes") {
+		t.Fatalf("a sixth node with MaxNodes 5: %v", err)
+	}
+	for i := 0; i < 4; i++ { // the rest of the burst: the known node rejoins
+		if _, err := c.Join(ctx, "pi-0", nodePassword); err != nil {
+			t.Fatalf("a known node joining again: %v", err)
+		}
+	}
+	if _, err := c.Join(ctx, "pi-0", nodePassword); core.ErrorCode(err) != core.EUNAVAILABLE || !strings.Contains(err.Error(), "too many joins") {
+		t.Fatalf("the eleventh join of a burst of 10: %v", err)
+	}
+	e.now = e.now.Add(2 * time.Second)
+	if _, err := c.Join(ctx, "pi-0", nodePassword); err != nil {
+		t.Fatalf("a join after the bucket refilled: %v", err)
 	}
 }

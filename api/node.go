@@ -30,6 +30,10 @@ type JoinResponse struct {
 }
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	if !s.joins.allow() {
+		Error(w, core.Errorf(core.EUNAVAILABLE, "too many joins at once; try again shortly"))
+		return
+	}
 	jt, err := ParseJoinToken(bearer(r))
 	if err != nil {
 		Error(w, core.Errorf(core.EUNAUTHORIZED, "%s", core.ErrorMessage(err)))

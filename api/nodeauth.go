@@ -22,6 +22,9 @@ type NodeAuth struct {
 	// Disconnect ends a revoked node's broker session (nil: no embedded
 	// broker to tell).
 	Disconnect func(node string)
+	// MaxNodes caps the nodes a join token can bring in (0: no cap): every
+	// node costs a broker session and a place in every controller pass.
+	MaxNodes int
 
 	mu    sync.RWMutex
 	creds map[string]string // node -> MQTT password hash, as in the store
@@ -52,6 +55,14 @@ func (a *NodeAuth) Join(ctx context.Context, node, nodePassword, proof string) (
 		return "", core.Errorf(core.EINVALID, "join of node %q: the node password must be 16 to 256 characters (agents make one up at their first join)", node)
 	}
 	hash := HashSecret(nodePassword)
+	if a.MaxNodes > 0 && !a.hasCredential(node) {
+		a.mu.RLock()
+		n := len(a.creds)
+		a.mu.RUnlock()
+		if n >= a.MaxNodes {
+			return "", core.Errorf(core.EUNAVAILABLE, "join of node %q: the cluster has %d nodes, the most it takes (--max-nodes); delete nodes first", node, n)
+		}
+	}
 	if bound, err := a.Tokens.NodePassword(ctx, node); err != nil {
 		return "", err
 	} else if bound == "" && a.hasCredential(node) && !a.CheckMQTT(node, proof) {

@@ -52,6 +52,11 @@ type Server struct {
 	IdleTimeout   time.Duration // keep-alive connections with no request [60s]
 	WriteTimeout  time.Duration // writing one response, or one stream write [60s]
 	ReadTimeout   time.Duration // reading one request, body included [5m]
+	// JoinRate is how many joins a second the API takes, in bursts of up to
+	// ten times that; more are refused as unavailable (agents retry with
+	// backoff). A whole fleet joins once; a join token is no licence to
+	// create nodes as fast as a CPU can. Negative: no limit [20].
+	JoinRate float64
 
 	ln       net.Listener
 	srv      *http.Server
@@ -59,6 +64,7 @@ type Server struct {
 	mu       sync.Mutex
 	admins   map[string]bool // cache of verified admin token hashes
 	adminGen int             // bumped when tokens are revoked or rotated
+	joins    tokenBucket
 }
 
 // Open starts listening.
@@ -108,6 +114,40 @@ func (s *Server) setLimits() {
 	if s.ReadTimeout == 0 {
 		s.ReadTimeout = 5 * time.Minute
 	}
+	if s.JoinRate == 0 {
+		s.JoinRate = 20
+	}
+	s.joins = tokenBucket{rate: s.JoinRate, burst: 10 * s.JoinRate, now: s.Now}
+}
+
+// tokenBucket allows rate events a second in bursts of burst; a negative
+// rate allows everything.
+type tokenBucket struct {
+	rate, burst float64
+	now         func() time.Time
+	mu          sync.Mutex
+	tokens      float64
+	last        time.Time
+}
+
+func (b *tokenBucket) allow() bool {
+	if b.rate < 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	if b.last.IsZero() {
+		b.tokens = b.burst
+	} else {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // perIPListener closes a connection at once when its remote address has

@@ -38,6 +38,8 @@ type Main struct {
 	TLSSANs       []string
 	NodeLostGrace time.Duration
 	StartupGrace  time.Duration
+	MaxNodes      int
+	JoinRate      float64
 	Debug         bool
 
 	Log         *slog.Logger
@@ -66,6 +68,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringSliceVar(&m.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate")
 	fs.DurationVar(&m.NodeLostGrace, "node-lost-grace", 5*time.Second, "how long a node may be unreachable before its replicas move")
 	fs.DurationVar(&m.StartupGrace, "startup-grace", 30*time.Second, "after a master restart, how long agents have to reconnect before their nodes count as unreachable")
+	fs.IntVar(&m.MaxNodes, "max-nodes", 4000, "most nodes the cluster takes (0: no cap)")
+	fs.Float64Var(&m.JoinRate, "join-rate", 20, "joins a second the API takes, in bursts of ten times that (-1: no limit)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -109,7 +113,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if _, err := m.Bootstrap.Ensure(ctx, m.APIAddr); err != nil {
 		return err
 	}
-	m.Auth = &api.NodeAuth{Tokens: m.DB}
+	m.Auth = &api.NodeAuth{Tokens: m.DB, MaxNodes: m.MaxNodes}
 	if err := m.Auth.Load(ctx); err != nil {
 		return err
 	}
@@ -136,7 +140,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Controllers.Open()
 	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
-		Version: version.Version, MQTTURL: m.agentMQTTURL, Auth: m.Auth, Bootstrap: m.Bootstrap, Metrics: m.metrics}
+		Version: version.Version, MQTTURL: m.agentMQTTURL, Auth: m.Auth, Bootstrap: m.Bootstrap, Metrics: m.metrics,
+		JoinRate: m.JoinRate}
 	if err := m.API.Open(); err != nil {
 		return err
 	}
