@@ -122,6 +122,19 @@ func (r *NodeReport) Validate(node string) error {
 	if n := len(r.Status.Addresses); n > 32 {
 		return invalid("status.addresses", "%d addresses (at most 32)", n)
 	}
+	for i, a := range r.Status.Addresses {
+		if err := shortText(fmt.Sprintf("status.addresses[%d]", i), a.Type+a.Address, 256); err != nil {
+			return err
+		}
+	}
+	ni := r.Status.NodeInfo
+	for _, f := range []struct{ name, value string }{{"machineID", ni.MachineID}, {"kernelVersion", ni.KernelVersion},
+		{"osImage", ni.OSImage}, {"containerRuntimeVersion", ni.ContainerRuntimeVersion}, {"kubeletVersion", ni.KubeletVersion},
+		{"operatingSystem", ni.OperatingSystem}, {"architecture", ni.Architecture}} {
+		if err := shortText("status.nodeInfo."+f.name, f.value, 256); err != nil {
+			return err
+		}
+	}
 	if n := len(r.Status.Images); n > MaxImagesPerReport {
 		return invalid("status.images", "%d images (at most %d)", n, MaxImagesPerReport)
 	}
@@ -150,6 +163,17 @@ func (r *NodeReport) Validate(node string) error {
 		if len(p.Status.Message) > maxReportString || len(p.Status.Reason) > maxReportString {
 			return invalid(path+".status.message", "longer than %d characters", maxReportString)
 		}
+		for _, f := range []struct{ name, value string }{{"namespace", p.Namespace}, {"name", p.Name}, {"uid", p.UID},
+			{"status.podIP", p.Status.PodIP}, {"status.hostIP", p.Status.HostIP}} {
+			if err := shortText(path+"."+f.name, f.value, 256); err != nil {
+				return err
+			}
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if err := shortText(path+".status.containerStatuses", cs.Name+cs.Image+cs.ImageID+cs.ContainerID, 2048); err != nil {
+				return err
+			}
+		}
 		for _, cs := range p.Status.ContainerStatuses {
 			for _, st := range []ContainerState{cs.State, cs.LastState} {
 				if w := st.Waiting; w != nil && len(w.Message)+len(w.Reason) > maxReportString {
@@ -159,6 +183,20 @@ func (r *NodeReport) Validate(node string) error {
 					return invalid(path+".status.containerStatuses", "container %q: terminated message longer than %d characters", cs.Name, maxReportString)
 				}
 			}
+		}
+	}
+	return nil
+}
+
+// shortText refuses a string longer than max or holding control
+// characters: a node's words end up in admins' terminals.
+func shortText(path, s string, max int) error {
+	if len(s) > max {
+		return invalid(path, "%d characters (at most %d)", len(s), max)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return invalid(path, "holds a control character (%U)", r)
 		}
 	}
 	return nil

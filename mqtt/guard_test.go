@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -302,5 +303,31 @@ func TestBroker_RevokedNodeStoppedAtNextPacket(t *testing.T) {
 	waitFor(t, "the revoked node disconnected", func() bool { return !c.IsConnectionOpen() })
 	if r, _, _ := e.sink.get("n1"); r != nil {
 		t.Fatalf("a revoked node's report reached the master: %+v", r)
+	}
+}
+
+// A node flooding reports gets them stored at most every 50 ms, and the
+// latest one always arrives.
+func TestMaster_ReportRateLimited(t *testing.T) {
+	e := startEmbedded(t)
+	c, err := rawClient(t, e.url, "node:n1", "pw1", mqtt.ClientID("n1"), e.agentTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := 0; i < 500; i++ {
+		c.Publish("edge/node/n1/report", 0, false, fmt.Sprintf(`{"labels":{"seq":"%d"}}`, i))
+	}
+	c.Publish("edge/node/n1/report", 1, false, `{"labels":{"seq":"last"}}`).WaitTimeout(5 * time.Second)
+	waitFor(t, "the last report stored", func() bool {
+		r, _, _ := e.sink.get("n1")
+		return r != nil && r.Labels["seq"] == "last"
+	})
+	elapsed := time.Since(start)
+	e.sink.mu.Lock()
+	stored := e.sink.stored
+	e.sink.mu.Unlock()
+	if limit := int(elapsed/(50*time.Millisecond)) + 2; stored > limit {
+		t.Fatalf("%d of 501 reports stored in %s; at most %d at one per 50 ms", stored, elapsed, limit)
 	}
 }

@@ -168,6 +168,9 @@ func (m *Master) onReport(topic string, payload []byte) {
 	m.enqueue(node, func(p *pendingNode) { p.report = raw })
 }
 
+// reportInterval is the least time between two stores of one node's report.
+const reportInterval = 50 * time.Millisecond
+
 // maxPendingEvents bounds the events waiting for the store per node.
 const maxPendingEvents = 10 * core.MaxEventsPerMessage
 
@@ -205,11 +208,31 @@ func (m *Master) onOnline(topic string, payload []byte) {
 func (m *Master) work() {
 	defer m.wg.Done()
 	failures := 0
+	// A node's reports are stored at most every reportInterval: they are
+	// snapshots, so one held back is replaced by the next, and a node that
+	// floods them costs the SD card at most that many writes.
+	due := map[string]time.Time{}
+	held := map[string][]byte{}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-m.ctx.Done():
 			return
 		case <-m.wake:
+		case <-timer.C:
+		}
+		now := time.Now()
+		for node, rep := range held {
+			if !now.Before(due[node]) {
+				m.enqueue(node, func(q *pendingNode) {
+					if q.report == nil {
+						q.report = rep
+					}
+				})
+				delete(held, node)
+			}
 		}
 		for {
 			m.mu.Lock()
@@ -231,7 +254,11 @@ func (m *Master) work() {
 			if len(p.events) > 0 && err == nil {
 				err = m.Sink.NodeEvents(m.ctx, node, p.events)
 			}
+			if p.report != nil && time.Now().Before(due[node]) {
+				held[node], p.report = p.report, nil
+			}
 			if p.report != nil && err == nil {
+				due[node] = time.Now().Add(reportInterval)
 				// The topic, which the ACL guards, says who reports.
 				if rep, derr := decodeReport(node, p.report); derr != nil {
 					m.Log.Warn("mqtt: refused a report", "node", node, "err", core.ErrorMessage(derr))
@@ -264,6 +291,15 @@ func (m *Master) work() {
 				m.Log.Info("storing agent reports recovered", "after", failures)
 				failures = 0
 			}
+		}
+		var next time.Time
+		for node := range held {
+			if next.IsZero() || due[node].Before(next) {
+				next = due[node]
+			}
+		}
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), time.Millisecond))
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 // sink records what reaches the master.
 type sink struct {
 	mu      sync.Mutex
+	stored  int // reports stored
 	reports map[string]*core.NodeReport
 	online  map[string]bool
 	events  []core.PodEvent
@@ -37,6 +38,7 @@ func (s *sink) NodeReport(ctx context.Context, r *core.NodeReport) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reports[r.Node] = r
+	s.stored++
 	return nil
 }
 

@@ -87,3 +87,14 @@ func writeFile(t *testing.T, path, body string) {
 		t.Fatal(err)
 	}
 }
+
+// What a node reports cannot drive an admin's terminal.
+func TestTerminalSafe(t *testing.T) {
+	var b strings.Builder
+	w := &terminalSafe{w: &b}
+	w.Write([]byte("6.1\x1b]0;PWNED\x07\x1b[2J\tok\n\u009b31m é\x7f"))
+	want := "6.1\\x1b]0;PWNED\\x07\\x1b[2J\tok\n\\u009b31m é\\x7f"
+	if b.String() != want {
+		t.Fatalf("got %q, want %q", b.String(), want)
+	}
+}

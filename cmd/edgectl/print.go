@@ -253,7 +253,7 @@ func (t *table) add(o core.Object, now time.Time) {
 }
 
 func (t *table) print(w io.Writer, header bool) {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	tw := tabwriter.NewWriter(&terminalSafe{w: w}, 0, 8, 3, ' ', 0)
 	if header {
 		fmt.Fprintln(tw, strings.Join(t.header, "\t"))
 	}
@@ -263,11 +263,10 @@ func (t *table) print(w io.Writer, header bool) {
 	tw.Flush()
 }
 
-// describe prints an object for people.
 // describe prints obj the way kubectl describe does; related holds the
 // pods and events it may mention.
 func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time) {
-	d := &describer{tw: tabwriter.NewWriter(w, 0, 8, 1, ' ', 0), related: related, now: now}
+	d := &describer{tw: tabwriter.NewWriter(&terminalSafe{w: w}, 0, 8, 1, ' ', 0), related: related, now: now}
 	defer d.tw.Flush()
 	m := obj.GetMeta()
 	d.p("Name", m.Name)
@@ -494,4 +493,41 @@ func resources(l core.ResourceList) string {
 		parts[i] = k + "=" + string(l[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// terminalSafe writes text for a terminal: control characters other than
+// tab and newline, C1 controls included, are shown escaped (\x1b) instead
+// of being acted on. What nodes report (kernel versions, messages) is
+// printed by people's terminals.
+type terminalSafe struct {
+	w   io.Writer
+	c2  bool // the last byte written was 0xC2, the lead byte of U+0080..U+00BF
+	buf []byte
+}
+
+func (t *terminalSafe) Write(p []byte) (int, error) {
+	t.buf = t.buf[:0]
+	for _, b := range p {
+		switch {
+		case t.c2:
+			t.c2 = false
+			if b >= 0x80 && b <= 0x9f { // U+0080..U+009F: C1 controls
+				t.buf = fmt.Appendf(t.buf, "\\u%04x", b)
+				continue
+			}
+			t.buf = append(t.buf, 0xc2, b)
+			continue
+		case b == 0xc2:
+			t.c2 = true
+			continue
+		case (b < 0x20 && b != '\t' && b != '\n') || b == 0x7f:
+			t.buf = fmt.Appendf(t.buf, "\\x%02x", b)
+			continue
+		}
+		t.buf = append(t.buf, b)
+	}
+	if _, err := t.w.Write(t.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
