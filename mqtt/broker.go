@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -197,6 +198,7 @@ type aclHook struct {
 	mochi.HookBase
 	broker *Broker
 	log    *slog.Logger
+	limit  logLimiter
 }
 
 func (h *aclHook) ID() string { return "edge-acl" }
@@ -213,21 +215,21 @@ func (h *aclHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) boo
 	node, ok := nodeOf(cl)
 	switch {
 	case !ok || node == "":
-		h.log.Warn("mqtt: refused client without a node user name", "remote", cl.Net.Remote, "user", string(cl.Properties.Username))
+		h.limit.warn(h.log, hostOf(cl.Net.Remote), "mqtt: refused client without a node user name", "remote", cl.Net.Remote, "user", string(cl.Properties.Username))
 		return false
 	case h.broker.CheckPassword == nil || !h.broker.CheckPassword(node, string(pk.Connect.Password)):
-		h.log.Warn("mqtt: refused node with a wrong password", "node", node, "remote", cl.Net.Remote)
+		h.limit.warn(h.log, hostOf(cl.Net.Remote), "mqtt: refused node with a wrong password", "node", node, "remote", cl.Net.Remote)
 		return false
 	case subtle.ConstantTimeCompare([]byte(cl.ID), []byte(ClientID(node))) != 1:
 		// Another id could inherit someone else's session and subscriptions.
-		h.log.Warn("mqtt: refused node with a foreign client id", "node", node, "id", cl.ID)
+		h.limit.warn(h.log, "node:"+node, "mqtt: refused node with a foreign client id", "node", node, "id", cl.ID)
 		return false
 	case pk.Connect.WillFlag && pk.Connect.WillTopic != topicOnline(node):
 		// Wills are neither ACL-checked nor seen by OnPublish when mochi
 		// sends (and retains) them: the only will a node has is "offline" on
 		// its own liveness topic, or it could leave any number of retained
 		// messages behind for good.
-		h.log.Warn("mqtt: refused node with a will off its liveness topic", "node", node, "topic", pk.Connect.WillTopic)
+		h.limit.warn(h.log, "node:"+node, "mqtt: refused node with a will off its liveness topic", "node", node, "topic", pk.Connect.WillTopic)
 		return false
 	}
 	return true
@@ -236,7 +238,8 @@ func (h *aclHook) OnConnectAuthenticate(cl *mochi.Client, pk packets.Packet) boo
 func (h *aclHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	node, _ := nodeOf(cl)
 	if h.broker.Known != nil && !h.broker.Known(node) {
-		h.log.Warn("mqtt: refused a revoked node", "node", node)
+		h.limit.warn(h.log, "node:"+node, "mqtt: refused a revoked node; disconnecting it", "node", node)
+		h.broker.server.DisconnectClient(cl, packets.ErrNotAuthorized)
 		return false
 	}
 	if Allowed(node, topic, write) {
@@ -246,7 +249,12 @@ func (h *aclHook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	if write {
 		verb = "publish on"
 	}
-	h.log.Warn("mqtt: denied "+verb+" a foreign topic", "node", node, "topic", topic)
+	h.limit.warn(h.log, "node:"+node, "mqtt: denied "+verb+" a foreign topic", "node", node, "topic", topic)
+	if write {
+		// mochi drops a refused QoS 0 publish without a word: a node that
+		// tries one is disconnected, as for QoS 1.
+		h.broker.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+	}
 	return false
 }
 
@@ -262,9 +270,17 @@ func (h *aclHook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet
 	if n, rest, ok := parseNodeTopic(pk.TopicName); ok && n == node && rest == "online" {
 		return pk, nil
 	}
-	h.log.Warn("mqtt: refused a retained publish from a node; disconnecting it", "node", node, "topic", pk.TopicName)
+	h.limit.warn(h.log, "node:"+node, "mqtt: refused a retained publish from a node; disconnecting it", "node", node, "topic", pk.TopicName)
 	h.broker.server.DisconnectClient(cl, packets.ErrNotAuthorized)
 	return pk, packets.ErrRejectPacket
+}
+
+// hostOf returns the host part of a remote address.
+func hostOf(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
 }
 
 // levelFilter drops records below min.

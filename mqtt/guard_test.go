@@ -331,3 +331,15 @@ func TestMaster_ReportRateLimited(t *testing.T) {
 		t.Fatalf("%d of 501 reports stored in %s; at most %d at one per 50 ms", stored, elapsed, limit)
 	}
 }
+
+// A QoS 0 publish on a foreign topic, which mochi would drop silently (and
+// let the node repeat at will), disconnects the node as a QoS 1 one does.
+func TestBroker_ForeignQoS0Disconnects(t *testing.T) {
+	e := startEmbedded(t)
+	c, err := rawClient(t, e.url, "node:n1", "pw1", mqtt.ClientID("n1"), e.agentTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish("edge/node/n2/report", 0, false, `{}`)
+	waitFor(t, "the node disconnected", func() bool { return !c.IsConnectionOpen() })
+}

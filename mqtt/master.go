@@ -36,6 +36,7 @@ type Master struct {
 	order   []string
 	wake    chan struct{}
 	closing bool // set by Close, under mu: nothing may join wg after it
+	limit   logLimiter
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -178,18 +179,18 @@ func (m *Master) onEvents(topic string, payload []byte) {
 	node, _, _ := parseNodeTopic(topic)
 	events, err := decodeEvents(payload)
 	if err != nil {
-		m.Log.Warn("mqtt: refused events", "node", node, "err", core.ErrorMessage(err))
+		m.limit.warn(m.Log, node, "mqtt: refused events", "node", node, "err", core.ErrorMessage(err))
 		return
 	}
-	m.enqueue(node, func(p *pendingNode) { p.events = appendEvents(m.Log, node, p.events, events) })
+	m.enqueue(node, func(p *pendingNode) { p.events = m.appendEvents(node, p.events, events) })
 }
 
 // appendEvents queues events behind queued ones, dropping the oldest beyond
-// maxPendingEvents (only while the store keeps failing).
-func appendEvents(log *slog.Logger, node string, queued, events []core.PodEvent) []core.PodEvent {
+// maxPendingEvents (only while the store keeps failing, or a node floods).
+func (m *Master) appendEvents(node string, queued, events []core.PodEvent) []core.PodEvent {
 	queued = append(queued, events...)
 	if n := len(queued) - maxPendingEvents; n > 0 {
-		log.Warn("mqtt: dropping events the store could not take", "node", node, "dropped", n)
+		m.limit.warn(m.Log, node, "mqtt: dropping events the store could not take", "node", node, "dropped", n)
 		queued = append([]core.PodEvent(nil), queued[n:]...)
 	}
 	return queued
@@ -261,7 +262,7 @@ func (m *Master) work() {
 				due[node] = time.Now().Add(reportInterval)
 				// The topic, which the ACL guards, says who reports.
 				if rep, derr := decodeReport(node, p.report); derr != nil {
-					m.Log.Warn("mqtt: refused a report", "node", node, "err", core.ErrorMessage(derr))
+					m.limit.warn(m.Log, node, "mqtt: refused a report", "node", node, "err", core.ErrorMessage(derr))
 				} else {
 					err = m.Sink.NodeReport(m.ctx, rep)
 				}
@@ -273,7 +274,7 @@ func (m *Master) work() {
 				}
 				// Keep it for another try unless something newer arrived.
 				m.enqueue(node, func(q *pendingNode) {
-					q.events = appendEvents(m.Log, node, p.events, q.events)
+					q.events = m.appendEvents(node, p.events, q.events)
 					if q.report == nil {
 						q.report = p.report
 					}
@@ -339,7 +340,7 @@ func (m *Master) onReply(topic string, payload []byte) {
 	id := rest[len("reply/"):]
 	c, err := decodeChunk(payload)
 	if err != nil {
-		m.Log.Warn("mqtt: refused a log reply", "node", node, "err", err)
+		m.limit.warn(m.Log, node, "mqtt: refused a log reply", "node", node, "err", err)
 		return
 	}
 	m.mu.Lock()
