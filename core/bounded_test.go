@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -298,6 +299,35 @@ func TestControllers_NodeReturnsMidPass(t *testing.T) {
 	for _, p := range c.Pods() {
 		if !p.Ready() {
 			t.Fatalf("pod %s on %s is not ready after its node returned: %+v", p.Metadata.Name, p.Spec.NodeName, p.Status.Conditions)
+		}
+	}
+}
+
+// BenchmarkIdlePass2000Deployments is one control-loop pass over 2,000
+// one-replica deployments that are all running: what an idle master pays
+// every second.
+func BenchmarkIdlePass2000Deployments(b *testing.B) {
+	c := coretest.NewMemoryCluster(b)
+	for i := 0; i < 10; i++ {
+		c.AddNode(fmt.Sprintf("n%d", i), nil, "1000", "1000Gi")
+	}
+	var docs []string
+	for i := 0; i < 2000; i++ {
+		docs = append(docs, deployment(fmt.Sprintf("d%04d", i), 1, ""))
+	}
+	c.Apply(strings.Join(docs, "---\n"))
+	for i := 0; i < 10; i++ {
+		c.Sync()
+	}
+	for i := 0; i < 10; i++ {
+		c.Agent(fmt.Sprintf("n%d", i))
+	}
+	c.Sync()
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.Ctl.Sync(ctx); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -47,6 +47,8 @@ type Controllers struct {
 
 	started      time.Time
 	window       map[string]int // workload uid -> its next creation batch
+	hashMu       sync.Mutex
+	hashes       map[string]templateHashEntry // deployment uid -> its template's hash
 	once         sync.Once
 	mu           sync.Mutex
 	published    map[string]string    // node -> hash of the last published desired state
@@ -100,6 +102,7 @@ func (c *Controllers) setDefaults() {
 		c.BatchSize = 500
 	}
 	c.window = map[string]int{}
+	c.hashes = map[string]templateHashEntry{}
 	c.started = c.Now()
 	c.published = map[string]string{}
 	c.publishedAt = map[string]time.Time{}

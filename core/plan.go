@@ -87,6 +87,8 @@ func deletionOrder(pods []*Pod) {
 
 // PlanEnv is what a deployment plan needs to know of the cluster.
 type PlanEnv struct {
+	// TemplateHash is the deployment's TemplateHash, if the caller has it.
+	TemplateHash string
 	// NewName returns a fresh pod name for a template hash.
 	NewName func(hash string) string
 	// Lost marks pods on unreachable nodes that are kept but must not count.
@@ -110,7 +112,10 @@ func PlanDeployment(d *Deployment, pods []*Pod, env PlanEnv) (Plan, DeploymentSt
 		canStop = func(*Pod) bool { return true }
 	}
 	var plan Plan
-	hash := TemplateHash(&d.Spec.Template)
+	hash := env.TemplateHash
+	if hash == "" {
+		hash = TemplateHash(&d.Spec.Template)
+	}
 	desired := d.DesiredReplicas()
 	var cur, old []*Pod
 	oldTerminating := 0

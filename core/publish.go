@@ -40,7 +40,7 @@ func (c *Controllers) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fetch := prefetch(deployments, pods, nodes)
+	fetch := prefetch(deployments, pods, nodes, c.templateHash)
 	byNode := map[string][]*Pod{}
 	for _, p := range pods {
 		if p.Spec.NodeName != "" && !p.Terminating() {

@@ -113,18 +113,14 @@ func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.T
 	for _, n := range s.nodes {
 		nodes[n.Metadata.Name] = n
 	}
-	byOwner := map[string][]*Pod{}
-	for _, p := range s.pods {
-		if o := p.Owner(); o != nil {
-			byOwner[o.UID] = append(byOwner[o.UID], p)
-		}
-	}
+	byOwner := podsByOwner(s.pods)
 	budget := c.MaxCreatesPerPass
 	for _, d := range s.deployments {
 		owners[d.Metadata.UID] = true
 		name := d.Metadata.Name
 		plan, st := PlanDeployment(d, byOwner[d.Metadata.UID], PlanEnv{
-			NewName: func(h string) string { return c.NewName(name, h) },
+			TemplateHash: c.templateHash(d),
+			NewName:      func(h string) string { return c.NewName(name, h) },
 			Lost:    isLost,
 			CanStop: func(p *Pod) bool { return c.canStop(d, p, nodes[p.Spec.NodeName], now) },
 			Now:     now,
@@ -170,6 +166,13 @@ func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.T
 			delete(c.window, uid)
 		}
 	}
+	c.hashMu.Lock()
+	for uid := range c.hashes {
+		if !owners[uid] {
+			delete(c.hashes, uid)
+		}
+	}
+	c.hashMu.Unlock()
 	// Pods whose workload is gone are garbage.
 	var orphans []*Pod
 	for _, p := range s.pods {
@@ -202,15 +205,16 @@ func (c *Controllers) canStop(d *Deployment, p *Pod, n *Node, now time.Time) boo
 
 // prefetch returns, per node, the images of rollouts that will replace pods
 // there and that the node does not hold yet.
-func prefetch(deployments []*Deployment, pods []*Pod, nodes []*Node) map[string][]string {
+func prefetch(deployments []*Deployment, pods []*Pod, nodes []*Node, hash func(*Deployment) string) map[string][]string {
 	byName := map[string]*Node{}
 	for _, n := range nodes {
 		byName[n.Metadata.Name] = n
 	}
+	byOwner := podsByOwner(pods)
 	out := map[string][]string{}
 	for _, d := range deployments {
-		hash := TemplateHash(&d.Spec.Template)
-		for _, p := range OwnedBy(pods, d.Metadata.UID) {
+		hash := hash(d)
+		for _, p := range byOwner[d.Metadata.UID] {
 			n := byName[p.Spec.NodeName]
 			if n == nil || p.Terminating() || p.Metadata.Labels[LabelTemplateHash] == hash {
 				continue
@@ -223,6 +227,36 @@ func prefetch(deployments []*Deployment, pods []*Pod, nodes []*Node) map[string]
 		}
 	}
 	return out
+}
+
+// podsByOwner groups pods by their controlling owner's UID.
+func podsByOwner(pods []*Pod) map[string][]*Pod {
+	out := map[string][]*Pod{}
+	for _, p := range pods {
+		if o := p.Owner(); o != nil {
+			out[o.UID] = append(out[o.UID], p)
+		}
+	}
+	return out
+}
+
+// templateHash returns d's TemplateHash, computed once per generation: it
+// encodes the whole template, and a pass would otherwise do it for every
+// deployment twice a second.
+func (c *Controllers) templateHash(d *Deployment) string {
+	c.hashMu.Lock()
+	defer c.hashMu.Unlock()
+	if h, ok := c.hashes[d.Metadata.UID]; ok && h.generation == d.Metadata.Generation {
+		return h.hash
+	}
+	h := TemplateHash(&d.Spec.Template)
+	c.hashes[d.Metadata.UID] = templateHashEntry{generation: d.Metadata.Generation, hash: h}
+	return h
+}
+
+type templateHashEntry struct {
+	generation int64
+	hash       string
 }
 
 func contains(list []string, s string) bool {
