@@ -121,9 +121,9 @@ func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.T
 		plan, st := PlanDeployment(d, byOwner[d.Metadata.UID], PlanEnv{
 			TemplateHash: c.templateHash(d),
 			NewName:      func(h string) string { return c.NewName(name, h) },
-			Lost:    isLost,
-			CanStop: func(p *Pod) bool { return c.canStop(d, p, nodes[p.Spec.NodeName], now) },
-			Now:     now,
+			Lost:         isLost,
+			CanStop:      func(p *Pod) bool { return c.canStop(d, p, nodes[p.Spec.NodeName], now) },
+			Now:          now,
 		})
 		c.limitCreates(d.Metadata.UID, &plan, &budget)
 		if len(plan.Create) == 0 && len(plan.Delete) == 0 && JSONEqual(st, d.Status) {
