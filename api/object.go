@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -168,6 +169,10 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, []core.ApplyResult{{Kind: kind, Name: k.Name, Action: "deleted"}})
 }
 
+// MaxApplyBody bounds an apply or delete request (many documents of at
+// most core.MaxDocumentSize each).
+const MaxApplyBody = 16 << 20
+
 // ApplyRequest carries manifest files as the user gave them.
 type ApplyRequest struct {
 	Files []core.ManifestFile `json:"files"`
@@ -182,7 +187,14 @@ type ApplyResponse struct {
 
 func decodeFiles(r *http.Request) ([]core.Object, error) {
 	var req ApplyRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 32<<20)).Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxApplyBody))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, core.Errorf(core.EINVALID, "the manifests are more than %d MiB in one request: apply fewer files at once", MaxApplyBody>>20)
+	} else if err != nil {
+		return nil, core.Errorf(core.EINVALID, "request body: %v", err)
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, core.Errorf(core.EINVALID, "request body: %v", err)
 	}
 	objs, err := core.DecodeManifests(req.Files)

@@ -331,3 +331,19 @@ func BenchmarkIdlePass2000Deployments(b *testing.B) {
 		}
 	}
 }
+
+// A manifest document is at most 1.5 MiB, and a pod's lists are bounded.
+func TestDecode_SizeLimits(t *testing.T) {
+	big := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    args: [" +
+		strings.Repeat(`"aaaaaaaaaaaaaaaa",`, 90000) + `"a"]` + "\n"
+	_, err := core.DecodeManifests([]core.ManifestFile{{Name: "big.yaml", Data: []byte(big)}})
+	if core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "big.yaml") || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("a %d-byte document: %v", len(big), err)
+	}
+	many := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    args: [" +
+		strings.Repeat(`"a",`, 2000) + `"a"]` + "\n"
+	_, err = core.DecodeManifests([]core.ManifestFile{{Name: "many.yaml", Data: []byte(many)}})
+	if core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "spec.containers[0].args") {
+		t.Fatalf("2001 args: %v", err)
+	}
+}

@@ -12,6 +12,11 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// MaxDocumentSize bounds one manifest document (Kubernetes stores objects
+// of at most 1.5 MiB): decoding YAML costs many times its size in memory,
+// and the object goes to nodes in every desired state.
+const MaxDocumentSize = 1536 << 10
+
 // ManifestFile is one file of manifests as the user handed it to edgectl.
 type ManifestFile struct {
 	Name string `json:"name"`
@@ -31,6 +36,9 @@ func DecodeManifests(files []ManifestFile) ([]Object, error) {
 			where := fmt.Sprintf("%s: document %d", f.Name, i+1)
 			if len(docs) == 1 {
 				where = f.Name
+			}
+			if len(doc) > MaxDocumentSize {
+				return nil, Errorf(EINVALID, "%s: %d bytes, more than one object may hold (at most %d, as Kubernetes)", where, len(doc), MaxDocumentSize)
 			}
 			obj, err := DecodeManifest(doc)
 			if err != nil {

@@ -191,6 +191,12 @@ func validatePodSpec(path string, s *PodSpec) error {
 	if len(s.Containers) == 0 {
 		return invalid(path+".containers", "at least one container is required")
 	}
+	if n := len(s.Containers); n > maxContainers {
+		return invalid(path+".containers", "%d containers (at most %d)", n, maxContainers)
+	}
+	if n := len(s.Volumes); n > maxListItems {
+		return invalid(path+".volumes", "%d volumes (at most %d)", n, maxListItems)
+	}
 	volumes := map[string]bool{}
 	for i, v := range s.Volumes {
 		p := fmt.Sprintf("%s.volumes[%d]", path, i)
@@ -289,7 +295,22 @@ func validateResources(path string, list ResourceList) (map[string]int64, error)
 	return out, nil
 }
 
+// Bounds on lists in a pod spec: far beyond what a workload needs, short
+// of what costs the master and every node memory.
+const (
+	maxContainers = 32
+	maxListItems  = 1024
+)
+
 func validateContainer(p string, c *Container, volumes map[string]bool) error {
+	for _, l := range []struct {
+		name string
+		n    int
+	}{{"command", len(c.Command)}, {"args", len(c.Args)}, {"env", len(c.Env)}, {"ports", len(c.Ports)}, {"volumeMounts", len(c.VolumeMounts)}} {
+		if l.n > maxListItems {
+			return invalid(p+"."+l.name, "%d items (at most %d)", l.n, maxListItems)
+		}
+	}
 	if strings.TrimSpace(c.Image) == "" {
 		return invalid(p+".image", "required")
 	}
