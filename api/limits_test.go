@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,4 +128,48 @@ spec: {nodeName: n1, containers: [{name: c, image: busybox}]}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// silent is a log whose node never sends anything; it records being closed.
+type silent struct {
+	opened, closed chan struct{}
+	once           sync.Once
+}
+
+func (r *silent) Read(p []byte) (int, error) { <-r.closed; return 0, io.EOF }
+func (r *silent) Close() error               { r.once.Do(func() { close(r.closed) }); return nil }
+
+type silentBus struct {
+	nullBus
+	log *silent
+}
+
+func (b silentBus) Logs(context.Context, string, core.LogRequest) (io.ReadCloser, error) {
+	return b.log, nil
+}
+
+// A client that leaves a log request while its node sends nothing ends the
+// stream (it used to hold a goroutine and the node's stream for good).
+func TestServer_AbandonedLogRequestEnds(t *testing.T) {
+	log := &silent{opened: make(chan struct{}), closed: make(chan struct{})}
+	e := setupWith(t, func(s *api.Server) { s.Bus = silentBus{log: log} })
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := e.admin.Apply(ctx, []core.ManifestFile{{Name: "p.yaml", Data: []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: n1, containers: [{name: c, image: busybox}]}\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if rc, err := e.admin.Logs(ctx, "default", "p", "", true, -1); err == nil {
+			io.Copy(io.Discard, rc)
+		}
+	}()
+	<-log.opened
+	cancel()
+	select {
+	case <-log.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node's log stream is still open 10 s after its client left")
+	}
+	<-done
 }

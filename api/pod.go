@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,6 +49,9 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rc.Close()
+	// A client that goes away while the node sends nothing must still end
+	// the stream: a Read waiting for the node would never return.
+	defer context.AfterFunc(r.Context(), func() { rc.Close() })()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	sw := s.stream(w)
 	buf := make([]byte, 32<<10)
