@@ -145,6 +145,7 @@ type silentBus struct {
 }
 
 func (b silentBus) Logs(context.Context, string, core.LogRequest) (io.ReadCloser, error) {
+	close(b.log.opened)
 	return b.log, nil
 }
 
