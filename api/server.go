@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/peer"
 )
 
 // Server serves the API. Configure the fields, then Open.
@@ -86,7 +88,11 @@ func (s *Server) Open() (err error) {
 	s.srv = &http.Server{Handler: s.Handler(), TLSConfig: s.PKI.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.ReadTimeout, WriteTimeout: s.WriteTimeout,
 		IdleTimeout: s.IdleTimeout, MaxHeaderBytes: 64 << 10,
-		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug)}
+		ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
+		// HTTP/1.1 only: an HTTP/2 connection that never sends a request is
+		// held for the idle timeout, not the header timeout, and nothing here
+		// needs multiplexing.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
 	ln := netutil.LimitListener(&perIPListener{Listener: s.ln, max: s.MaxConnsPerIP, open: map[string]int{}}, s.MaxConns)
 	s.wg.Add(1)
 	go func() {
@@ -171,7 +177,7 @@ func (l *perIPListener) Accept() (net.Conn, error) {
 		if !ok || a.IP.IsLoopback() {
 			return c, nil
 		}
-		ip := a.IP.String()
+		ip := peer.Key(a.IP)
 		l.mu.Lock()
 		if l.open[ip] >= l.max {
 			l.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgeorch/edge/internal/peer"
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
 
@@ -114,12 +115,13 @@ func (l *guardedListener) admit(c net.Conn) bool {
 	if ip == nil || ip.IsLoopback() || l.maxPendingPerIP <= 0 {
 		return true
 	}
+	key := peer.Key(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.byIP[ip.String()] >= l.maxPendingPerIP {
+	if l.byIP[key] >= l.maxPendingPerIP {
 		return false
 	}
-	l.byIP[ip.String()]++
+	l.byIP[key]++
 	return true
 }
 
@@ -128,10 +130,11 @@ func (l *guardedListener) release(c net.Conn) {
 	if ip == nil || ip.IsLoopback() || l.maxPendingPerIP <= 0 {
 		return
 	}
+	key := peer.Key(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.byIP[ip.String()]--; l.byIP[ip.String()] <= 0 {
-		delete(l.byIP, ip.String())
+	if l.byIP[key]--; l.byIP[key] <= 0 {
+		delete(l.byIP, key)
 	}
 }
 

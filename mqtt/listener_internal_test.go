@@ -36,4 +36,11 @@ func TestGuardedListener_PerIPShare(t *testing.T) {
 	if !l.admit(a3) {
 		t.Fatal("a peer below its share again was refused")
 	}
+	// One IPv6 host holds a /64: its addresses share one share.
+	if !l.admit(peer("2001:db8::1")) || !l.admit(peer("2001:db8::2")) {
+		t.Fatal("an IPv6 host's first two handshakes were refused")
+	}
+	if l.admit(peer("2001:db8::ffff")) {
+		t.Fatal("a third address of the same /64 was admitted")
+	}
 }
