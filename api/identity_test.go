@@ -339,3 +339,13 @@ func TestJoin_RateAndNodeCap(t *testing.T) {
 		t.Fatalf("a join after the bucket refilled: %v", err)
 	}
 }
+
+// A node's name is also its hostname label: at most 63 characters.
+func TestJoin_LongNodeName(t *testing.T) {
+	e := setup(t)
+	c := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash))
+	_, err := c.Join(context.Background(), strings.Repeat("n", 64), nodePassword)
+	if core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "at most 63") {
+		t.Fatalf("a 64-character node name: %v", err)
+	}
+}

@@ -294,8 +294,14 @@ func RandomPodName(owner, hash string) string {
 	for i := range b {
 		b[i] = alphabet[rand.IntN(len(alphabet))]
 	}
-	if hash == "" {
-		return owner + "-" + string(b)
+	base := owner + "-"
+	if hash != "" {
+		base += hash + "-"
 	}
-	return owner + "-" + hash + "-" + string(b)
+	// A pod's name is its containers' hostname: at most 63 characters, as
+	// Kubernetes keeps generated names (it cuts the base at 58).
+	if len(base) > 58 {
+		base = base[:58]
+	}
+	return base + string(b)
 }

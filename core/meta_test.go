@@ -84,4 +84,10 @@ func TestRandomPodName(t *testing.T) {
 	if len(seen) < 390 {
 		t.Fatalf("%d distinct names in 400", len(seen))
 	}
+	// A long owner is cut so the name stays a valid hostname.
+	long := strings.Repeat("a", 253)
+	name := core.RandomPodName(long, "0123456789")
+	if len(name) != 63 || !strings.HasPrefix(name, strings.Repeat("a", 58)) {
+		t.Fatalf("RandomPodName of a 253-character owner = %q (%d characters)", name, len(name))
+	}
 }

@@ -96,6 +96,9 @@ func Validate(obj Object) error {
 	case *Namespace:
 		return validateMeta(&o.Metadata, false, true)
 	case *Node:
+		if len(o.Metadata.Name) > 63 {
+			return invalid("metadata.name", "%q is %d characters: a node's name is also its kubernetes.io/hostname label (at most 63)", o.Metadata.Name, len(o.Metadata.Name))
+		}
 		return validateMeta(&o.Metadata, false, false)
 	case *Pod:
 		if err := validateMeta(&o.Metadata, true, false); err != nil {
