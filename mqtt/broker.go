@@ -204,7 +204,7 @@ type aclHook struct {
 func (h *aclHook) ID() string { return "edge-acl" }
 
 func (h *aclHook) Provides(b byte) bool {
-	return bytes.Contains([]byte{mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish}, []byte{b})
+	return bytes.Contains([]byte{mochi.OnConnectAuthenticate, mochi.OnACLCheck, mochi.OnPublish, mochi.OnDisconnect}, []byte{b})
 }
 
 func nodeOf(cl *mochi.Client) (string, bool) {
@@ -281,6 +281,21 @@ func hostOf(remote string) string {
 		return h
 	}
 	return remote
+}
+
+// OnDisconnect says "offline" for a node whose connection ended: a node
+// that disconnects cleanly without saying so itself (MQTT then drops its
+// will) would otherwise stay Ready with nobody running its pods. Not when
+// its session was taken over by a new connection of the same node.
+func (h *aclHook) OnDisconnect(cl *mochi.Client, err error, expire bool) {
+	node, ok := nodeOf(cl)
+	if !ok || node == "" || cl.Net.Inline || cl.IsTakenOver() {
+		return
+	}
+	if cur, ok := h.broker.server.Clients.Get(cl.ID); ok && cur != cl && !cur.Closed() {
+		return // already back
+	}
+	h.broker.server.Publish(topicOnline(node), []byte(Offline), true, 1)
 }
 
 // levelFilter drops records below min.

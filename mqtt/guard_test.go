@@ -343,3 +343,17 @@ func TestBroker_ForeignQoS0Disconnects(t *testing.T) {
 	c.Publish("edge/node/n2/report", 0, false, `{}`)
 	waitFor(t, "the node disconnected", func() bool { return !c.IsConnectionOpen() })
 }
+
+// A node that disconnects cleanly without saying "offline" (MQTT then drops
+// its will) is offline all the same.
+func TestBroker_CleanDisconnectIsOffline(t *testing.T) {
+	e := startEmbedded(t)
+	c, err := rawClient(t, e.url, "node:n1", "pw1", mqtt.ClientID("n1"), e.agentTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Publish("edge/node/n1/online", 1, true, "online").WaitTimeout(5 * time.Second)
+	waitFor(t, "n1 online", func() bool { _, on, _ := e.sink.get("n1"); return on })
+	c.Disconnect(100)
+	waitFor(t, "n1 offline after a clean disconnect", func() bool { _, on, _ := e.sink.get("n1"); return !on })
+}
