@@ -95,7 +95,7 @@ func (b *Broker) Open() error {
 
 func (b *Broker) setDefaults() {
 	if b.MaxPacketSize == 0 {
-		b.MaxPacketSize = 4 << 20
+		b.MaxPacketSize = 1536 << 10
 	}
 	if b.MaxConnectSize == 0 {
 		b.MaxConnectSize = 64 << 10

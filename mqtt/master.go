@@ -163,8 +163,13 @@ func (m *Master) enqueue(node string, f func(p *pendingNode)) {
 
 func (m *Master) onReport(topic string, payload []byte) {
 	node, _, _ := parseNodeTopic(topic)
-	// Kept as it came and decoded by the worker: of a flood of reports
-	// from one node only the latest is ever decoded (they are snapshots).
+	// Its shape is checked at once (a scan, no allocation), so nothing too
+	// large is kept; it is decoded by the worker, and of a flood of reports
+	// from one node only the latest ever is (they are snapshots).
+	if err := checkShape("report", payload, maxReportBytes, maxReportValues); err != nil {
+		m.limit.warn(m.Log, node, "mqtt: refused a report", "node", node, "err", core.ErrorMessage(err))
+		return
+	}
 	raw := append([]byte(nil), payload...)
 	m.enqueue(node, func(p *pendingNode) { p.report = raw })
 }

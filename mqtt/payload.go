@@ -15,7 +15,7 @@ import (
 // can count them, so size and the number of JSON objects and arrays are
 // checked on the bytes first.
 const (
-	maxReportBytes  = 2 << 20
+	maxReportBytes  = 1 << 20
 	maxReportValues = 50000 // a report of 1000 pods has about 10,000
 	maxEventsBytes  = 1 << 20
 	maxEventsValues = 4 * core.MaxEventsPerMessage
