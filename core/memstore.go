@@ -13,33 +13,55 @@ import (
 	"time"
 )
 
-// MemoryStore is a Store kept in memory, with the semantics of the SQLite
-// store (sqlite.DB): transactions whose reads see their own writes, all or
-// nothing commits, optimistic concurrency on resourceVersion, generation
-// bumped by spec changes, bounded watches. It is a working implementation
-// for tests and tools that need no durability, as raft's MemoryStorage is,
-// not a mock. It must never do I/O; the conformance suite in core/storetest
-// keeps it faithful to sqlite.DB.
+// MemoryStore is a Store kept in memory: transactions whose reads see
+// their own writes, all or nothing commits, optimistic concurrency on
+// resourceVersion, generation bumped by spec changes, bounded watches.
 //
-// The zero value is ready to use; set Now before the first call.
+// On its own it is a working store for tests and tools that need no
+// durability, as raft's MemoryStorage is, not a mock; it never does I/O.
+// With Persist set it is the memory half of a durable store: sqlite.DB
+// serves every read from it and writes each commit through Persist, so the
+// two share one implementation of these semantics, and the conformance
+// suite in core/storetest holds both to them.
+//
+// The zero value is ready to use; set the exported fields before the first
+// call. A store with Persist must be started with Load.
 type MemoryStore struct {
 	// Now stamps creationTimestamp (default time.Now).
 	Now func() time.Time
 	// WatchBuffer is how many events a watcher may fall behind before its
-	// channel is closed (default 4096, as sqlite.DB).
+	// channel is closed (default 4096).
 	WatchBuffer int
+	// NewUID makes the uid of each created object (default: a counter,
+	// which keeps tests deterministic).
+	NewUID func() string
+	// Persist, when set, is called by every commit that changes something,
+	// one at a time and before the changes become visible; if it fails,
+	// the commit fails and nothing changes.
+	Persist func(ctx context.Context, c Commit) error
 
 	once     sync.Once
 	writeMu  sync.Mutex // one transaction at a time
 	mu       sync.RWMutex
+	sortMu   sync.Mutex // guards sorted, which readers fill under mu.RLock
 	objects  map[Kind]map[memName]*memEntry
-	sorted   map[Kind][]Object           // per kind, by namespace/name; rebuilt on commit
+	sorted   map[Kind][]Object           // per kind, by namespace/name; nil when stale
 	byNode   map[string]map[memName]bool // pods per node
 	about    map[string]map[memName]bool // events per involved object uid
 	rev      int64
 	uids     uint64 // guarded by writeMu
 	watchers map[*memWatcher]struct{}
 	writes   atomic.Int64
+}
+
+// Commit is what a transaction changed, handed to MemoryStore.Persist.
+type Commit struct {
+	// Rev is the store revision after the commit.
+	Rev int64
+	// Objects holds each changed object by key; nil means deleted.
+	Objects map[Key]Object
+	// Raw holds the JSON of each object in Objects that is not deleted.
+	Raw map[Key][]byte
 }
 
 type memName struct{ ns, name string }
@@ -67,25 +89,62 @@ func NewMemoryStore() *MemoryStore {
 
 func (s *MemoryStore) init() {
 	s.once.Do(func() {
-		s.objects = map[Kind]map[memName]*memEntry{}
-		for _, k := range Kinds {
-			s.objects[k] = map[memName]*memEntry{}
-		}
-		s.sorted = map[Kind][]Object{}
-		s.byNode = map[string]map[memName]bool{}
-		s.about = map[string]map[memName]bool{}
-		s.watchers = map[*memWatcher]struct{}{}
-		// The default namespace always exists, as in sqlite.DB.Open.
-		err := s.update(context.Background(), func(tx Tx) error {
-			ns := &Namespace{TypeMeta: TypeMeta{APIVersion: KindNamespace.APIVersion(), Kind: KindNamespace}}
-			ns.Metadata.Name = DefaultNamespace
-			ns.Status.Phase = "Active"
-			return tx.Create(ns)
-		})
-		if err != nil {
+		s.setup()
+		if err := s.ensureDefaultNamespace(); err != nil {
 			panic(err) // an empty store cannot refuse its first object
 		}
 	})
+}
+
+func (s *MemoryStore) setup() {
+	s.objects = map[Kind]map[memName]*memEntry{}
+	for _, k := range Kinds {
+		s.objects[k] = map[memName]*memEntry{}
+	}
+	s.sorted = map[Kind][]Object{}
+	s.byNode = map[string]map[memName]bool{}
+	s.about = map[string]map[memName]bool{}
+	s.watchers = map[*memWatcher]struct{}{}
+}
+
+// ensureDefaultNamespace creates the default namespace, which always
+// exists, unless it does.
+func (s *MemoryStore) ensureDefaultNamespace() error {
+	return s.update(context.Background(), func(tx Tx) error {
+		if _, err := tx.Get(Key{Kind: KindNamespace, Name: DefaultNamespace}); ErrorCode(err) != ENOTFOUND {
+			return err
+		}
+		ns := &Namespace{TypeMeta: TypeMeta{APIVersion: KindNamespace.APIVersion(), Kind: KindNamespace}}
+		ns.Metadata.Name = DefaultNamespace
+		ns.Status.Phase = "Active"
+		return tx.Create(ns)
+	})
+}
+
+// Load starts the store with objects read back from durable storage, each
+// with its JSON as stored, at revision rev; it then creates the default
+// namespace if it is missing (through Persist). It must be the first call.
+func (s *MemoryStore) Load(rev int64, objs []Object, raws [][]byte) error {
+	if len(objs) != len(raws) {
+		return Errorf(EINTERNAL, "load: %d objects but %d encodings", len(objs), len(raws))
+	}
+	var err error = Errorf(EINTERNAL, "load: the store is already in use")
+	s.once.Do(func() {
+		s.setup()
+		s.rev = rev
+		for i, o := range objs {
+			m := o.GetMeta()
+			k := KeyOf(o)
+			if _, ok := s.objects[k.Kind]; !ok {
+				err = Errorf(EINVALID, "load: unknown kind %q", k.Kind)
+				return
+			}
+			s.objects[k.Kind][memName{m.Namespace, m.Name}] = &memEntry{obj: o, raw: raws[i]}
+			s.indexPod(o, true)
+		}
+		err = s.ensureDefaultNamespace()
+	})
+	return err
 }
 
 func (s *MemoryStore) now() time.Time {
@@ -108,7 +167,7 @@ func (s *MemoryStore) Close() error {
 }
 
 // Writes returns how many write transactions were committed, counting the
-// creation of the default namespace (as sqlite.DB counts it in Open).
+// creation of the default namespace.
 func (s *MemoryStore) Writes() int64 {
 	s.init()
 	return s.writes.Load()
@@ -200,6 +259,27 @@ func sortByNamespaceName[T Object](l []T) {
 	})
 }
 
+// sortedList returns all committed objects of kind in order. Callers hold
+// s.mu (a read lock will do); the list is rebuilt at most once per change.
+func (s *MemoryStore) sortedList(kind Kind) []Object {
+	s.sortMu.Lock()
+	l := s.sorted[kind]
+	s.sortMu.Unlock()
+	if l != nil {
+		return l
+	}
+	m := s.objects[kind]
+	l = make([]Object, 0, len(m))
+	for _, e := range m {
+		l = append(l, e.obj)
+	}
+	sortByNamespaceName(l)
+	s.sortMu.Lock()
+	s.sorted[kind] = l
+	s.sortMu.Unlock()
+	return l
+}
+
 // list returns the objects of kind in ns ("" for all), seen through a
 // transaction's overlay (nil value: deleted).
 func (s *MemoryStore) list(kind Kind, ns string, overlay map[Key]Object) ([]Object, error) {
@@ -213,7 +293,7 @@ func (s *MemoryStore) list(kind Kind, ns string, overlay map[Key]Object) ([]Obje
 			break
 		}
 	}
-	base := s.sorted[kind]
+	base := s.sortedList(kind)
 	out := make([]Object, 0, len(base))
 	for _, o := range base {
 		m := o.GetMeta()
@@ -338,7 +418,7 @@ func (s *MemoryStore) update(ctx context.Context, fn func(Tx) error) error {
 	err := func() error {
 		// Writers are serialised by writeMu, so the committed state cannot
 		// change under fn; the read lock keeps Watch and Close out while
-		// letting readers in, as in sqlite.DB.
+		// letting readers in.
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		t.rev = s.rev
@@ -351,7 +431,6 @@ func (s *MemoryStore) update(ctx context.Context, fn func(Tx) error) error {
 	if len(t.events) == 0 {
 		return nil // nothing changed: nothing to commit
 	}
-	// What sqlite.DB's commit would refuse, refuse here too.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -366,10 +445,14 @@ func (s *MemoryStore) update(ctx context.Context, fn func(Tx) error) error {
 		}
 		raws[k] = b
 	}
+	if s.Persist != nil {
+		if err := s.Persist(ctx, Commit{Rev: t.rev, Objects: t.overlay, Raw: raws}); err != nil {
+			return err
+		}
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	touched := map[Kind]bool{}
 	for k, o := range t.overlay {
 		nk := memName{k.Namespace, k.Name}
 		if old, ok := s.objects[k.Kind][nk]; ok {
@@ -381,15 +464,9 @@ func (s *MemoryStore) update(ctx context.Context, fn func(Tx) error) error {
 			s.objects[k.Kind][nk] = &memEntry{obj: o, raw: raws[k]}
 			s.indexPod(o, true)
 		}
-		touched[k.Kind] = true
-	}
-	for kind := range touched {
-		l := make([]Object, 0, len(s.objects[kind]))
-		for _, e := range s.objects[kind] {
-			l = append(l, e.obj)
-		}
-		sortByNamespaceName(l)
-		s.sorted[kind] = l
+		s.sortMu.Lock()
+		delete(s.sorted, k.Kind)
+		s.sortMu.Unlock()
 	}
 	s.rev = t.rev
 	for w := range s.watchers {
@@ -459,8 +536,12 @@ func (t *memTx) Create(obj Object) error {
 		return err
 	}
 	m := obj.GetMeta()
-	t.s.uids++
-	m.UID = fmt.Sprintf("00000000-0000-4000-8000-%012x", t.s.uids)
+	if t.s.NewUID != nil {
+		m.UID = t.s.NewUID()
+	} else {
+		t.s.uids++
+		m.UID = fmt.Sprintf("00000000-0000-4000-8000-%012x", t.s.uids)
+	}
 	m.Generation = 1
 	m.CreationTimestamp = NewTime(t.now)
 	t.write(Added, k, obj)

@@ -209,6 +209,23 @@ func TestDB_Reopen(t *testing.T) {
 	if db.Revision() != rev {
 		t.Fatalf("revision %d after reopen, want %d", db.Revision(), rev)
 	}
+	if db.Writes() != 0 {
+		t.Fatalf("%d writes on reopening a database that has its default namespace", db.Writes())
+	}
+}
+
+// A write to a closed store is refused with an error and changes nothing.
+func TestDB_UpdateAfterClose(t *testing.T) {
+	db := MustOpenDB(t)
+	rev := db.Revision()
+	db.Close()
+	err := db.Update(context.Background(), func(tx core.Tx) error { return tx.Create(pod("a")) })
+	if core.ErrorCode(err) != core.EUNAVAILABLE {
+		t.Fatalf("Update after Close = %v, want unavailable", err)
+	}
+	if db.Revision() != rev {
+		t.Fatalf("revision %d after a refused write, want %d", db.Revision(), rev)
+	}
 }
 
 // An Update that changes nothing must not touch the database file.
