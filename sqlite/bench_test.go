@@ -58,15 +58,16 @@ func BenchmarkListPods10k(b *testing.B) {
 // nothing.
 func BenchmarkControllersSync1000Pods(b *testing.B) {
 	c := newCluster(b)
+	var nodes []string
 	for i := 0; i < 50; i++ {
-		c.AddNode(fmt.Sprintf("n%02d", i), nil, "64", "64Gi")
+		nodes = append(nodes, fmt.Sprintf("n%02d", i))
+		c.AddNode(nodes[i], nil, "64", "64Gi")
 	}
 	c.Apply(coretest.DeploymentYAML("web", 1000, ""))
-	c.Sync()
-	for i := 0; i < 50; i++ {
-		c.Agent(fmt.Sprintf("n%02d", i))
+	c.Settle(nodes...)
+	if n := len(c.Active()); n != 1000 {
+		b.Fatalf("%d pods, want 1000", n)
 	}
-	c.Sync()
 	writes := c.Writes()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -188,6 +188,24 @@ func (c *Cluster) Sync() {
 	}
 }
 
+// Settle runs control-loop passes, each round followed by a report from
+// the agent of every node in nodes (Agent), until a round writes nothing:
+// the cluster is idle. It fails the test if that takes 100 rounds.
+func (c *Cluster) Settle(nodes ...string) {
+	c.T.Helper()
+	for i := 0; i < 100; i++ {
+		w := c.Writes()
+		c.Sync()
+		for _, n := range nodes {
+			c.Agent(n)
+		}
+		if c.Writes() == w {
+			return
+		}
+	}
+	c.T.Fatalf("the cluster still changes after 100 rounds of passes and reports")
+}
+
 // Writes returns the store's committed write count.
 func (c *Cluster) Writes() int64 {
 	c.T.Helper()
