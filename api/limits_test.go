@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,21 +14,8 @@ import (
 
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/nettest"
 )
-
-// closedWithin reports whether the server closes conn before d passes.
-func closedWithin(conn net.Conn, d time.Duration) bool {
-	conn.SetReadDeadline(time.Now().Add(d))
-	buf := make([]byte, 512)
-	for {
-		_, err := conn.Read(buf)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		return !(errors.As(err, &ne) && ne.Timeout())
-	}
-}
 
 func rawGet(t *testing.T, addr, path string) *tls.Conn {
 	t.Helper()
@@ -53,7 +39,7 @@ func rawGet(t *testing.T, addr, path string) *tls.Conn {
 func TestServer_IdleConnectionsClosed(t *testing.T) {
 	e := setupWith(t, func(s *api.Server) { s.IdleTimeout = 300 * time.Millisecond })
 	c := rawGet(t, e.srv.Address(), "/version")
-	if !closedWithin(c, 10*time.Second) {
+	if !nettest.ClosedWithin(c, 10*time.Second) {
 		t.Fatal("an idle keep-alive connection is still open after 10s (IdleTimeout 300ms)")
 	}
 }

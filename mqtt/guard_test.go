@@ -3,7 +3,6 @@ package mqtt_test
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,22 +15,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/nettest"
 	"github.com/edgeorch/edge/mqtt"
 )
-
-// closedWithin reports whether the server closes conn before the deadline.
-func closedWithin(conn net.Conn, d time.Duration) bool {
-	conn.SetReadDeadline(time.Now().Add(d))
-	buf := make([]byte, 64)
-	for {
-		_, err := conn.Read(buf)
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		return !(errors.As(err, &ne) && ne.Timeout())
-	}
-}
 
 func dialTLS(t *testing.T, addr string) *tls.Conn {
 	t.Helper()
@@ -71,7 +57,7 @@ func TestBroker_PreAuthLimits(t *testing.T) {
 			conns = append(conns, c)
 		}
 		for i, c := range conns {
-			if !closedWithin(c, 5*time.Second) {
+			if !nettest.ClosedWithin(c, 5*time.Second) {
 				t.Fatalf("connection %d claiming a 256 MiB CONNECT is still open", i)
 			}
 		}
@@ -85,7 +71,7 @@ func TestBroker_PreAuthLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if !closedWithin(c, 5*time.Second) {
+		if !nettest.ClosedWithin(c, 5*time.Second) {
 			t.Fatal("a connection that never starts TLS is held open")
 		}
 	})
@@ -94,14 +80,14 @@ func TestBroker_PreAuthLimits(t *testing.T) {
 		if err := c.Handshake(); err != nil {
 			t.Fatal(err)
 		}
-		if !closedWithin(c, 5*time.Second) {
+		if !nettest.ClosedWithin(c, 5*time.Second) {
 			t.Fatal("a TLS connection that never sends CONNECT is held open")
 		}
 	})
 	t.Run("NotConnectFirst", func(t *testing.T) {
 		c := dialTLS(t, addr)
 		c.Write([]byte{0x30, 0x02, 0x00, 0x00}) // PUBLISH before CONNECT
-		if !closedWithin(c, 5*time.Second) {
+		if !nettest.ClosedWithin(c, 5*time.Second) {
 			t.Fatal("a PUBLISH before CONNECT is accepted")
 		}
 	})
@@ -135,7 +121,7 @@ func TestBroker_PendingCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer extra.Close()
-		return closedWithin(extra, 200*time.Millisecond)
+		return nettest.ClosedWithin(extra, 200*time.Millisecond)
 	})
 	if e.broker.Refused() == 0 {
 		t.Fatal("Refused() = 0 after dropping a connection")
