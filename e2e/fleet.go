@@ -25,6 +25,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/edgeorch/edge/images"
+	"github.com/edgeorch/edge/internal/ctrd"
 )
 
 // Fleet is one LAN and what runs on it.
@@ -233,31 +234,10 @@ func (f *Fleet) LinkDown(h *Host) error {
 }
 func (f *Fleet) LinkUp(h *Host) error { return run("ip", "-n", f.lanNS(), "link", "set", h.Link, "up") }
 
-// containerdConfig writes the config of a private containerd keeping its
-// root, state and socket under dir, and returns the config's path and the
-// socket.
-func containerdConfig(dir string) (config, socket string, err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", err
-	}
-	socket = filepath.Join(dir, "containerd.sock")
-	conf := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, socket+".ttrpc")
-	config = filepath.Join(dir, "config.toml")
-	return config, socket, os.WriteFile(config, []byte(conf), 0o644)
-}
-
 // StartContainerd runs a private containerd for host h (own root, state and
 // socket) and imports the demo image into namespace edge.
 func (f *Fleet) StartContainerd(h *Host) error {
-	config, socket, err := containerdConfig(filepath.Join(f.Dir, h.Name, "containerd"))
+	config, socket, err := ctrd.WriteConfig(filepath.Join(f.Dir, h.Name, "containerd"))
 	if err != nil {
 		return err
 	}
@@ -460,10 +440,10 @@ func (f *Fleet) Destroy() error {
 	}
 	for _, h := range f.Hosts {
 		runDir := "/run/edge/" + h.Name
-		unmountUnder(runDir)
+		ctrd.UnmountUnder(runDir)
 		os.RemoveAll(runDir)
 		if h.Socket != "" {
-			unmountUnder(filepath.Dir(h.Socket))
+			ctrd.UnmountUnder(filepath.Dir(h.Socket))
 			os.RemoveAll(filepath.Join(filepath.Dir(h.Socket), "root"))
 			os.RemoveAll(filepath.Join(filepath.Dir(h.Socket), "state"))
 		}
@@ -546,23 +526,5 @@ func removeCgroup(node string) {
 			}
 		}
 		os.Remove(filepath.Dir(d)) // .../edge, if empty
-	}
-}
-
-// unmountUnder lazily unmounts everything mounted below dir.
-func unmountUnder(dir string) {
-	b, err := os.ReadFile("/proc/self/mounts")
-	if err != nil {
-		return
-	}
-	var mps []string
-	for _, line := range strings.Split(string(b), "\n") {
-		fs := strings.Fields(line)
-		if len(fs) > 1 && (fs[1] == dir || strings.HasPrefix(fs[1], dir+"/")) {
-			mps = append(mps, fs[1])
-		}
-	}
-	for i := len(mps) - 1; i >= 0; i-- {
-		syscall.Unmount(mps[i], syscall.MNT_DETACH)
 	}
 }

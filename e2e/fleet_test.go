@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/edgeorch/edge/internal/ctrd"
 )
 
 // testFleet is a Fleet with the test's helpers.
@@ -535,7 +537,7 @@ func TestFleet(t *testing.T) {
 		killCgroup(reboot.Name)
 		exec := func(args ...string) { run(args...) }
 		exec("pkill", "-9", "-f", "containerd-shim-runc-v2 .*-address "+reboot.Socket)
-		unmountUnder("/run/edge/" + reboot.Name) // /run does not survive a reboot
+		ctrd.UnmountUnder("/run/edge/" + reboot.Name) // /run does not survive a reboot
 		os.RemoveAll("/run/edge/" + reboot.Name)
 		if err := tf.RestartContainerd(reboot); err != nil {
 			t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/edgeagent"
+	"github.com/edgeorch/edge/internal/ctrd"
 )
 
 var binDir string
@@ -158,7 +159,7 @@ func startContainerd(t testing.TB) *containerdEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	config, socket, err := containerdConfig(dir)
+	config, socket, err := ctrd.WriteConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func (e *containerdEnv) cleanup(t testing.TB) {
 	if e.proc != nil {
 		e.proc.stop(syscall.SIGTERM, 10*time.Second)
 	}
-	unmountUnder(e.dir)
+	ctrd.UnmountUnder(e.dir)
 	os.RemoveAll(e.dir)
 }
 
@@ -314,7 +315,7 @@ func (c *cluster) cleanupHost() {
 	// containers; anything the agent left must go too.
 	exec.Command("ip", "link", "del", c.bridge).Run()
 	runDir := "/run/edge/" + c.node
-	unmountUnder(runDir)
+	ctrd.UnmountUnder(runDir)
 	os.RemoveAll(runDir)
 	for _, ctl := range []string{"memory", "cpu", "cpuacct", "pids", "blkio", "devices", "freezer", "cpuset", "systemd", ""} {
 		base := filepath.Join("/sys/fs/cgroup", ctl, "edge", c.node)

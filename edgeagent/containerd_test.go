@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/images"
+	"github.com/edgeorch/edge/internal/ctrd"
 )
 
 // The containerd runtime against a private containerd: what the fake
@@ -41,18 +42,8 @@ func startContainerd(t *testing.T) *containerdRuntime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	socket := filepath.Join(dir, "containerd.sock")
-	config := filepath.Join(dir, "config.toml")
-	conf := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, socket+".ttrpc")
-	if err := os.WriteFile(config, []byte(conf), 0o644); err != nil {
+	config, socket, err := ctrd.WriteConfig(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
@@ -99,7 +90,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 			cmd.Process.Kill()
 			<-exited
 		}
-		unmountUnder(dir)
+		ctrd.UnmountUnder(dir)
 		os.RemoveAll(dir)
 		removeCgroups(parent)
 		if t.Failed() {
@@ -138,19 +129,6 @@ func mustLookPath(t *testing.T, bin string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func unmountUnder(dir string) {
-	b, _ := os.ReadFile("/proc/self/mounts")
-	var mps []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 1 && (f[1] == dir || strings.HasPrefix(f[1], dir+"/")) {
-			mps = append(mps, f[1])
-		}
-	}
-	for i := len(mps) - 1; i >= 0; i-- {
-		syscall.Unmount(mps[i], syscall.MNT_DETACH)
-	}
 }
 
 // removeCgroups removes the (empty) cgroups under parent, v1 and v2.
