@@ -314,12 +314,15 @@ func (a *Agent) run() {
 	if !a.waitRuntime() {
 		return
 	}
+	// Subscribe before listing: an exit after a worker's first look at its
+	// container then waits in the stream for the loop below, instead of
+	// going unseen until the next resync.
+	events := eventStream{a: a, bo: backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}}
+	events.subscribe()
 	if err := a.adopt(); err != nil {
 		a.Log.Error("listing existing containers failed", "err", err)
 	}
 	a.apply()
-	events := eventStream{a: a, bo: backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}}
-	events.subscribe()
 	for {
 		select {
 		case <-a.ctx.Done():

@@ -169,6 +169,28 @@ func TestAgentReplacesPodOfSameName(t *testing.T) {
 	}
 }
 
+// The agent subscribes to runtime events before it lists the containers a
+// previous agent left: an exit after a worker's first look and before the
+// subscription would go unseen until the next resync (an hour here), and
+// the adopted pod stay down meanwhile.
+func TestAgentSubscribesBeforeAdopting(t *testing.T) {
+	clk := newFakeClock()
+	rt := newFakeRuntime(clk.Now)
+	openTestAgent(t, rt, clk, t.TempDir())
+	calls := func() []string {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return slices.Clone(rt.calls)
+	}
+	waitUntil(t, "the agent to subscribe and list containers", func() bool {
+		c := calls()
+		return slices.Contains(c, "Events") && slices.Contains(c, "Containers")
+	})
+	if c := calls(); slices.Index(c, "Containers") < slices.Index(c, "Events") {
+		t.Fatalf("runtime calls %v: containers listed before subscribing to events", c)
+	}
+}
+
 // When the runtime's event stream breaks (containerd restarted), the agent
 // subscribes again, and exits wake workers as before.
 func TestAgentResubscribes(t *testing.T) {

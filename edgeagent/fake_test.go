@@ -108,6 +108,8 @@ type fakeRuntime struct {
 	signals  map[string][]syscall.Signal // by container id, kept after removal
 	subs     map[chan core.RuntimeEvent]bool
 	nsubs    int // subscriptions ever made
+	// calls lists the calls of Events and Containers, in order.
+	calls []string
 	// trapTERM lists containers whose process ignores SIGTERM.
 	trapTERM map[string]bool
 	// exec answers exec probes; nil answers 0.
@@ -228,6 +230,7 @@ func (r *fakeRuntime) Container(_ context.Context, id string) (*core.ContainerIn
 func (r *fakeRuntime) Containers(_ context.Context, selector map[string]string) ([]*core.ContainerInfo, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.calls = append(r.calls, "Containers")
 	var out []*core.ContainerInfo
 next:
 	for _, c := range r.ctrs {
@@ -380,6 +383,7 @@ func (r *fakeRuntime) Events(ctx context.Context) (<-chan core.RuntimeEvent, err
 	ch := make(chan core.RuntimeEvent, 256)
 	r.subs[ch] = true
 	r.nsubs++
+	r.calls = append(r.calls, "Events")
 	context.AfterFunc(ctx, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
