@@ -321,34 +321,29 @@ func (s *MemoryStore) list(kind Kind, ns string, overlay map[Key]Object) ([]Obje
 
 // podsOnNode returns the pods bound to node, seen through overlay.
 func (s *MemoryStore) podsOnNode(node string, overlay map[Key]Object) []*Pod {
-	var out []*Pod
-	for k := range s.byNode[node] {
-		if _, ok := overlay[Key{Kind: KindPod, Namespace: k.ns, Name: k.name}]; ok {
-			continue
-		}
-		out = append(out, s.objects[KindPod][k].obj.(*Pod))
-	}
-	for k, o := range overlay {
-		if p, ok := o.(*Pod); ok && k.Kind == KindPod && p.Spec.NodeName == node {
-			out = append(out, p)
-		}
-	}
-	sortByNamespaceName(out)
-	return out
+	return indexed(s, KindPod, s.byNode[node], overlay, func(p *Pod) bool { return p.Spec.NodeName == node })
 }
 
 // eventsAbout returns the events about uid, seen through overlay.
 func (s *MemoryStore) eventsAbout(uid string, overlay map[Key]Object) []*EventObj {
-	var out []*EventObj
-	for k := range s.about[uid] {
-		if _, ok := overlay[Key{Kind: KindEvent, Namespace: k.ns, Name: k.name}]; ok {
+	return indexed(s, KindEvent, s.about[uid], overlay, func(e *EventObj) bool { return e.InvolvedObject.UID == uid })
+}
+
+// indexed returns the committed objects of kind named in an index entry,
+// seen through overlay: those the transaction changed or deleted are left
+// out, and its own objects of kind that match are added. Sorted by
+// namespace and name.
+func indexed[T Object](s *MemoryStore, kind Kind, names map[memName]bool, overlay map[Key]Object, match func(T) bool) []T {
+	var out []T
+	for k := range names {
+		if _, ok := overlay[Key{Kind: kind, Namespace: k.ns, Name: k.name}]; ok {
 			continue
 		}
-		out = append(out, s.objects[KindEvent][k].obj.(*EventObj))
+		out = append(out, s.objects[kind][k].obj.(T))
 	}
 	for k, o := range overlay {
-		if e, ok := o.(*EventObj); ok && k.Kind == KindEvent && e.InvolvedObject.UID == uid {
-			out = append(out, e)
+		if t, ok := o.(T); ok && k.Kind == kind && match(t) {
+			out = append(out, t)
 		}
 	}
 	sortByNamespaceName(out)
