@@ -19,6 +19,7 @@ import (
 type nullBus struct{}
 
 func (nullBus) PublishDesired(context.Context, *core.DesiredState) error { return nil }
+func (nullBus) PublishNetwork(context.Context, *core.NetworkState) error { return nil }
 func (nullBus) Logs(_ context.Context, node string, req core.LogRequest) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader("log of " + req.Pod + " on " + node + "\n")), nil
 }

@@ -18,6 +18,8 @@ type DesiredState struct {
 	// Prefetch lists images to pull in the background: those of a rollout
 	// that will replace pods on this node.
 	Prefetch []string `json:"prefetch,omitempty"`
+	// PodCIDR is the node's pod subnet ("" until the master gave one).
+	PodCIDR string `json:"podCIDR,omitempty"`
 }
 
 // NodeReport is what an agent reports about itself and its pods. It is a
@@ -52,6 +54,9 @@ type LogRequest struct {
 type Bus interface {
 	// PublishDesired publishes (retained, at least once) a node's desired state.
 	PublishDesired(ctx context.Context, ds *DesiredState) error
+	// PublishNetwork publishes (retained, at least once) the network view
+	// every node routes by.
+	PublishNetwork(ctx context.Context, ns *NetworkState) error
 	// Logs streams a container log from the agent of node. Closing the reader
 	// ends a follow. Returns EUNAVAILABLE if the agent does not answer.
 	Logs(ctx context.Context, node string, req LogRequest) (io.ReadCloser, error)

@@ -17,6 +17,8 @@ type Controllers struct {
 	Bus   Bus
 	Log   *slog.Logger
 	Now   func() time.Time
+	// Network is the cluster's address plan (zero: DefaultNetworkConfig).
+	Network NetworkConfig
 	// NodeLostGrace is how long a node may be NotReady before its Deployment
 	// pods are replaced (default 5s).
 	NodeLostGrace time.Duration

@@ -18,10 +18,11 @@ const (
 	KindDeployment Kind = "Deployment"
 	KindDaemonSet  Kind = "DaemonSet"
 	KindService    Kind = "Service"
+	KindEndpoints  Kind = "Endpoints"
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindService, KindDeployment, KindDaemonSet, KindPod, KindEvent}
+var Kinds = []Kind{KindNamespace, KindNode, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent}
 
 // Namespaced reports whether objects of kind k live in a namespace.
 func (k Kind) Namespaced() bool { return k != KindNode && k != KindNamespace }
@@ -36,6 +37,9 @@ func (k Kind) APIVersion() string {
 
 // Plural returns the lower-case plural used in API paths ("deployments").
 func (k Kind) Plural() string {
+	if k == KindEndpoints {
+		return "endpoints"
+	}
 	return strings.ToLower(string(k)) + "s"
 }
 
@@ -57,8 +61,10 @@ func ParseKind(s string) (Kind, error) {
 		return KindService, nil
 	case "events", "event", "ev":
 		return KindEvent, nil
+	case "endpoints", "ep":
+		return KindEndpoints, nil
 	}
-	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services or namespaces)", s)
+	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services, endpoints, events or namespaces)", s)
 }
 
 // TypeMeta carries apiVersion and kind, as in every Kubernetes object.
@@ -140,6 +146,8 @@ func NewObject(k Kind) (Object, error) {
 		o = &Service{}
 	case KindEvent:
 		o = &EventObj{}
+	case KindEndpoints:
+		o = &Endpoints{}
 	default:
 		return nil, Errorf(EINVALID, "unknown kind %q", k)
 	}

@@ -20,6 +20,20 @@ const (
 
 type NodeSpec struct {
 	Unschedulable bool `json:"unschedulable,omitempty"`
+	// PodCIDR is the node's pod subnet, given by the master out of the
+	// cluster CIDR when the node first registers; it stays the node's until
+	// the node is deleted.
+	PodCIDR string `json:"podCIDR,omitempty"`
+}
+
+// InternalIP returns the node's LAN address as its agent reports it.
+func (n *Node) InternalIP() string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == "InternalIP" {
+			return a.Address
+		}
+	}
+	return ""
 }
 
 type NodeStatus struct {

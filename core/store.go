@@ -74,6 +74,9 @@ type RawLister interface {
 
 // SpecOf returns the part of obj whose change bumps metadata.generation.
 func SpecOf(obj Object) any {
+	if e, ok := obj.(*Endpoints); ok {
+		return e.Subsets
+	}
 	v := reflect.ValueOf(obj).Elem()
 	if f := v.FieldByName("Spec"); f.IsValid() {
 		return f.Interface()

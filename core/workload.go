@@ -106,15 +106,50 @@ func (s *Service) GetTypeMeta() *TypeMeta { return &s.TypeMeta }
 func (s *Service) GetMeta() *ObjectMeta   { return &s.Metadata }
 
 const (
-	ServiceClusterIP = "ClusterIP"
-	ServiceNodePort  = "NodePort"
+	ServiceClusterIP    = "ClusterIP"
+	ServiceNodePort     = "NodePort"
+	ServiceLoadBalancer = "LoadBalancer"
+
+	// ClusterIPNone makes a headless service: no virtual IP, its name
+	// resolves to the ready pods' IPs.
+	ClusterIPNone = "None"
+
+	AffinityNone     = "None"
+	AffinityClientIP = "ClientIP"
+
+	TrafficPolicyCluster = "Cluster"
+	TrafficPolicyLocal   = "Local"
 )
 
 type ServiceSpec struct {
-	Type      string            `json:"type,omitempty"`
-	Selector  map[string]string `json:"selector,omitempty"`
-	Ports     []ServicePort     `json:"ports,omitempty"`
-	ClusterIP string            `json:"clusterIP,omitempty"`
+	Type       string            `json:"type,omitempty"`
+	Selector   map[string]string `json:"selector,omitempty"`
+	Ports      []ServicePort     `json:"ports,omitempty"`
+	ClusterIP  string            `json:"clusterIP,omitempty"`
+	ClusterIPs []string          `json:"clusterIPs,omitempty"`
+	// SessionAffinity ClientIP sends a client to the same endpoint for
+	// SessionAffinityConfig.ClientIP.TimeoutSeconds (default 3 hours).
+	SessionAffinity       string                 `json:"sessionAffinity,omitempty"`
+	SessionAffinityConfig *SessionAffinityConfig `json:"sessionAffinityConfig,omitempty"`
+	// ExternalTrafficPolicy Local sends NodePort and LoadBalancer traffic
+	// only to the receiving node's own endpoints, keeping the client's IP.
+	ExternalTrafficPolicy string `json:"externalTrafficPolicy,omitempty"`
+	// PublishNotReadyAddresses lists pods before they are ready (a
+	// headless service of a StatefulSet uses it for peer discovery).
+	PublishNotReadyAddresses bool `json:"publishNotReadyAddresses,omitempty"`
+	// LoadBalancerIP is accepted for manifests written for MetalLB; like
+	// k3s' ServiceLB this cluster answers on every node's address instead.
+	LoadBalancerIP string   `json:"loadBalancerIP,omitempty"`
+	IPFamilies     []string `json:"ipFamilies,omitempty"`
+	IPFamilyPolicy string   `json:"ipFamilyPolicy,omitempty"`
+}
+
+type SessionAffinityConfig struct {
+	ClientIP *ClientIPConfig `json:"clientIP,omitempty"`
+}
+
+type ClientIPConfig struct {
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
 }
 
 type ServicePort struct {
@@ -125,7 +160,61 @@ type ServicePort struct {
 	NodePort   int32       `json:"nodePort,omitempty"`
 }
 
-type ServiceStatus struct{}
+type ServiceStatus struct {
+	LoadBalancer LoadBalancerStatus `json:"loadBalancer"`
+}
+
+type LoadBalancerStatus struct {
+	Ingress []LoadBalancerIngress `json:"ingress,omitempty"`
+}
+
+type LoadBalancerIngress struct {
+	IP string `json:"ip"`
+}
+
+// Headless reports whether s has no cluster IP.
+func (s *Service) Headless() bool { return s.Spec.ClusterIP == ClusterIPNone }
+
+// AffinityTimeout returns how long ClientIP affinity holds, in seconds.
+func (s *Service) AffinityTimeout() int32 {
+	if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		return *c.ClientIP.TimeoutSeconds
+	}
+	return 10800
+}
+
+// Endpoints lists the addresses behind a service, as Kubernetes' v1
+// Endpoints: the endpoints controller keeps one per service with a
+// selector; a service without one takes an Endpoints object applied by hand.
+type Endpoints struct {
+	TypeMeta `json:",inline"`
+	Metadata ObjectMeta       `json:"metadata"`
+	Subsets  []EndpointSubset `json:"subsets"`
+}
+
+func (e *Endpoints) GetTypeMeta() *TypeMeta { return &e.TypeMeta }
+func (e *Endpoints) GetMeta() *ObjectMeta   { return &e.Metadata }
+
+// EndpointSubset is a set of addresses sharing one set of ports (a named
+// target port may be a different number in different pods).
+type EndpointSubset struct {
+	Addresses         []EndpointAddress `json:"addresses,omitempty"`
+	NotReadyAddresses []EndpointAddress `json:"notReadyAddresses,omitempty"`
+	Ports             []EndpointPort    `json:"ports,omitempty"`
+}
+
+type EndpointAddress struct {
+	IP        string           `json:"ip"`
+	Hostname  string           `json:"hostname,omitempty"`
+	NodeName  string           `json:"nodeName,omitempty"`
+	TargetRef *ObjectReference `json:"targetRef,omitempty"`
+}
+
+type EndpointPort struct {
+	Name     string `json:"name,omitempty"`
+	Port     int32  `json:"port"`
+	Protocol string `json:"protocol,omitempty"`
+}
 
 // Namespace groups namespaced objects.
 type Namespace struct {

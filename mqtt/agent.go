@@ -34,6 +34,8 @@ type Agent struct {
 
 	// OnDesired receives each desired state; it must not block.
 	OnDesired func(*core.DesiredState)
+	// OnNetwork receives each cluster network state; it must not block.
+	OnNetwork func(*core.NetworkState)
 	// OnConnect is called after every (re)connection and whenever the master
 	// asks for a fresh report; it must not block.
 	OnConnect func()
@@ -221,6 +223,9 @@ func (a *Agent) onConnect(c paho.Client) {
 	a.mu.Unlock()
 	a.Log.Info("connected to the broker", "url", u)
 	subs := map[string]byte{topicDesired(a.Node): 1, topicCmd(a.Node): 1, topicEpoch: 1}
+	if a.OnNetwork != nil {
+		subs[topicNetwork] = 1
+	}
 	t := c.SubscribeMultiple(subs, a.onMessage)
 	if t.WaitTimeout(10*time.Second) && t.Error() != nil {
 		a.Log.Error("subscribe failed", "err", t.Error())
@@ -241,6 +246,15 @@ func (a *Agent) onMessage(_ paho.Client, m paho.Message) {
 		}
 		if a.OnDesired != nil {
 			a.OnDesired(ds)
+		}
+	case topicNetwork:
+		ns, err := decodeNetwork(m.Payload())
+		if err != nil {
+			a.Log.Error("refused a network state", "err", core.ErrorMessage(err))
+			return
+		}
+		if a.OnNetwork != nil {
+			a.OnNetwork(ns)
 		}
 	case topicEpoch:
 		a.mu.Lock()

@@ -180,7 +180,7 @@ func Allowed(node, topic string, write bool) bool {
 	if strings.ContainsAny(topic, "+#") && write {
 		return false
 	}
-	if !write && topic == topicEpoch {
+	if !write && (topic == topicEpoch || topic == topicNetwork) {
 		return true
 	}
 	n, rest, ok := parseNodeTopic(topic)

@@ -145,6 +145,18 @@ func (m *Master) PublishDesired(ctx context.Context, ds *core.DesiredState) erro
 	return nil
 }
 
+// PublishNetwork implements core.Bus.
+func (m *Master) PublishNetwork(ctx context.Context, ns *core.NetworkState) error {
+	b, err := json.Marshal(ns)
+	if err != nil {
+		return err
+	}
+	if err := m.conn.publish(topicNetwork, b, true); err != nil {
+		return core.Errorf(core.EUNAVAILABLE, "publish the network state: %v", err)
+	}
+	return nil
+}
+
 func (m *Master) enqueue(node string, f func(p *pendingNode)) {
 	m.mu.Lock()
 	p := m.pending[node]

@@ -108,6 +108,14 @@ func decodeDesired(node string, payload []byte) (*core.DesiredState, error) {
 	return &ds, nil
 }
 
+func decodeNetwork(payload []byte) (*core.NetworkState, error) {
+	var ns core.NetworkState
+	if err := json.Unmarshal(payload, &ns); err != nil {
+		return nil, core.Errorf(core.EINVALID, "network state: %v", err)
+	}
+	return &ns, nil
+}
+
 // agentCommand is a command as the agent decodes it.
 type agentCommand struct {
 	Type string          `json:"type"`

@@ -13,14 +13,17 @@
 //	events    agent -> master, QoS 1: what happened to pods, in order
 //
 // and edge/master/epoch (master -> agents, retained): a new value means the
-// master restarted and wants a fresh report from everyone.
+// master restarted and wants a fresh report from everyone; and
+// edge/cluster/network (master -> agents, retained): every node's pod subnet
+// and every service with its endpoints, the same for all nodes.
 package mqtt
 
 import "strings"
 
 const (
-	topicPrefix = "edge/node/"
-	topicEpoch  = "edge/master/epoch"
+	topicPrefix  = "edge/node/"
+	topicEpoch   = "edge/master/epoch"
+	topicNetwork = "edge/cluster/network"
 )
 
 func topicDesired(node string) string { return topicPrefix + node + "/desired" }

@@ -26,6 +26,8 @@ type Bus struct {
 	mu        sync.Mutex
 	desired   map[string]*core.DesiredState
 	published map[string]int
+	network   *core.NetworkState
+	netPubs   int
 	err       error
 	changed   chan struct{} // closed and replaced on every publication
 }
@@ -49,6 +51,29 @@ func (b *Bus) PublishDesired(ctx context.Context, ds *core.DesiredState) error {
 		b.changed = nil
 	}
 	return nil
+}
+
+// PublishNetwork implements core.Bus.
+func (b *Bus) PublishNetwork(ctx context.Context, ns *core.NetworkState) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	b.network = ns
+	b.netPubs++
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+	return nil
+}
+
+// Network returns the last network state published and how many were.
+func (b *Bus) Network() (*core.NetworkState, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.network, b.netPubs
 }
 
 // WaitFor waits until cond (which may call b's methods) holds, checking it
