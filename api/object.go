@@ -221,7 +221,7 @@ func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
 		Error(w, err)
 		return
 	}
-	results, err := core.Apply(r.Context(), s.Store, objs, s.Now())
+	results, err := core.Apply(r.Context(), s.Store, objs, s.Now(), s.Network)
 	if err != nil {
 		Error(w, err)
 		return

@@ -28,11 +28,14 @@ import (
 
 // Server serves the API. Configure the fields, then Open.
 type Server struct {
-	Addr    string
-	PKI     *PKI
-	Store   core.Store
-	Tokens  core.TokenStore
-	Bus     core.Bus
+	Addr   string
+	PKI    *PKI
+	Store  core.Store
+	Tokens core.TokenStore
+	Bus    core.Bus
+	// Network is the cluster's address plan: services get their cluster
+	// IPs and node ports from it (zero: core.DefaultNetworkConfig).
+	Network core.NetworkConfig
 	Log     *slog.Logger
 	Now     func() time.Time
 	Version string

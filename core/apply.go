@@ -30,7 +30,10 @@ func (r ApplyResult) String() string {
 // transaction: all of them or none. Server-set metadata and status in
 // manifests are ignored. A namespace must exist or be applied in the same
 // call.
-func Apply(ctx context.Context, s Store, objs []Object, now time.Time) ([]ApplyResult, error) {
+//
+// Services get their cluster IP and node ports from net's ranges here, in
+// the same transaction, so a taken or out-of-range one is refused at once.
+func Apply(ctx context.Context, s Store, objs []Object, now time.Time, net NetworkConfig) ([]ApplyResult, error) {
 	objs = append([]Object(nil), objs...)
 	order := map[Kind]int{}
 	for i, k := range Kinds {
@@ -43,7 +46,7 @@ func Apply(ctx context.Context, s Store, objs []Object, now time.Time) ([]ApplyR
 	err := s.Update(ctx, func(tx Tx) error {
 		results = results[:0]
 		for _, obj := range objs {
-			r, err := applyOne(tx, obj)
+			r, err := applyOne(tx, obj, net)
 			if err != nil {
 				return err
 			}
@@ -57,7 +60,7 @@ func Apply(ctx context.Context, s Store, objs []Object, now time.Time) ([]ApplyR
 	return results, nil
 }
 
-func applyOne(tx Tx, in Object) (ApplyResult, error) {
+func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 	obj := Clone(in)
 	k := KeyOf(obj)
 	res := ApplyResult{Kind: k.Kind, Name: k.Name, Warnings: Warnings(obj)}
@@ -70,6 +73,15 @@ func applyOne(tx Tx, in Object) (ApplyResult, error) {
 		}
 	}
 	old, err := tx.Get(k)
+	if svc, ok := obj.(*Service); ok && (err == nil || ErrorCode(err) == ENOTFOUND) {
+		var prev *Service
+		if err == nil {
+			prev = old.(*Service)
+		}
+		if aerr := allocateService(tx, svc, prev, net); aerr != nil {
+			return res, prefixError(k, aerr)
+		}
+	}
 	if ErrorCode(err) == ENOTFOUND {
 		m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp = "", "", 0, nil, nil
 		resetStatus(obj)
@@ -84,10 +96,6 @@ func applyOne(tx Tx, in Object) (ApplyResult, error) {
 	om := old.GetMeta()
 	if om.DeletionTimestamp != nil {
 		return res, Errorf(ECONFLICT, "%s is being deleted; apply again once it is gone", k)
-	}
-	if svc, ok := obj.(*Service); ok && svc.Spec.ClusterIP == "" {
-		// The master allocated it: a manifest without one leaves it unchanged.
-		svc.Spec.ClusterIP = old.(*Service).Spec.ClusterIP
 	}
 	if JSONEqual(SpecOf(old), SpecOf(obj)) && JSONEqual(om.Labels, m.Labels) && JSONEqual(om.Annotations, m.Annotations) {
 		res.Action = "unchanged"
@@ -106,6 +114,11 @@ func applyOne(tx Tx, in Object) (ApplyResult, error) {
 	}
 	res.Action = "configured"
 	return res, nil
+}
+
+// prefixError names the object in err's message, keeping its code.
+func prefixError(k Key, err error) error {
+	return Errorf(ErrorCode(err), "%s: %s", k, ErrorMessage(err))
 }
 
 func resetStatus(obj Object) {
@@ -132,11 +145,9 @@ func setSpec(dst, src Object) {
 	case *DaemonSet:
 		d.Spec = src.(*DaemonSet).Spec
 	case *Service:
-		ip := d.Spec.ClusterIP
 		d.Spec = src.(*Service).Spec
-		if d.Spec.ClusterIP == "" {
-			d.Spec.ClusterIP = ip
-		}
+	case *Endpoints:
+		d.Subsets = src.(*Endpoints).Subsets
 	}
 }
 
@@ -212,7 +223,7 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 			if k.Name == DefaultNamespace {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
-			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindPod} {
+			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindPod} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {
 					return err

@@ -19,7 +19,7 @@ func decode(t *testing.T, docs ...string) []core.Object {
 
 func apply(t *testing.T, s core.Store, docs ...string) ([]core.ApplyResult, error) {
 	t.Helper()
-	return core.Apply(ctx, s, decode(t, docs...), t0)
+	return core.Apply(ctx, s, decode(t, docs...), t0, core.NetworkConfig{})
 }
 
 func mustApply(t *testing.T, s core.Store, docs ...string) []core.ApplyResult {
@@ -115,7 +115,7 @@ func TestApply_IgnoresServerFields(t *testing.T) {
 	d.Status.ReadyReplicas = 5
 	p := in[1].(*core.Pod)
 	p.Status.Phase = core.PodRunning
-	if _, err := core.Apply(ctx, s, in, t0); err != nil {
+	if _, err := core.Apply(ctx, s, in, t0, core.NetworkConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	got := mustGet(t, s, core.KindDeployment, "default", "web").(*core.Deployment)
@@ -132,7 +132,7 @@ func TestApply_IgnoresServerFields(t *testing.T) {
 	// last-writer-wins on the stored object.
 	in = decode(t, deployment("web", 4, ""))
 	in[0].GetMeta().ResourceVersion = "1"
-	if res, err := core.Apply(ctx, s, in, t0); err != nil || res[0].Action != "configured" {
+	if res, err := core.Apply(ctx, s, in, t0, core.NetworkConfig{}); err != nil || res[0].Action != "configured" {
 		t.Fatalf("apply with a stale resourceVersion: %v %v", res, err)
 	}
 }
@@ -224,9 +224,66 @@ func TestApply_ServiceClusterIP(t *testing.T) {
 	if got := results(mustApply(t, s, strings.Replace(svcYAML, "port: 80", "port: 81", 1))); got != "service/web configured" || ip() != "10.43.0.10" {
 		t.Fatalf("change without clusterIP: %q, ip %q", got, ip())
 	}
-	mustApply(t, s, strings.Replace(svcYAML, "ports:", "clusterIP: 10.43.0.99\n  ports:", 1))
-	if ip() != "10.43.0.99" {
-		t.Fatalf("an explicit clusterIP was not applied: %q", ip())
+	// The address is immutable, as in Kubernetes.
+	_, err = apply(t, s, strings.Replace(svcYAML, "ports:", "clusterIP: 10.43.0.99\n  ports:", 1))
+	if core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "spec.clusterIP: cannot change from 10.43.0.10 to 10.43.0.99") || ip() != "10.43.0.10" {
+		t.Fatalf("changing the clusterIP: %v, ip %q", err, ip())
+	}
+}
+
+// Services get their cluster IP and node ports at apply, from the
+// configured ranges; taken or out-of-range ones are refused and nothing is
+// stored.
+func TestApply_ServiceAllocation(t *testing.T) {
+	s := newStore(t)
+	svc := func(name, extra string) string {
+		return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + "}\nspec:\n  selector: {app: web}\n  ports: [{port: 80" + extra + "}]\n"
+	}
+	get := func(name string) *core.Service {
+		return mustGet(t, s, core.KindService, "default", name).(*core.Service)
+	}
+	mustApply(t, s, svc("a", ""))
+	if ip := get("a").Spec.ClusterIP; ip != "10.43.0.10" {
+		t.Fatalf("first cluster IP %q, want 10.43.0.10", ip)
+	}
+	mustApply(t, s, strings.Replace(svc("np", ", nodePort: 30080"), "spec:", "spec:\n  type: NodePort", 1))
+	mustApply(t, s, strings.Replace(svc("lb", ""), "spec:", "spec:\n  type: LoadBalancer", 1))
+	if np, lb := get("np").Spec.Ports[0].NodePort, get("lb").Spec.Ports[0].NodePort; np != 30080 || lb != 30000 {
+		t.Fatalf("node ports: np %d (want 30080), lb %d (want 30000)", np, lb)
+	}
+	// Re-applying without a node port keeps the allocated one.
+	if got := results(mustApply(t, s, strings.Replace(svc("lb", ""), "spec:", "spec:\n  type: LoadBalancer", 1))); got != "service/lb unchanged" {
+		t.Fatalf("re-apply: %s", got)
+	}
+	mustApply(t, s, svc("headless", "")+"  clusterIP: None\n")
+	if ip := get("headless").Spec.ClusterIP; ip != "None" {
+		t.Fatalf("headless service got %q", ip)
+	}
+	for _, tt := range []struct{ doc, want string }{
+		{svc("out", "") + "  clusterIP: 10.99.0.1\n", `spec.clusterIP: 10.99.0.1 is outside the service range 10.43.0.0/16`},
+		{svc("taken", "") + "  clusterIP: 10.43.0.10\n", `spec.clusterIP: 10.43.0.10 is already the address of service default/a`},
+		{svc("bcast", "") + "  clusterIP: 10.43.255.255\n", `network or broadcast address`},
+		{strings.Replace(svc("clash", ", nodePort: 30080"), "spec:", "spec:\n  type: NodePort", 1), `spec.ports[0].nodePort: 30080/TCP is already used by service default/np`},
+		{strings.Replace(svc("range", ", nodePort: 8080"), "spec:", "spec:\n  type: NodePort", 1), `spec.ports[0].nodePort: 8080 must be in the range 30000-32767`},
+	} {
+		_, err := apply(t, s, tt.doc)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("apply %q: %v, want %q", tt.doc, err, tt.want)
+		}
+	}
+	if objs, _ := s.List(ctx, core.KindService, "default"); len(objs) != 4 {
+		t.Fatalf("%d services stored, want the 4 accepted", len(objs))
+	}
+	// UDP and TCP node ports are separate spaces.
+	mustApply(t, s, strings.Replace(svc("dns", ", nodePort: 30080, protocol: UDP"), "spec:", "spec:\n  type: NodePort", 1))
+	// A custom range.
+	cfg, err := core.ParseNetworkConfig("10.42.0.0/16", 24, "10.96.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := decode(t, svc("custom", ""))
+	if _, err := core.Apply(ctx, s, objs, t0, cfg); err != nil || get("custom").Spec.ClusterIP != "10.96.0.10" {
+		t.Fatalf("custom service range: %v, ip %q", err, get("custom").Spec.ClusterIP)
 	}
 }
 

@@ -57,6 +57,8 @@ type Controllers struct {
 	publishedAt  map[string]time.Time // node -> when it was (re)published
 	republishes  map[string]int       // node -> republishes in a row for a hash mismatch
 	fingerprints map[string]string    // node -> pod uids@resourceVersions behind it
+	netHash      string               // hash of the last network state published
+	netPrint     string               // what it was built from
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 	kick         chan struct{}
@@ -208,6 +210,17 @@ func (c *Controllers) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, n := range s.nodes {
+		if n.Spec.PodCIDR == "" { // a node that just registered
+			if err := c.Store.Update(ctx, c.allocatePodCIDRs); err != nil {
+				return err
+			}
+			if s, err = c.load(ctx); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	if err := c.syncWorkloads(ctx, s, now); err != nil {
 		return err
 	}
@@ -224,14 +237,20 @@ func (c *Controllers) Sync(ctx context.Context) error {
 		return err
 	}
 	if err := c.Store.Update(ctx, func(tx Tx) error {
-		if err := GCEvents(tx); err != nil {
-			return err
-		}
-		return c.allocateClusterIPs(tx)
+		return GCEvents(tx)
 	}); err != nil {
 		return err
 	}
-	return c.publish(ctx)
+	if s, err = c.load(ctx); err != nil {
+		return err
+	}
+	if err := c.syncServices(ctx, s); err != nil {
+		return err
+	}
+	if err := c.publish(ctx); err != nil {
+		return err
+	}
+	return c.publishNetwork(ctx)
 }
 
 func (c *Controllers) load(ctx context.Context) (*snapshot, error) {

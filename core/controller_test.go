@@ -734,56 +734,14 @@ func TestControllers_OrphansAndBarePods(t *testing.T) {
 	}
 }
 
-func TestControllers_ClusterIPs(t *testing.T) {
-	c := newCluster(t)
-	svc := func(name, ip string) string {
-		s := "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + "}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n"
-		if ip != "" {
-			s += "  clusterIP: " + ip + "\n"
-		}
-		return s
-	}
-	c.Apply(svc("fixed", "10.43.0.10"))
-	c.Apply(svc("a", ""))
-	c.Apply(svc("b", ""))
-	c.Sync()
-	ips := map[string]string{}
-	for _, s := range []string{"fixed", "a", "b"} {
-		ips[s] = c.Get(core.Key{Kind: core.KindService, Namespace: "default", Name: s}).(*core.Service).Spec.ClusterIP
-	}
-	if ips["fixed"] != "10.43.0.10" || ips["a"] != "10.43.0.11" || ips["b"] != "10.43.0.12" {
-		t.Fatalf("cluster IPs %v", ips)
-	}
-	// Re-applying without a clusterIP keeps the allocated one.
-	if res := c.Apply(strings.Replace(svc("a", ""), "port: 80", "port: 81", 1)); res[0].Action != "configured" {
-		t.Fatalf("apply %v", res)
-	}
-	c.Sync()
-	if ip := c.Get(core.Key{Kind: core.KindService, Namespace: "default", Name: "a"}).(*core.Service).Spec.ClusterIP; ip != ips["a"] {
-		t.Fatalf("clusterIP %s after re-apply, want %s", ip, ips["a"])
-	}
-}
-
 // Allocation skips network and broadcast addresses of each /24.
 func TestControllers_ClusterIPsSkipReserved(t *testing.T) {
 	c := newCluster(t)
-	err := c.Store.Update(ctx, func(tx core.Tx) error {
-		for i := 0; i < 250; i++ {
-			svc := &core.Service{TypeMeta: core.TypeMeta{APIVersion: "v1", Kind: core.KindService},
-				Metadata: core.ObjectMeta{Name: fmt.Sprintf("s%03d", i), Namespace: "default"},
-				Spec:     core.ServiceSpec{Type: core.ServiceClusterIP, Ports: []core.ServicePort{{Port: 80}}}}
-			if err := tx.Create(svc); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	var docs []string
+	for i := 0; i < 250; i++ {
+		docs = append(docs, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: s%03d}\nspec:\n  ports: [{port: 80}]\n", i))
 	}
-	if err := c.Ctl.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c.Apply(strings.Join(docs, "---\n"))
 	seen := map[string]bool{}
 	svcs, _ := core.ListAs[*core.Service](ctx, c.Store, core.KindService, "")
 	for _, s := range svcs {
@@ -840,7 +798,7 @@ func TestControllers_OpenRunsOnEventsAndKick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := core.Apply(ctx, s, objs, clock()); err != nil {
+	if _, err := core.Apply(ctx, s, objs, clock(), core.NetworkConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	if !bus.WaitFor(10*time.Second, func() bool { ds := bus.Desired("n1"); return ds != nil && len(ds.Pods) == 2 }) {

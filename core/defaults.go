@@ -36,9 +36,23 @@ func SetDefaults(obj Object) {
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *DaemonSet:
 		defaultPodSpec(&o.Spec.Template.Spec)
+	case *Endpoints:
+		for i := range o.Subsets {
+			for j := range o.Subsets[i].Ports {
+				if o.Subsets[i].Ports[j].Protocol == "" {
+					o.Subsets[i].Ports[j].Protocol = "TCP"
+				}
+			}
+		}
 	case *Service:
 		if o.Spec.Type == "" {
 			o.Spec.Type = ServiceClusterIP
+		}
+		if o.Spec.SessionAffinity == "" {
+			o.Spec.SessionAffinity = AffinityNone
+		}
+		if o.Spec.ExternalTrafficPolicy == "" && o.Spec.Type != ServiceClusterIP {
+			o.Spec.ExternalTrafficPolicy = TrafficPolicyCluster
 		}
 		for i := range o.Spec.Ports {
 			p := &o.Spec.Ports[i]

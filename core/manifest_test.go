@@ -104,7 +104,13 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"unknown resource", strings.Replace(deployYAML, "cpu: 250m", "nvidia.com/gpu: 1", 1), `limits.nvidia.com/gpu: unsupported resource`},
 		{"volume mount", strings.Replace(deployYAML, "name: data, mountPath", "name: nope, mountPath", 1), `volume "nope" is not defined`},
 		{"probe", strings.Replace(deployYAML, "tcpSocket: {port: 8080}", "{}", 1), `exactly one of exec, httpGet or tcpSocket`},
-		{"nodePort range", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, ports: [{port: 80, nodePort: 80}]}\n", `nodePort: 80 must be in the range 30000-32767`},
+		{"nodePort", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, ports: [{port: 80, nodePort: 70000}]}\n", `nodePort: 70000 is not a port number`},
+		{"nodePort on ClusterIP", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80, nodePort: 30080}]}\n", `nodePort: may only be set for type NodePort or LoadBalancer`},
+		{"clusterIP", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {clusterIP: 10.43.0.999, ports: [{port: 80}]}\n", `spec.clusterIP: "10.43.0.999" is not an IPv4 address or None`},
+		{"headless NodePort", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, clusterIP: None, ports: [{port: 80}]}\n", `None (headless) is only valid for type ClusterIP`},
+		{"affinity", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {sessionAffinity: Sticky, ports: [{port: 80}]}\n", `spec.sessionAffinity: "Sticky": must be None or ClientIP`},
+		{"traffic policy", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {externalTrafficPolicy: Local, ports: [{port: 80}]}\n", `spec.externalTrafficPolicy: may only be set for type NodePort or LoadBalancer`},
+		{"endpoints ip", "apiVersion: v1\nkind: Endpoints\nmetadata: {name: s}\nsubsets: [{addresses: [{ip: 127.0.0.1}], ports: [{port: 80}]}]\n", `subsets[0].addresses[0].ip: "127.0.0.1" is not a usable IPv4 address`},
 		{"strategy", strings.Replace(deployYAML, "type: RollingUpdate", "type: BlueGreen", 1), `spec.strategy.type: "BlueGreen"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,13 +26,17 @@ const (
 )
 
 type PodSpec struct {
-	Containers                    []Container       `json:"containers"`
-	Volumes                       []Volume          `json:"volumes,omitempty"`
-	NodeSelector                  map[string]string `json:"nodeSelector,omitempty"`
-	NodeName                      string            `json:"nodeName,omitempty"`
-	RestartPolicy                 RestartPolicy     `json:"restartPolicy,omitempty"`
-	HostNetwork                   bool              `json:"hostNetwork,omitempty"`
-	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
+	Containers    []Container       `json:"containers"`
+	Volumes       []Volume          `json:"volumes,omitempty"`
+	NodeSelector  map[string]string `json:"nodeSelector,omitempty"`
+	NodeName      string            `json:"nodeName,omitempty"`
+	RestartPolicy RestartPolicy     `json:"restartPolicy,omitempty"`
+	HostNetwork   bool              `json:"hostNetwork,omitempty"`
+	// Hostname and Subdomain name the pod in DNS: with a headless service
+	// named Subdomain, HOSTNAME.SUBDOMAIN.NS.svc resolves to the pod.
+	Hostname                      string `json:"hostname,omitempty"`
+	Subdomain                     string `json:"subdomain,omitempty"`
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
 }
 
 type PullPolicy string

@@ -86,6 +86,7 @@ func (c *Controllers) publish(ctx context.Context) error {
 			fp.WriteString(img)
 			fp.WriteByte(',')
 		}
+		fp.WriteString(n.Spec.PodCIDR)
 		c.mu.Lock()
 		pub, ok := c.published[name]
 		same := ok && c.fingerprints[name] == fp.String()
@@ -94,8 +95,9 @@ func (c *Controllers) publish(ctx context.Context) error {
 			continue
 		}
 		ds := DesiredFor(name, byNode[name])
-		if len(fetch[name]) > 0 {
+		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" {
 			ds.Prefetch = fetch[name]
+			ds.PodCIDR = n.Spec.PodCIDR
 			ds.Hash = Hash(ds)
 		}
 		if !ok || pub != ds.Hash {

@@ -23,7 +23,7 @@ func (c *Controllers) schedule(ctx context.Context, s *snapshot) error {
 		}
 		return pending[i].Metadata.Name < pending[j].Metadata.Name
 	})
-	sched := &Scheduler{Nodes: NewNodeInfos(s.nodes), Usage: usage}
+	sched := &Scheduler{Nodes: NewNodeInfos(s.nodes), Usage: usage, NeedPodCIDR: true}
 	var writes []*Pod
 	for _, p := range pending {
 		node, why := sched.Schedule(p)

@@ -14,6 +14,7 @@ const (
 	reasonCPU           = "insufficient cpu"
 	reasonPods          = "too many pods"
 	reasonMemory        = "insufficient memory"
+	reasonNoPodCIDR     = "no pod subnet (the cluster CIDR is full: widen --cluster-cidr)"
 )
 
 // NodeUsage is what is already placed on a node.
@@ -110,6 +111,10 @@ func Schedule(pod *Pod, nodes []*Node, usage map[string]*NodeUsage) (string, str
 type Scheduler struct {
 	Nodes []*NodeInfo
 	Usage map[string]*NodeUsage
+	// NeedPodCIDR keeps pods that are not hostNetwork off nodes without a
+	// pod subnet (the master's controllers set it; the subnet comes in the
+	// same pass that registers a node).
+	NeedPodCIDR bool
 }
 
 // Schedule picks a node for pod. It filters out nodes that are not Ready,
@@ -142,6 +147,10 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		n := ni.Node
 		if !MatchLabels(pod.Spec.NodeSelector, n.Metadata.Labels) {
 			reasons[reasonSelector]++
+			continue
+		}
+		if n.Spec.PodCIDR == "" && !pod.Spec.HostNetwork && sc.NeedPodCIDR {
+			reasons[reasonNoPodCIDR]++
 			continue
 		}
 		u := sc.Usage[n.Metadata.Name]

@@ -1,43 +1,374 @@
 package core
 
-// Services: cluster IP allocation.
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
 
-// allocateClusterIPs gives every ClusterIP/NodePort service without an
-// address one from 10.43.0.0/16 (k3s' default service range).
-func (c *Controllers) allocateClusterIPs(tx Tx) error {
-	services, err := TxListAs[*Service](tx, KindService, "")
+// Services: address and port allocation at apply, the endpoints controller
+// and the LoadBalancer status, in the style of Kubernetes' service
+// registry and endpoints controller.
+
+// LabelManagedBy marks Endpoints the endpoints controller keeps; Endpoints
+// applied by hand (for a service without a selector) do not carry it.
+const (
+	LabelManagedBy    = "endpoints.kubernetes.io/managed-by"
+	managedByEndpoint = "endpoint-controller"
+)
+
+// allocateService fills in (or checks) svc's cluster IP and node ports
+// inside tx. old is the stored version on update, nil on create. A manifest
+// that leaves them out keeps what was allocated before; a requested one must
+// lie in the configured range and be free.
+func allocateService(tx Tx, svc, old *Service, cfg NetworkConfig) error {
+	cfg = cfg.orDefault()
+	others, err := TxListAs[*Service](tx, KindService, "")
 	if err != nil {
 		return err
 	}
-	used := map[string]bool{}
-	for _, svc := range services {
-		used[svc.Spec.ClusterIP] = true
-	}
-	next := 10
-	for _, svc := range services {
-		if svc.Spec.ClusterIP != "" {
+	self := svc.Metadata.Namespace + "/" + svc.Metadata.Name
+	ipOwner := map[netip.Addr]string{}
+	portOwner := map[string]string{} // "30080/TCP" -> namespace/name
+	for _, o := range others {
+		key := o.Metadata.Namespace + "/" + o.Metadata.Name
+		if key == self {
 			continue
 		}
-		for ; next < 65534; next++ {
-			ip := "10.43." + itoa(next/256) + "." + itoa(next%256)
-			if !used[ip] && next%256 != 0 && next%256 != 255 {
-				used[ip] = true
-				cp := Clone(svc)
-				cp.Spec.ClusterIP = ip
-				if err := tx.Put(cp); err != nil {
+		if a, err := netip.ParseAddr(o.Spec.ClusterIP); err == nil {
+			ipOwner[a] = key
+		}
+		for _, p := range o.Spec.Ports {
+			if p.NodePort != 0 {
+				portOwner[fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)] = key
+			}
+		}
+	}
+
+	// The cluster IP is immutable, as in Kubernetes: routes and DNS caches
+	// of every node point at it.
+	if old != nil {
+		switch {
+		case svc.Spec.ClusterIP == "":
+			svc.Spec.ClusterIP = old.Spec.ClusterIP
+		case svc.Spec.ClusterIP != old.Spec.ClusterIP:
+			return invalid("spec.clusterIP", "cannot change from %s to %s; delete the service and apply it again", orNone(old.Spec.ClusterIP), svc.Spec.ClusterIP)
+		}
+	}
+	switch ip := svc.Spec.ClusterIP; {
+	case ip == ClusterIPNone:
+	case ip == "":
+		a, ok := freeServiceIP(cfg.ServiceCIDR, ipOwner)
+		if !ok {
+			return Errorf(ECONFLICT, "spec.clusterIP: every address of the service range %s is taken; delete unused services or widen --service-cidr", cfg.ServiceCIDR)
+		}
+		svc.Spec.ClusterIP = a.String()
+	case old == nil:
+		a := netip.MustParseAddr(ip) // validated
+		if !cfg.ServiceCIDR.Contains(a) {
+			return invalid("spec.clusterIP", "%s is outside the service range %s", ip, cfg.ServiceCIDR)
+		}
+		if a == cfg.ServiceCIDR.Addr() || a == lastAddr(cfg.ServiceCIDR) {
+			return invalid("spec.clusterIP", "%s is the network or broadcast address of the service range %s", ip, cfg.ServiceCIDR)
+		}
+		if owner := ipOwner[a]; owner != "" {
+			return Errorf(ECONFLICT, "spec.clusterIP: %s is already the address of service %s", ip, owner)
+		}
+	}
+	if len(svc.Spec.ClusterIPs) > 0 || (old != nil && len(old.Spec.ClusterIPs) > 0) {
+		svc.Spec.ClusterIPs = []string{svc.Spec.ClusterIP}
+	}
+
+	// Node ports: NodePort and LoadBalancer services get one per port.
+	if svc.Spec.Type == ServiceClusterIP {
+		return nil
+	}
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		path := fmt.Sprintf("spec.ports[%d].nodePort", i)
+		if p.NodePort == 0 && old != nil {
+			for _, q := range old.Spec.Ports {
+				if q.NodePort != 0 && q.Name == p.Name && q.Protocol == p.Protocol {
+					p.NodePort = q.NodePort // keep what was allocated
+				}
+			}
+			if p.NodePort != 0 {
+				continue
+			}
+		}
+		if p.NodePort != 0 {
+			if p.NodePort < cfg.NodePortMin || p.NodePort > cfg.NodePortMax {
+				return invalid(path, "%d must be in the range %d-%d", p.NodePort, cfg.NodePortMin, cfg.NodePortMax)
+			}
+			if owner := portOwner[fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)]; owner != "" {
+				return Errorf(ECONFLICT, "%s: %d/%s is already used by service %s; pick another or leave it out to get a free one", path, p.NodePort, p.Protocol, owner)
+			}
+		} else {
+			for port := cfg.NodePortMin; port <= cfg.NodePortMax; port++ {
+				if portOwner[fmt.Sprintf("%d/%s", port, p.Protocol)] == "" && !usedBySelf(svc.Spec.Ports, port, p.Protocol) {
+					p.NodePort = port
+					break
+				}
+			}
+			if p.NodePort == 0 {
+				return Errorf(ECONFLICT, "%s: every node port %d-%d is taken", path, cfg.NodePortMin, cfg.NodePortMax)
+			}
+		}
+		portOwner[fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)] = self
+	}
+	return nil
+}
+
+func usedBySelf(ports []ServicePort, port int32, proto string) bool {
+	for _, p := range ports {
+		if p.NodePort == port && p.Protocol == proto {
+			return true
+		}
+	}
+	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+// freeServiceIP returns the lowest free address of cidr from its tenth on
+// (k3s keeps .10 for its DNS service; the low ones stay free for such
+// fixed uses), skipping each /24's network and broadcast addresses.
+func freeServiceIP(cidr netip.Prefix, used map[netip.Addr]string) (netip.Addr, bool) {
+	a := cidr.Addr()
+	for range 10 {
+		a = a.Next()
+	}
+	last := lastAddr(cidr)
+	for ; a.IsValid() && cidr.Contains(a) && a != last; a = a.Next() {
+		b := a.As4()
+		if b[3] == 0 || b[3] == 255 || used[a] != "" {
+			continue
+		}
+		return a, true
+	}
+	return netip.Addr{}, false
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v |= 1<<(32-p.Bits()) - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// EndpointsFor computes the Endpoints of a service with a selector from
+// the pods of its namespace: every bound, not terminating pod with an IP
+// that matches, ready ones under addresses and the rest under
+// notReadyAddresses (or all under addresses with
+// publishNotReadyAddresses). A named target port resolves through each
+// pod's container ports, so pods may differ; pods with the same resolved
+// ports share a subset. A pod lacking a named port is left out of the
+// ports it lacks.
+func EndpointsFor(svc *Service, pods []*Pod) *Endpoints {
+	e := &Endpoints{TypeMeta: TypeMeta{APIVersion: "v1", Kind: KindEndpoints},
+		Metadata: ObjectMeta{Name: svc.Metadata.Name, Namespace: svc.Metadata.Namespace,
+			Labels: map[string]string{LabelManagedBy: managedByEndpoint}},
+		Subsets: []EndpointSubset{}}
+	subsets := map[string]*EndpointSubset{}
+	var order []string
+	for _, p := range pods {
+		if p.Metadata.Namespace != svc.Metadata.Namespace || p.Spec.NodeName == "" || p.Status.PodIP == "" ||
+			p.Terminating() || p.Terminal() || !MatchLabels(svc.Spec.Selector, p.Metadata.Labels) {
+			continue
+		}
+		var ports []EndpointPort
+		for _, sp := range svc.Spec.Ports {
+			if n := targetPort(sp, p); n != 0 {
+				ports = append(ports, EndpointPort{Name: sp.Name, Port: n, Protocol: sp.Protocol})
+			}
+		}
+		if len(ports) == 0 && len(svc.Spec.Ports) > 0 {
+			continue
+		}
+		var key strings.Builder
+		for _, port := range ports {
+			fmt.Fprintf(&key, "%s=%d/%s,", port.Name, port.Port, port.Protocol)
+		}
+		sub := subsets[key.String()]
+		if sub == nil {
+			sub = &EndpointSubset{Ports: ports}
+			subsets[key.String()] = sub
+			order = append(order, key.String())
+		}
+		addr := EndpointAddress{IP: p.Status.PodIP, NodeName: p.Spec.NodeName, Hostname: p.Spec.Hostname,
+			TargetRef: &ObjectReference{Kind: KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID}}
+		if p.Ready() || svc.Spec.PublishNotReadyAddresses {
+			sub.Addresses = append(sub.Addresses, addr)
+		} else {
+			sub.NotReadyAddresses = append(sub.NotReadyAddresses, addr)
+		}
+	}
+	sort.Strings(order)
+	for _, k := range order {
+		sub := subsets[k]
+		for _, l := range [][]EndpointAddress{sub.Addresses, sub.NotReadyAddresses} {
+			sort.Slice(l, func(i, j int) bool { return l[i].IP < l[j].IP })
+		}
+		e.Subsets = append(e.Subsets, *sub)
+	}
+	return e
+}
+
+// targetPort resolves a service port's target in pod p: a number as is,
+// a name through the pod's container ports (0 if it has none of that name
+// and protocol).
+func targetPort(sp ServicePort, p *Pod) int32 {
+	if !sp.TargetPort.IsString {
+		if sp.TargetPort.IntVal != 0 {
+			return sp.TargetPort.IntVal
+		}
+		return sp.Port
+	}
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == sp.TargetPort.StrVal && cp.Protocol == sp.Protocol {
+				return cp.ContainerPort
+			}
+		}
+	}
+	return 0
+}
+
+// syncServices keeps each service's Endpoints and each LoadBalancer
+// service's ingress list, writing only what changed: one transaction per
+// service, so a busy cluster's writes interleave with the API's.
+func (c *Controllers) syncServices(ctx context.Context, s *snapshot) error {
+	services, err := ListAs[*Service](ctx, c.Store, KindService, "")
+	if err != nil {
+		return err
+	}
+	endpoints, err := ListAs[*Endpoints](ctx, c.Store, KindEndpoints, "")
+	if err != nil {
+		return err
+	}
+	byNS := map[string][]*Pod{}
+	for _, p := range s.pods {
+		byNS[p.Metadata.Namespace] = append(byNS[p.Metadata.Namespace], p)
+	}
+	have := map[string]*Endpoints{}
+	for _, e := range endpoints {
+		have[e.Metadata.Namespace+"/"+e.Metadata.Name] = e
+	}
+	var ingress []LoadBalancerIngress
+	for _, n := range s.nodes {
+		if ip := n.InternalIP(); ip != "" && n.Ready() == ConditionTrue {
+			ingress = append(ingress, LoadBalancerIngress{IP: ip})
+		}
+	}
+	sort.Slice(ingress, func(i, j int) bool { return ingress[i].IP < ingress[j].IP })
+	wanted := map[string]bool{}
+	for _, svc := range services {
+		key := svc.Metadata.Namespace + "/" + svc.Metadata.Name
+		if svc.Spec.Type == ServiceLoadBalancer && !JSONEqual(svc.Status.LoadBalancer.Ingress, ingress) {
+			if err := c.Store.Update(ctx, func(tx Tx) error {
+				obj, err := tx.Get(KeyOf(svc))
+				if err != nil {
 					return err
 				}
-				break
+				cur := Clone(obj.(*Service))
+				if cur.Metadata.UID != svc.Metadata.UID {
+					return nil
+				}
+				cur.Status.LoadBalancer.Ingress = ingress
+				return tx.Put(cur)
+			}); err != nil && ErrorCode(err) != ENOTFOUND {
+				return err
 			}
+		}
+		if len(svc.Spec.Selector) == 0 {
+			continue // its Endpoints, if any, are the user's
+		}
+		wanted[key] = true
+		want := EndpointsFor(svc, byNS[svc.Metadata.Namespace])
+		if cur := have[key]; cur != nil && JSONEqual(cur.Subsets, want.Subsets) && cur.Metadata.Labels[LabelManagedBy] == managedByEndpoint {
+			continue
+		}
+		if err := c.Store.Update(ctx, func(tx Tx) error {
+			obj, err := tx.Get(KeyOf(want))
+			if ErrorCode(err) == ENOTFOUND {
+				return tx.Create(want)
+			} else if err != nil {
+				return err
+			}
+			cur := Clone(obj.(*Endpoints))
+			cur.Subsets = want.Subsets
+			if cur.Metadata.Labels == nil {
+				cur.Metadata.Labels = map[string]string{}
+			}
+			cur.Metadata.Labels[LabelManagedBy] = managedByEndpoint
+			return tx.Put(cur)
+		}); err != nil {
+			return err
+		}
+	}
+	// Endpoints the controller made for a service that is gone or lost its
+	// selector go with it.
+	for key, e := range have {
+		if wanted[key] || e.Metadata.Labels[LabelManagedBy] != managedByEndpoint {
+			continue
+		}
+		if err := c.Store.Update(ctx, func(tx Tx) error { return tx.Delete(KeyOf(e)) }); err != nil && ErrorCode(err) != ENOTFOUND {
+			return err
 		}
 	}
 	return nil
 }
 
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
+// publishNetwork publishes the network view when it changed.
+func (c *Controllers) publishNetwork(ctx context.Context) error {
+	nodes, err := ListAs[*Node](ctx, c.Store, KindNode, "")
+	if err != nil {
+		return err
 	}
-	return itoa(i/10) + digits[i%10:i%10+1]
+	services, err := ListAs[*Service](ctx, c.Store, KindService, "")
+	if err != nil {
+		return err
+	}
+	endpoints, err := ListAs[*Endpoints](ctx, c.Store, KindEndpoints, "")
+	if err != nil {
+		return err
+	}
+	// A cheap fingerprint of what the state is built from skips building
+	// and hashing it on passes where nothing changed.
+	var fp strings.Builder
+	for _, n := range nodes {
+		fmt.Fprintf(&fp, "%s=%s@%s,", n.Metadata.Name, n.InternalIP(), n.Spec.PodCIDR)
+	}
+	for _, s := range services {
+		fmt.Fprintf(&fp, "%s@%s,", s.Metadata.UID, s.Metadata.ResourceVersion)
+	}
+	for _, e := range endpoints {
+		fmt.Fprintf(&fp, "%s@%s,", e.Metadata.UID, e.Metadata.ResourceVersion)
+	}
+	c.mu.Lock()
+	same := c.netPrint == fp.String()
+	c.mu.Unlock()
+	if same {
+		return nil
+	}
+	ns := BuildNetworkState(c.Network, nodes, services, endpoints)
+	c.mu.Lock()
+	changed := c.netHash != ns.Hash
+	c.mu.Unlock()
+	if changed {
+		if err := c.Bus.PublishNetwork(ctx, ns); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.netHash, c.netPrint = ns.Hash, fp.String()
+	c.mu.Unlock()
+	return nil
 }

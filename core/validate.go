@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 )
@@ -123,6 +124,11 @@ func Validate(obj Object) error {
 			return err
 		}
 		return validateService(o)
+	case *Endpoints:
+		if err := validateMeta(&o.Metadata, true, true); err != nil {
+			return err
+		}
+		return validateEndpoints(o)
 	}
 	return Errorf(EINVALID, "unsupported object %T", obj)
 }
@@ -191,6 +197,13 @@ func validateDeployment(d *Deployment) error {
 var protocols = map[string]bool{"TCP": true, "UDP": true, "SCTP": true}
 
 func validatePodSpec(path string, s *PodSpec) error {
+	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"subdomain", s.Subdomain}} {
+		if f.v != "" {
+			if err := validateDNSLabel(path+"."+f.name, f.v); err != nil {
+				return err
+			}
+		}
+	}
 	if len(s.Containers) == 0 {
 		return invalid(path+".containers", "at least one container is required")
 	}
@@ -435,21 +448,30 @@ func validateProbe(p string, pr *Probe) error {
 
 func validateService(s *Service) error {
 	switch s.Spec.Type {
-	case ServiceClusterIP, ServiceNodePort:
+	case ServiceClusterIP, ServiceNodePort, ServiceLoadBalancer:
 	default:
-		return invalid("spec.type", "%q: must be ClusterIP or NodePort", s.Spec.Type)
+		return invalid("spec.type", "%q: must be ClusterIP, NodePort or LoadBalancer", s.Spec.Type)
 	}
 	if err := validateLabels("spec.selector", s.Spec.Selector); err != nil {
 		return err
 	}
-	if len(s.Spec.Ports) == 0 {
+	headless := s.Spec.ClusterIP == ClusterIPNone
+	if len(s.Spec.Ports) == 0 && !headless {
 		return invalid("spec.ports", "at least one port is required")
+	}
+	if headless && s.Spec.Type != ServiceClusterIP {
+		return invalid("spec.clusterIP", "None (headless) is only valid for type ClusterIP")
 	}
 	names := map[string]bool{}
 	for i, p := range s.Spec.Ports {
 		pp := fmt.Sprintf("spec.ports[%d]", i)
 		if len(s.Spec.Ports) > 1 && p.Name == "" {
 			return invalid(pp+".name", "required when a service has more than one port")
+		}
+		if p.Name != "" {
+			if err := validateDNSLabel(pp+".name", p.Name); err != nil {
+				return err
+			}
 		}
 		if names[p.Name] {
 			return invalid(pp+".name", "duplicate port name %q", p.Name)
@@ -458,24 +480,95 @@ func validateService(s *Service) error {
 		if p.Port < 1 || p.Port > 65535 {
 			return invalid(pp+".port", "%d must be between 1 and 65535", p.Port)
 		}
-		if !protocols[p.Protocol] {
-			return invalid(pp+".protocol", "%q: must be TCP, UDP or SCTP", p.Protocol)
+		if !protocols[p.Protocol] || p.Protocol == "SCTP" {
+			return invalid(pp+".protocol", "%q: must be TCP or UDP", p.Protocol)
 		}
 		if err := validatePort(pp+".targetPort", p.TargetPort); err != nil {
 			return err
 		}
 		if p.NodePort != 0 {
-			if s.Spec.Type != ServiceNodePort {
-				return invalid(pp+".nodePort", "may only be set for type NodePort")
+			if s.Spec.Type == ServiceClusterIP {
+				return invalid(pp+".nodePort", "may only be set for type NodePort or LoadBalancer")
 			}
-			if p.NodePort < 30000 || p.NodePort > 32767 {
-				return invalid(pp+".nodePort", "%d must be in the range 30000-32767", p.NodePort)
+			if p.NodePort < 1 || p.NodePort > 65535 {
+				return invalid(pp+".nodePort", "%d is not a port number", p.NodePort)
+			}
+		}
+		for _, q := range s.Spec.Ports[:i] {
+			if q.Port == p.Port && q.Protocol == p.Protocol {
+				return invalid(pp+".port", "%d/%s is listed twice", p.Port, p.Protocol)
+			}
+			if p.NodePort != 0 && q.NodePort == p.NodePort && q.Protocol == p.Protocol {
+				return invalid(pp+".nodePort", "%d/%s is listed twice", p.NodePort, p.Protocol)
 			}
 		}
 	}
-	if ip := s.Spec.ClusterIP; ip != "" && ip != "None" {
-		if strings.Count(ip, ".") != 3 {
-			return invalid("spec.clusterIP", "%q is not an IPv4 address", ip)
+	if ip := s.Spec.ClusterIP; ip != "" && !headless {
+		if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
+			return invalid("spec.clusterIP", "%q is not an IPv4 address or None", ip)
+		}
+	}
+	if ips := s.Spec.ClusterIPs; len(ips) > 0 && (len(ips) > 1 || (s.Spec.ClusterIP != "" && ips[0] != s.Spec.ClusterIP)) {
+		return invalid("spec.clusterIPs", "%v must be one address equal to spec.clusterIP (this cluster is IPv4 only)", ips)
+	}
+	for i, f := range s.Spec.IPFamilies {
+		if f != "IPv4" {
+			return invalid(fmt.Sprintf("spec.ipFamilies[%d]", i), "%q: this cluster is IPv4 only", f)
+		}
+	}
+	switch s.Spec.IPFamilyPolicy {
+	case "", "SingleStack", "PreferDualStack":
+	default:
+		return invalid("spec.ipFamilyPolicy", "%q: this cluster is IPv4 only (SingleStack or PreferDualStack)", s.Spec.IPFamilyPolicy)
+	}
+	switch s.Spec.SessionAffinity {
+	case AffinityNone, AffinityClientIP:
+	default:
+		return invalid("spec.sessionAffinity", "%q: must be None or ClientIP", s.Spec.SessionAffinity)
+	}
+	if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		if t := *c.ClientIP.TimeoutSeconds; t < 1 || t > 86400 {
+			return invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "%d must be between 1 and 86400", t)
+		}
+	}
+	switch s.Spec.ExternalTrafficPolicy {
+	case "":
+	case TrafficPolicyCluster, TrafficPolicyLocal:
+		if s.Spec.Type == ServiceClusterIP {
+			return invalid("spec.externalTrafficPolicy", "may only be set for type NodePort or LoadBalancer")
+		}
+	default:
+		return invalid("spec.externalTrafficPolicy", "%q: must be Cluster or Local", s.Spec.ExternalTrafficPolicy)
+	}
+	if s.Spec.LoadBalancerIP != "" && s.Spec.Type != ServiceLoadBalancer {
+		return invalid("spec.loadBalancerIP", "may only be set for type LoadBalancer")
+	}
+	return nil
+}
+
+// validateEndpoints checks an Endpoints object applied by hand (for a
+// service without a selector, pointing at addresses outside the cluster).
+func validateEndpoints(e *Endpoints) error {
+	for i, sub := range e.Subsets {
+		sp := fmt.Sprintf("subsets[%d]", i)
+		for field, addrs := range map[string][]EndpointAddress{"addresses": sub.Addresses, "notReadyAddresses": sub.NotReadyAddresses} {
+			for j, a := range addrs {
+				if ip, err := netip.ParseAddr(a.IP); err != nil || !ip.Is4() || ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() {
+					return invalid(fmt.Sprintf("%s.%s[%d].ip", sp, field, j), "%q is not a usable IPv4 address", a.IP)
+				}
+			}
+		}
+		if len(sub.Ports) == 0 {
+			return invalid(sp+".ports", "at least one port is required")
+		}
+		for j, p := range sub.Ports {
+			pp := fmt.Sprintf("%s.ports[%d]", sp, j)
+			if p.Port < 1 || p.Port > 65535 {
+				return invalid(pp+".port", "%d must be between 1 and 65535", p.Port)
+			}
+			if p.Protocol != "TCP" && p.Protocol != "UDP" {
+				return invalid(pp+".protocol", "%q: must be TCP or UDP", p.Protocol)
+			}
 		}
 	}
 	return nil

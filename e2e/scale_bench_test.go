@@ -51,7 +51,7 @@ func BenchmarkSimulatedFleet(b *testing.B) {
 	nodes, pods := envInt("EDGE_SIM_NODES", 1000), envInt("EDGE_SIM_PODS", 10000)
 	dir := b.TempDir()
 	// A thousand nodes join at once here, not over a fleet's first boot.
-	c := &cluster{t: b, root: b, dir: dir, masterArgs: []string{"--join-rate", "-1", "--max-nodes", "0"}}
+	c := &cluster{t: b, root: b, dir: dir, masterArgs: []string{"--join-rate", "-1", "--max-nodes", "0", "--cluster-cidr", "10.128.0.0/9"}}
 	c.startMaster()
 	ctx := context.Background()
 

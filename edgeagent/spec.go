@@ -128,6 +128,9 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 	}
 	if !pod.Spec.HostNetwork {
 		cfg.Hostname = pod.Metadata.Name
+		if pod.Spec.Hostname != "" {
+			cfg.Hostname = pod.Spec.Hostname
+		}
 		cfg.NetNSPath = w.netnsPath
 		labels[labelNetNS] = w.netnsPath
 	}

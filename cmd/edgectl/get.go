@@ -176,8 +176,10 @@ func (c *cli) describe(ctx context.Context, args []string) error {
 	}
 	var related []core.Object
 	switch kind {
-	case core.KindNode, core.KindDeployment, core.KindDaemonSet, core.KindService:
+	case core.KindNode, core.KindDeployment, core.KindDaemonSet:
 		related, _ = cl.List(ctx, core.KindPod, "", "")
+	case core.KindService:
+		related, _ = cl.List(ctx, core.KindEndpoints, obj.GetMeta().Namespace, "")
 	case core.KindPod:
 		related, _ = cl.List(ctx, core.KindEvent, obj.GetMeta().Namespace, "")
 	}

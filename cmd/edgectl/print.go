@@ -45,6 +45,8 @@ func newTable(kind core.Kind, wide, allNS bool) *table {
 		if wide {
 			t.header = append(t.header, "SELECTOR")
 		}
+	case core.KindEndpoints:
+		t.header = []string{"NAME", "ENDPOINTS", "AGE"}
 	case core.KindNamespace:
 		t.header = []string{"NAME", "STATUS", "AGE"}
 	case core.KindEvent:
@@ -195,6 +197,26 @@ func servicePorts(s *core.Service) string {
 	return strings.Join(parts, ",")
 }
 
+// endpointList prints ready addresses as IP:port, kubectl style: at most
+// max of them, then "+ N more...".
+func endpointList(e *core.Endpoints, max int) string {
+	var all []string
+	for _, sub := range e.Subsets {
+		for _, a := range sub.Addresses {
+			if len(sub.Ports) == 0 {
+				all = append(all, a.IP)
+			}
+			for _, p := range sub.Ports {
+				all = append(all, fmt.Sprintf("%s:%d", a.IP, p.Port))
+			}
+		}
+	}
+	if max > 0 && len(all) > max {
+		return strings.Join(all[:max], ",") + fmt.Sprintf(" + %d more...", len(all)-max)
+	}
+	return strings.Join(all, ",")
+}
+
 func (t *table) add(o core.Object, now time.Time) {
 	m := o.GetMeta()
 	age := Age(m.CreationTimestamp, now)
@@ -236,10 +258,23 @@ func (t *table) add(o core.Object, now time.Time) {
 		row = []string{m.Name, fmt.Sprint(s.DesiredNumberScheduled), fmt.Sprint(s.CurrentNumberScheduled), fmt.Sprint(s.NumberReady),
 			fmt.Sprint(s.UpdatedNumberScheduled), fmt.Sprint(s.NumberAvailable), labelString(v.Spec.Template.Spec.NodeSelector), age}
 	case *core.Service:
-		row = []string{m.Name, v.Spec.Type, orNone(v.Spec.ClusterIP), "<none>", servicePorts(v), age}
+		external := "<none>"
+		if v.Spec.Type == core.ServiceLoadBalancer {
+			var ips []string
+			for _, in := range v.Status.LoadBalancer.Ingress {
+				ips = append(ips, in.IP)
+			}
+			external = strings.Join(ips, ",")
+			if external == "" {
+				external = "<pending>"
+			}
+		}
+		row = []string{m.Name, v.Spec.Type, orNone(v.Spec.ClusterIP), external, servicePorts(v), age}
 		if t.wide {
 			row = append(row, labelString(v.Spec.Selector))
 		}
+	case *core.Endpoints:
+		row = []string{m.Name, orNone(endpointList(v, 3)), age}
 	case *core.Namespace:
 		row = []string{m.Name, orNone(v.Status.Phase), age}
 	case *core.EventObj:
@@ -291,6 +326,8 @@ func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time
 		d.daemonSet(v)
 	case *core.Service:
 		d.service(v)
+	case *core.Endpoints:
+		d.p("Addresses", orNone(endpointList(v, 0)))
 	case *core.Namespace:
 		d.p("Status", v.Status.Phase)
 	}
@@ -455,15 +492,38 @@ func (d *describer) service(v *core.Service) {
 			d.p("NodePort", fmt.Sprintf("%d/%s", port.NodePort, port.Protocol))
 		}
 	}
-	var eps []string
+	if v.Spec.SessionAffinity == core.AffinityClientIP {
+		d.p("Session Affinity", fmt.Sprintf("ClientIP (%ds)", v.AffinityTimeout()))
+	}
+	if v.Spec.ExternalTrafficPolicy != "" {
+		d.p("External Traffic Policy", v.Spec.ExternalTrafficPolicy)
+	}
+	for _, in := range v.Status.LoadBalancer.Ingress {
+		d.p("LoadBalancer Ingress", in.IP)
+	}
+	var ep *core.Endpoints
 	for _, o := range d.related {
-		if pod, ok := o.(*core.Pod); ok && pod.Metadata.Namespace == v.Metadata.Namespace && len(v.Spec.Selector) > 0 &&
-			core.MatchLabels(v.Spec.Selector, pod.Metadata.Labels) && pod.Ready() && pod.Status.PodIP != "" {
-			eps = append(eps, pod.Status.PodIP)
+		if e, ok := o.(*core.Endpoints); ok && e.Metadata.Name == v.Metadata.Name && e.Metadata.Namespace == v.Metadata.Namespace {
+			ep = e
 		}
 	}
-	d.p("Endpoints", orNone(strings.Join(eps, ",")))
-	fmt.Fprintln(d.tw, "Note:\tthe service proxy is not programmed yet in this version: the ClusterIP is allocated but not routed")
+	switch {
+	case ep != nil && endpointList(ep, 0) != "":
+		d.p("Endpoints", endpointList(ep, 0))
+		notReady := 0
+		for _, sub := range ep.Subsets {
+			notReady += len(sub.NotReadyAddresses)
+		}
+		if notReady > 0 {
+			d.p("Not ready", fmt.Sprintf("%d pod(s) match but are not ready: they get no traffic", notReady))
+		}
+	case len(v.Spec.Selector) == 0:
+		d.p("Endpoints", "<none>")
+		fmt.Fprintf(d.tw, "Note:\tthe service has no selector: apply an Endpoints object named %q with the addresses it should reach\n", v.Metadata.Name)
+	default:
+		d.p("Endpoints", "<none>")
+		fmt.Fprintf(d.tw, "Note:\tno ready pod matches the selector %s in namespace %q\n", labelString(v.Spec.Selector), v.Metadata.Namespace)
+	}
 }
 
 func notes(tw io.Writer, warnings []string) {

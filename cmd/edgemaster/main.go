@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ type Main struct {
 	MaxNodes      int
 	JoinRate      float64
 	Debug         bool
+	Network       core.NetworkConfig
 
 	Log         *slog.Logger
 	DB          *sqlite.DB
@@ -70,6 +72,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.StartupGrace, "startup-grace", 30*time.Second, "after a master restart, how long agents have to reconnect before their nodes count as unreachable")
 	fs.IntVar(&m.MaxNodes, "max-nodes", 4000, "most nodes the cluster takes (0: no cap)")
 	fs.Float64Var(&m.JoinRate, "join-rate", 20, "joins a second the API takes, in bursts of ten times that (-1: no limit)")
+	clusterCIDR := fs.String("cluster-cidr", "10.42.0.0/16", "pod addresses of the whole cluster; each node gets a subnet of it")
+	nodeMask := fs.Int("node-cidr-mask-size", 24, "prefix length of each node's pod subnet")
+	serviceCIDR := fs.String("service-cidr", "10.43.0.0/16", "services' virtual IPs")
+	nodePorts := fs.String("service-node-port-range", "30000-32767", "ports NodePort and LoadBalancer services open on every node")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -85,6 +91,17 @@ func (m *Main) ParseFlags(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	var err error
+	if m.Network, err = core.ParseNetworkConfig(*clusterCIDR, *nodeMask, *serviceCIDR); err != nil {
+		return err
+	}
+	lo, hi, ok := strings.Cut(*nodePorts, "-")
+	a, err1 := strconv.Atoi(lo)
+	b, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
+		return fmt.Errorf("--service-node-port-range %q: want two ports FIRST-LAST, such as 30000-32767", *nodePorts)
+	}
+	m.Network.NodePortMin, m.Network.NodePortMax = int32(a), int32(b)
 	if m.Registries != "" {
 		// Accepting it and pulling straight from the registries anyway
 		// would only pretend; the master's registry is not built yet.
@@ -123,7 +140,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Bus = &mqtt.Master{Sink: reports, Log: m.Log}
 	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace,
-		Online: reports.Online, StartupGrace: m.StartupGrace}
+		Online: reports.Online, StartupGrace: m.StartupGrace, Network: m.Network}
 	reports.DesiredHash = m.Controllers.CheckDesired
 	if m.MQTTURL == "" {
 		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.Auth.CheckMQTT, Known: m.Auth.Known}
@@ -141,7 +158,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Controllers.Open()
 	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
 		Version: version.Version, MQTTURL: m.agentMQTTURL, Auth: m.Auth, Bootstrap: m.Bootstrap, Metrics: m.metrics,
-		JoinRate: m.JoinRate}
+		JoinRate: m.JoinRate, Network: m.Network}
 	if err := m.API.Open(); err != nil {
 		return err
 	}

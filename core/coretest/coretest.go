@@ -138,9 +138,10 @@ type Cluster struct {
 	Ctl     *core.Controllers
 	Reports *core.Reports
 
-	mu  sync.Mutex
-	now time.Time
-	seq int
+	mu    sync.Mutex
+	now   time.Time
+	seq   int
+	nodes int // added so far, for addresses
 }
 
 // NewCluster returns a cluster at Start on the store that open returns;
@@ -259,7 +260,12 @@ func (c *Cluster) AddNode(name string, labels map[string]string, cpu, mem string
 	}
 	res := core.ResourceList{"cpu": core.Quantity(cpu), "memory": core.Quantity(mem)}
 	c.Online(name, true)
-	c.Report(&core.NodeReport{Node: name, Labels: l, Status: core.NodeStatus{Capacity: res, Allocatable: res}})
+	c.mu.Lock()
+	c.nodes++
+	ip := fmt.Sprintf("192.168.%d.%d", 1+c.nodes/250, 1+c.nodes%250)
+	c.mu.Unlock()
+	c.Report(&core.NodeReport{Node: name, Labels: l, Status: core.NodeStatus{Capacity: res, Allocatable: res,
+		Addresses: []core.NodeAddress{{Type: "InternalIP", Address: ip}}}})
 }
 
 // Report sends a node report.
@@ -319,7 +325,7 @@ func (c *Cluster) Apply(doc string) []core.ApplyResult {
 	if err != nil {
 		c.T.Fatal(err)
 	}
-	res, err := core.Apply(context.Background(), c.Store, objs, c.Now())
+	res, err := core.Apply(context.Background(), c.Store, objs, c.Now(), c.Ctl.Network)
 	if err != nil {
 		c.T.Fatal(err)
 	}
