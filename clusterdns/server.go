@@ -85,7 +85,10 @@ func (s *Server) Update(st *core.NetworkState, local func(podUID string) (ready,
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.started || s.closed {
+	if s.closed {
+		return fmt.Errorf("cluster DNS on %s: closed", s.Addr)
+	}
+	if s.started {
 		return fmt.Errorf("cluster DNS on %s: already started", s.Addr)
 	}
 	if s.Log == nil {
@@ -329,7 +332,9 @@ func (s *Server) forward(w dns.ResponseWriter, r *dns.Msg) {
 	if lastErr == nil {
 		lastErr = errors.New("no upstream resolvers")
 	}
-	s.health.failed(s.Log, r.Question[0].Name, lastErr)
+	if s.ctx.Err() == nil { // not shutting down
+		s.health.failed(s.Log, r.Question[0].Name, lastErr)
+	}
 	if last != nil {
 		write(w, r, last)
 		return
