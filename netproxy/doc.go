@@ -1,8 +1,29 @@
-// Package netproxy will program the service proxy on each node with iptables
-// (coreos/go-iptables): ClusterIP and NodePort to endpoints, atomic rule
-// updates and clean removal, like kube-proxy's iptables mode.
+// Package netproxy is the node's service proxy, in the style of kube-proxy's
+// iptables mode, plus the host-gw routes that carry pod traffic between
+// nodes.
 //
-// Not built yet: Services are stored and get a ClusterIP from 10.43.0.0/16,
-// but nothing routes it; `edgectl describe service` says so. The networking
-// issue builds this package.
+// Proxy.Sync turns a core.NetworkState into iptables rules: cluster IPs,
+// NodePorts and LoadBalancer ports (opened on the node's own address, as
+// k3s' ServiceLB does) are DNATed to ready endpoints chosen at random, with
+// optional ClientIP affinity; ports without endpoints are rejected so that
+// clients fail fast; pods are masqueraded when they leave the cluster CIDR
+// but keep their address between pods. Each update is one iptables-restore
+// transaction per table that rewrites only our chains, so a live service
+// is never without rules, and a restarted agent takes over its previous
+// rules without a gap. Proxy.SyncRoutes installs `podCIDR via nodeIP` for
+// every other node. Cleanup removes all of it.
+//
+// What it must never do: touch a chain, rule or route it did not make. Our
+// chains are named EDGE-*, our jump rules carry an "edge ..." comment, our
+// routes carry RouteProtocol; everything else on the host is left as found,
+// so the package coexists with Docker, firewalld or a hand-written ruleset.
+// It speaks IPv4 only.
+//
+// Tables and chains (see render.go for the rules themselves):
+//
+//	nat    PREROUTING, OUTPUT -> EDGE-SERVICES -> EDGE-SVC-*, EDGE-EXT-*, EDGE-NODEPORTS
+//	       EDGE-SVC-* / EDGE-SVL-* (local endpoints) -> EDGE-SEP-* (one per endpoint: DNAT)
+//	       POSTROUTING -> EDGE-POSTROUTING (masquerade marked traffic and pod egress)
+//	filter INPUT, OUTPUT -> EDGE-SERVICES (REJECT/DROP ports without endpoints)
+//	       FORWARD -> EDGE-FORWARD (-> EDGE-SERVICES; accept pod and service traffic)
 package netproxy

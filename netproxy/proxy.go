@@ -1,0 +1,321 @@
+package netproxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/edgeorch/edge/core"
+)
+
+// DefaultResyncPeriod is how long Sync trusts that unchanged rules are still
+// in place before writing them again.
+const DefaultResyncPeriod = 5 * time.Minute
+
+// Proxy programs one node's service rules. Configure the exported fields,
+// then call Sync and SyncRoutes whenever the network state changes (and
+// now and then: see ResyncPeriod). Methods are safe for concurrent use.
+type Proxy struct {
+	Node   string // this node's name: endpoints with this Node are local
+	NodeIP string // this node's LAN address: LoadBalancer ports are opened on it
+	Log    *slog.Logger
+
+	// IPTables, IPTablesSave and IPTablesRestore name the binaries; empty
+	// means "iptables", "iptables-save" and "iptables-restore" from PATH,
+	// whichever backend (nf_tables or legacy) the host selects. Set all
+	// three to the -legacy or -nft variants to force one.
+	IPTables, IPTablesSave, IPTablesRestore string
+
+	// ResyncPeriod bounds how long Sync skips an unchanged ruleset; after
+	// it, Sync rewrites our chains and re-adds missing jumps, repairing a
+	// flush by someone else. Zero means DefaultResyncPeriod.
+	ResyncPeriod time.Duration
+
+	mu       sync.Mutex
+	detected bool
+	random   bool // MASQUERADE --random-fully is supported
+	sysctls  bool // the sysctls are set
+	lastNat  []byte
+	lastFilt []byte
+	lastFull time.Time
+	lastSkip string
+	dgram    map[string]dgramPort // nil until the first successful Sync
+	// onRestore, when set (by tests), sees every iptables-restore input.
+	onRestore func(table string, input []byte)
+}
+
+func (p *Proxy) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.Default()
+}
+
+func (p *Proxy) bin(name, def string) string {
+	if name != "" {
+		return name
+	}
+	return def
+}
+
+// Sync programs the rules for st: one `iptables-restore --noflush` per
+// table rewrites exactly our chains, creates the jumps to them that are
+// missing, and deletes our chains that st no longer needs, so no live
+// service is ever without rules, even when a fresh Proxy (a restarted
+// agent) takes over the rules of the previous one. When the rendered rules
+// equal the last applied and ResyncPeriod has not passed, nothing is
+// executed.
+//
+// local(podUID) may override the readiness of endpoints on this node (the
+// agent knows its own pods' health better than the last published state,
+// above all while the master is away): when known, ready replaces the
+// endpoint's Ready. local may be nil.
+//
+// Sync then deletes the conntrack entries of UDP and SCTP flows that would
+// stick to an endpoint that is gone (see flushConntrack); that is best
+// effort and only logged. Sync also sets the sysctls forwarding needs
+// (net.ipv4.ip_forward, net.bridge.bridge-nf-call-iptables) in the
+// network namespace it runs in.
+func (p *Proxy) Sync(st *core.NetworkState, local func(podUID string) (ready, known bool)) error {
+	if st == nil {
+		return errors.New("netproxy: sync: no network state")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.detected {
+		p.detect()
+	}
+	if !p.sysctls {
+		p.sysctls = p.setSysctls()
+	}
+
+	start := time.Now()
+	rs := render(st, p.Node, p.NodeIP, local, p.random)
+	nat, filter := rs.nat.restore(nil, nil), rs.filter.restore(nil, nil)
+	if skip := strings.Join(rs.skipped, "; "); skip != p.lastSkip {
+		p.lastSkip = skip
+		for _, s := range rs.skipped {
+			p.log().Warn("netproxy: left out of the rules", "reason", s)
+		}
+	}
+	period := p.ResyncPeriod
+	if period <= 0 {
+		period = DefaultResyncPeriod
+	}
+	if bytes.Equal(nat, p.lastNat) && bytes.Equal(filter, p.lastFilt) && time.Since(p.lastFull) < period {
+		p.flushConntrack(rs.dgram)
+		return nil
+	}
+	stale, err := p.apply(rs)
+	if err != nil {
+		return err
+	}
+	p.lastNat, p.lastFilt, p.lastFull = nat, filter, time.Now()
+	p.log().Info("netproxy: rules applied", "services", len(st.Services),
+		"chains", len(rs.nat.chains)+len(rs.filter.chains), "removed", stale, "took", time.Since(start).Round(time.Microsecond))
+	p.flushConntrack(rs.dgram)
+	return nil
+}
+
+// detect asks go-iptables for the version, to know whether MASQUERADE
+// --random-fully is there (iptables 1.6.2; Debian 9 had 1.6.0).
+func (p *Proxy) detect() {
+	p.detected = true
+	ipt, err := iptables.New(iptables.Path(p.bin(p.IPTables, "iptables")), iptables.Timeout(5))
+	if err != nil {
+		p.log().Warn("netproxy: cannot tell the iptables version; masquerading without --random-fully", "err", err)
+		return
+	}
+	p.random = ipt.HasRandomFully()
+	v1, v2, v3 := ipt.GetIptablesVersion()
+	p.log().Debug("netproxy: iptables", "version", fmt.Sprintf("%d.%d.%d", v1, v2, v3), "randomFully", p.random)
+}
+
+// apply writes rs with one iptables-restore per table, adding the missing
+// jumps and deleting our stale chains. It returns how many chains went.
+func (p *Proxy) apply(rs *ruleset) (int, error) {
+	removed := 0
+	for _, t := range []*table{&rs.filter, &rs.nat} {
+		saved, err := p.save(t.name)
+		if err != nil {
+			return removed, err
+		}
+		var stale []string
+		for _, c := range ourChains(saved) {
+			if !t.declared[c] {
+				stale = append(stale, c)
+			}
+		}
+		var insert []string
+		for _, j := range jumps {
+			if j.table == t.name && !hasJump(saved, j.chain, j.target) {
+				insert = append(insert, "-I "+j.chain+" 1 "+j.spec+" -j "+j.target)
+			}
+		}
+		if err := p.restore(t.name, t.restore(stale, insert)); err != nil {
+			return removed, err
+		}
+		removed += len(stale)
+	}
+	return removed, nil
+}
+
+// save returns `iptables-save -t table`.
+func (p *Proxy) save(table string) ([]byte, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(p.bin(p.IPTablesSave, "iptables-save"), "-t", table)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("netproxy: %s -t %s: %w: %s", cmd.Path, table, err, strings.TrimSpace(stderr.String()))
+	}
+	return out.Bytes(), nil
+}
+
+var failedLine = regexp.MustCompile(`line (\d+) failed`)
+
+// restore feeds input to `iptables-restore --noflush`. On failure the
+// error quotes the rule iptables-restore refused.
+func (p *Proxy) restore(table string, input []byte) error {
+	if p.onRestore != nil {
+		p.onRestore(table, input)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(p.bin(p.IPTablesRestore, "iptables-restore"), "--noflush", "-w", "5")
+	cmd.Stdin, cmd.Stderr = bytes.NewReader(input), &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if m := failedLine.FindStringSubmatch(msg); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			if lines := strings.Split(string(input), "\n"); n >= 1 && n <= len(lines) {
+				msg += fmt.Sprintf(" (line %d: %s)", n, lines[n-1])
+			}
+		}
+		return fmt.Errorf("netproxy: iptables-restore of table %s: %w: %s", table, err, msg)
+	}
+	return nil
+}
+
+// ourChains lists the EDGE- chains declared in iptables-save output.
+func ourChains(saved []byte) []string {
+	var chains []string
+	sc := bufio.NewScanner(bytes.NewReader(saved))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, ":"+chainPrefix) {
+			if name, _, ok := strings.Cut(l[1:], " "); ok {
+				chains = append(chains, name)
+			}
+		}
+	}
+	return chains
+}
+
+// ourJumps returns the rules of built-in chains that jump to an EDGE- chain,
+// as iptables-save prints them (`-A CHAIN ...`).
+func ourJumps(saved []byte) []string {
+	var rules []string
+	sc := bufio.NewScanner(bytes.NewReader(saved))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, "-A "+chainPrefix) {
+			continue
+		}
+		if strings.Contains(l, " -j "+chainPrefix) || strings.Contains(l, " -g "+chainPrefix) {
+			rules = append(rules, l)
+		}
+	}
+	return rules
+}
+
+// hasJump reports whether chain holds a rule jumping to target.
+func hasJump(saved []byte, chain, target string) bool {
+	for _, l := range ourJumps(saved) {
+		if strings.HasPrefix(l, "-A "+chain+" ") && (strings.HasSuffix(l, " -j "+target) || strings.Contains(l, " -j "+target+" ")) {
+			return true
+		}
+	}
+	return false
+}
+
+// setSysctls turns on what the rules need in this network namespace:
+// forwarding (pods and services are routed), and iptables on bridged
+// traffic, without which a pod reaching a service whose endpoint sits on
+// the same bridge gets its reply straight from the pod's address, which it
+// drops. The bridge knob exists only once br_netfilter is loaded (it is
+// per network namespace since Linux 5.3). It reports whether both are set.
+func (p *Proxy) setSysctls() bool {
+	ok := true
+	for _, s := range []struct{ path, why string }{
+		{"/proc/sys/net/ipv4/ip_forward", "pods and services cannot be reached from other hosts"},
+		{"/proc/sys/net/bridge/bridge-nf-call-iptables", "load br_netfilter (modprobe br_netfilter): a pod cannot reach a service whose endpoint shares its bridge"},
+	} {
+		if cur, err := os.ReadFile(s.path); err == nil && strings.TrimSpace(string(cur)) == "1" {
+			continue
+		}
+		if err := os.WriteFile(s.path, []byte("1\n"), 0o644); err != nil {
+			ok = false
+			p.log().Error("netproxy: cannot set sysctl", "path", s.path, "err", err, "consequence", s.why)
+		}
+	}
+	return ok
+}
+
+// Cleanup removes every chain, jump rule and route this package made, in
+// the nat and filter tables of the default iptables binaries, tolerating
+// any already gone (`edgeagent --cleanup`). It leaves sysctls as they are:
+// ip_forward may be needed by others.
+func Cleanup() error { return (&Proxy{}).Cleanup() }
+
+// Cleanup is the package Cleanup with p's binaries. The next Sync of p
+// programs everything again.
+func (p *Proxy) Cleanup() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for _, t := range []string{"nat", "filter"} {
+		saved, err := p.save(t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		chains := ourChains(saved)
+		rules := ourJumps(saved)
+		if len(chains) == 0 && len(rules) == 0 {
+			continue
+		}
+		// One transaction: delete the jumps (as iptables-save printed them,
+		// so whatever their comment), empty our chains, then drop them.
+		var b bytes.Buffer
+		b.WriteString("*" + t + "\n")
+		for _, c := range chains {
+			b.WriteString(":" + c + " - [0:0]\n")
+		}
+		for _, r := range rules {
+			b.WriteString("-D " + strings.TrimPrefix(r, "-A ") + "\n")
+		}
+		for _, c := range chains {
+			b.WriteString("-X " + c + "\n")
+		}
+		b.WriteString("COMMIT\n")
+		if err := p.restore(t, b.Bytes()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := cleanupRoutes(); err != nil {
+		errs = append(errs, err)
+	}
+	p.lastNat, p.lastFilt, p.dgram = nil, nil, nil
+	return errors.Join(errs...)
+}

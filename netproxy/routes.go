@@ -1,0 +1,118 @@
+package netproxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/edgeorch/edge/core"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// RouteProtocol marks the routes we make (`ip route show proto 237`), so
+// SyncRoutes and Cleanup find them again without keeping state. 0xed ("ed"
+// for edge) is not in iproute2's rt_protos nor used by a routing daemon we
+// know (bird 12, babel 42, bgp 186..192, Calico 80).
+const RouteProtocol netlink.RouteProtocol = 0xed
+
+// SyncRoutes makes the host-gw routes: for every other node with a pod
+// subnet and an address, `podCIDR via nodeIP` in the main table, and
+// removes our routes to nodes that are gone or lost their subnet. The
+// node's own subnet is on its bridge, set up by CNI. Nodes must share a
+// LAN: the kernel refuses a gateway that is not directly reachable, and the
+// error names that node. Routes already right are left alone.
+func (p *Proxy) SyncRoutes(st *core.NetworkState) error {
+	if st == nil {
+		return errors.New("netproxy: routes: no network state")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	type target struct {
+		gw   netip.Addr
+		node string
+	}
+	want := map[netip.Prefix]target{}
+	for _, n := range st.Nodes {
+		if n.Name == p.Node || n.PodCIDR == "" || n.IP == "" {
+			continue
+		}
+		dst, err1 := netip.ParsePrefix(n.PodCIDR)
+		gw, err2 := netip.ParseAddr(n.IP)
+		if err1 != nil || err2 != nil || !dst.Addr().Is4() || !gw.Is4() {
+			errs = append(errs, fmt.Errorf("netproxy: route to node %s: pod subnet %q via %q: not IPv4", n.Name, n.PodCIDR, n.IP))
+			continue
+		}
+		want[dst.Masked()] = target{gw, n.Name}
+	}
+	have, err := ourRoutes()
+	if err != nil {
+		return err
+	}
+	for _, r := range have {
+		dst, gw := routeKey(r)
+		if t, ok := want[dst]; ok {
+			if t.gw == gw {
+				delete(want, dst) // already right
+			}
+			continue // else RouteReplace below changes its gateway
+		}
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("netproxy: removing route %s via %s: %w", dst, gw, err))
+			continue
+		}
+		p.log().Info("netproxy: route removed", "dst", dst, "via", gw)
+	}
+	for dst, t := range want {
+		r := &netlink.Route{
+			Dst:      &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)},
+			Gw:       t.gw.AsSlice(),
+			Protocol: RouteProtocol,
+		}
+		if err := netlink.RouteReplace(r); err != nil {
+			errs = append(errs, fmt.Errorf("netproxy: route to node %s: %s via %s: %w", t.node, dst, t.gw, err))
+			continue
+		}
+		p.log().Info("netproxy: route set", "node", t.node, "dst", dst, "via", t.gw)
+	}
+	return errors.Join(errs...)
+}
+
+// ourRoutes lists the IPv4 routes of the main table with RouteProtocol.
+func ourRoutes() ([]netlink.Route, error) {
+	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return nil, fmt.Errorf("netproxy: listing routes of protocol %d: %w", RouteProtocol, err)
+	}
+	return rs, nil
+}
+
+func routeKey(r netlink.Route) (netip.Prefix, netip.Addr) {
+	var dst netip.Prefix
+	if r.Dst != nil {
+		if a, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+			ones, _ := r.Dst.Mask.Size()
+			dst = netip.PrefixFrom(a.Unmap(), ones)
+		}
+	}
+	gw, _ := netip.AddrFromSlice(r.Gw)
+	return dst, gw.Unmap()
+}
+
+// cleanupRoutes deletes every route we made.
+func cleanupRoutes() error {
+	have, err := ourRoutes()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range have {
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			dst, gw := routeKey(r)
+			errs = append(errs, fmt.Errorf("netproxy: removing route %s via %s: %w", dst, gw, err))
+		}
+	}
+	return errors.Join(errs...)
+}
