@@ -38,6 +38,9 @@ type Agent struct {
 	// CgroupParent holds every container's cgroup; default /edge/<Name>.
 	CgroupParent string
 	Labels       map[string]string
+	// NodeIP is the node's LAN address (InternalIP); empty: the first
+	// global IPv4 address of an interface that is not a bridge.
+	NodeIP string
 	// PidsLimit caps the processes of each container (default 1024).
 	PidsLimit int64
 	// SystemReserved is capacity kept from pods for the OS, containerd and
@@ -47,8 +50,14 @@ type Agent struct {
 	Version        string
 	Reporter       core.Reporter
 	Network        Network // pod networking; nil gives pods a loopback-only namespace
-	Log            *slog.Logger
-	Now            func() time.Time
+	// Services programs the cluster's services on this node (routes, proxy,
+	// DNS); nil: none.
+	Services ServiceProxy
+	// ResolvConf returns the resolv.conf of a pod in a namespace (cluster
+	// DNS); nil: pods get the node's own.
+	ResolvConf func(namespace string) []byte
+	Log        *slog.Logger
+	Now        func() time.Time
 	// Resync is how often every pod is checked without an event (default
 	// 30s): the runtime's exit events wake a pod at once, this is the net
 	// under them, and polling costs an idle Pi CPU.
@@ -82,6 +91,9 @@ type Agent struct {
 	// eventsRecorded wakes the writer: events in memory to put on disk.
 	eventsRecorded chan struct{}
 	fetching       map[string]bool // images being prefetched
+	network        *core.NetworkState
+	netDirty       chan struct{}
+	podCIDR        string // the pod subnet Network was given (run goroutine only)
 	// inherited holds the pods an earlier agent process may have started
 	// to set up (saved desired state, adopted containers): their network
 	// namespaces may hold an attachment or a lease it never recorded.
@@ -95,8 +107,12 @@ type Agent struct {
 
 // Network sets up and tears down a pod's network in its namespace.
 type Network interface {
-	// Setup attaches the namespace at netnsPath and returns the pod's IP.
-	Setup(ctx context.Context, podUID, podName, podNamespace, netnsPath string) (string, error)
+	// SetPodCIDR gives the network the node's pod subnet, from the master.
+	// Setup fails until it has one.
+	SetPodCIDR(cidr string) error
+	// Setup attaches the namespace at netnsPath and returns the pod's IP;
+	// ports with a hostPort are published on the node.
+	Setup(ctx context.Context, podUID, podName, podNamespace, netnsPath string, ports []core.ContainerPort) (string, error)
 	// Teardown detaches it; it must tolerate a namespace already gone.
 	Teardown(ctx context.Context, podUID, podName, podNamespace, netnsPath string) error
 }
@@ -109,7 +125,8 @@ func (a *Agent) Open() error {
 	if err := a.init(); err != nil {
 		return err
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
+	go a.netLoop()
 	go a.run()
 	go a.reportLoop()
 	go a.sendEvents()
@@ -168,6 +185,8 @@ func (a *Agent) init() error {
 	a.newDesired = make(chan struct{}, 1)
 	a.workerDone = make(chan string, 64)
 	a.dirty = make(chan struct{}, 1)
+	a.netDirty = make(chan struct{}, 1)
+	a.loadNetwork()
 	if b, err := os.ReadFile(a.desiredPath()); err == nil {
 		var ds core.DesiredState
 		if err := json.Unmarshal(b, &ds); err != nil {
@@ -267,6 +286,24 @@ func (a *Agent) markDirty() {
 	case a.dirty <- struct{}{}:
 	default:
 	}
+	a.kickNetwork() // a pod's readiness may have changed
+}
+
+// configurePodCIDR gives the pod network the subnet the master assigned
+// (also from the saved desired state, before the master answers).
+func (a *Agent) configurePodCIDR() {
+	a.mu.Lock()
+	ds := a.desired
+	a.mu.Unlock()
+	if ds == nil || ds.PodCIDR == "" || a.Network == nil || ds.PodCIDR == a.podCIDR {
+		return
+	}
+	if err := a.Network.SetPodCIDR(ds.PodCIDR); err != nil {
+		a.Log.Error("configuring the pod network failed; pods wait for it", "podCIDR", ds.PodCIDR, "err", err)
+		return
+	}
+	a.Log.Info("pod network configured", "podCIDR", ds.PodCIDR)
+	a.podCIDR = ds.PodCIDR
 }
 
 // waitRuntime asks the runtime for its version until it answers.
@@ -322,6 +359,7 @@ func (a *Agent) run() {
 	if err := a.adopt(); err != nil {
 		a.Log.Error("listing existing containers failed", "err", err)
 	}
+	a.configurePodCIDR()
 	a.apply()
 	for {
 		select {
@@ -329,6 +367,7 @@ func (a *Agent) run() {
 			a.eachWorker((*podWorker).stop)
 			return
 		case <-a.newDesired:
+			a.configurePodCIDR()
 			a.apply()
 		case uid := <-a.workerDone:
 			a.reap(uid)

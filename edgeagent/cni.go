@@ -7,25 +7,33 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 
 	gocni "github.com/containerd/go-cni"
-	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/edgeorch/edge/core"
 )
 
 // CNI attaches pods through CNI plugins (containerd's go-cni). Without a
-// config dir it uses a bridge network it writes itself: the node's pods on
-// a bridge with host-local addresses, and one masquerade rule for the whole
-// pod range (as flannel does) instead of NAT chains per pod, which cost
-// every pod start several serialised iptables calls.
+// config dir it uses a bridge network it writes itself, on the pod subnet
+// the master gave the node: the node's pods on a bridge with host-local
+// addresses and portmap for hostPorts. Masquerading traffic that leaves the
+// cluster is the service proxy's job (one rule for the cluster CIDR, as
+// flannel does) instead of NAT chains per pod, which cost every pod start
+// several serialised iptables calls.
 type CNI struct {
-	cni     gocni.CNI
-	podCIDR string // set when the agent owns the masquerade rule
+	binDir, confDir, stateDir, bridge string
+	fixed                             string // --pod-cidr: overrides the master's
+
+	mu      sync.RWMutex
+	cni     gocni.CNI // nil until the network is configured
+	podCIDR string
 }
 
 // DefaultNetwork returns the conflist of the agent's default pod network.
 func DefaultNetwork(bridge, podCIDR, ipamDir string) ([]byte, error) {
 	if _, _, err := net.ParseCIDR(podCIDR); err != nil {
-		return nil, fmt.Errorf("--pod-cidr %q: %w", podCIDR, err)
+		return nil, fmt.Errorf("pod subnet %q: %w", podCIDR, err)
 	}
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
@@ -40,66 +48,89 @@ func DefaultNetwork(bridge, podCIDR, ipamDir string) ([]byte, error) {
 					"dataDir": ipamDir,
 				},
 			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
 		},
 	}
 	return json.MarshalIndent(conf, "", "  ")
 }
 
-// masqueradeRule is the rule that lets pods reach beyond the node.
-func masqueradeRule(podCIDR string) []string {
-	return []string{"-s", podCIDR, "!", "-d", podCIDR, "-m", "comment", "--comment", "edge pod network", "-j", "MASQUERADE"}
-}
-
-// NewCNI loads the network from confDir, or the default bridge network
-// (written under stateDir) when confDir is empty. Loopback is brought up by
+// NewCNI loads the network from confDir, or prepares the default bridge
+// network (written under stateDir) when confDir is empty: on podCIDR if
+// given, else on the subnet SetPodCIDR brings. Loopback is brought up by
 // the agent when it creates a pod's namespace, so no loopback plugin runs.
 func NewCNI(binDir, confDir, stateDir, bridge, podCIDR string) (*CNI, error) {
-	opts := []gocni.Opt{gocni.WithPluginDir([]string{binDir}), gocni.WithInterfacePrefix("eth"), gocni.WithMinNetworkCount(1)}
-	var loads []gocni.Opt
-	c := &CNI{}
-	if confDir == "" {
-		conf, err := DefaultNetwork(bridge, podCIDR, filepath.Join(stateDir, "ipam"))
-		if err != nil {
-			return nil, err
-		}
-		if err := os.MkdirAll(stateDir, 0o700); err != nil {
-			return nil, err
-		}
-		loads = append(loads, gocni.WithConfListBytes(conf))
-		ipt, err := iptables.New()
-		if err != nil {
-			return nil, fmt.Errorf("iptables: %w", err)
-		}
-		if err := ipt.AppendUnique("nat", "POSTROUTING", masqueradeRule(podCIDR)...); err != nil {
-			return nil, fmt.Errorf("pod masquerade rule: %w", err)
-		}
-		c.podCIDR = podCIDR
-	} else {
-		opts = append(opts, gocni.WithPluginConfDir(confDir))
-		loads = append(loads, gocni.WithDefaultConf)
+	c := &CNI{binDir: binDir, confDir: confDir, stateDir: stateDir, bridge: bridge, fixed: podCIDR}
+	switch {
+	case confDir != "":
+		return c, c.load(gocni.WithDefaultConf)
+	case podCIDR != "":
+		return c, c.configure(podCIDR)
 	}
-	l, err := gocni.New(opts...)
-	if err != nil {
-		return nil, err
-	}
-	if err := l.Load(loads...); err != nil {
-		return nil, fmt.Errorf("load CNI config: %w", err)
-	}
-	c.cni = l
 	return c, nil
 }
 
-// RemoveMasquerade deletes the default network's masquerade rule (for
-// uninstalls and tests; a running node keeps it).
-func RemoveMasquerade(podCIDR string) error {
-	ipt, err := iptables.New()
+func (c *CNI) load(conf gocni.Opt) error {
+	l, err := gocni.New(gocni.WithPluginDir([]string{c.binDir}), gocni.WithInterfacePrefix("eth"),
+		gocni.WithMinNetworkCount(1), gocni.WithPluginConfDir(c.confDir))
 	if err != nil {
 		return err
 	}
-	if ok, err := ipt.Exists("nat", "POSTROUTING", masqueradeRule(podCIDR)...); err != nil || !ok {
+	if err := l.Load(conf); err != nil {
+		return fmt.Errorf("load CNI config: %w", err)
+	}
+	c.mu.Lock()
+	c.cni = l
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *CNI) configure(podCIDR string) error {
+	conf, err := DefaultNetwork(c.bridge, podCIDR, filepath.Join(c.stateDir, "ipam"))
+	if err != nil {
 		return err
 	}
-	return ipt.Delete("nat", "POSTROUTING", masqueradeRule(podCIDR)...)
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		return err
+	}
+	if err := c.load(gocni.WithConfListBytes(conf)); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.podCIDR = podCIDR
+	c.mu.Unlock()
+	return nil
+}
+
+// SetPodCIDR implements Network. A --pod-cidr or a CNI config dir of the
+// user's wins over the master's subnet.
+func (c *CNI) SetPodCIDR(cidr string) error {
+	if c.confDir != "" || c.fixed != "" {
+		return nil
+	}
+	c.mu.RLock()
+	same := c.podCIDR == cidr
+	c.mu.RUnlock()
+	if same {
+		return nil
+	}
+	return c.configure(cidr)
+}
+
+// PodCIDR returns the subnet pods get addresses from ("" while unknown or
+// when a CNI config dir decides).
+func (c *CNI) PodCIDR() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.podCIDR
+}
+
+func (c *CNI) plugin() (gocni.CNI, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.cni == nil {
+		return nil, fmt.Errorf("no pod subnet yet: waiting for the master to assign this node one")
+	}
+	return c.cni, nil
 }
 
 func cniLabels(uid, name, namespace string) gocni.NamespaceOpts {
@@ -109,8 +140,20 @@ func cniLabels(uid, name, namespace string) gocni.NamespaceOpts {
 }
 
 // Setup implements Network.
-func (c *CNI) Setup(ctx context.Context, uid, name, namespace, netnsPath string) (string, error) {
-	res, err := c.cni.Setup(ctx, uid, netnsPath, cniLabels(uid, name, namespace))
+func (c *CNI) Setup(ctx context.Context, uid, name, namespace, netnsPath string, ports []core.ContainerPort) (string, error) {
+	l, err := c.plugin()
+	if err != nil {
+		return "", err
+	}
+	opts := []gocni.NamespaceOpts{cniLabels(uid, name, namespace)}
+	if len(ports) > 0 {
+		var maps []gocni.PortMapping
+		for _, p := range ports {
+			maps = append(maps, gocni.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Protocol})
+		}
+		opts = append(opts, gocni.WithCapabilityPortMap(maps))
+	}
+	res, err := l.Setup(ctx, uid, netnsPath, opts...)
 	if err != nil {
 		return "", err
 	}
@@ -129,5 +172,9 @@ func (c *CNI) Setup(ctx context.Context, uid, name, namespace, netnsPath string)
 
 // Teardown implements Network.
 func (c *CNI) Teardown(ctx context.Context, uid, name, namespace, netnsPath string) error {
-	return c.cni.Remove(ctx, uid, netnsPath, cniLabels(uid, name, namespace))
+	l, err := c.plugin()
+	if err != nil {
+		return nil // never configured: nothing was attached
+	}
+	return l.Remove(ctx, uid, netnsPath, cniLabels(uid, name, namespace))
 }

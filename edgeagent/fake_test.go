@@ -536,7 +536,9 @@ type fakeNetwork struct {
 
 // Setup attaches a pod; like CNI's bridge plugin it refuses a namespace
 // that is attached already.
-func (n *fakeNetwork) Setup(_ context.Context, uid, _, _, _ string) (string, error) {
+func (n *fakeNetwork) SetPodCIDR(string) error { return nil }
+
+func (n *fakeNetwork) Setup(_ context.Context, uid, _, _, _ string, _ []core.ContainerPort) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.attached == nil {

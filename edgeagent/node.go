@@ -61,7 +61,11 @@ func (a *Agent) nodeStatus() (core.NodeStatus, error) {
 		},
 		Addresses: []core.NodeAddress{{Type: "Hostname", Address: a.Name}},
 	}
-	if ip := hostIP(); ip != "" {
+	ip := a.NodeIP
+	if ip == "" {
+		ip = hostIP()
+	}
+	if ip != "" {
 		a.hostIP = ip
 		st.Addresses = append([]core.NodeAddress{{Type: "InternalIP", Address: ip}}, st.Addresses...)
 	}
@@ -144,17 +148,41 @@ func osImage() string {
 	return "Linux"
 }
 
-// hostIP returns the first global unicast IPv4 address, the node's
-// InternalIP.
+// hostIP returns the first global unicast IPv4 address of an interface
+// that is not a bridge (the pod bridge holds the pod subnet's gateway),
+// the node's InternalIP.
 func hostIP() string {
-	addrs, err := net.InterfaceAddrs()
+	ifaces, err := net.Interfaces()
 	if err != nil {
 		return ""
 	}
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
-			return ipn.IP.String()
+	var bridged string // a LAN bridge (br0 holding eth0) if nothing else
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 {
+			continue
+		}
+		if _, err := os.Stat("/sys/class/net/" + ifc.Name + "/bridge"); err == nil {
+			if addrs, err := ifc.Addrs(); err == nil && bridged == "" {
+				for _, a := range addrs {
+					if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+						bridged = ipn.IP.String()
+					}
+				}
+			}
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+				return ipn.IP.String()
+			}
 		}
 	}
-	return ""
+	return bridged
 }
+
+// HostIP returns the node's InternalIP ("" if it has none).
+func (a *Agent) HostIP() string { return a.hostIP }

@@ -121,8 +121,10 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 		ID: containerID(pod, c.Name), Image: image, Labels: labels,
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
 		HostNetwork: pod.Spec.HostNetwork, Resources: res,
-		Mounts: append(podFileMounts(pod, w.podDir()), vols...),
+		Mounts: append(podFileMounts(pod, w.podDir(), w.a.ResolvConf != nil), vols...),
 	}
+	// Service variables first: the container's own env overrides them.
+	cfg.Env = serviceEnv(w.a.networkState(), pod.Metadata.Namespace)
 	for _, e := range c.Env {
 		cfg.Env = append(cfg.Env, e.Name+"="+e.Value)
 	}
@@ -141,9 +143,9 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 }
 
 // podFileMounts are the files every container of a pod sees: the node's
-// hosts and resolv.conf with hostNetwork; otherwise the pod's own hosts and
-// hostname (written by setupNetwork) and the node's resolv.conf.
-func podFileMounts(pod *core.Pod, podDir string) []core.Mount {
+// hosts and resolv.conf with hostNetwork; otherwise the pod's own hosts,
+// hostname and (with cluster DNS) resolv.conf, written by setupNetwork.
+func podFileMounts(pod *core.Pod, podDir string, clusterDNS bool) []core.Mount {
 	var out []core.Mount
 	if pod.Spec.HostNetwork {
 		out = append(out, core.Mount{Source: "/etc/hosts", Destination: "/etc/hosts", ReadOnly: true})
@@ -152,7 +154,9 @@ func podFileMounts(pod *core.Pod, podDir string) []core.Mount {
 			core.Mount{Source: filepath.Join(podDir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
 			core.Mount{Source: filepath.Join(podDir, "hostname"), Destination: "/etc/hostname", ReadOnly: true})
 	}
-	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+	if clusterDNS && !pod.Spec.HostNetwork {
+		out = append(out, core.Mount{Source: filepath.Join(podDir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true})
+	} else if _, err := os.Stat("/etc/resolv.conf"); err == nil {
 		out = append(out, core.Mount{Source: "/etc/resolv.conf", Destination: "/etc/resolv.conf", ReadOnly: true})
 	}
 	return out

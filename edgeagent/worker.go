@@ -231,7 +231,7 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 			a.Network.Teardown(a.ctx, w.uid, w.name, w.namespace, w.netnsPath)
 		}
 		var err error
-		if ip, err = a.Network.Setup(a.ctx, w.uid, w.name, w.namespace, w.netnsPath); err != nil {
+		if ip, err = a.Network.Setup(a.ctx, w.uid, w.name, w.namespace, w.netnsPath, hostPorts(pod)); err != nil {
 			return fmt.Errorf("pod network: %w", err)
 		}
 		w.mu.Lock()
@@ -248,7 +248,25 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	if err := writeIfChanged(filepath.Join(w.podDir(), "hosts"), hosts); err != nil {
 		return err
 	}
+	if a.ResolvConf != nil {
+		if err := writeIfChanged(filepath.Join(w.podDir(), "resolv.conf"), string(a.ResolvConf(pod.Metadata.Namespace))); err != nil {
+			return err
+		}
+	}
 	return writeIfChanged(filepath.Join(w.podDir(), "hostname"), pod.Metadata.Name+"\n")
+}
+
+// hostPorts lists the pod's ports published on the node.
+func hostPorts(pod *core.Pod) []core.ContainerPort {
+	var out []core.ContainerPort
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.HostPort != 0 {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 func writeIfChanged(path, content string) error {
