@@ -359,7 +359,7 @@ func (f *Fleet) JoinToken(h *Host) (string, error) {
 // by mDNS.
 func (f *Fleet) AgentArgs(h *Host, token, master string, extra ...string) []string {
 	args := []string{"--token", token, "--name", h.Name, "--data-dir", filepath.Join(f.Dir, h.Name, "agent"),
-		"--containerd", h.Socket, "--pod-cidr", fmt.Sprintf("10.42.%d.0/24", h.Index), "--mdns-interface", "eth0"}
+		"--containerd", h.Socket, "--mdns-interface", "eth0"}
 	if master != "" {
 		args = append(args, "--master", master)
 	}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
-	"github.com/edgeorch/edge/edgeagent"
 	"github.com/edgeorch/edge/internal/ctrd"
 )
 
@@ -303,7 +302,11 @@ func (c *cluster) startAgent() {
 func (c *cluster) agentArgs() []string {
 	args := []string{"--master", c.apiURL, "--token", c.token, "--name", c.node,
 		"--data-dir", filepath.Join(c.dir, "agent"), "--containerd", c.ctrd.socket,
-		"--bridge", c.bridge, "--pod-cidr", c.podCIDR, "--labels", "e2e=yes"}
+		"--bridge", c.bridge, "--pod-cidr", c.podCIDR, "--labels", "e2e=yes",
+		// This agent runs in the host's own network namespace: it must not
+		// program the host's iptables, routes or DNS. The fleet's agents,
+		// each in its namespace, test services.
+		"--disable-proxy"}
 	// EDGE_E2E_AGENT_ARGS adds flags, for experiments (--cni-bin-dir /none).
 	return append(args, strings.Fields(os.Getenv("EDGE_E2E_AGENT_ARGS"))...)
 }
@@ -329,9 +332,6 @@ func (c *cluster) cleanupHost() {
 		os.Remove(filepath.Dir(base)) // /edge, if empty
 	}
 	removeCNIChains(c.podCIDR)
-	if err := edgeagent.RemoveMasquerade(c.podCIDR); err != nil {
-		c.t.Logf("removing the pod masquerade rule: %v", err)
-	}
 }
 
 // removeCNIChains deletes NAT rules and chains the bridge plugin made for

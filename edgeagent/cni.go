@@ -7,9 +7,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	gocni "github.com/containerd/go-cni"
+	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/edgeorch/edge/core"
 )
@@ -177,4 +179,70 @@ func (c *CNI) Teardown(ctx context.Context, uid, name, namespace, netnsPath stri
 		return nil // never configured: nothing was attached
 	}
 	return l.Remove(ctx, uid, netnsPath, cniLabels(uid, name, namespace))
+}
+
+// CleanupPortmap removes the chains CNI's portmap plugin leaves in the nat
+// table after its last pod is gone (CNI-HOSTPORT-DNAT, -SETMARK, -MASQ and
+// the jumps to them), for an uninstall. Anything still mapped (another
+// runtime's pods, or ours not yet stopped) keeps them all.
+func CleanupPortmap() error {
+	ipt, err := iptables.New()
+	if err != nil {
+		return err
+	}
+	if ok, err := ipt.ChainExists("nat", "CNI-HOSTPORT-DNAT"); err != nil || !ok {
+		return err
+	}
+	rules, err := ipt.List("nat", "CNI-HOSTPORT-DNAT")
+	if err != nil {
+		return err
+	}
+	if len(rules) > 1 { // the first is the chain's own "-N"
+		return fmt.Errorf("CNI-HOSTPORT-DNAT still maps %d host ports: stop the pods first", len(rules)-1)
+	}
+	for _, j := range []struct{ chain, target string }{
+		{"PREROUTING", "CNI-HOSTPORT-DNAT"}, {"OUTPUT", "CNI-HOSTPORT-DNAT"}, {"POSTROUTING", "CNI-HOSTPORT-MASQ"},
+	} {
+		rules, err := ipt.List("nat", j.chain)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			if !strings.Contains(r, "-j "+j.target) || !strings.HasPrefix(r, "-A ") {
+				continue
+			}
+			spec := strings.Fields(strings.TrimPrefix(r, "-A "+j.chain+" "))
+			if err := ipt.Delete("nat", j.chain, unquote(spec)...); err != nil {
+				return fmt.Errorf("delete %s: %w", r, err)
+			}
+		}
+	}
+	for _, c := range []string{"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"} {
+		if ok, _ := ipt.ChainExists("nat", c); ok {
+			if err := ipt.ClearAndDeleteChain("nat", c); err != nil {
+				return fmt.Errorf("delete chain %s: %w", c, err)
+			}
+		}
+	}
+	return nil
+}
+
+// unquote undoes iptables -S quoting of single words ("--comment "x"").
+func unquote(fields []string) []string {
+	out := make([]string, 0, len(fields))
+	for i := 0; i < len(fields); i++ {
+		f := fields[i]
+		if strings.HasPrefix(f, `"`) {
+			for !strings.HasSuffix(f, `"`) || len(f) == 1 {
+				if i+1 >= len(fields) {
+					break
+				}
+				i++
+				f += " " + fields[i]
+			}
+			f = strings.Trim(f, `"`)
+		}
+		out = append(out, f)
+	}
+	return out
 }

@@ -40,6 +40,9 @@ type Main struct {
 	CNIConfDir string
 	PodCIDR    string
 	Bridge     string
+	NodeIP     string
+	NoProxy    bool
+	Cleanup    bool
 	Reserved   map[string]string
 	Debug      bool
 	PprofAddr  string
@@ -48,6 +51,8 @@ type Main struct {
 	Agent      *edgeagent.Agent
 	Membership *api.Membership
 	Conn       *mqtt.Agent
+	CNI        *edgeagent.CNI
+	Services   *nodeServices
 }
 
 func NewMain() *Main { return &Main{} }
@@ -65,8 +70,11 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringSliceVar(&m.MDNSIfaces, "mdns-interface", nil, "interfaces to look for the master on (default all)")
 	fs.StringVar(&m.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "CNI plugin binaries")
 	fs.StringVar(&m.CNIConfDir, "cni-conf-dir", "", "CNI network configs (default: a bridge network the agent writes under --data-dir)")
-	fs.StringVar(&m.PodCIDR, "pod-cidr", "10.42.0.0/24", "pod addresses on this node (default bridge network)")
+	fs.StringVar(&m.PodCIDR, "pod-cidr", "", "pod addresses on this node (default: the subnet the master assigns)")
 	fs.StringVar(&m.Bridge, "bridge", "edge0", "bridge of the default pod network")
+	fs.StringVar(&m.NodeIP, "node-ip", "", "this node's LAN address (default: the first IPv4 address of an interface that is not a bridge)")
+	fs.BoolVar(&m.NoProxy, "disable-proxy", false, "program no service rules, routes or cluster DNS on this node")
+	fs.BoolVar(&m.Cleanup, "cleanup", false, "remove every iptables rule and chain, route and bridge the agent made, then exit (pods must be stopped first)")
 	fs.StringToStringVar(&m.Reserved, "system-reserved", nil,
 		"capacity kept from pods for the OS, containerd and the agent, e.g. cpu=100m,memory=256Mi (default cpu=100m, memory a quarter of RAM up to 256Mi)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
@@ -81,6 +89,9 @@ func (m *Main) ParseFlags(args []string) error {
 	if *showVersion {
 		fmt.Println("edgeagent", version.Version)
 		return pflag.ErrHelp
+	}
+	if m.Cleanup {
+		return nil
 	}
 	if m.Token == "" {
 		return errors.New("--token is required: use the master's join-token file or 'edgectl token create'")
@@ -109,6 +120,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
 		m.Log = daemon.Logger(m.Debug, "node", m.Name)
 	}
+	if m.Cleanup {
+		if err := cleanup(m.Bridge); err != nil {
+			return err
+		}
+		m.Log.Info("removed the agent's rules, routes and bridge")
+		return daemon.ErrDone
+	}
 	if !m.Debug {
 		ctrlog.SetLevel("warn") // containerd's client logs every failed registry request at info
 	}
@@ -119,23 +137,29 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Agent = &edgeagent.Agent{Name: m.Name, DataDir: m.DataDir, Containerd: m.Containerd, Labels: m.Labels,
-		Version: version.Version, Log: m.Log}
+		NodeIP: m.NodeIP, Version: version.Version, Log: m.Log}
 	if m.Reserved != nil {
 		m.Agent.SystemReserved = core.ResourceList{}
 		for k, v := range m.Reserved {
 			m.Agent.SystemReserved[k] = core.Quantity(v)
 		}
 	}
-	if net, err := m.network(); err != nil {
+	if cni, err := m.network(); err != nil {
 		m.Log.Warn("pod networking disabled: pods get a loopback-only namespace", "err", err)
 	} else {
-		m.Agent.Network = net
+		m.CNI = cni
+		m.Agent.Network = cni
+		if !m.NoProxy {
+			m.Services = newNodeServices(m.Name, m.Agent.HostIP, cni, m.Log)
+			m.Agent.Services = m.Services
+			m.Agent.ResolvConf = m.Services.resolvConf
+		}
 	}
 	// The connection exists (unopened) before the agent starts, so the
 	// agent's reports have somewhere to go from the first moment; they fail
 	// as "not connected" until it is open.
 	m.Conn = &mqtt.Agent{Node: m.Name, KeepAlive: m.KeepAlive, Log: m.Log,
-		OnDesired: m.Agent.SetDesired, OnConnect: m.Agent.ForceReport, Logs: m.Agent.Logs,
+		OnDesired: m.Agent.SetDesired, OnNetwork: m.Agent.SetNetwork, OnConnect: m.Agent.ForceReport, Logs: m.Agent.Logs,
 		Rejoin: func(ctx context.Context) (string, string, error) {
 			c, err := m.Membership.Rejoin(ctx)
 			if err != nil {
@@ -171,7 +195,7 @@ func (m *Main) Run(ctx context.Context) error {
 	return m.Conn.Open()
 }
 
-func (m *Main) network() (edgeagent.Network, error) {
+func (m *Main) network() (*edgeagent.CNI, error) {
 	if _, err := os.Stat(filepath.Join(m.CNIBinDir, "bridge")); err != nil {
 		return nil, fmt.Errorf("no CNI plugins in %s (apt-get install containernetworking-plugins)", m.CNIBinDir)
 	}
@@ -183,8 +207,12 @@ func (m *Main) Close() error {
 	if m.Conn != nil {
 		m.Conn.Close()
 	}
+	var err error
 	if m.Agent != nil {
-		return m.Agent.Close()
+		err = m.Agent.Close()
 	}
-	return nil
+	if m.Services != nil {
+		m.Services.Close() // rules and routes stay: traffic keeps flowing
+	}
+	return err
 }

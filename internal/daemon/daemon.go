@@ -35,6 +35,10 @@ type Program interface {
 	Close() error
 }
 
+// ErrDone from Run means the program did a one-off job (such as a
+// cleanup) and exits 0 without serving.
+var ErrDone = errors.New("done")
+
 // Main parses the command line, runs p until SIGINT or SIGTERM (a second
 // signal kills at once) and closes it. It exits 2 on bad flags and 1 when p
 // fails.
@@ -50,7 +54,10 @@ func Main(name string, p Program, stopping string) {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	if err := p.Run(ctx); err != nil {
+	if err := p.Run(ctx); errors.Is(err, ErrDone) {
+		p.Close()
+		os.Exit(0)
+	} else if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		p.Close()
 		os.Exit(1)

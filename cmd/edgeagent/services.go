@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/edgeorch/edge/clusterdns"
+	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/edgeagent"
+	"github.com/edgeorch/edge/netproxy"
+)
+
+// nodeServices is the node's side of the cluster network: host-gw routes
+// to the other nodes' pod subnets and the iptables service proxy
+// (netproxy), and the cluster DNS server on the pod bridge's address
+// (clusterdns). It implements edgeagent.ServiceProxy.
+type nodeServices struct {
+	node   string
+	hostIP func() string
+	cni    *edgeagent.CNI
+	log    *slog.Logger
+	proxy  *netproxy.Proxy
+
+	mu         sync.Mutex
+	dns        *clusterdns.Server
+	dnsAddr    string
+	domain     string
+	hostSearch []string
+}
+
+func newNodeServices(node string, hostIP func() string, cni *edgeagent.CNI, log *slog.Logger) *nodeServices {
+	s := &nodeServices{node: node, hostIP: hostIP, cni: cni, log: log, domain: "cluster.local",
+		proxy: &netproxy.Proxy{Node: node, Log: log}}
+	if _, search, err := clusterdns.HostResolvConf("/etc/resolv.conf"); err == nil {
+		s.hostSearch = search
+	}
+	return s
+}
+
+// Sync implements edgeagent.ServiceProxy: routes first (a service's
+// endpoints on other nodes must be reachable), then the rules, then names.
+func (s *nodeServices) Sync(ns *core.NetworkState, local func(string) (bool, bool)) error {
+	s.proxy.NodeIP = s.hostIP()
+	var errs []error
+	if err := s.proxy.SyncRoutes(ns); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.proxy.Sync(ns, local); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.syncDNS(ns, local); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// dnsIP returns the pod bridge's address: the first of the pod subnet.
+func (s *nodeServices) dnsIP() string {
+	p, err := netip.ParsePrefix(s.cni.PodCIDR())
+	if err != nil {
+		return ""
+	}
+	return p.Masked().Addr().Next().String()
+}
+
+// syncDNS starts the DNS server on the bridge address once the pod subnet
+// is known (binding it before the bridge exists), moves it if the subnet
+// changed, and gives it the new state.
+func (s *nodeServices) syncDNS(ns *core.NetworkState, local func(string) (bool, bool)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ns.ClusterDomain != "" {
+		s.domain = ns.ClusterDomain
+	}
+	ip := s.dnsIP()
+	if ip == "" {
+		return nil // no pod subnet yet: no pod to serve
+	}
+	addr := ip + ":53"
+	if s.dns != nil && s.dnsAddr != addr {
+		s.dns.Close()
+		s.dns = nil
+	}
+	if s.dns == nil {
+		d := &clusterdns.Server{Addr: addr, FreeBind: true, Log: s.log}
+		d.Update(ns, local) // before Start: never answer cluster names from nothing
+		if err := d.Start(); err != nil {
+			return fmt.Errorf("cluster DNS on %s: %w", addr, err)
+		}
+		s.dns, s.dnsAddr = d, addr
+		s.log.Info("cluster DNS serving", "addr", addr)
+		return nil
+	}
+	s.dns.Update(ns, local)
+	return nil
+}
+
+// resolvConf is the resolv.conf of a pod in namespace.
+func (s *nodeServices) resolvConf(namespace string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return clusterdns.ResolvConf(s.dnsIP(), namespace, s.domain, s.hostSearch)
+}
+
+// Close stops the DNS server. Rules and routes stay, so services keep
+// working while the agent restarts or upgrades.
+func (s *nodeServices) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dns != nil {
+		s.dns.Close()
+		s.dns = nil
+	}
+}
+
+// cleanup removes what the agent made on the node: the service rules and
+// host-gw routes (netproxy), the hostPort chains CNI's portmap plugin
+// leaves behind, and the pod bridge.
+func cleanup(bridge string) error {
+	var errs []error
+	if err := netproxy.Cleanup(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := edgeagent.CleanupPortmap(); err != nil {
+		errs = append(errs, err)
+	}
+	if l, err := netlink.LinkByName(bridge); err == nil {
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete bridge %s: %w", bridge, err))
+		}
+	}
+	return errors.Join(errs...)
+}
