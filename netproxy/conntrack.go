@@ -3,6 +3,7 @@ package netproxy
 import (
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -25,33 +26,55 @@ import (
 // The cleanup is best effort, as in kube-proxy: failures are logged, never
 // returned.
 func (p *Proxy) flushConntrack(dgram map[string]dgramPort) {
-	prev := p.dgram
+	filters, gone := conntrackFilters(p.dgram, dgram)
 	p.dgram = dgram
+	if len(filters) == 0 {
+		return
+	}
+	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
+	if err != nil {
+		p.log().Warn("netproxy: conntrack cleanup of UDP/SCTP flows failed; stale flows may stick to gone endpoints until idle",
+			"endpointsGone", gone, "filters", len(filters), "deleted", n, "err", err)
+		return
+	}
+	if n > 0 {
+		p.log().Debug("netproxy: conntrack entries deleted", "count", n, "endpointsGone", gone)
+	}
+}
+
+// conntrackFilters returns the filters of the flows to delete when the
+// datagram ports go from prev (nil: unknown, a fresh Proxy) to cur, and
+// how many endpoint addresses went away.
+func conntrackFilters(prev, cur map[string]dgramPort) ([]netlink.CustomConntrackFilter, int) {
 	var filters []netlink.CustomConntrackFilter
-	gone := map[netip.Addr]uint8{}
+	type flowsOf struct {
+		ip    netip.Addr
+		proto uint8
+	}
+	gone := map[flowsOf]bool{}
 	for id, old := range prev {
 		for _, ip := range old.backends {
-			if !contains(dgram[id].backends, ip) {
-				gone[ip] = old.proto
+			if !slices.Contains(cur[id].backends, ip) {
+				gone[flowsOf{ip, old.proto}] = true
 			}
 		}
 	}
-	for ip, proto := range gone {
+	for g := range gone {
 		f := &netlink.ConntrackFilter{}
-		_ = f.AddProtocol(proto)
-		_ = f.AddIP(netlink.ConntrackReplySrcIP, net.IP(ip.AsSlice()))
+		_ = f.AddProtocol(g.proto)
+		_ = f.AddIP(netlink.ConntrackReplySrcIP, net.IP(g.ip.AsSlice()))
 		filters = append(filters, f)
 	}
-	for id, cur := range dgram {
-		if len(cur.backends) == 0 {
+	for id, dp := range cur {
+		if len(dp.backends) == 0 {
 			continue
 		}
 		if old, ok := prev[id]; prev != nil && ok && len(old.backends) > 0 {
 			continue
 		}
-		for _, fe := range cur.frontends {
+		for _, fe := range dp.frontends {
 			f := &netlink.ConntrackFilter{}
-			_ = f.AddProtocol(cur.proto)
+			_ = f.AddProtocol(dp.proto)
 			if fe.ip.IsValid() {
 				_ = f.AddIP(netlink.ConntrackOrigDstIP, net.IP(fe.ip.AsSlice()))
 			}
@@ -59,25 +82,5 @@ func (p *Proxy) flushConntrack(dgram map[string]dgramPort) {
 			filters = append(filters, f)
 		}
 	}
-	if len(filters) == 0 {
-		return
-	}
-	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
-	if err != nil {
-		p.log().Warn("netproxy: conntrack cleanup of UDP/SCTP flows failed; stale flows may stick to gone endpoints until idle",
-			"endpointsGone", len(gone), "filters", len(filters), "deleted", n, "err", err)
-		return
-	}
-	if n > 0 {
-		p.log().Debug("netproxy: conntrack entries deleted", "count", n, "endpointsGone", len(gone))
-	}
-}
-
-func contains(addrs []netip.Addr, a netip.Addr) bool {
-	for _, b := range addrs {
-		if a == b {
-			return true
-		}
-	}
-	return false
+	return filters, len(gone)
 }

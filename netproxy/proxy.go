@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +19,8 @@ import (
 	"github.com/edgeorch/edge/core"
 )
 
-// DefaultResyncPeriod is how long Sync trusts that unchanged rules are still
-// in place before writing them again.
+// DefaultResyncPeriod is how long Sync trusts that the kernel holds what it
+// last wrote before it checks and rewrites everything again.
 const DefaultResyncPeriod = 5 * time.Minute
 
 // Proxy programs one node's service rules. Configure the exported fields,
@@ -36,17 +37,20 @@ type Proxy struct {
 	// three to the -legacy or -nft variants to force one.
 	IPTables, IPTablesSave, IPTablesRestore string
 
-	// ResyncPeriod bounds how long Sync skips an unchanged ruleset; after
-	// it, Sync rewrites our chains and re-adds missing jumps, repairing a
-	// flush by someone else. Zero means DefaultResyncPeriod.
+	// ResyncPeriod bounds how long Sync relies on what it last wrote: in
+	// between, it writes only the chains that changed and skips an
+	// unchanged ruleset; after it, the next Sync reads the kernel's rules
+	// and rewrites all of ours, repairing a flush by someone else. Zero
+	// means DefaultResyncPeriod.
 	ResyncPeriod time.Duration
 
 	mu       sync.Mutex
 	detected bool
 	random   bool // MASQUERADE --random-fully is supported
 	sysctls  bool // the sysctls are set
-	lastNat  []byte
-	lastFilt []byte
+	// applied holds, per table, the content of each chain as last written;
+	// nil when unknown (a fresh Proxy, or after a failure).
+	applied  map[string]map[string][]byte
 	lastFull time.Time
 	lastSkip string
 	dgram    map[string]dgramPort // nil until the first successful Sync
@@ -68,13 +72,13 @@ func (p *Proxy) bin(name, def string) string {
 	return def
 }
 
-// Sync programs the rules for st: one `iptables-restore --noflush` per
-// table rewrites exactly our chains, creates the jumps to them that are
-// missing, and deletes our chains that st no longer needs, so no live
-// service is ever without rules, even when a fresh Proxy (a restarted
-// agent) takes over the rules of the previous one. When the rendered rules
-// equal the last applied and ResyncPeriod has not passed, nothing is
-// executed.
+// Sync programs the rules for st with one `iptables-restore --noflush` per
+// table that rewrites our chains (all of them on the first Sync and every
+// ResyncPeriod, else only those that changed), creates the jumps to them
+// that are missing, and deletes our chains that st no longer needs. Each
+// restore is one transaction, so no live service is ever without rules,
+// even when a fresh Proxy (a restarted agent) takes over the rules of the
+// previous one. An unchanged ruleset executes nothing.
 //
 // local(podUID) may override the readiness of endpoints on this node (the
 // agent knows its own pods' health better than the last published state,
@@ -101,7 +105,6 @@ func (p *Proxy) Sync(st *core.NetworkState, local func(podUID string) (ready, kn
 
 	start := time.Now()
 	rs := render(st, p.Node, p.NodeIP, local, p.random)
-	nat, filter := rs.nat.restore(nil, nil), rs.filter.restore(nil, nil)
 	if skip := strings.Join(rs.skipped, "; "); skip != p.lastSkip {
 		p.lastSkip = skip
 		for _, s := range rs.skipped {
@@ -112,17 +115,26 @@ func (p *Proxy) Sync(st *core.NetworkState, local func(podUID string) (ready, kn
 	if period <= 0 {
 		period = DefaultResyncPeriod
 	}
-	if bytes.Equal(nat, p.lastNat) && bytes.Equal(filter, p.lastFilt) && time.Since(p.lastFull) < period {
-		p.flushConntrack(rs.dgram)
-		return nil
+	full := p.applied == nil || time.Since(p.lastFull) >= period
+	var written, removed int
+	var err error
+	if full {
+		written, removed, err = p.applyAll(rs)
+	} else {
+		written, removed, err = p.applyChanges(rs)
 	}
-	stale, err := p.apply(rs)
 	if err != nil {
+		p.applied = nil // the kernel's state is unknown: rewrite all next time
 		return err
 	}
-	p.lastNat, p.lastFilt, p.lastFull = nat, filter, time.Now()
-	p.log().Info("netproxy: rules applied", "services", len(st.Services),
-		"chains", len(rs.nat.chains)+len(rs.filter.chains), "removed", stale, "took", time.Since(start).Round(time.Microsecond))
+	p.applied = map[string]map[string][]byte{"nat": rs.nat.rules, "filter": rs.filter.rules}
+	if full {
+		p.lastFull = time.Now()
+	}
+	if written+removed > 0 {
+		p.log().Info("netproxy: rules applied", "services", len(st.Services), "full", full,
+			"chainsWritten", written, "chainsRemoved", removed, "took", time.Since(start).Round(time.Microsecond))
+	}
 	p.flushConntrack(rs.dgram)
 	return nil
 }
@@ -141,18 +153,18 @@ func (p *Proxy) detect() {
 	p.log().Debug("netproxy: iptables", "version", fmt.Sprintf("%d.%d.%d", v1, v2, v3), "randomFully", p.random)
 }
 
-// apply writes rs with one iptables-restore per table, adding the missing
-// jumps and deleting our stale chains. It returns how many chains went.
-func (p *Proxy) apply(rs *ruleset) (int, error) {
-	removed := 0
+// applyAll rewrites all our chains of each table, adds the missing jumps
+// and deletes the EDGE- chains the kernel holds that rs does not have. It
+// returns how many chains it wrote and removed.
+func (p *Proxy) applyAll(rs *ruleset) (written, removed int, err error) {
 	for _, t := range []*table{&rs.filter, &rs.nat} {
 		saved, err := p.save(t.name)
 		if err != nil {
-			return removed, err
+			return written, removed, err
 		}
 		var stale []string
 		for _, c := range ourChains(saved) {
-			if !t.declared[c] {
+			if _, ok := t.rules[c]; !ok {
 				stale = append(stale, c)
 			}
 		}
@@ -162,12 +174,42 @@ func (p *Proxy) apply(rs *ruleset) (int, error) {
 				insert = append(insert, "-I "+j.chain+" 1 "+j.spec+" -j "+j.target)
 			}
 		}
-		if err := p.restore(t.name, t.restore(stale, insert)); err != nil {
-			return removed, err
+		if err := p.restore(t.name, t.restore(t.chains, stale, insert)); err != nil {
+			return written, removed, err
 		}
-		removed += len(stale)
+		written, removed = written+len(t.chains), removed+len(stale)
 	}
-	return removed, nil
+	return written, removed, nil
+}
+
+// applyChanges writes only the chains whose content differs from what was
+// last applied, and deletes the chains rs no longer has: a chain appears or
+// goes only together with a change in the chain that jumps to it, so each
+// transaction stays consistent. A table without changes is not touched.
+func (p *Proxy) applyChanges(rs *ruleset) (written, removed int, err error) {
+	for _, t := range []*table{&rs.filter, &rs.nat} {
+		old := p.applied[t.name]
+		var write, stale []string
+		for _, c := range t.chains {
+			if o, ok := old[c]; !ok || !bytes.Equal(o, t.rules[c]) {
+				write = append(write, c)
+			}
+		}
+		for c := range old {
+			if _, ok := t.rules[c]; !ok {
+				stale = append(stale, c)
+			}
+		}
+		if len(write)+len(stale) == 0 {
+			continue
+		}
+		slices.Sort(stale)
+		if err := p.restore(t.name, t.restore(write, stale, nil)); err != nil {
+			return written, removed, err
+		}
+		written, removed = written+len(write), removed+len(stale)
+	}
+	return written, removed, nil
 }
 
 // save returns `iptables-save -t table`.
@@ -181,7 +223,10 @@ func (p *Proxy) save(table string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-var failedLine = regexp.MustCompile(`line (\d+) failed`)
+// failedLine finds the line number in iptables-restore's complaint: "line
+// 7 failed" (rules the kernel refused) or "Error occurred at line: 7"
+// (parse errors).
+var failedLine = regexp.MustCompile(`line:? (\d+)`)
 
 // restore feeds input to `iptables-restore --noflush`. On failure the
 // error quotes the rule iptables-restore refused.
@@ -316,6 +361,6 @@ func (p *Proxy) Cleanup() error {
 	if err := cleanupRoutes(); err != nil {
 		errs = append(errs, err)
 	}
-	p.lastNat, p.lastFilt, p.dgram = nil, nil, nil
+	p.applied, p.dgram = nil, nil
 	return errors.Join(errs...)
 }

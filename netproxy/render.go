@@ -71,7 +71,7 @@ func chainName(prefix, id string) string {
 // benchmarks call it without root.
 func Render(st *core.NetworkState, node, nodeIP string, local func(podUID string) (ready, known bool)) (nat, filter []byte) {
 	rs := render(st, node, nodeIP, local, true)
-	return rs.nat.restore(nil, nil), rs.filter.restore(nil, nil)
+	return rs.nat.restore(rs.nat.chains, nil, nil), rs.filter.restore(rs.filter.chains, nil, nil)
 }
 
 // ruleset is one rendering of a NetworkState.
@@ -87,44 +87,50 @@ type ruleset struct {
 
 // table is the content of our chains in one iptables table.
 type table struct {
-	name     string
-	chains   []string
-	declared map[string]bool
-	rules    []byte
+	name   string
+	chains []string          // in the order they were declared
+	rules  map[string][]byte // chain -> its "-A" lines
 }
 
-func newTable(name string) table { return table{name: name, declared: map[string]bool{}} }
+func newTable(name string) table { return table{name: name, rules: map[string][]byte{}} }
 
 func (t *table) declare(chain string) {
-	if !t.declared[chain] {
-		t.declared[chain] = true
+	if _, ok := t.rules[chain]; !ok {
+		t.rules[chain] = make([]byte, 0, 256) // most chains hold one or two rules
 		t.chains = append(t.chains, chain)
 	}
 }
 
-// add appends `-A chain args...`; an arg may hold several words.
+// add appends `-A chain args...` to a declared chain; an arg may hold
+// several words.
 func (t *table) add(chain string, args ...string) {
-	t.rules = append(t.rules, "-A "...)
-	t.rules = append(t.rules, chain...)
+	b := t.rules[chain]
+	b = append(b, "-A "...)
+	b = append(b, chain...)
 	for _, a := range args {
 		if a != "" {
-			t.rules = append(t.rules, ' ')
-			t.rules = append(t.rules, a...)
+			b = append(b, ' ')
+			b = append(b, a...)
 		}
 	}
-	t.rules = append(t.rules, '\n')
+	t.rules[chain] = append(b, '\n')
 }
 
-// restore assembles the iptables-restore input: declaring a chain with
-// --noflush creates or flushes it, so declaring all of ours and refilling
-// them replaces their content in one transaction. stale chains are
-// flushed too, then deleted once nothing of ours refers to them; insert
-// holds `-I` lines for missing jumps.
-func (t *table) restore(stale, insert []string) []byte {
+// restore assembles iptables-restore input that rewrites the chains in
+// write: declaring a chain under --noflush creates
+// or flushes it, so declaring and refilling a chain replaces its content
+// in the same transaction, and chains not declared are left as they are.
+// stale chains are flushed too, then deleted once nothing of ours refers
+// to them; insert holds `-I` lines for missing jumps.
+func (t *table) restore(write, stale, insert []string) []byte {
+	size := 64
+	for _, c := range write {
+		size += len(c) + 12 + len(t.rules[c])
+	}
 	var b bytes.Buffer
-	b.Grow(len(t.rules) + 40*(len(t.chains)+len(stale)) + 64)
+	b.Grow(size + 40*len(stale))
 	b.WriteString("*" + t.name + "\n")
-	for _, c := range t.chains {
+	for _, c := range write {
 		b.WriteString(":" + c + " - [0:0]\n")
 	}
 	for _, c := range stale {
@@ -133,7 +139,9 @@ func (t *table) restore(stale, insert []string) []byte {
 	for _, l := range insert {
 		b.WriteString(l + "\n")
 	}
-	b.Write(t.rules)
+	for _, c := range write {
+		b.Write(t.rules[c])
+	}
 	for _, c := range stale {
 		b.WriteString("-X " + c + "\n")
 	}
@@ -163,6 +171,7 @@ type backend struct {
 	ip    netip.Addr
 	port  int32
 	local bool
+	addr  string // "ip:port"
 	sep   string // its EDGE-SEP- chain
 }
 
@@ -209,7 +218,8 @@ func render(st *core.NetworkState, node, nodeIP string, local func(string) (bool
 	// (encapsulated, say) is not masqueraded twice.
 	if r.cluster.IsValid() {
 		c := r.cluster.String()
-		nat.add(chainPostrouting, "-s", c, "! -d", c, "! -d 224.0.0.0/4", comment("edge pod traffic leaving the cluster network"), "-j", chainMarkMasq)
+		nat.add(chainPostrouting, "-d 224.0.0.0/4 -j RETURN")
+		nat.add(chainPostrouting, "-s", c, "! -d", c, comment("edge pod traffic leaving the cluster network"), "-j", chainMarkMasq)
 	}
 	nat.add(chainPostrouting, "-m mark ! --mark", mark+"/"+mark, "-j RETURN")
 	nat.add(chainPostrouting, "-j MARK --xor-mark", mark)
@@ -349,14 +359,15 @@ func (r *renderer) port(s *core.NetService, i int, cip netip.Addr) {
 	// through the service) is masqueraded, or its reply would bypass the
 	// DNAT; the recent list remembers clients for ClientIP affinity.
 	aff := s.AffinityTimeout
+	c := comment(name)
 	for _, b := range all {
 		nat.declare(b.sep)
-		nat.add(b.sep, "-s", b.ip.String()+"/32", comment(name), "-j", chainMarkMasq)
-		set := ""
+		nat.add(b.sep, "-s", b.ip.String()+"/32", c, "-j", chainMarkMasq)
 		if aff > 0 {
-			set = "-m recent --name " + b.sep + " --set"
+			nat.add(b.sep, "-p", p, c, "-m recent --name", b.sep, "--set -j DNAT --to-destination", b.addr)
+		} else {
+			nat.add(b.sep, "-p", p, c, "-j DNAT --to-destination", b.addr)
 		}
-		nat.add(b.sep, "-p", p, comment(name), set, "-j DNAT --to-destination", b.ip.String()+":"+strconv.Itoa(int(b.port)))
 	}
 
 	svc := chainName("EDGE-SVC-", id)
@@ -442,8 +453,8 @@ func (r *renderer) backends(s *core.NetService, i int, id, proto string) (all, l
 			r.skip("service %s: endpoint address %q is not IPv4", s.Key(), ep.IP)
 			continue
 		}
-		hostPort := ip.String() + ":" + strconv.Itoa(int(ep.Ports[i]))
-		all = append(all, backend{ip: ip, port: ep.Ports[i], local: isLocal, sep: chainName("EDGE-SEP-", id+":"+hostPort)})
+		addr := ip.String() + ":" + strconv.Itoa(int(ep.Ports[i]))
+		all = append(all, backend{ip: ip, port: ep.Ports[i], local: isLocal, addr: addr, sep: chainName("EDGE-SEP-", id+":"+addr)})
 	}
 	slices.SortFunc(all, func(a, b backend) int {
 		return cmp.Or(a.ip.Compare(b.ip), cmp.Compare(a.port, b.port))
@@ -463,19 +474,21 @@ func (r *renderer) backends(s *core.NetService, i int, id, proto string) (all, l
 // seconds goes back to the endpoint that served it.
 func (r *renderer) balance(chain string, bs []backend, aff int32, name string) {
 	nat := &r.rs.nat
+	comments := make([]string, len(bs))
+	for i, b := range bs {
+		comments[i] = comment(name + " -> " + b.addr)
+	}
 	if aff > 0 {
 		secs := strconv.Itoa(int(aff))
-		for _, b := range bs {
-			nat.add(chain, comment(name+" -> "+b.ip.String()+":"+strconv.Itoa(int(b.port))),
-				"-m recent --name", b.sep, "--rcheck --seconds", secs, "--reap -j", b.sep)
+		for i, b := range bs {
+			nat.add(chain, comments[i], "-m recent --name", b.sep, "--rcheck --seconds", secs, "--reap -j", b.sep)
 		}
 	}
 	for i, b := range bs {
-		c := comment(name + " -> " + b.ip.String() + ":" + strconv.Itoa(int(b.port)))
 		if n := len(bs) - i; n > 1 {
-			nat.add(chain, c, "-m statistic --mode random --probability", probability(n), "-j", b.sep)
+			nat.add(chain, comments[i], "-m statistic --mode random --probability", probability(n), "-j", b.sep)
 		} else {
-			nat.add(chain, c, "-j", b.sep)
+			nat.add(chain, comments[i], "-j", b.sep)
 		}
 	}
 }
@@ -486,8 +499,11 @@ func probability(n int) string { return strconv.FormatFloat(1/float64(n), 'f', 1
 // comment is an iptables comment match. Names in a NetworkState are DNS
 // labels, but the restore input must stay well formed whatever they hold.
 func comment(s string) string {
+	if len(s) <= 255 && !strings.ContainsFunc(s, unsafeInComment) {
+		return `-m comment --comment "` + s + `"`
+	}
 	clean := strings.Map(func(r rune) rune {
-		if r == '"' || r == '\\' || r < ' ' || r > '~' {
+		if unsafeInComment(r) {
 			return '_'
 		}
 		return r
@@ -497,3 +513,5 @@ func comment(s string) string {
 	}
 	return `-m comment --comment "` + clean + `"`
 }
+
+func unsafeInComment(r rune) bool { return r == '"' || r == '\\' || r < ' ' || r > '~' }
