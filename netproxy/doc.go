@@ -5,13 +5,17 @@
 // Proxy.Sync turns a core.NetworkState into iptables rules: cluster IPs,
 // NodePorts and LoadBalancer ports (opened on the node's own address, as
 // k3s' ServiceLB does) are DNATed to ready endpoints chosen at random, with
-// optional ClientIP affinity; ports without endpoints are rejected so that
-// clients fail fast; pods are masqueraded when they leave the cluster CIDR
-// but keep their address between pods. Each update is one iptables-restore
-// transaction per table that rewrites only our chains, so a live service
-// is never without rules, and a restarted agent takes over its previous
-// rules without a gap. Proxy.SyncRoutes installs `podCIDR via nodeIP` for
-// every other node. Cleanup removes all of it.
+// optional ClientIP affinity and externalTrafficPolicy Local; ports without
+// endpoints are rejected so that clients fail fast; pods are masqueraded
+// when they leave the cluster CIDR but keep their address between pods.
+// Every update is one `iptables-restore --noflush` transaction per table
+// that rewrites only our chains (only the changed ones between periodic
+// full resyncs), so a live service is never without rules, and a restarted
+// agent takes over its previous rules without a gap. UDP and SCTP flows
+// pinned by conntrack to an endpoint that went away are flushed. Sync sets
+// net.ipv4.ip_forward and net.bridge.bridge-nf-call-iptables.
+// Proxy.SyncRoutes installs `podCIDR via nodeIP` (host-gw) for every other
+// node. Cleanup removes all of it but the sysctls.
 //
 // What it must never do: touch a chain, rule or route it did not make. Our
 // chains are named EDGE-*, our jump rules carry an "edge ..." comment, our

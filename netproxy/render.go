@@ -15,11 +15,13 @@ import (
 )
 
 // MasqMark is the packet mark bit that asks EDGE-POSTROUTING to masquerade
-// a packet. kube-proxy (and k3s, which embeds it) use 0x4000 for masquerade
-// and 0x8000 for drop, Calico owns 0xffff0000, Cilium 0x0f00 and 0x0200,
-// Tailscale 0xff0000, Istio 0x539 (wg-quick's default fwmark 0xca6c lacks
-// this bit too): 0x2000 is set by none of them, so we can run beside any.
-const MasqMark = 0x2000
+// a packet. It must be a bit nobody else on the node sets or clears: CNI's
+// portmap plugin (which the agent chains for hostPorts) uses 0x2000 (its
+// default markMasqBit 13), kube-proxy and k3s 0x4000 and 0x8000, Calico
+// 0xffff0000, Cilium 0x0f00, Tailscale 0xff0000, Istio 0x539, and
+// wg-quick's default fwmark 0xca6c lacks it too: 0x1000 (bit 12) is free
+// in all of them.
+const MasqMark = 0x1000
 
 // Our fixed chains. Per-service chains are named by chainName.
 const (

@@ -46,7 +46,7 @@ func testState() *core.NetworkState {
 					ep("10.42.1.22", "b", "uid-b22", true, 80),
 				}},
 			{Namespace: "default", Name: "lb", Type: core.ServiceLoadBalancer, ClusterIP: "10.43.0.30",
-				Ports: []core.ServicePort{{Protocol: "TCP", Port: 443, NodePort: 30443}},
+				Ports:     []core.ServicePort{{Protocol: "TCP", Port: 443, NodePort: 30443}},
 				Endpoints: []core.NetEndpoint{ep("10.42.1.31", "b", "uid-b31", true, 8443)}},
 			{Namespace: "default", Name: "db", Type: core.ServiceClusterIP, ClusterIP: core.ClusterIPNone,
 				Ports:     []core.ServicePort{{Name: "pg", Protocol: "TCP", Port: 5432}},
@@ -326,18 +326,18 @@ func TestRenderPostrouting(t *testing.T) {
 	want := []string{
 		"-d 224.0.0.0/4 -j RETURN",
 		"-s 10.42.0.0/16 ! -d 10.42.0.0/16 -m comment --comment \"edge pod traffic leaving the cluster network\" -j EDGE-MARK-MASQ",
-		"-m mark ! --mark 0x2000/0x2000 -j RETURN",
-		"-j MARK --xor-mark 0x2000",
+		"-m mark ! --mark 0x1000/0x1000 -j RETURN",
+		"-j MARK --xor-mark 0x1000",
 		"-m comment --comment \"edge service traffic requiring SNAT\" -j MASQUERADE --random-fully",
 	}
 	if strings.Join(post, "\n") != strings.Join(want, "\n") {
 		t.Errorf("EDGE-POSTROUTING:\n%s\nwant\n%s", strings.Join(post, "\n"), strings.Join(want, "\n"))
 	}
-	if m := rules(nat, "EDGE-MARK-MASQ"); len(m) != 1 || m[0] != "-j MARK --or-mark 0x2000" {
+	if m := rules(nat, "EDGE-MARK-MASQ"); len(m) != 1 || m[0] != "-j MARK --or-mark 0x1000" {
 		t.Errorf("EDGE-MARK-MASQ: %q", m)
 	}
 	fwd := strings.Join(rules(filter, "EDGE-FORWARD"), "\n")
-	for _, s := range []string{"-m conntrack --ctstate NEW -j EDGE-SERVICES", "-s 10.42.0.0/16", "-d 10.42.0.0/16", "--mark 0x2000/0x2000"} {
+	for _, s := range []string{"-m conntrack --ctstate NEW -j EDGE-SERVICES", "-s 10.42.0.0/16", "-d 10.42.0.0/16", "--mark 0x1000/0x1000"} {
 		if !strings.Contains(fwd, s) {
 			t.Errorf("EDGE-FORWARD lacks %q:\n%s", s, fwd)
 		}
