@@ -80,13 +80,22 @@ func (p *Proxy) SyncRoutes(st *core.NetworkState) error {
 	return errors.Join(errs...)
 }
 
-// ourRoutes lists the IPv4 routes of the main table with RouteProtocol.
+// ourRoutes lists the IPv4 routes of the main table with RouteProtocol. A
+// dump that the kernel interrupted (the routes changed meanwhile) may be
+// incomplete, so it is retried.
 func ourRoutes() ([]netlink.Route, error) {
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return nil, fmt.Errorf("netproxy: listing routes of protocol %d: %w", RouteProtocol, err)
+	var err error
+	for range 5 {
+		var rs []netlink.Route
+		rs, err = netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+		if err == nil {
+			return rs, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
 	}
-	return rs, nil
+	return nil, fmt.Errorf("netproxy: listing routes of protocol %d: %w", RouteProtocol, err)
 }
 
 func routeKey(r netlink.Route) (netip.Prefix, netip.Addr) {
