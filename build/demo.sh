@@ -28,6 +28,7 @@ cleanup() {
 	if [ -f "$EDGECONFIG" ] && [ -n "${pids[*]:-}" ]; then
 		echo "   deleting the demo deployment (the agent stops its pods)"
 		"$BIN/edgectl" delete deployment web >/dev/null 2>&1 || true
+		"$BIN/edgectl" delete service web >/dev/null 2>&1 || true
 		for _ in $(seq 1 150); do # the agent stops the pods gracefully, then reports them gone
 			[ -z "$("$BIN/edgectl" get pods -o name 2>/dev/null)" ] && break
 			sleep 0.1
@@ -48,14 +49,8 @@ cleanup() {
 	grep -o " $D[^ ]*\| /run/edge/$NODE[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "/run/edge/$NODE" "$D/containerd/root" "$D/containerd/state"
 	rmdir /run/edge 2>/dev/null
-	ip link del "$BRIDGE" 2>/dev/null || true
-	for n in $(iptables -t nat -L POSTROUTING -n --line-numbers 2>/dev/null | awk '$2 ~ /^CNI-/ && $5 ~ /^10\.42\.0\./ {print $1}' | sort -rn); do
-		iptables -t nat -D POSTROUTING "$n" 2>/dev/null || true
-	done
-	iptables -t nat -D POSTROUTING -s 10.42.0.0/24 ! -d 10.42.0.0/24 -m comment --comment "edge pod network" -j MASQUERADE 2>/dev/null
-	for ch in $(iptables -t nat -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}'); do
-		iptables -t nat -L "$ch" -n 2>/dev/null | grep -q 10.42.0.0/24 && { iptables -t nat -F "$ch"; iptables -t nat -X "$ch"; } 2>/dev/null || true
-	done
+	# The agent's service rules, routes, hostPort chains and bridge.
+	"$BIN/edgeagent" --cleanup --bridge "$BRIDGE" 2>/dev/null || ip link del "$BRIDGE" 2>/dev/null || true
 	for ctl in /sys/fs/cgroup/*/edge/$NODE /sys/fs/cgroup/edge/$NODE; do
 		[ -d "$ctl" ] || continue
 		find "$ctl" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
@@ -106,7 +101,7 @@ wait_for 20 "the master" "$BIN/edgectl" version
 
 echo "== starting edgeagent '$NODE' on containerd"
 setsid "$BIN/edgeagent" --master "https://$API" --token "$(cat "$D/master/join-token")" --name "$NODE" \
-	--data-dir "$D/agent" --containerd "$SOCK" --bridge "$BRIDGE" --pod-cidr 10.42.0.0/24 > "$D/agent.log" 2>&1 &
+	--data-dir "$D/agent" --containerd "$SOCK" --bridge "$BRIDGE" > "$D/agent.log" 2>&1 &
 pids+=($!)
 wait_for 30 "the node to be Ready" bash -c "'$BIN/edgectl' get nodes | grep -q ' Ready '"
 
@@ -121,11 +116,17 @@ echo "\$ edgectl get nodes"
 echo
 echo "\$ edgectl get pods -o wide"
 "$BIN/edgectl" get pods -o wide
-ip=$("$BIN/edgectl" get pods -o json | grep -o '"podIP": "[^"]*"' | head -1 | cut -d'"' -f4)
+echo
+echo "\$ edgectl get services"
+"$BIN/edgectl" get services
+echo
+echo "\$ edgectl get endpoints"
+"$BIN/edgectl" get endpoints
+ip=$("$BIN/edgectl" get svc web -o json | grep -o '"clusterIP": "[^"]*"' | head -1 | cut -d'"' -f4)
 if [ -n "$ip" ]; then
 	echo
-	echo "\$ wget -qO- http://$ip:8080/"
-	busybox wget -qO- "http://$ip:8080/" || true
+	echo "\$ wget -qO- http://$ip/   (the service's cluster IP, balanced over the replicas)"
+	timeout 5 busybox wget -qO- "http://$ip/" || true
 fi
 echo
 echo "Try: EDGECONFIG=$EDGECONFIG $BIN/edgectl describe deployment web"

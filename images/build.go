@@ -38,7 +38,7 @@ type ImageSpec struct {
 
 // BusyboxApplets are the commands linked to busybox in the demo image.
 var BusyboxApplets = []string{"sh", "ash", "cat", "echo", "env", "false", "grep", "head", "hostname", "httpd", "id",
-	"kill", "ls", "mkdir", "nc", "ps", "pwd", "rm", "seq", "sleep", "tail", "test", "top", "touch", "true", "uname", "wc", "wget", "date", "dd", "yes", "nslookup"}
+	"kill", "ls", "mkdir", "nc", "ps", "pwd", "rm", "seq", "sleep", "tail", "test", "top", "touch", "true", "uname", "wc", "wget", "date", "dd", "yes", "nslookup", "timeout"}
 
 // BusyboxImage returns the spec of a tiny image made of a static busybox.
 func BusyboxImage(name, busyboxPath, arch string) (*ImageSpec, error) {

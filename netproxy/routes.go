@@ -32,6 +32,7 @@ func (p *Proxy) SyncRoutes(st *core.NetworkState) error {
 	var errs []error
 	type target struct {
 		gw   netip.Addr
+		link int // for a route on a device, without a gateway
 		node string
 	}
 	want := map[netip.Prefix]target{}
@@ -45,16 +46,34 @@ func (p *Proxy) SyncRoutes(st *core.NetworkState) error {
 			errs = append(errs, fmt.Errorf("netproxy: route to node %s: pod subnet %q via %q: not IPv4", n.Name, n.PodCIDR, n.IP))
 			continue
 		}
-		want[dst.Masked()] = target{gw, n.Name}
+		want[dst.Masked()] = target{gw: gw, node: n.Name}
 	}
 	have, err := ourRoutes()
 	if err != nil {
 		return err
 	}
+	// The node itself reaches cluster IPs through the nat OUTPUT chain,
+	// which runs only once the kernel has a route for the destination. A
+	// LAN without a default gateway (an air-gapped site) has none for the
+	// service range: give it one on the interface holding NodeIP, and DNAT
+	// then reroutes to the endpoint. A node with a default route needs none.
+	if svc, err := netip.ParsePrefix(st.ServiceCIDR); err == nil && svc.Addr().Is4() {
+		if link := linkWith(p.NodeIP); link > 0 {
+			ours := false
+			for _, r := range have {
+				if dst, _ := routeKey(r); dst == svc.Masked() {
+					ours = true
+				}
+			}
+			if _, err := netlink.RouteGet(svc.Masked().Addr().Next().AsSlice()); ours || err != nil {
+				want[svc.Masked()] = target{link: link, node: "the service range"}
+			}
+		}
+	}
 	for _, r := range have {
 		dst, gw := routeKey(r)
 		if t, ok := want[dst]; ok {
-			if t.gw == gw {
+			if t.gw == gw && (t.link == 0 || t.link == r.LinkIndex) {
 				delete(want, dst) // already right
 			}
 			continue // else RouteReplace below changes its gateway
@@ -68,8 +87,12 @@ func (p *Proxy) SyncRoutes(st *core.NetworkState) error {
 	for dst, t := range want {
 		r := &netlink.Route{
 			Dst:      &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)},
-			Gw:       t.gw.AsSlice(),
 			Protocol: RouteProtocol,
+		}
+		if t.link > 0 {
+			r.LinkIndex, r.Scope = t.link, netlink.SCOPE_LINK
+		} else {
+			r.Gw = t.gw.AsSlice()
 		}
 		if err := netlink.RouteReplace(r); err != nil {
 			errs = append(errs, fmt.Errorf("netproxy: route to node %s: %s via %s: %w", t.node, dst, t.gw, err))
@@ -78,6 +101,25 @@ func (p *Proxy) SyncRoutes(st *core.NetworkState) error {
 		p.log().Info("netproxy: route set", "node", t.node, "dst", dst, "via", t.gw)
 	}
 	return errors.Join(errs...)
+}
+
+// linkWith returns the index of the interface holding address ip (0 if
+// none does).
+func linkWith(ip string) int {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return 0
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return 0
+	}
+	for _, x := range addrs {
+		if b, ok := netip.AddrFromSlice(x.IP); ok && b.Unmap() == a {
+			return x.LinkIndex
+		}
+	}
+	return 0
 }
 
 // ourRoutes lists the IPv4 routes of the main table with RouteProtocol. A

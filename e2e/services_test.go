@@ -1,0 +1,443 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Pod networking and services on the namespace cluster: every node's
+// agent programs real iptables rules, routes and a DNS server inside its
+// own network namespace, pods get addresses from per-node subnets through
+// the CNI bridge plugin, and the gateway reaches NodePort and LoadBalancer
+// ports over the LAN.
+
+// svcWeb serves, on 8080, its hostname at / and the client's address at
+// /cgi-bin/ip, and is ready while /tmp/unready does not exist.
+const svcWeb = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: edge.local/demo:latest
+        command: ["/bin/sh", "-c"]
+        args:
+        - |
+          mkdir -p /tmp/www/cgi-bin
+          hostname > /tmp/www/index.html
+          printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n' > /tmp/www/cgi-bin/ip
+          chmod +x /tmp/www/cgi-bin/ip
+          exec httpd -f -p 8080 -h /tmp/www
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          exec: {command: ["/bin/sh", "-c", "test ! -f /tmp/unready"]}
+          periodSeconds: 1
+          failureThreshold: 1
+        resources:
+          limits: {memory: 32Mi}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-np}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 8088, targetPort: 8080}]
+`
+
+// svcClient is a pod on NODE to send requests from (it starts after the
+// services, so it gets their variables).
+const svcClient = `apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  nodeSelector: {kubernetes.io/hostname: NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sh
+    image: edge.local/demo:latest
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+`
+
+// containerIDs caches pod name -> first container's id, so execIn works
+// while the master is down.
+var containerIDs = map[string]string{}
+
+// execIn runs cmd in the first container of pod on host h and returns its
+// output.
+func (tf *testFleet) execIn(h *Host, pod string, cmd string) (string, error) {
+	tf.t.Helper()
+	id := containerIDs[pod]
+	if id == "" {
+		for _, p := range tf.pods("") {
+			if p.Metadata.Name == pod && len(p.Status.ContainerStatuses) > 0 {
+				_, id, _ = strings.Cut(p.Status.ContainerStatuses[0].ContainerID, "://")
+			}
+		}
+		if id == "" {
+			return "", fmt.Errorf("pod %s has no container", pod)
+		}
+		containerIDs[pod] = id
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ctr", "-a", h.Socket, "-n", "edge", "tasks", "exec",
+		"--exec-id", fmt.Sprintf("t%d", time.Now().UnixNano()), id, "/bin/sh", "-c", cmd).CombinedOutput()
+	return string(out), err
+}
+
+// inNS runs a command in host h's network namespace.
+func inNS(h *Host, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", h.NS}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// hits sends n requests from pod client and counts the answers by body.
+func (tf *testFleet) hits(h *Host, url string, n int) (map[string]int, error) {
+	out, err := tf.execIn(h, "client", fmt.Sprintf("for i in $(seq %d); do timeout 3 wget -qO- %s || echo FAILED; done", n, url))
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, out)
+	}
+	m := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		m[strings.TrimSpace(l)]++
+	}
+	return m, nil
+}
+
+func keys(m map[string]int) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type svcJSON struct {
+	Spec struct {
+		ClusterIP string `json:"clusterIP"`
+		Ports     []struct {
+			NodePort int `json:"nodePort"`
+		} `json:"ports"`
+	} `json:"spec"`
+	Status struct {
+		LoadBalancer struct {
+			Ingress []struct {
+				IP string `json:"ip"`
+			} `json:"ingress"`
+		} `json:"loadBalancer"`
+	} `json:"status"`
+}
+
+func (tf *testFleet) service(name string) svcJSON {
+	tf.t.Helper()
+	var s svcJSON
+	out := tf.mustEdgectl("get", "svc", name, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		tf.t.Fatalf("get svc %s: %v\n%s", name, err, out)
+	}
+	return s
+}
+
+// iptablesSave returns host h's rules and chains, without comments,
+// counters and the built-in chains of a table with their default policy
+// (a table someone merely looked at shows up empty in iptables-save).
+func iptablesSave(h *Host) string {
+	out, _ := inNS(h, "iptables-save")
+	builtin := regexp.MustCompile(`^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT`)
+	var keep []string
+	table := ""
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "*"):
+			table = l
+		case strings.HasPrefix(l, "-") || (strings.HasPrefix(l, ":") && !builtin.MatchString(l)):
+			keep = append(keep, table+" "+regexp.MustCompile(`\[\d+:\d+\]`).ReplaceAllString(l, ""))
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func TestServices(t *testing.T) {
+	needRoot(t)
+	tf := newTestFleet(t, 3)
+	w1, w2, w3 := tf.workers[0], tf.workers[1], tf.workers[2]
+	pristine := iptablesSave(tf.gw) // a namespace no agent ever touched
+	tf.apply(svcWeb)
+	tf.waitPlacement("3 web replicas, one per node", 90*time.Second, 3, func(m map[string]int) bool {
+		return m[w1.Name] == 1 && m[w2.Name] == 1 && m[w3.Name] == 1
+	})
+	tf.apply(strings.Replace(svcClient, "NODE", w1.Name, 1))
+	waitFor(t, 60*time.Second, "the client pod running", func() error {
+		for _, p := range tf.pods("") {
+			if p.Metadata.Name == "client" && p.Status.Phase == "Running" {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	web := map[string]podJSON{} // node -> its replica
+	for _, p := range tf.pods("app=web") {
+		web[p.Spec.NodeName] = p
+	}
+	var client podJSON
+	for _, p := range tf.pods("") {
+		if p.Metadata.Name == "client" {
+			client = p
+		}
+	}
+	clusterIP := tf.service("web").Spec.ClusterIP
+
+	t.Run("PodNetwork", func(t *testing.T) {
+		tf.t = t
+		seen := map[string]string{}
+		for _, p := range append(tf.pods("app=web"), client) {
+			if other, dup := seen[p.Status.PodIP]; dup || p.Status.PodIP == "" {
+				t.Fatalf("pod %s has IP %q, also %q's", p.Metadata.Name, p.Status.PodIP, other)
+			}
+			seen[p.Status.PodIP] = p.Metadata.Name
+		}
+		// w1 -> w3 by pod IP, and w3's pod sees w1's pod's address.
+		out, err := tf.execIn(w1, "client", "timeout 5 wget -qO- http://"+web[w3.Name].Status.PodIP+":8080/cgi-bin/ip")
+		// httpd listens on IPv6 too: the peer shows as [::ffff:10.42.0.3].
+		peer := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "[::ffff:"), "]")
+		if err != nil || peer != client.Status.PodIP {
+			t.Fatalf("pod on %s -> pod on %s: %v %q; want the sender's own address %s", w1.Name, w3.Name, err, out, client.Status.PodIP)
+		}
+	})
+
+	t.Run("ClusterIP", func(t *testing.T) {
+		tf.t = t
+		want := []string{web[w1.Name].Metadata.Name, web[w2.Name].Metadata.Name, web[w3.Name].Metadata.Name}
+		sort.Strings(want)
+		var got map[string]int
+		waitFor(t, 30*time.Second, "30 requests to the cluster IP reaching all 3 replicas", func() (err error) {
+			if got, err = tf.hits(w1, "http://"+clusterIP+"/", 30); err != nil {
+				return err
+			}
+			if fmt.Sprint(keys(got)) != fmt.Sprint(want) {
+				return fmt.Errorf("answers %v, want %v", got, want)
+			}
+			return nil
+		})
+		t.Logf("30 requests to %s: %v", clusterIP, got)
+		for _, name := range []string{"web", "web.default", "web.default.svc", "web.default.svc.cluster.local"} {
+			out, err := tf.execIn(w1, "client", "timeout 5 wget -qO- http://"+name+"/")
+			if err != nil || !strings.HasPrefix(strings.TrimSpace(out), "web-") {
+				t.Errorf("http://%s/ from a pod: %v %q", name, err, out)
+			}
+		}
+		out, err := tf.execIn(w1, "client", "env")
+		if err != nil || !strings.Contains(out, "WEB_SERVICE_HOST="+clusterIP) || !strings.Contains(out, "WEB_SERVICE_PORT=80") {
+			t.Errorf("service variables in the client: %v\n%s", err, out)
+		}
+		// From the node itself (OUTPUT path), not only from pods.
+		if out, err := inNS(w2, "timeout", "5", "busybox", "wget", "-qO-", "http://"+clusterIP+"/"); err != nil || !strings.HasPrefix(out, "web-") {
+			t.Errorf("cluster IP from node %s: %v %q", w2.Name, err, out)
+		}
+	})
+
+	t.Run("NodePortAndLoadBalancer", func(t *testing.T) {
+		tf.t = t
+		var lb svcJSON
+		waitFor(t, 20*time.Second, "the LoadBalancer to list the nodes", func() error {
+			if lb = tf.service("web-lb"); len(lb.Status.LoadBalancer.Ingress) != 3 {
+				return fmt.Errorf("ingress %+v", lb.Status.LoadBalancer.Ingress)
+			}
+			return nil
+		})
+		for _, w := range tf.workers {
+			for _, url := range []string{fmt.Sprintf("http://%s:30080/", w.IP), fmt.Sprintf("http://%s:8088/", w.IP)} {
+				waitFor(t, 20*time.Second, url+" from the gateway", func() error {
+					out, err := inNS(tf.gw, "timeout", "3", "busybox", "wget", "-qO-", url)
+					if err != nil || !strings.HasPrefix(out, "web-") {
+						return fmt.Errorf("%v %q", err, out)
+					}
+					return nil
+				})
+			}
+		}
+	})
+
+	t.Run("BadInput", func(t *testing.T) {
+		tf.t = t
+		for _, tt := range []struct{ doc, want string }{
+			{"apiVersion: v1\nkind: Service\nmetadata: {name: clash}\nspec: {type: NodePort, selector: {app: web}, ports: [{port: 80, nodePort: 30080}]}\n", "30080/TCP is already used by service default/web-np"},
+			{"apiVersion: v1\nkind: Service\nmetadata: {name: range}\nspec: {type: NodePort, selector: {app: web}, ports: [{port: 80, nodePort: 8080}]}\n", "must be in the range 30000-32767"},
+			{"apiVersion: v1\nkind: Service\nmetadata: {name: outside}\nspec: {clusterIP: 10.99.0.1, selector: {app: web}, ports: [{port: 80}]}\n", "outside the service range 10.43.0.0/16"},
+		} {
+			path := fmt.Sprintf("%s/bad%d.yaml", tf.Dir, time.Now().UnixNano())
+			if err := os.WriteFile(path, []byte(tt.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, errOut, err := tf.edgectl("apply", "-f", path)
+			if err == nil || !strings.Contains(errOut, tt.want) {
+				t.Errorf("apply %q: %v %q, want %q", tt.doc, err, errOut, tt.want)
+			}
+		}
+		tf.apply("apiVersion: v1\nkind: Service\nmetadata: {name: nosel}\nspec: {ports: [{port: 80}]}\n")
+		if out := tf.mustEdgectl("describe", "svc", "nosel"); !strings.Contains(out, "has no selector") {
+			t.Errorf("describe of a selector-less service does not explain:\n%s", out)
+		}
+	})
+
+	t.Run("Readiness", func(t *testing.T) {
+		tf.t = t
+		victim := web[w2.Name].Metadata.Name
+		if out, err := tf.execIn(w2, victim, "touch /tmp/unready"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		start := time.Now()
+		waitFor(t, 30*time.Second, "the unready replica to get no traffic", func() error {
+			got, err := tf.hits(w1, "http://"+clusterIP+"/", 20)
+			if err != nil {
+				return err
+			}
+			if got[victim] > 0 || got["FAILED"] > 0 || len(got) != 2 {
+				return fmt.Errorf("answers %v", got)
+			}
+			return nil
+		})
+		t.Logf("an unready replica left the service in %s", time.Since(start).Round(100*time.Millisecond))
+		tf.execIn(w2, victim, "rm /tmp/unready")
+		waitFor(t, 30*time.Second, "the replica to get traffic again", func() error {
+			got, err := tf.hits(w1, "http://"+clusterIP+"/", 30)
+			if err != nil || got[victim] == 0 {
+				return fmt.Errorf("answers %v %v", got, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("NodeLost", func(t *testing.T) {
+		tf.t = t
+		lost := web[w3.Name].Metadata.Name
+		if err := tf.LinkDown(w3); err != nil {
+			t.Fatal(err)
+		}
+		up := false
+		defer func() {
+			if !up {
+				tf.LinkUp(w3)
+			}
+		}()
+		waitFor(t, 60*time.Second, "the lost node's replica to leave the service", func() error {
+			got, err := tf.hits(w1, "http://"+clusterIP+"/", 10)
+			if err != nil {
+				return err
+			}
+			if got[lost] > 0 || got["FAILED"] > 0 {
+				return fmt.Errorf("answers %v", got)
+			}
+			return nil
+		})
+		up = true
+		if err := tf.LinkUp(w3); err != nil {
+			t.Fatal(err)
+		}
+		tf.waitReady(w3.Name)
+	})
+
+	t.Run("MasterDown", func(t *testing.T) {
+		tf.t = t
+		tf.Proc(tf.master.Name+"-edgemaster").Stop(syscall.SIGTERM, 10*time.Second)
+		defer func() {
+			if _, err := tf.StartMaster(tf.master); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tf.workers {
+				tf.waitReady(w.Name)
+			}
+		}()
+		got, err := tf.hits(w1, "http://web/", 10)
+		if err != nil || got["FAILED"] > 0 || len(got) == 0 {
+			t.Fatalf("with the master down, the service answered %v (%v)", got, err)
+		}
+	})
+
+	t.Run("ScaleDown", func(t *testing.T) {
+		tf.t = t
+		tf.apply(strings.Replace(svcWeb, "replicas: 3", "replicas: 1", 1))
+		start := time.Now()
+		waitFor(t, 60*time.Second, "all traffic on the one replica left", func() error {
+			got, err := tf.hits(w1, "http://"+clusterIP+"/", 10)
+			if err != nil {
+				return err
+			}
+			if len(got) != 1 || got["FAILED"] > 0 {
+				return fmt.Errorf("answers %v", got)
+			}
+			return nil
+		})
+		t.Logf("scale 3 -> 1: traffic on one replica %s after the apply", time.Since(start).Round(100*time.Millisecond))
+	})
+
+	t.Run("DeleteAndCleanup", func(t *testing.T) {
+		tf.t = t
+		for _, s := range []string{"web", "web-np", "web-lb", "nosel"} {
+			tf.mustEdgectl("delete", "svc", s)
+		}
+		waitFor(t, 30*time.Second, "no service chain left on any node", func() error {
+			for _, w := range tf.workers {
+				if rules := iptablesSave(w); strings.Contains(rules, "EDGE-SVC-") || strings.Contains(rules, "EDGE-SEP-") {
+					return fmt.Errorf("%s still has service chains:\n%s", w.Name, rules)
+				}
+			}
+			return nil
+		})
+		// Uninstall w3: stop its pods, the agent, then --cleanup.
+		tf.mustEdgectl("delete", "deployment", "web")
+		tf.mustEdgectl("delete", "pod", "client")
+		waitFor(t, 60*time.Second, "the pods gone", func() error {
+			if n := len(tf.pods("")); n != 0 {
+				return fmt.Errorf("%d pods", n)
+			}
+			return nil
+		})
+		tf.Proc(w3.Name+"-edgeagent").Stop(syscall.SIGTERM, 10*time.Second)
+		out, err := inNS(w3, tf.Bin+"/edgeagent", "--cleanup")
+		if err != nil {
+			t.Fatalf("edgeagent --cleanup: %v\n%s", err, out)
+		}
+		if after := iptablesSave(w3); after != pristine {
+			t.Errorf("after --cleanup, %s's rules differ from a fresh namespace's:\n--- fresh\n%s\n--- after\n%s", w3.Name, pristine, after)
+		}
+		if out, _ := inNS(w3, "ip", "route", "show", "proto", "237"); strings.TrimSpace(out) != "" {
+			t.Errorf("routes left after --cleanup:\n%s", out)
+		}
+		if out, _ := inNS(w3, "ip", "link", "show", "edge0"); !strings.Contains(out, "does not exist") {
+			t.Errorf("the pod bridge is left after --cleanup:\n%s", out)
+		}
+	})
+}
