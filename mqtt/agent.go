@@ -115,6 +115,7 @@ func (a *Agent) newClient(rawURL string) (paho.Client, error) {
 		SetAutoReconnect(false). // see loop
 		SetConnectRetry(false).
 		SetOrderMatters(true).
+		SetStore(&copyingStore{MemoryStore: paho.NewMemoryStore()}).
 		SetWill(topicOnline(a.Node), Offline, 1, true).
 		SetOnConnectHandler(a.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
@@ -420,4 +421,30 @@ func (a *Agent) Close() {
 		}
 		c.Disconnect(250)
 	}
+}
+
+// copyingStore is paho's memory store keeping its own copies of PUBLISH
+// packets. On reconnect paho's resume sets the DUP flag on the packet it
+// gets from the store, while the outgoing goroutine of the connection that
+// just broke may still be writing (and so mutating) that same packet: a
+// data race in paho v1.5.1. Copies in and out keep the store's packets
+// away from every connection's goroutines.
+type copyingStore struct {
+	*paho.MemoryStore
+}
+
+func copyPacket(p packets.ControlPacket) packets.ControlPacket {
+	if pub, ok := p.(*packets.PublishPacket); ok && pub != nil {
+		cp := *pub
+		return &cp
+	}
+	return p
+}
+
+func (s *copyingStore) Put(key string, p packets.ControlPacket) {
+	s.MemoryStore.Put(key, copyPacket(p))
+}
+
+func (s *copyingStore) Get(key string) packets.ControlPacket {
+	return copyPacket(s.MemoryStore.Get(key))
 }
