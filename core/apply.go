@@ -154,6 +154,9 @@ func setSpec(dst, src Object) {
 // Warnings lists the accepted manifest fields that this version does not act
 // on yet, so users are told instead of surprised.
 func Warnings(obj Object) []string {
+	if s, ok := obj.(*Service); ok && s.Spec.LoadBalancerIP != "" {
+		return []string{"spec.loadBalancerIP: ignored; like k3s' ServiceLB, the service answers on every node's address (status.loadBalancer.ingress)"}
+	}
 	var spec *PodSpec
 	prefix := "spec"
 	switch o := obj.(type) {
@@ -196,11 +199,6 @@ func Warnings(obj Object) []string {
 		p := fmt.Sprintf("%s.containers[%d]", prefix, i)
 		if c.LivenessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.LivenessProbe.HTTPGet.Scheme == "HTTPS" {
 			w = append(w, p+".livenessProbe.httpGet.scheme: HTTPS probes do not verify certificates")
-		}
-		for j, port := range c.Ports {
-			if port.HostPort != 0 {
-				w = append(w, fmt.Sprintf("%s.ports[%d].hostPort: not enforced yet; use a NodePort service", p, j))
-			}
 		}
 	}
 	return w

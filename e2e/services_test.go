@@ -75,6 +75,47 @@ spec:
   ports: [{port: 8088, targetPort: 8080}]
 `
 
+// svcExtra: a headless service, one with ClientIP affinity, one keeping
+// the client's address (externalTrafficPolicy: Local), and a pod with a
+// hostPort on NODE.
+const svcExtra = `apiVersion: v1
+kind: Service
+metadata: {name: web-headless}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-sticky}
+spec:
+  sessionAffinity: ClientIP
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30081}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostport}
+spec:
+  nodeSelector: {kubernetes.io/hostname: NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: edge.local/demo:latest
+    command: ["/bin/sh", "-c", "echo hostport > /tmp/index.html; exec httpd -f -p 8080 -h /tmp"]
+    ports: [{containerPort: 8080, hostPort: 18080}]
+`
+
 // svcClient is a pod on NODE to send requests from (it starts after the
 // services, so it gets their variables).
 const svcClient = `apiVersion: v1
@@ -198,6 +239,7 @@ func TestServices(t *testing.T) {
 	tf.waitPlacement("3 web replicas, one per node", 90*time.Second, 3, func(m map[string]int) bool {
 		return m[w1.Name] == 1 && m[w2.Name] == 1 && m[w3.Name] == 1
 	})
+	tf.apply(strings.Replace(svcExtra, "NODE", w2.Name, 1))
 	tf.apply(strings.Replace(svcClient, "NODE", w1.Name, 1))
 	waitFor(t, 60*time.Second, "the client pod running", func() error {
 		for _, p := range tf.pods("") {
@@ -287,6 +329,81 @@ func TestServices(t *testing.T) {
 					return nil
 				})
 			}
+		}
+	})
+
+	t.Run("Headless", func(t *testing.T) {
+		tf.t = t
+		out, err := tf.execIn(w1, "client", "nslookup web-headless.default.svc.cluster.local")
+		for _, p := range web {
+			if !strings.Contains(out, p.Status.PodIP) {
+				t.Errorf("the headless name does not list %s (%s): %v\n%s", p.Metadata.Name, p.Status.PodIP, err, out)
+			}
+		}
+		if strings.Contains(out, clusterIP) {
+			t.Errorf("a headless name resolves to a cluster IP:\n%s", out)
+		}
+	})
+
+	t.Run("SessionAffinity", func(t *testing.T) {
+		tf.t = t
+		ip := tf.service("web-sticky").Spec.ClusterIP
+		got, err := tf.hits(w1, "http://"+ip+"/", 20)
+		if err != nil || len(got) != 1 || got["FAILED"] > 0 {
+			t.Fatalf("20 requests with ClientIP affinity reached %v (%v), want one replica", got, err)
+		}
+	})
+
+	t.Run("ExternalTrafficPolicyLocal", func(t *testing.T) {
+		tf.t = t
+		// Local keeps the client's address and answers from the node's
+		// own replica; Cluster masquerades (the replica sees a node).
+		for _, w := range tf.workers {
+			var out string
+			waitFor(t, 20*time.Second, "NodePort 30081 on "+w.Name, func() (err error) {
+				out, err = inNS(tf.gw, "timeout", "3", "busybox", "wget", "-qO-", fmt.Sprintf("http://%s:30081/cgi-bin/ip", w.IP))
+				return err
+			})
+			if peer := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "[::ffff:"), "]"); peer != tf.gw.IP {
+				t.Errorf("Local policy on %s: the replica saw %q, want the gateway's %s", w.Name, peer, tf.gw.IP)
+			}
+			out, _ = inNS(tf.gw, "timeout", "3", "busybox", "wget", "-qO-", fmt.Sprintf("http://%s:30081/", w.IP))
+			if strings.TrimSpace(out) != web[w.Name].Metadata.Name {
+				t.Errorf("Local policy on %s answered from %q, want its own replica %s", w.Name, out, web[w.Name].Metadata.Name)
+			}
+		}
+		out, _ := inNS(tf.gw, "timeout", "3", "busybox", "wget", "-qO-", fmt.Sprintf("http://%s:30080/cgi-bin/ip", w1.IP))
+		if strings.Contains(out, tf.gw.IP) {
+			t.Errorf("Cluster policy kept the client's address (%q): replies from another node would bypass it", out)
+		}
+	})
+
+	t.Run("HostPort", func(t *testing.T) {
+		tf.t = t
+		waitFor(t, 30*time.Second, "hostPort 18080 on "+w2.Name+" from the gateway", func() error {
+			out, err := inNS(tf.gw, "timeout", "3", "busybox", "wget", "-qO-", fmt.Sprintf("http://%s:18080/", w2.IP))
+			if err != nil || strings.TrimSpace(out) != "hostport" {
+				return fmt.Errorf("%v %q", err, out)
+			}
+			return nil
+		})
+	})
+
+	t.Run("AgentRestart", func(t *testing.T) {
+		tf.t = t
+		// Rules stay while the agent is away, and the restarted agent
+		// takes them over.
+		tf.Proc(w1.Name+"-edgeagent").Stop(syscall.SIGTERM, 10*time.Second)
+		got, err := tf.hits(w1, "http://"+clusterIP+"/", 10)
+		if err != nil || got["FAILED"] > 0 {
+			t.Errorf("with the agent stopped, the service answered %v (%v)", got, err)
+		}
+		if _, err := tf.StartAgent(w1, tf.token, ""); err != nil {
+			t.Fatal(err)
+		}
+		tf.waitReady(w1.Name)
+		if got, err := tf.hits(w1, "http://web/", 10); err != nil || got["FAILED"] > 0 {
+			t.Errorf("after the agent restarted, the service answered %v (%v)", got, err)
 		}
 	})
 
@@ -405,7 +522,7 @@ func TestServices(t *testing.T) {
 
 	t.Run("DeleteAndCleanup", func(t *testing.T) {
 		tf.t = t
-		for _, s := range []string{"web", "web-np", "web-lb", "nosel"} {
+		for _, s := range []string{"web", "web-np", "web-lb", "nosel", "web-headless", "web-sticky", "web-local"} {
 			tf.mustEdgectl("delete", "svc", s)
 		}
 		waitFor(t, 30*time.Second, "no service chain left on any node", func() error {
@@ -419,6 +536,7 @@ func TestServices(t *testing.T) {
 		// Uninstall w3: stop its pods, the agent, then --cleanup.
 		tf.mustEdgectl("delete", "deployment", "web")
 		tf.mustEdgectl("delete", "pod", "client")
+		tf.mustEdgectl("delete", "pod", "hostport")
 		waitFor(t, 60*time.Second, "the pods gone", func() error {
 			if n := len(tf.pods("")); n != 0 {
 				return fmt.Errorf("%d pods", n)

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -38,6 +41,15 @@ func newNodeServices(node string, hostIP func() string, cni *edgeagent.CNI, log 
 		proxy: &netproxy.Proxy{Node: node, Log: log}}
 	if _, search, err := clusterdns.HostResolvConf("/etc/resolv.conf"); err == nil {
 		s.hostSearch = search
+	}
+	// A pod reaching a service whose endpoint shares its bridge gets the
+	// answer bridged, not routed: only br_netfilter shows it to iptables
+	// to undo the DNAT. Raspberry Pi OS does not load it by default.
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		if out, err := exec.Command("modprobe", "br_netfilter").CombinedOutput(); err != nil {
+			log.Warn("br_netfilter is not loaded and modprobe failed: a pod may not reach a service endpoint on its own node",
+				"err", err, "output", strings.TrimSpace(string(out)))
+		}
 	}
 	return s
 }
