@@ -16,5 +16,10 @@ echo "== one master, one agent (root: private containerd)"
 go test -run '^$' -bench BenchmarkCluster -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== node silently lost: 3 workers in network namespaces, link cut 5 times"
 go test -run '^$' -bench BenchmarkNodeLost -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
+echo "== service rules: 100 services x 10 endpoints on one node (in a network namespace)"
+go test -run '^$' -bench '100x10' -benchtime 20x ./netproxy/ | grep -E '^(Benchmark|ok)'
+go test -run '^$' -bench . ./clusterdns/ | grep -E '^(Benchmark|ok)'
+echo "== services on the namespace cluster: ready -> reachable, cluster IP vs pod IP"
+go test -run '^$' -bench BenchmarkServices -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== simulated fleet: ${EDGE_SIM_NODES:-1000} hollow nodes, ${EDGE_SIM_PODS:-10000} pods on one master"
 go test -run '^$' -bench BenchmarkSimulatedFleet -benchtime 1x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'

@@ -245,11 +245,7 @@ func targetPort(sp ServicePort, p *Pod) int32 {
 // service's ingress list, writing only what changed: one transaction per
 // service, so a busy cluster's writes interleave with the API's.
 func (c *Controllers) syncServices(ctx context.Context, s *snapshot) error {
-	services, err := ListAs[*Service](ctx, c.Store, KindService, "")
-	if err != nil {
-		return err
-	}
-	endpoints, err := ListAs[*Endpoints](ctx, c.Store, KindEndpoints, "")
+	services, endpoints, err := c.serviceObjects(ctx)
 	if err != nil {
 		return err
 	}
@@ -326,17 +322,22 @@ func (c *Controllers) syncServices(ctx context.Context, s *snapshot) error {
 	return nil
 }
 
+func (c *Controllers) serviceObjects(ctx context.Context) ([]*Service, []*Endpoints, error) {
+	services, err := ListAs[*Service](ctx, c.Store, KindService, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	endpoints, err := ListAs[*Endpoints](ctx, c.Store, KindEndpoints, "")
+	return services, endpoints, err
+}
+
 // publishNetwork publishes the network view when it changed.
 func (c *Controllers) publishNetwork(ctx context.Context) error {
 	nodes, err := ListAs[*Node](ctx, c.Store, KindNode, "")
 	if err != nil {
 		return err
 	}
-	services, err := ListAs[*Service](ctx, c.Store, KindService, "")
-	if err != nil {
-		return err
-	}
-	endpoints, err := ListAs[*Endpoints](ctx, c.Store, KindEndpoints, "")
+	services, endpoints, err := c.serviceObjects(ctx)
 	if err != nil {
 		return err
 	}

@@ -320,17 +320,7 @@ func (c *cluster) cleanupHost() {
 	runDir := "/run/edge/" + c.node
 	ctrd.UnmountUnder(runDir)
 	os.RemoveAll(runDir)
-	for _, ctl := range []string{"memory", "cpu", "cpuacct", "pids", "blkio", "devices", "freezer", "cpuset", "systemd", ""} {
-		base := filepath.Join("/sys/fs/cgroup", ctl, "edge", c.node)
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			if e.IsDir() {
-				os.Remove(filepath.Join(base, e.Name()))
-			}
-		}
-		os.Remove(base)
-		os.Remove(filepath.Dir(base)) // /edge, if empty
-	}
+	removeCgroup(c.node) // every hierarchy, the hybrid "unified" one too
 	removeCNIChains(c.podCIDR)
 }
 

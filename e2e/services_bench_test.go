@@ -80,7 +80,8 @@ func BenchmarkServices(b *testing.B) {
 		go func() {
 			deadline := time.Now().Add(60 * time.Second)
 			for time.Now().Before(deadline) {
-				if out, err := body("http://" + clusterIP + "/"); err == nil && strings.HasPrefix(out, "web-") {
+				out, err := body("http://" + clusterIP + "/")
+				if err == nil && strings.HasPrefix(out, "web-") {
 					reached <- time.Now()
 					return
 				}
@@ -88,7 +89,10 @@ func BenchmarkServices(b *testing.B) {
 			}
 		}()
 		var ready time.Time
-		for ready.IsZero() {
+		for deadline := time.Now().Add(60 * time.Second); ready.IsZero(); {
+			if time.Now().After(deadline) {
+				b.Fatal("the replica never turned Ready")
+			}
 			for _, p := range tf.pods("app=web") {
 				if len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].Ready {
 					ready = time.Now()
@@ -169,7 +173,10 @@ func round(ds []time.Duration) []time.Duration {
 
 // dialerIn returns a dial function whose sockets are made in the network
 // namespace at path: each dial runs on a thread locked into it (a socket
-// belongs to the namespace of the thread that creates it).
+// belongs to the namespace of the thread that creates it), which goes
+// back to its own namespace afterwards. A thread must not die instead:
+// the fleet's processes were started with Pdeathsig, which fires when the
+// thread that forked them exits, and any thread may be that one.
 func dialerIn(tb testing.TB, path string) func(network, addr string) (net.Conn, error) {
 	target, err := netns.GetFromPath(path)
 	if err != nil {
@@ -183,12 +190,25 @@ func dialerIn(tb testing.TB, path string) func(network, addr string) (net.Conn, 
 		}
 		ch := make(chan result, 1)
 		go func() {
-			runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+			runtime.LockOSThread()
+			orig, err := netns.Get()
+			if err != nil {
+				runtime.UnlockOSThread()
+				ch <- result{nil, err}
+				return
+			}
+			defer orig.Close()
 			if err := netns.Set(target); err != nil {
+				runtime.UnlockOSThread()
 				ch <- result{nil, fmt.Errorf("enter %s: %w", path, err)}
 				return
 			}
 			c, err := net.DialTimeout(network, addr, 5*time.Second)
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			} else {
+				tb.Error("a dialing thread could not leave the node's network namespace")
+			}
 			ch <- result{c, err}
 		}()
 		r := <-ch

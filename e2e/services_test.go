@@ -176,6 +176,42 @@ func (tf *testFleet) hits(h *Host, url string, n int) (map[string]int, error) {
 	return m, nil
 }
 
+// waitAnswers sends n requests from the client pod on h until the answers
+// satisfy ok (a nil error), or fails the test at the deadline.
+func (tf *testFleet) waitAnswers(h *Host, timeout time.Duration, what, url string, n int, ok func(map[string]int) error) {
+	tf.t.Helper()
+	waitFor(tf.t, timeout, what, func() error {
+		got, err := tf.hits(h, url, n)
+		if err != nil {
+			return err
+		}
+		if err := ok(got); err != nil {
+			return fmt.Errorf("answers %v: %v", got, err)
+		}
+		return nil
+	})
+}
+
+// without fails answers that include name or a failure.
+func without(name string) func(map[string]int) error {
+	return func(got map[string]int) error {
+		if got[name] > 0 || got["FAILED"] > 0 {
+			return fmt.Errorf("want none from %s and no failure", name)
+		}
+		return nil
+	}
+}
+
+// with fails answers that never came from name.
+func with(name string) func(map[string]int) error {
+	return func(got map[string]int) error {
+		if got[name] == 0 {
+			return fmt.Errorf("want some from %s", name)
+		}
+		return nil
+	}
+}
+
 func keys(m map[string]int) []string {
 	var out []string
 	for k := range m {
@@ -436,30 +472,16 @@ func TestServices(t *testing.T) {
 			t.Fatalf("%v %s", err, out)
 		}
 		start := time.Now()
-		waitFor(t, 30*time.Second, "the unready replica to get no traffic", func() error {
-			got, err := tf.hits(w1, "http://"+clusterIP+"/", 20)
-			if err != nil {
-				return err
-			}
-			if got[victim] > 0 || got["FAILED"] > 0 || len(got) != 2 {
-				return fmt.Errorf("answers %v", got)
-			}
-			return nil
-		})
+		tf.waitAnswers(w1, 30*time.Second, "the unready replica to get no traffic", "http://"+clusterIP+"/", 20, without(victim))
 		t.Logf("an unready replica left the service in %s", time.Since(start).Round(100*time.Millisecond))
 		tf.execIn(w2, victim, "rm /tmp/unready")
-		waitFor(t, 30*time.Second, "the replica to get traffic again", func() error {
-			got, err := tf.hits(w1, "http://"+clusterIP+"/", 30)
-			if err != nil || got[victim] == 0 {
-				return fmt.Errorf("answers %v %v", got, err)
-			}
-			return nil
-		})
+		tf.waitAnswers(w1, 30*time.Second, "the replica to get traffic again", "http://"+clusterIP+"/", 30, with(victim))
 	})
 
 	t.Run("NodeLost", func(t *testing.T) {
 		tf.t = t
 		lost := web[w3.Name].Metadata.Name
+		tf.waitAnswers(w1, 30*time.Second, "the replica on "+w3.Name+" in rotation", "http://"+clusterIP+"/", 20, with(lost))
 		if err := tf.LinkDown(w3); err != nil {
 			t.Fatal(err)
 		}
@@ -469,16 +491,9 @@ func TestServices(t *testing.T) {
 				tf.LinkUp(w3)
 			}
 		}()
-		waitFor(t, 60*time.Second, "the lost node's replica to leave the service", func() error {
-			got, err := tf.hits(w1, "http://"+clusterIP+"/", 10)
-			if err != nil {
-				return err
-			}
-			if got[lost] > 0 || got["FAILED"] > 0 {
-				return fmt.Errorf("answers %v", got)
-			}
-			return nil
-		})
+		start := time.Now()
+		tf.waitAnswers(w1, 60*time.Second, "the lost node's replica to leave the service", "http://"+clusterIP+"/", 20, without(lost))
+		t.Logf("a lost node's replica left the service %s after its link went down", time.Since(start).Round(100*time.Millisecond))
 		up = true
 		if err := tf.LinkUp(w3); err != nil {
 			t.Fatal(err)
@@ -488,6 +503,10 @@ func TestServices(t *testing.T) {
 
 	t.Run("MasterDown", func(t *testing.T) {
 		tf.t = t
+		pods := tf.pods("")
+		for _, p := range pods { // execIn looks containers up through the API
+			tf.execIn(w1, p.Metadata.Name, "true")
+		}
 		tf.Proc(tf.master.Name+"-edgemaster").Stop(syscall.SIGTERM, 10*time.Second)
 		defer func() {
 			if _, err := tf.StartMaster(tf.master); err != nil {
@@ -501,19 +520,32 @@ func TestServices(t *testing.T) {
 		if err != nil || got["FAILED"] > 0 || len(got) == 0 {
 			t.Fatalf("with the master down, the service answered %v (%v)", got, err)
 		}
+		// A local replica failing its probe leaves its own node's
+		// endpoints with no master to tell: the agent knows its pods.
+		var local string
+		for _, p := range pods {
+			if p.Spec.NodeName == w1.Name && strings.HasPrefix(p.Metadata.Name, "web-") {
+				local = p.Metadata.Name
+			}
+		}
+		if local == "" {
+			t.Fatal("no web replica on " + w1.Name)
+		}
+		if out, err := tf.execIn(w1, local, "touch /tmp/unready"); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		tf.waitAnswers(w1, 20*time.Second, "the unready local replica to leave "+w1.Name+"'s rules, master down", "http://"+clusterIP+"/", 10, without(local))
+		tf.execIn(w1, local, "rm /tmp/unready")
+		tf.waitAnswers(w1, 20*time.Second, "the local replica back, master down", "http://"+clusterIP+"/", 20, with(local))
 	})
 
 	t.Run("ScaleDown", func(t *testing.T) {
 		tf.t = t
 		tf.apply(strings.Replace(svcWeb, "replicas: 3", "replicas: 1", 1))
 		start := time.Now()
-		waitFor(t, 60*time.Second, "all traffic on the one replica left", func() error {
-			got, err := tf.hits(w1, "http://"+clusterIP+"/", 10)
-			if err != nil {
-				return err
-			}
+		tf.waitAnswers(w1, 60*time.Second, "all traffic on the one replica left", "http://"+clusterIP+"/", 10, func(got map[string]int) error {
 			if len(got) != 1 || got["FAILED"] > 0 {
-				return fmt.Errorf("answers %v", got)
+				return fmt.Errorf("want one replica")
 			}
 			return nil
 		})

@@ -157,20 +157,25 @@ func (p *Proxy) detect() {
 // and deletes the EDGE- chains the kernel holds that rs does not have. It
 // returns how many chains it wrote and removed.
 func (p *Proxy) applyAll(rs *ruleset) (written, removed int, err error) {
-	for _, t := range []*table{&rs.filter, &rs.nat} {
-		saved, err := p.save(t.name)
-		if err != nil {
-			return written, removed, err
+	saved := map[string][]byte{}
+	for _, name := range []string{"filter", "nat"} {
+		if saved[name], err = p.save(name); err != nil {
+			return 0, 0, err
 		}
+	}
+	if err := p.bridgeRejects(rs, savedRules(saved["filter"], chainServices)); err != nil {
+		return 0, 0, err
+	}
+	for _, t := range []*table{&rs.nat, &rs.filter} {
 		var stale []string
-		for _, c := range ourChains(saved) {
+		for _, c := range ourChains(saved[t.name]) {
 			if _, ok := t.rules[c]; !ok {
 				stale = append(stale, c)
 			}
 		}
 		var insert []string
 		for _, j := range jumps {
-			if j.table == t.name && !hasJump(saved, j.chain, j.target) {
+			if j.table == t.name && !hasJump(saved[t.name], j.chain, j.target) {
 				insert = append(insert, "-I "+j.chain+" 1 "+j.spec+" -j "+j.target)
 			}
 		}
@@ -182,12 +187,52 @@ func (p *Proxy) applyAll(rs *ruleset) (written, removed int, err error) {
 	return written, removed, nil
 }
 
+// bridgeRejects keeps a service port from being briefly neither
+// DNATed nor rejected while the two tables change one after the other
+// (a new connection would then go to the cluster IP itself and wait for
+// an ARP answer that never comes). Ports gaining endpoints need the nat
+// table written first, ports losing them the filter table: so before the
+// nat table, the filter table gets the REJECTs of both the old and the
+// new state (a DNATed packet no longer matches a REJECT, which is for the
+// service's own address), and after it, the new state alone. old is the
+// "-A" lines of the filter EDGE-SERVICES chain in the kernel now.
+func (p *Proxy) bridgeRejects(rs *ruleset, old []byte) error {
+	cur := rs.filter.rules[chainServices]
+	union := append([]byte(nil), old...)
+	adds := false
+	for _, l := range bytes.SplitAfter(cur, []byte("\n")) {
+		if len(bytes.TrimSpace(l)) > 0 && !bytes.Contains(old, l) {
+			union, adds = append(union, l...), true
+		}
+	}
+	if !adds {
+		return nil // only REJECTs to drop: after the nat table is right
+	}
+	t := table{name: "filter", rules: map[string][]byte{chainServices: union}}
+	return p.restore("filter", t.restore([]string{chainServices}, nil, nil))
+}
+
+// savedRules returns the "-A chain" lines of iptables-save output.
+func savedRules(saved []byte, chain string) []byte {
+	var out []byte
+	prefix := []byte("-A " + chain + " ")
+	for _, l := range bytes.SplitAfter(saved, []byte("\n")) {
+		if bytes.HasPrefix(l, prefix) {
+			out = append(out, l...)
+		}
+	}
+	return out
+}
+
 // applyChanges writes only the chains whose content differs from what was
 // last applied, and deletes the chains rs no longer has: a chain appears or
 // goes only together with a change in the chain that jumps to it, so each
 // transaction stays consistent. A table without changes is not touched.
 func (p *Proxy) applyChanges(rs *ruleset) (written, removed int, err error) {
-	for _, t := range []*table{&rs.filter, &rs.nat} {
+	if err := p.bridgeRejects(rs, p.applied["filter"][chainServices]); err != nil {
+		return 0, 0, err
+	}
+	for _, t := range []*table{&rs.nat, &rs.filter} {
 		old := p.applied[t.name]
 		var write, stale []string
 		for _, c := range t.chains {

@@ -524,3 +524,42 @@ func listenIn(t *testing.T, h netns.NsHandle, network, addr string) io.Closer {
 	t.Cleanup(func() { r.c.Close() })
 	return r.c
 }
+
+// A port losing its last endpoint gets its REJECT before its DNAT goes,
+// and one gaining an endpoint its DNAT before its REJECT goes: no new
+// connection ever meets neither (it would go to the cluster IP itself and
+// hang on ARP; the first connection after a replica turned ready took 3 s).
+func TestSyncNeverLeavesAPortBare(t *testing.T) {
+	enterNetns(t)
+	p := &Proxy{Node: "a", NodeIP: "192.168.50.1", Log: quietLog(t)}
+	var restores []string
+	p.onRestore = func(table string, input []byte) {
+		restores = append(restores, table+":"+strings.Join(ourChains(input), ",")+":"+fmt.Sprint(strings.Contains(string(input), "REJECT")))
+	}
+	st := threeServices()
+	for _, phase := range []struct {
+		ready bool
+		first string // table of the first restore
+	}{{true, ""}, {false, "filter"}, {true, "nat"}, {false, "filter"}} {
+		for i := range st.Services {
+			if st.Services[i].Name == "dns" {
+				for j := range st.Services[i].Endpoints {
+					st.Services[i].Endpoints[j].Ready = phase.ready
+				}
+			}
+		}
+		restores = nil
+		if err := p.Sync(st, nil); err != nil {
+			t.Fatal(err)
+		}
+		if phase.first == "" {
+			continue
+		}
+		if len(restores) == 0 || !strings.HasPrefix(restores[0], phase.first+":") {
+			t.Fatalf("ready=%v: restores %v, want the %s table first", phase.ready, restores, phase.first)
+		}
+		if !phase.ready && !strings.HasSuffix(restores[0], ":true") {
+			t.Fatalf("losing endpoints: the first restore %s holds no REJECT", restores[0])
+		}
+	}
+}
