@@ -157,11 +157,9 @@ func (p *Proxy) detect() {
 // and deletes the EDGE- chains the kernel holds that rs does not have. It
 // returns how many chains it wrote and removed.
 func (p *Proxy) applyAll(rs *ruleset) (written, removed int, err error) {
-	saved := map[string][]byte{}
-	for _, name := range []string{"filter", "nat"} {
-		if saved[name], err = p.save(name); err != nil {
-			return 0, 0, err
-		}
+	saved, err := p.saveAll()
+	if err != nil {
+		return 0, 0, err
 	}
 	if err := p.bridgeRejects(rs, savedRules(saved["filter"], chainServices)); err != nil {
 		return 0, 0, err
@@ -266,6 +264,29 @@ func (p *Proxy) save(table string) ([]byte, error) {
 		return nil, fmt.Errorf("netproxy: %s -t %s: %w: %s", cmd.Path, table, err, strings.TrimSpace(stderr.String()))
 	}
 	return out.Bytes(), nil
+}
+
+// saveAll returns `iptables-save` split by table: one run for all tables
+// costs half of one per table (the nf_tables backend reads the whole
+// ruleset either way).
+func (p *Proxy) saveAll() (map[string][]byte, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(p.bin(p.IPTablesSave, "iptables-save"))
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("netproxy: %s: %w: %s", cmd.Path, err, strings.TrimSpace(stderr.String()))
+	}
+	tables := map[string][]byte{}
+	name := ""
+	for _, l := range bytes.SplitAfter(out.Bytes(), []byte("\n")) {
+		if len(l) > 1 && l[0] == '*' {
+			name = string(bytes.TrimSpace(l[1:]))
+		}
+		if name != "" {
+			tables[name] = append(tables[name], l...)
+		}
+	}
+	return tables, nil
 }
 
 // failedLine finds the line number in iptables-restore's complaint: "line
