@@ -315,6 +315,28 @@ func TestServices(t *testing.T) {
 		}
 	})
 
+	t.Run("Outside", func(t *testing.T) {
+		tf.t = t
+		// The gateway has no route to the pod network: only masquerading
+		// lets a pod reach it.
+		www := t.TempDir()
+		if err := os.WriteFile(www+"/index.html", []byte("outside\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		srv, err := tf.Start(tf.gw, "gw-httpd", "busybox", "httpd", "-f", "-p", "18099", "-h", www)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Stop(syscall.SIGTERM, 5*time.Second)
+		waitFor(t, 20*time.Second, "a pod reaching a host outside the cluster", func() error {
+			out, err := tf.execIn(w1, "client", "timeout 3 wget -qO- http://"+tf.gw.IP+":18099/")
+			if err != nil || strings.TrimSpace(out) != "outside" {
+				return fmt.Errorf("%v %q", err, out)
+			}
+			return nil
+		})
+	})
+
 	t.Run("ClusterIP", func(t *testing.T) {
 		tf.t = t
 		want := []string{web[w1.Name].Metadata.Name, web[w2.Name].Metadata.Name, web[w3.Name].Metadata.Name}
