@@ -50,7 +50,7 @@ cleanup() {
 	rm -rf "/run/edge/$NODE" "$D/containerd/root" "$D/containerd/state"
 	rmdir /run/edge 2>/dev/null
 	# The agent's service rules, routes, hostPort chains and bridge.
-	"$BIN/edgeagent" --cleanup --bridge "$BRIDGE" 2>/dev/null || ip link del "$BRIDGE" 2>/dev/null || true
+	"$BIN/edgeagent" --cleanup --bridge "$BRIDGE" --data-dir "$D/agent" 2>/dev/null || ip link del "$BRIDGE" 2>/dev/null || true
 	for ctl in /sys/fs/cgroup/*/edge/$NODE /sys/fs/cgroup/edge/$NODE; do
 		[ -d "$ctl" ] || continue
 		find "$ctl" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true

@@ -37,6 +37,11 @@ type Proxy struct {
 	// three to the -legacy or -nft variants to force one.
 	IPTables, IPTablesSave, IPTablesRestore string
 
+	// StateFile, if set, keeps which iptables tables existed before the
+	// first Sync, so Cleanup can leave the node's tables as it found them
+	// (see tables.go).
+	StateFile string
+
 	// ResyncPeriod bounds how long Sync relies on what it last wrote: in
 	// between, it writes only the chains that changed and skips an
 	// unchanged ruleset; after it, the next Sync reads the kernel's rules
@@ -159,6 +164,9 @@ func (p *Proxy) detect() {
 func (p *Proxy) applyAll(rs *ruleset) (written, removed int, err error) {
 	saved, err := p.saveAll()
 	if err != nil {
+		return 0, 0, err
+	}
+	if err := p.recordTables(saved); err != nil {
 		return 0, 0, err
 	}
 	if err := p.bridgeRejects(rs, savedRules(saved["filter"], chainServices)); err != nil {
@@ -386,7 +394,8 @@ func (p *Proxy) setSysctls() bool {
 // Cleanup removes every chain, jump rule and route this package made, in
 // the nat and filter tables of the default iptables binaries, tolerating
 // any already gone (`edgeagent --cleanup`). It leaves sysctls as they are:
-// ip_forward may be needed by others.
+// ip_forward may be needed by others. (*Proxy).Cleanup with a StateFile
+// also removes the empty tables the first Sync created.
 func Cleanup() error { return (&Proxy{}).Cleanup() }
 
 // Cleanup is the package Cleanup with p's binaries. The next Sync of p
@@ -426,6 +435,11 @@ func (p *Proxy) Cleanup() error {
 	}
 	if err := cleanupRoutes(); err != nil {
 		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		if err := p.removeTables(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	p.applied, p.dgram = nil, nil
 	return errors.Join(errs...)

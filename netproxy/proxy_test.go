@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -561,5 +563,39 @@ func TestSyncNeverLeavesAPortBare(t *testing.T) {
 		if !phase.ready && !strings.HasSuffix(restores[0], ":true") {
 			t.Fatalf("losing endpoints: the first restore %s holds no REJECT", restores[0])
 		}
+	}
+}
+
+// On a node where nothing used iptables, an uninstall leaves iptables-save
+// as empty as it was: the tables the first Sync made go too (nf_tables
+// keeps a table once made; see tables.go).
+func TestCleanupRemovesTablesItMade(t *testing.T) {
+	enterNetns(t)
+	strip := func(s string) string {
+		var keep []string
+		for _, l := range strings.Split(s, "\n") {
+			if !strings.HasPrefix(l, "#") && l != "" {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	before := strip(run(t, "iptables-save"))
+	state := filepath.Join(t.TempDir(), "iptables-tables")
+	p := &Proxy{Node: "a", NodeIP: "192.168.50.1", Log: quietLog(t), StateFile: state}
+	if err := p.Sync(threeServices(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if strip(run(t, "iptables-save")) == before {
+		t.Fatal("Sync wrote nothing")
+	}
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if after := strip(run(t, "iptables-save")); after != before {
+		t.Fatalf("after Cleanup:\n%s\nbefore the first Sync:\n%s", after, before)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Fatalf("the state file is left: %v", err)
 	}
 }

@@ -121,7 +121,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log = daemon.Logger(m.Debug, "node", m.Name)
 	}
 	if m.Cleanup {
-		if err := cleanup(m.Bridge); err != nil {
+		if err := cleanup(m.Bridge, m.DataDir); err != nil {
 			return err
 		}
 		m.Log.Info("removed the agent's rules, routes and bridge")
@@ -150,7 +150,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.CNI = cni
 		m.Agent.Network = cni
 		if !m.NoProxy {
-			m.Services = newNodeServices(m.Name, m.Agent.HostIP, cni, m.Log)
+			m.Services = newNodeServices(m.Name, m.DataDir, m.Agent.HostIP, cni, m.Log)
 			m.Agent.Services = m.Services
 			m.Agent.ResolvConf = m.Services.resolvConf
 		}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -36,9 +37,9 @@ type nodeServices struct {
 	hostSearch []string
 }
 
-func newNodeServices(node string, hostIP func() string, cni *edgeagent.CNI, log *slog.Logger) *nodeServices {
+func newNodeServices(node, dataDir string, hostIP func() string, cni *edgeagent.CNI, log *slog.Logger) *nodeServices {
 	s := &nodeServices{node: node, hostIP: hostIP, cni: cni, log: log, domain: "cluster.local",
-		proxy: &netproxy.Proxy{Node: node, Log: log}}
+		proxy: &netproxy.Proxy{Node: node, Log: log, StateFile: iptablesStateFile(dataDir)}}
 	if _, search, err := clusterdns.HostResolvConf("/etc/resolv.conf"); err == nil {
 		s.hostSearch = search
 	}
@@ -130,15 +131,19 @@ func (s *nodeServices) Close() {
 	}
 }
 
-// cleanup removes what the agent made on the node: the service rules and
-// host-gw routes (netproxy), the hostPort chains CNI's portmap plugin
-// leaves behind, and the pod bridge.
-func cleanup(bridge string) error {
+// iptablesStateFile keeps which iptables tables the node had before the
+// agent's first rule.
+func iptablesStateFile(dataDir string) string { return filepath.Join(dataDir, "iptables-tables") }
+
+// cleanup removes what the agent made on the node: the service rules,
+// host-gw routes and the iptables tables it created (netproxy), the
+// hostPort chains CNI's portmap plugin leaves behind, and the pod bridge.
+func cleanup(bridge, dataDir string) error {
 	var errs []error
-	if err := netproxy.Cleanup(); err != nil {
+	if err := edgeagent.CleanupPortmap(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := edgeagent.CleanupPortmap(); err != nil {
+	if err := (&netproxy.Proxy{StateFile: iptablesStateFile(dataDir)}).Cleanup(); err != nil {
 		errs = append(errs, err)
 	}
 	if l, err := netlink.LinkByName(bridge); err == nil {
