@@ -64,14 +64,6 @@ func buildIndex(st *core.NetworkState, local func(podUID string) (ready, known b
 		ix.revZone, ix.revSOA = zone, newSOA(zone, domain, serial)
 	}
 
-	ready := func(ep *core.NetEndpoint) bool {
-		if local != nil && ep.PodUID != "" {
-			if r, known := local(ep.PodUID); known {
-				return r
-			}
-		}
-		return ep.Ready
-	}
 	for i := range st.Services {
 		s := &st.Services[i]
 		svc := dns.CanonicalName(s.Name + "." + s.Namespace + ".svc." + domain)
@@ -92,7 +84,7 @@ func buildIndex(st *core.NetworkState, local func(podUID string) (ready, known b
 			for j := range s.Endpoints {
 				ep := &s.Endpoints[j]
 				ip := net.ParseIP(ep.IP).To4()
-				if ip == nil || !ready(ep) {
+				if ip == nil || !s.Serving(ep, local) {
 					continue
 				}
 				e.a = append(e.a, ip)

@@ -231,6 +231,41 @@ func TestApply_ServiceClusterIP(t *testing.T) {
 	}
 }
 
+// Re-applying a service keeps each port's node port (matched by port and
+// protocol), never gives two ports one node port, and takes clusterIPs
+// for clusterIP; a LoadBalancer may not take the master's own ports.
+func TestApply_ServiceReapply(t *testing.T) {
+	s := newStore(t)
+	get := func(name string) *core.Service {
+		return mustGet(t, s, core.KindService, "default", name).(*core.Service)
+	}
+	mustApply(t, s, "apiVersion: v1\nkind: Service\nmetadata: {name: np}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80}]\n")
+	if p := get("np").Spec.Ports[0].NodePort; p != 30000 {
+		t.Fatalf("node port %d", p)
+	}
+	mustApply(t, s, "apiVersion: v1\nkind: Service\nmetadata: {name: np}\nspec:\n  type: NodePort\n  ports: [{name: metrics, port: 9100}, {name: web, port: 80}]\n")
+	ports := get("np").Spec.Ports
+	if ports[1].NodePort != 30000 || ports[0].NodePort == 30000 || ports[0].NodePort == 0 {
+		t.Fatalf("after adding a port: %+v; want port 80 to keep 30000 and 9100 to get another", ports)
+	}
+	// A named port that takes the kept one: the kept one moves.
+	mustApply(t, s, "apiVersion: v1\nkind: Service\nmetadata: {name: np}\nspec:\n  type: NodePort\n  ports: [{name: web, port: 80}, {name: m, port: 9100, nodePort: 30000}]\n")
+	ports = get("np").Spec.Ports
+	if ports[1].NodePort != 30000 || ports[0].NodePort == 30000 {
+		t.Fatalf("two ports share a node port: %+v", ports)
+	}
+	mustApply(t, s, "apiVersion: v1\nkind: Service\nmetadata: {name: ips}\nspec:\n  clusterIPs: [10.43.7.7]\n  ports: [{port: 80}]\n")
+	if ip := get("ips").Spec.ClusterIP; ip != "10.43.7.7" {
+		t.Fatalf("clusterIPs [10.43.7.7] gave %q", ip)
+	}
+	cfg := core.DefaultNetworkConfig()
+	cfg.ReservedPorts = []int32{7443, 8883}
+	_, err := core.Apply(ctx, s, decode(t, "apiVersion: v1\nkind: Service\nmetadata: {name: broker}\nspec:\n  type: LoadBalancer\n  ports: [{port: 8883}]\n"), t0, cfg)
+	if err == nil || !strings.Contains(err.Error(), "spec.ports[0].port: 8883 is one of the master's own ports") {
+		t.Fatalf("a LoadBalancer on the master's MQTT port: %v", err)
+	}
+}
+
 // Services get their cluster IP and node ports at apply, from the
 // configured ranges; taken or out-of-range ones are refused and nothing is
 // stored.
@@ -243,8 +278,8 @@ func TestApply_ServiceAllocation(t *testing.T) {
 		return mustGet(t, s, core.KindService, "default", name).(*core.Service)
 	}
 	mustApply(t, s, svc("a", ""))
-	if ip := get("a").Spec.ClusterIP; ip != "10.43.0.10" {
-		t.Fatalf("first cluster IP %q, want 10.43.0.10", ip)
+	if ip := get("a").Spec.ClusterIP; ip != "10.43.0.11" {
+		t.Fatalf("first cluster IP %q, want 10.43.0.11 (.10 stays free for manifests written for k3s)", ip)
 	}
 	mustApply(t, s, strings.Replace(svc("np", ", nodePort: 30080"), "spec:", "spec:\n  type: NodePort", 1))
 	mustApply(t, s, strings.Replace(svc("lb", ""), "spec:", "spec:\n  type: LoadBalancer", 1))
@@ -261,7 +296,7 @@ func TestApply_ServiceAllocation(t *testing.T) {
 	}
 	for _, tt := range []struct{ doc, want string }{
 		{svc("out", "") + "  clusterIP: 10.99.0.1\n", `spec.clusterIP: 10.99.0.1 is outside the service range 10.43.0.0/16`},
-		{svc("taken", "") + "  clusterIP: 10.43.0.10\n", `spec.clusterIP: 10.43.0.10 is already the address of service default/a`},
+		{svc("taken", "") + "  clusterIP: 10.43.0.11\n", `spec.clusterIP: 10.43.0.11 is already the address of service default/a`},
 		{svc("bcast", "") + "  clusterIP: 10.43.255.255\n", `network or broadcast address`},
 		{strings.Replace(svc("clash", ", nodePort: 30080"), "spec:", "spec:\n  type: NodePort", 1), `spec.ports[0].nodePort: 30080/TCP is already used by service default/np`},
 		{strings.Replace(svc("range", ", nodePort: 8080"), "spec:", "spec:\n  type: NodePort", 1), `spec.ports[0].nodePort: 8080 must be in the range 30000-32767`},
@@ -282,7 +317,7 @@ func TestApply_ServiceAllocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	objs := decode(t, svc("custom", ""))
-	if _, err := core.Apply(ctx, s, objs, t0, cfg); err != nil || get("custom").Spec.ClusterIP != "10.96.0.10" {
+	if _, err := core.Apply(ctx, s, objs, t0, cfg); err != nil || get("custom").Spec.ClusterIP != "10.96.0.11" {
 		t.Fatalf("custom service range: %v, ip %q", err, get("custom").Spec.ClusterIP)
 	}
 }

@@ -22,6 +22,9 @@ type NetworkConfig struct {
 	NodePortMin, NodePortMax int32
 	// ClusterDomain is the DNS suffix of services (cluster.local).
 	ClusterDomain string
+	// ReservedPorts are the master's own ports (API, MQTT), which a
+	// LoadBalancer service may not open on every node's address.
+	ReservedPorts []int32
 }
 
 // DefaultNetworkConfig is k3s' address plan.
@@ -78,10 +81,17 @@ func (c NetworkConfig) nodeSubnets() int {
 
 // nodeSubnet returns the i-th node subnet of the cluster CIDR.
 func (c NetworkConfig) nodeSubnet(i int) netip.Prefix {
-	a := c.ClusterCIDR.Addr().As4()
-	base := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-	v := base + uint32(i)<<(32-c.NodeMaskBits)
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), c.NodeMaskBits)
+	v := ipv4Uint(c.ClusterCIDR.Addr()) + uint32(i)<<(32-c.NodeMaskBits)
+	return netip.PrefixFrom(uint32IPv4(v), c.NodeMaskBits)
+}
+
+func ipv4Uint(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func uint32IPv4(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // allocatePodCIDRs gives every node without a pod subnet the lowest free
@@ -154,8 +164,11 @@ type NetService struct {
 	AffinityTimeout int32 `json:"affinityTimeout,omitempty"`
 	// ExternalLocal: NodePort and LoadBalancer traffic only reaches the
 	// receiving node's own endpoints, with the client's IP kept.
-	ExternalLocal bool          `json:"externalLocal,omitempty"`
-	Endpoints     []NetEndpoint `json:"endpoints,omitempty"`
+	ExternalLocal bool `json:"externalLocal,omitempty"`
+	// PublishNotReady: pods are endpoints before they are ready (the
+	// service's publishNotReadyAddresses), whatever their node sees.
+	PublishNotReady bool          `json:"publishNotReady,omitempty"`
+	Endpoints       []NetEndpoint `json:"endpoints,omitempty"`
 }
 
 // NetEndpoint is one pod behind a service.
@@ -174,8 +187,36 @@ type NetEndpoint struct {
 	Ready bool    `json:"ready"`
 }
 
+// Validate checks what an agent needs of a network state it is handed: a
+// hash and the cluster's two ranges. A state without them is a broken
+// message, not a cluster without services.
+func (ns *NetworkState) Validate() error {
+	if ns.Hash == "" {
+		return invalid("hash", "required")
+	}
+	for _, f := range []struct{ name, v string }{{"clusterCIDR", ns.ClusterCIDR}, {"serviceCIDR", ns.ServiceCIDR}} {
+		if p, err := netip.ParsePrefix(f.v); err != nil || !p.Addr().Is4() {
+			return invalid(f.name, "%q is not an IPv4 prefix", f.v)
+		}
+	}
+	return nil
+}
+
 // Key returns "namespace/name".
 func (s *NetService) Key() string { return s.Namespace + "/" + s.Name }
+
+// Serving reports whether endpoint e of s takes traffic on a node: as
+// published, unless local (the node's agent, which sees its own pods'
+// probes before the master does, and while it is away) knows the pod, and
+// s does not publish pods before they are ready. local may be nil.
+func (s *NetService) Serving(e *NetEndpoint, local func(podUID string) (ready, known bool)) bool {
+	if local != nil && e.PodUID != "" && !s.PublishNotReady {
+		if r, known := local(e.PodUID); known {
+			return r
+		}
+	}
+	return e.Ready
+}
 
 // BuildNetworkState assembles the network view from stored objects.
 // Services are sorted by namespace and name, endpoints by IP, so equal
@@ -208,7 +249,8 @@ func netService(s *Service, e *Endpoints) NetService {
 	copy(ports, s.Spec.Ports)
 	ns := NetService{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, Type: s.Spec.Type,
 		ClusterIP: s.Spec.ClusterIP, Ports: ports,
-		ExternalLocal: s.Spec.ExternalTrafficPolicy == TrafficPolicyLocal && s.Spec.Type != ServiceClusterIP}
+		ExternalLocal:   s.Spec.ExternalTrafficPolicy == TrafficPolicyLocal && s.Spec.Type != ServiceClusterIP,
+		PublishNotReady: s.Spec.PublishNotReadyAddresses}
 	if s.Spec.SessionAffinity == AffinityClientIP {
 		ns.AffinityTimeout = s.AffinityTimeout()
 	}

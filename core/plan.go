@@ -218,11 +218,14 @@ func PlanDeployment(d *Deployment, pods []*Pod, env PlanEnv) (Plan, DeploymentSt
 	return plan, status
 }
 
-// DaemonSetNodes returns the nodes a DaemonSet must run on.
+// DaemonSetNodes returns the nodes a DaemonSet must run on: matching, and
+// with a pod subnet unless its pods use the node's network (a full cluster
+// CIDR leaves a new node without one).
 func DaemonSetNodes(ds *DaemonSet, nodes []*Node) []*Node {
 	var out []*Node
 	for _, n := range nodes {
-		if n.Metadata.DeletionTimestamp == nil && MatchLabels(ds.Spec.Template.Spec.NodeSelector, n.Metadata.Labels) {
+		if n.Metadata.DeletionTimestamp == nil && MatchLabels(ds.Spec.Template.Spec.NodeSelector, n.Metadata.Labels) &&
+			(n.Spec.PodCIDR != "" || ds.Spec.Template.Spec.HostNetwork) {
 			out = append(out, n)
 		}
 	}

@@ -319,7 +319,7 @@ func TestPlanDeployment_History(t *testing.T) {
 
 func dsNode(name string, labels ...string) *core.Node {
 	n := &core.Node{TypeMeta: core.TypeMeta{APIVersion: "v1", Kind: core.KindNode},
-		Metadata: core.ObjectMeta{Name: name, Labels: map[string]string{}}}
+		Metadata: core.ObjectMeta{Name: name, Labels: map[string]string{}}, Spec: core.NodeSpec{PodCIDR: "10.42.9.0/24"}}
 	for _, l := range labels {
 		k, v, _ := strings.Cut(l, "=")
 		n.Metadata.Labels[k] = v
@@ -454,5 +454,21 @@ func TestOwnedBy(t *testing.T) {
 	theirs := makePod(other, &other.Spec.Template, "d:ready", "n1")
 	if got := podNames(core.OwnedBy([]*core.Pod{mine, notController, bare, theirs}, "web-uid")); got != "a" {
 		t.Fatalf("OwnedBy = %q, want a", got)
+	}
+}
+
+// A node the cluster CIDR had no subnet left for gets no DaemonSet pod,
+// unless the pod uses the node's network.
+func TestDaemonSetNodes_NeedAPodSubnet(t *testing.T) {
+	bare := dsNode("bare")
+	bare.Spec.PodCIDR = ""
+	nodes := []*core.Node{dsNode("n1"), bare}
+	ds := newDaemonSet(nil)
+	if got := core.DaemonSetNodes(ds, nodes); len(got) != 1 || got[0].Metadata.Name != "n1" {
+		t.Fatalf("nodes %v", got)
+	}
+	ds.Spec.Template.Spec.HostNetwork = true
+	if got := core.DaemonSetNodes(ds, nodes); len(got) != 2 {
+		t.Fatalf("hostNetwork: nodes %v", got)
 	}
 }

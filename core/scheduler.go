@@ -15,6 +15,7 @@ const (
 	reasonPods          = "too many pods"
 	reasonMemory        = "insufficient memory"
 	reasonNoPodCIDR     = "no pod subnet (the cluster CIDR is full: widen --cluster-cidr)"
+	reasonHostPort      = "didn't have free ports for the requested pod ports"
 )
 
 // NodeUsage is what is already placed on a node.
@@ -24,6 +25,30 @@ type NodeUsage struct {
 	// Owners counts active pods per controlling owner UID, for spreading.
 	Owners map[string]int
 	Pods   int
+	// HostPorts holds the "port/protocol" pairs pods took on the node.
+	HostPorts map[string]bool
+}
+
+// hostPortKeys lists the "port/protocol" host ports pod takes.
+func hostPortKeys(p *Pod) []string {
+	var out []string
+	for _, c := range p.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.HostPort != 0 {
+				out = append(out, fmt.Sprintf("%d/%s", cp.HostPort, cp.Protocol))
+			}
+		}
+	}
+	if p.Spec.HostNetwork { // its container ports are the node's
+		for _, c := range p.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.HostPort == 0 {
+					out = append(out, fmt.Sprintf("%d/%s", cp.ContainerPort, cp.Protocol))
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Usage sums the requests of the active pods bound to each node.
@@ -44,6 +69,12 @@ func Usage(pods []*Pod) map[string]*NodeUsage {
 		n.Pods++
 		if o := p.Owner(); o != nil && !p.Terminating() {
 			n.Owners[o.UID]++
+		}
+		for _, k := range hostPortKeys(p) {
+			if n.HostPorts == nil {
+				n.HostPorts = map[string]bool{}
+			}
+			n.HostPorts[k] = true
 		}
 	}
 	return u
@@ -135,6 +166,7 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 	for i, c := range pod.Spec.Containers {
 		images[i] = NormalizeImage(c.Image)
 	}
+	ports := hostPortKeys(pod)
 	reasons := map[string]int{}
 	var best *NodeInfo
 	var bestSpread, bestImages int
@@ -151,6 +183,10 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		}
 		if n.Spec.PodCIDR == "" && !pod.Spec.HostNetwork && sc.NeedPodCIDR {
 			reasons[reasonNoPodCIDR]++
+			continue
+		}
+		if u := sc.Usage[n.Metadata.Name]; u != nil && anyTaken(u.HostPorts, ports) {
+			reasons[reasonHostPort]++
 			continue
 		}
 		u := sc.Usage[n.Metadata.Name]
@@ -224,7 +260,22 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 	if owner != "" {
 		u.Owners[owner]++
 	}
+	for _, k := range ports {
+		if u.HostPorts == nil {
+			u.HostPorts = map[string]bool{}
+		}
+		u.HostPorts[k] = true
+	}
 	return name, ""
+}
+
+func anyTaken(taken map[string]bool, ports []string) bool {
+	for _, k := range ports {
+		if taken[k] {
+			return true
+		}
+	}
+	return false
 }
 
 func explain(total int, reasons map[string]int) string {

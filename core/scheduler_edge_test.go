@@ -101,3 +101,26 @@ func TestSchedulerTracksPlacements(t *testing.T) {
 		t.Fatalf("usage of a %+v", u)
 	}
 }
+
+// Two pods wanting the same host port (or, with hostNetwork, the same
+// container port) do not share a node.
+func TestSchedule_HostPorts(t *testing.T) {
+	nodes := []*Node{node("n1"), node("n2")}
+	pod := func(name string, hostNet bool, port ContainerPort) *Pod {
+		return &Pod{Metadata: ObjectMeta{Name: name, Namespace: "default"},
+			Spec: PodSpec{HostNetwork: hostNet, Containers: []Container{{Name: "c", Ports: []ContainerPort{port}}}}}
+	}
+	sc := &Scheduler{Nodes: NewNodeInfos(nodes), Usage: map[string]*NodeUsage{}}
+	a, _ := sc.Schedule(pod("a", false, ContainerPort{ContainerPort: 53, HostPort: 53, Protocol: "UDP"}))
+	b, _ := sc.Schedule(pod("b", true, ContainerPort{ContainerPort: 53, Protocol: "UDP"}))
+	if a == "" || b == "" || a == b {
+		t.Fatalf("two pods on port 53/UDP: %q and %q", a, b)
+	}
+	c, _ := sc.Schedule(pod("c", false, ContainerPort{ContainerPort: 53, HostPort: 53, Protocol: "TCP"}))
+	if c == "" {
+		t.Fatal("53/TCP is free on both nodes")
+	}
+	if n, why := sc.Schedule(pod("d", false, ContainerPort{ContainerPort: 53, HostPort: 53, Protocol: "UDP"})); n != "" || !strings.Contains(why, "didn't have free ports") {
+		t.Fatalf("a third 53/UDP: %q %q", n, why)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -57,6 +58,9 @@ func allocateService(tx Tx, svc, old *Service, cfg NetworkConfig) error {
 			return invalid("spec.clusterIP", "cannot change from %s to %s; delete the service and apply it again", orNone(old.Spec.ClusterIP), svc.Spec.ClusterIP)
 		}
 	}
+	if svc.Spec.ClusterIP == "" && len(svc.Spec.ClusterIPs) == 1 {
+		svc.Spec.ClusterIP = svc.Spec.ClusterIPs[0] // kubectl's newer spelling
+	}
 	switch ip := svc.Spec.ClusterIP; {
 	case ip == ClusterIPNone:
 	case ip == "":
@@ -85,49 +89,74 @@ func allocateService(tx Tx, svc, old *Service, cfg NetworkConfig) error {
 	if svc.Spec.Type == ServiceClusterIP {
 		return nil
 	}
+	key := func(port int32, proto string) string { return fmt.Sprintf("%d/%s", port, proto) }
+	// First the ports a manifest names, then the ones a port keeps from
+	// before (matched by port and protocol, as Kubernetes does, else by
+	// name), then fresh ones: every port of the service gets its own.
+	mine := map[string]bool{}
 	for i := range svc.Spec.Ports {
 		p := &svc.Spec.Ports[i]
+		if p.NodePort == 0 {
+			continue
+		}
 		path := fmt.Sprintf("spec.ports[%d].nodePort", i)
-		if p.NodePort == 0 && old != nil {
-			for _, q := range old.Spec.Ports {
-				if q.NodePort != 0 && q.Name == p.Name && q.Protocol == p.Protocol {
-					p.NodePort = q.NodePort // keep what was allocated
-				}
-			}
+		if p.NodePort < cfg.NodePortMin || p.NodePort > cfg.NodePortMax {
+			return invalid(path, "%d must be in the range %d-%d", p.NodePort, cfg.NodePortMin, cfg.NodePortMax)
+		}
+		if owner := portOwner[key(p.NodePort, p.Protocol)]; owner != "" {
+			return Errorf(ECONFLICT, "%s: %d/%s is already used by service %s; pick another or leave it out to get a free one", path, p.NodePort, p.Protocol, owner)
+		}
+		mine[key(p.NodePort, p.Protocol)] = true
+	}
+	if old != nil {
+		for i := range svc.Spec.Ports {
+			p := &svc.Spec.Ports[i]
 			if p.NodePort != 0 {
 				continue
 			}
-		}
-		if p.NodePort != 0 {
-			if p.NodePort < cfg.NodePortMin || p.NodePort > cfg.NodePortMax {
-				return invalid(path, "%d must be in the range %d-%d", p.NodePort, cfg.NodePortMin, cfg.NodePortMax)
-			}
-			if owner := portOwner[fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)]; owner != "" {
-				return Errorf(ECONFLICT, "%s: %d/%s is already used by service %s; pick another or leave it out to get a free one", path, p.NodePort, p.Protocol, owner)
-			}
-		} else {
-			for port := cfg.NodePortMin; port <= cfg.NodePortMax; port++ {
-				if portOwner[fmt.Sprintf("%d/%s", port, p.Protocol)] == "" && !usedBySelf(svc.Spec.Ports, port, p.Protocol) {
-					p.NodePort = port
-					break
+			var kept int32
+			for _, q := range old.Spec.Ports { // the same port and protocol first
+				if q.NodePort != 0 && q.Port == p.Port && q.Protocol == p.Protocol {
+					kept = q.NodePort
 				}
 			}
-			if p.NodePort == 0 {
-				return Errorf(ECONFLICT, "%s: every node port %d-%d is taken", path, cfg.NodePortMin, cfg.NodePortMax)
+			for _, q := range old.Spec.Ports {
+				if kept == 0 && q.NodePort != 0 && q.Name == p.Name && q.Protocol == p.Protocol {
+					kept = q.NodePort
+				}
+			}
+			if kept != 0 && !mine[key(kept, p.Protocol)] {
+				p.NodePort = kept
+				mine[key(kept, p.Protocol)] = true
 			}
 		}
-		portOwner[fmt.Sprintf("%d/%s", p.NodePort, p.Protocol)] = self
 	}
-	return nil
-}
-
-func usedBySelf(ports []ServicePort, port int32, proto string) bool {
-	for _, p := range ports {
-		if p.NodePort == port && p.Protocol == proto {
-			return true
+	for i := range svc.Spec.Ports {
+		p := &svc.Spec.Ports[i]
+		if p.NodePort != 0 {
+			continue
+		}
+		for port := cfg.NodePortMin; port <= cfg.NodePortMax; port++ {
+			if k := key(port, p.Protocol); !mine[k] && portOwner[k] == "" {
+				p.NodePort = port
+				mine[k] = true
+				break
+			}
+		}
+		if p.NodePort == 0 {
+			return Errorf(ECONFLICT, "spec.ports[%d].nodePort: every node port %d-%d is taken", i, cfg.NodePortMin, cfg.NodePortMax)
 		}
 	}
-	return false
+	// A LoadBalancer opens its ports on every node's address: not the
+	// master's own (agents would reach a pod instead of the master).
+	if svc.Spec.Type == ServiceLoadBalancer {
+		for i, p := range svc.Spec.Ports {
+			if slices.Contains(cfg.ReservedPorts, p.Port) {
+				return invalid(fmt.Sprintf("spec.ports[%d].port", i), "%d is one of the master's own ports; a LoadBalancer opens its ports on every node's address, the master's too (use another port, or a NodePort service)", p.Port)
+			}
+		}
+	}
+	return nil
 }
 
 func orNone(s string) string {
@@ -137,12 +166,12 @@ func orNone(s string) string {
 	return s
 }
 
-// freeServiceIP returns the lowest free address of cidr from its tenth on
-// (k3s keeps .10 for its DNS service; the low ones stay free for such
-// fixed uses), skipping each /24's network and broadcast addresses.
+// freeServiceIP returns the lowest free address of cidr above its tenth
+// (manifests written for k3s pin .10, its DNS service, and other low ones
+// for fixed uses), skipping each /24's network and broadcast addresses.
 func freeServiceIP(cidr netip.Prefix, used map[netip.Addr]string) (netip.Addr, bool) {
 	a := cidr.Addr()
-	for range 10 {
+	for range 11 {
 		a = a.Next()
 	}
 	last := lastAddr(cidr)
@@ -157,10 +186,7 @@ func freeServiceIP(cidr netip.Prefix, used map[netip.Addr]string) (netip.Addr, b
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-	v |= 1<<(32-p.Bits()) - 1
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	return uint32IPv4(ipv4Uint(p.Masked().Addr()) | (1<<(32-p.Bits()) - 1))
 }
 
 // EndpointsFor computes the Endpoints of a service with a selector from
@@ -267,7 +293,11 @@ func (c *Controllers) syncServices(ctx context.Context, s *snapshot) error {
 	wanted := map[string]bool{}
 	for _, svc := range services {
 		key := svc.Metadata.Namespace + "/" + svc.Metadata.Name
-		if svc.Spec.Type == ServiceLoadBalancer && !JSONEqual(svc.Status.LoadBalancer.Ingress, ingress) {
+		lb := ingress
+		if svc.Spec.Type != ServiceLoadBalancer {
+			lb = nil // no longer a LoadBalancer: no stale addresses
+		}
+		if !JSONEqual(svc.Status.LoadBalancer.Ingress, lb) {
 			if err := c.Store.Update(ctx, func(tx Tx) error {
 				obj, err := tx.Get(KeyOf(svc))
 				if err != nil {
@@ -277,7 +307,7 @@ func (c *Controllers) syncServices(ctx context.Context, s *snapshot) error {
 				if cur.Metadata.UID != svc.Metadata.UID {
 					return nil
 				}
-				cur.Status.LoadBalancer.Ingress = ingress
+				cur.Status.LoadBalancer.Ingress = lb
 				return tx.Put(cur)
 			}); err != nil && ErrorCode(err) != ENOTFOUND {
 				return err

@@ -99,7 +99,7 @@ func TestControllers_Endpoints(t *testing.T) {
 	if ns == nil || len(ns.Services) != 1 || len(ns.Services[0].Endpoints) != 3 || len(ns.Nodes) != 2 {
 		t.Fatalf("network state %+v", ns)
 	}
-	if sp := ns.Services[0]; sp.ClusterIP != "10.43.0.10" || sp.Ports[0].NodePort == 0 || sp.Endpoints[0].Ports[0] != 8080 || !sp.Endpoints[0].Ready {
+	if sp := ns.Services[0]; sp.ClusterIP != "10.43.0.11" || sp.Ports[0].NodePort == 0 || sp.Endpoints[0].Ports[0] != 8080 || !sp.Endpoints[0].Ready {
 		t.Fatalf("network service %+v", sp)
 	}
 	// Idle: no writes, no new network publication.
@@ -128,6 +128,13 @@ func TestControllers_Endpoints(t *testing.T) {
 	svc := c.Get(core.Key{Kind: core.KindService, Namespace: "default", Name: "web"}).(*core.Service)
 	if len(svc.Status.LoadBalancer.Ingress) != 2 {
 		t.Fatalf("ingress %+v (nodes report addresses)", svc.Status.LoadBalancer.Ingress)
+	}
+
+	// No longer a LoadBalancer: no stale ingress.
+	c.Apply("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n")
+	c.Sync()
+	if svc := c.Get(core.Key{Kind: core.KindService, Namespace: "default", Name: "web"}).(*core.Service); len(svc.Status.LoadBalancer.Ingress) != 0 {
+		t.Fatalf("a NodePort service keeps ingress %+v", svc.Status.LoadBalancer.Ingress)
 	}
 
 	// Scale down: the removed pods leave once terminating.
@@ -199,5 +206,21 @@ func TestEndpointsFor_NamedPorts(t *testing.T) {
 	ns := core.BuildNetworkState(core.NetworkConfig{}, nil, []*core.Service{svc}, []*core.Endpoints{e})
 	if eps := ns.Services[0].Endpoints; len(eps) != 3 || eps[1].Ports[0] != 9090 || eps[2].Ready {
 		t.Fatalf("network endpoints %+v", eps)
+	}
+}
+
+// A node's own view of its pods overrides the published readiness, except
+// for a service that publishes pods before they are ready.
+func TestNetService_Serving(t *testing.T) {
+	notReady := func(string) (bool, bool) { return false, true }
+	unknown := func(string) (bool, bool) { return false, false }
+	e := core.NetEndpoint{IP: "10.42.0.2", PodUID: "u", Ready: true}
+	s := core.NetService{}
+	if s.Serving(&e, notReady) || !s.Serving(&e, unknown) || !s.Serving(&e, nil) {
+		t.Fatal("local readiness does not override the published one")
+	}
+	s.PublishNotReady = true
+	if !s.Serving(&e, notReady) {
+		t.Fatal("publishNotReadyAddresses: a not-ready local pod left the endpoints")
 	}
 }

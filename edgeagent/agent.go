@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeorch/edge/core"
@@ -84,7 +85,7 @@ type Agent struct {
 	dirty       chan struct{}
 	lastSent    []byte
 	node        core.NodeStatus
-	hostIP      string
+	hostIP      atomic.Value    // string: the node's InternalIP
 	ooms        map[string]bool // containers the kernel OOM-killed
 	events      *eventQueue
 	eventsReady chan struct{} // events on disk to send
@@ -304,6 +305,7 @@ func (a *Agent) configurePodCIDR() {
 	}
 	a.Log.Info("pod network configured", "podCIDR", ds.PodCIDR)
 	a.podCIDR = ds.PodCIDR
+	a.kickNetwork() // the DNS server listens on the new subnet's gateway
 }
 
 // waitRuntime asks the runtime for its version until it answers.

@@ -107,7 +107,8 @@ func TestDefaultNetwork(t *testing.T) {
 	var conf struct {
 		Plugins []map[string]any `json:"plugins"`
 	}
-	if err := json.Unmarshal(b, &conf); err != nil || len(conf.Plugins) != 2 || conf.Plugins[0]["bridge"] != "edge0" || conf.Plugins[1]["type"] != "portmap" {
+	if err := json.Unmarshal(b, &conf); err != nil || len(conf.Plugins) != 2 || conf.Plugins[0]["bridge"] != "edge0" || conf.Plugins[1]["type"] != "portmap" ||
+		fmt.Sprint(conf.Plugins[1]["conditionsV4"]) != "[! -d 10.42.3.1/32]" {
 		t.Fatalf("conf %s: %v", b, err)
 	}
 	if _, err := DefaultNetwork("edge0", "10.42.3.0", "/x"); err == nil || !strings.Contains(err.Error(), `pod subnet "10.42.3.0"`) {

@@ -34,9 +34,12 @@ type CNI struct {
 
 // DefaultNetwork returns the conflist of the agent's default pod network.
 func DefaultNetwork(bridge, podCIDR, ipamDir string) ([]byte, error) {
-	if _, _, err := net.ParseCIDR(podCIDR); err != nil {
-		return nil, fmt.Errorf("pod subnet %q: %w", podCIDR, err)
+	_, subnet, err := net.ParseCIDR(podCIDR)
+	if err != nil || subnet.IP.To4() == nil {
+		return nil, fmt.Errorf("pod subnet %q: not an IPv4 prefix", podCIDR)
 	}
+	gw := append(net.IP(nil), subnet.IP.To4()...)
+	gw[3]++ // the bridge's address, where the node's cluster DNS listens
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "edge",
@@ -50,7 +53,10 @@ func DefaultNetwork(bridge, podCIDR, ipamDir string) ([]byte, error) {
 					"dataDir": ipamDir,
 				},
 			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
+			// A pod's hostPort 53 (pihole) must not capture the pods'
+			// own DNS on the bridge address.
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true,
+				"conditionsV4": []string{"!", "-d", gw.String() + "/32"}},
 		},
 	}
 	return json.MarshalIndent(conf, "", "  ")

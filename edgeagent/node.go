@@ -65,11 +65,43 @@ func (a *Agent) nodeStatus() (core.NodeStatus, error) {
 	if ip == "" {
 		ip = hostIP()
 	}
-	if ip != "" {
-		a.hostIP = ip
-		st.Addresses = append([]core.NodeAddress{{Type: "InternalIP", Address: ip}}, st.Addresses...)
-	}
+	a.hostIP.Store(ip)
+	st.Addresses = withInternalIP(st.Addresses, ip)
 	return st, nil
+}
+
+// withInternalIP returns addrs with ip as the InternalIP ("" for none).
+func withInternalIP(addrs []core.NodeAddress, ip string) []core.NodeAddress {
+	var out []core.NodeAddress
+	if ip != "" {
+		out = append(out, core.NodeAddress{Type: "InternalIP", Address: ip})
+	}
+	for _, a := range addrs {
+		if a.Type != "InternalIP" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// refreshHostIP looks at the node's address again (a Pi that renewed its
+// DHCP lease, a cable moved to another port): other nodes route this
+// node's pods via it and LoadBalancer rules open on it, so a change goes
+// out in the next report and to the service proxy.
+func (a *Agent) refreshHostIP() {
+	if a.NodeIP != "" {
+		return
+	}
+	ip := hostIP()
+	if ip == "" || ip == a.HostIP() {
+		return
+	}
+	a.Log.Info("the node's address changed", "was", a.HostIP(), "now", ip)
+	a.hostIP.Store(ip)
+	a.mu.Lock()
+	a.node.Addresses = withInternalIP(a.node.Addresses, ip)
+	a.mu.Unlock()
+	a.markDirty()
 }
 
 // defaultReserved keeps 100m of CPU and a quarter of the memory, at most
@@ -185,4 +217,7 @@ func hostIP() string {
 }
 
 // HostIP returns the node's InternalIP ("" if it has none).
-func (a *Agent) HostIP() string { return a.hostIP }
+func (a *Agent) HostIP() string {
+	ip, _ := a.hostIP.Load().(string)
+	return ip
+}

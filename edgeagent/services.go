@@ -37,7 +37,11 @@ func (a *Agent) loadNetwork() {
 		return
 	}
 	var ns core.NetworkState
-	if err := json.Unmarshal(b, &ns); err != nil {
+	err = json.Unmarshal(b, &ns)
+	if err == nil {
+		err = ns.Validate()
+	}
+	if err != nil {
 		a.Log.Error("ignoring unreadable saved network state", "file", a.networkPath(), "err", err)
 		return
 	}
@@ -78,26 +82,35 @@ func (a *Agent) networkState() *core.NetworkState {
 	return a.network
 }
 
+// clusterDomain is the services' DNS suffix (cluster.local unless the
+// network state says otherwise).
+func (a *Agent) clusterDomain() string {
+	if ns := a.networkState(); ns != nil && ns.ClusterDomain != "" {
+		return ns.ClusterDomain
+	}
+	return "cluster.local"
+}
+
 // localReadiness returns, for each pod this node runs, whether it is ready.
 func (a *Agent) localReadiness() map[string]bool {
 	rep := a.Snapshot()
 	out := make(map[string]bool, len(rep.Pods))
 	for _, p := range rep.Pods {
-		ready := p.Status.Phase == core.PodRunning && len(p.Status.ContainerStatuses) > 0
-		for _, c := range p.Status.ContainerStatuses {
-			ready = ready && c.Ready
-		}
-		out[p.UID] = ready
+		out[p.UID] = (&core.Pod{Status: p.Status}).Ready()
 	}
 	return out
 }
 
 // netLoop syncs the service proxy whenever the network state or a local
 // pod's readiness changed, retrying failures, and every Resync anyway (the
-// proxy skips the work when its rules are already right).
+// proxy skips the work when its rules are already right); every Resync it
+// also looks whether the node's address changed.
 func (a *Agent) netLoop() {
 	defer a.wg.Done()
-	if a.Services == nil {
+	if a.Services == nil { // no proxy: only watch the node's address
+		for a.sleep(a.Resync) {
+			a.refreshHostIP()
+		}
 		return
 	}
 	var lastHash string
@@ -113,6 +126,7 @@ func (a *Agent) netLoop() {
 		case <-a.netDirty:
 		case <-t.C:
 			lastHash = "" // periodic: sync even if nothing seems changed
+			a.refreshHostIP()
 		}
 		// Coalesce a burst (20 pods turning ready) into one sync.
 		if !a.sleep(20 * time.Millisecond) {

@@ -43,7 +43,7 @@ func (f *fakeServices) state() (int, string, map[string]bool) {
 }
 
 func netState(hash string, eps ...core.NetEndpoint) *core.NetworkState {
-	return &core.NetworkState{Hash: hash, ClusterDomain: "cluster.local",
+	return &core.NetworkState{Hash: hash, ClusterDomain: "cluster.local", ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16",
 		Services: []core.NetService{{Namespace: "default", Name: "web-api", Type: core.ServiceClusterIP, ClusterIP: "10.43.0.10",
 			Ports:     []core.ServicePort{{Name: "http", Port: 80, Protocol: "TCP"}, {Name: "dns", Port: 53, Protocol: "UDP"}},
 			Endpoints: eps},

@@ -241,9 +241,19 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	if err := os.MkdirAll(w.podDir(), 0o755); err != nil {
 		return err
 	}
+	// The pod's name, or spec.hostname, and with a subdomain (a headless
+	// service) its cluster name too, as the kubelet writes them.
+	name := pod.Metadata.Name
+	if pod.Spec.Hostname != "" {
+		name = pod.Spec.Hostname
+	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 	if ip != "" {
-		hosts += ip + "\t" + pod.Metadata.Name + "\n"
+		hosts += ip + "\t" + name
+		if sub := pod.Spec.Subdomain; sub != "" {
+			hosts += "\t" + name + "." + sub + "." + pod.Metadata.Namespace + ".svc." + a.clusterDomain()
+		}
+		hosts += "\n"
 	}
 	if err := writeIfChanged(filepath.Join(w.podDir(), "hosts"), hosts); err != nil {
 		return err
@@ -253,7 +263,7 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 			return err
 		}
 	}
-	return writeIfChanged(filepath.Join(w.podDir(), "hostname"), pod.Metadata.Name+"\n")
+	return writeIfChanged(filepath.Join(w.podDir(), "hostname"), name+"\n")
 }
 
 // hostPorts lists the pod's ports published on the node.
@@ -279,13 +289,13 @@ func writeIfChanged(path, content string) error {
 // updateStatus recomputes the pod's status and flags a report if it changed.
 func (w *podWorker) updateStatus(pod *core.Pod) {
 	a := w.a
-	st := core.PodStatus{Phase: core.PodPending, HostIP: a.hostIP}
+	st := core.PodStatus{Phase: core.PodPending, HostIP: a.HostIP()}
 	allDone, allOK, anyRunning, allReady := true, true, false, true
 	var started *core.Time
 	w.mu.Lock()
 	st.PodIP = w.podIP
 	if pod.Spec.HostNetwork {
-		st.PodIP = a.hostIP
+		st.PodIP = st.HostIP
 	}
 	for _, c := range pod.Spec.Containers {
 		s := w.ctrs[c.Name]

@@ -113,6 +113,11 @@ func decodeNetwork(payload []byte) (*core.NetworkState, error) {
 	if err := json.Unmarshal(payload, &ns); err != nil {
 		return nil, core.Errorf(core.EINVALID, "network state: %v", err)
 	}
+	// An empty or truncated state would tear down every route and rule of
+	// the node: keep the last good one instead.
+	if err := ns.Validate(); err != nil {
+		return nil, err
+	}
 	return &ns, nil
 }
 

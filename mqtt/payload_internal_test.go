@@ -45,3 +45,17 @@ func TestCheckShape(t *testing.T) {
 		t.Fatalf("a report of %d pods (%d bytes): %v", len(rep.Pods), len(b), err)
 	}
 }
+
+// A network state that is empty or broken is refused: applying it would
+// tear down every route and rule of the node.
+func TestDecodeNetwork(t *testing.T) {
+	for _, bad := range []string{`null`, `{}`, `{"hash":"h"}`, `{"hash":"h","clusterCIDR":"10.42.0.0/16","serviceCIDR":"x"}`, `[`} {
+		if _, err := decodeNetwork([]byte(bad)); core.ErrorCode(err) != core.EINVALID {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	ns, err := decodeNetwork([]byte(`{"hash":"h","clusterCIDR":"10.42.0.0/16","serviceCIDR":"10.43.0.0/16","services":[]}`))
+	if err != nil || ns.Hash != "h" {
+		t.Fatalf("a good state: %v", err)
+	}
+}

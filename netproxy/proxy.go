@@ -29,7 +29,11 @@ const DefaultResyncPeriod = 5 * time.Minute
 type Proxy struct {
 	Node   string // this node's name: endpoints with this Node are local
 	NodeIP string // this node's LAN address: LoadBalancer ports are opened on it
-	Log    *slog.Logger
+	// PodCIDR is this node's own pod subnet as its bridge has it: no route
+	// to another node may cover it (a --pod-cidr that disagrees with the
+	// master's plan must not cut the local pods off).
+	PodCIDR string
+	Log     *slog.Logger
 
 	// IPTables, IPTablesSave and IPTablesRestore name the binaries; empty
 	// means "iptables", "iptables-save" and "iptables-restore" from PATH,
@@ -332,13 +336,20 @@ func ourChains(saved []byte) []string {
 	for sc.Scan() {
 		l := sc.Text()
 		if strings.HasPrefix(l, ":"+chainPrefix) {
-			if name, _, ok := strings.Cut(l[1:], " "); ok {
+			if name, _, ok := strings.Cut(l[1:], " "); ok && isOurChain(name) {
 				chains = append(chains, name)
 			}
 		}
 	}
 	return chains
 }
+
+// ourChainName matches the chains this package makes: the fixed ones and
+// the per-service and per-endpoint ones (a prefix and 16 base32
+// characters), and no one else's EDGE-something.
+var ourChainName = regexp.MustCompile(`^EDGE-(SERVICES|NODEPORTS|POSTROUTING|MARK-MASQ|FORWARD|[A-Z]{3}-[A-Z2-7]{16})$`)
+
+func isOurChain(name string) bool { return ourChainName.MatchString(name) }
 
 // ourJumps returns the rules of built-in chains that jump to an EDGE- chain,
 // as iptables-save prints them (`-A CHAIN ...`).
@@ -351,8 +362,13 @@ func ourJumps(saved []byte) []string {
 		if !strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, "-A "+chainPrefix) {
 			continue
 		}
-		if strings.Contains(l, " -j "+chainPrefix) || strings.Contains(l, " -g "+chainPrefix) {
-			rules = append(rules, l)
+		for _, verb := range []string{" -j ", " -g "} {
+			if _, target, ok := strings.Cut(l, verb); ok {
+				if name, _, _ := strings.Cut(target, " "); isOurChain(name) {
+					rules = append(rules, l)
+					break
+				}
+			}
 		}
 	}
 	return rules

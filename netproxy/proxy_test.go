@@ -599,3 +599,25 @@ func TestCleanupRemovesTablesItMade(t *testing.T) {
 		t.Fatalf("the state file is left: %v", err)
 	}
 }
+
+// Another tool's EDGE-something chain is not ours: Sync and Cleanup leave
+// it alone.
+func TestForeignEdgeChainSurvives(t *testing.T) {
+	enterNetns(t)
+	run(t, "iptables", "-t", "nat", "-N", "EDGE-WAN")
+	run(t, "iptables", "-t", "nat", "-A", "PREROUTING", "-j", "EDGE-WAN")
+	p := &Proxy{Node: "a", NodeIP: "192.168.50.1", Log: quietLog(t)}
+	if err := p.Sync(threeServices(), nil); err != nil {
+		t.Fatal(err)
+	}
+	p.lastFull = time.Time{} // a full sync deletes chains it does not render
+	if err := p.Sync(threeServices(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "iptables", "-t", "nat", "-S"); !strings.Contains(out, "-N EDGE-WAN") || !strings.Contains(out, "-A PREROUTING -j EDGE-WAN") {
+		t.Fatalf("a foreign EDGE-WAN chain was touched:\n%s", out)
+	}
+}

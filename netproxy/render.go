@@ -441,13 +441,11 @@ func (r *renderer) backends(s *core.NetService, i int, id, proto string) (all, l
 			continue // the pod has no such port
 		}
 		isLocal := r.node != "" && ep.Node == r.node
-		ready := ep.Ready
-		if isLocal && r.local != nil && ep.PodUID != "" {
-			if rd, known := r.local(ep.PodUID); known {
-				ready = rd
-			}
+		var local func(string) (bool, bool)
+		if isLocal {
+			local = r.local // only this node's pods: local() knows no others
 		}
-		if !ready {
+		if !s.Serving(&ep, local) {
 			continue
 		}
 		ip, err := netip.ParseAddr(ep.IP)

@@ -46,6 +46,10 @@ func (p *Proxy) SyncRoutes(st *core.NetworkState) error {
 			errs = append(errs, fmt.Errorf("netproxy: route to node %s: pod subnet %q via %q: not IPv4", n.Name, n.PodCIDR, n.IP))
 			continue
 		}
+		if own, err := netip.ParsePrefix(p.PodCIDR); err == nil && own.Overlaps(dst) {
+			errs = append(errs, fmt.Errorf("netproxy: route to node %s: its pod subnet %s overlaps this node's %s (a --pod-cidr that disagrees with the master?)", n.Name, dst, own))
+			continue
+		}
 		want[dst.Masked()] = target{gw: gw, node: n.Name}
 	}
 	have, err := ourRoutes()

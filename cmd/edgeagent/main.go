@@ -152,7 +152,11 @@ func (m *Main) Run(ctx context.Context) error {
 		if !m.NoProxy {
 			m.Services = newNodeServices(m.Name, m.DataDir, m.Agent.HostIP, cni, m.Log)
 			m.Agent.Services = m.Services
-			m.Agent.ResolvConf = m.Services.resolvConf
+			if m.CNIConfDir == "" {
+				// Cluster DNS listens on the default network's bridge; a
+				// network of the user's keeps the node's resolv.conf.
+				m.Agent.ResolvConf = m.Services.resolvConf
+			}
 		}
 	}
 	// The connection exists (unopened) before the agent starts, so the

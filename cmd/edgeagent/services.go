@@ -58,7 +58,7 @@ func newNodeServices(node, dataDir string, hostIP func() string, cni *edgeagent.
 // Sync implements edgeagent.ServiceProxy: routes first (a service's
 // endpoints on other nodes must be reachable), then the rules, then names.
 func (s *nodeServices) Sync(ns *core.NetworkState, local func(string) (bool, bool)) error {
-	s.proxy.NodeIP = s.hostIP()
+	s.proxy.NodeIP, s.proxy.PodCIDR = s.hostIP(), s.cni.PodCIDR()
 	var errs []error
 	if err := s.proxy.SyncRoutes(ns); err != nil {
 		errs = append(errs, err)

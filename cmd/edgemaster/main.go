@@ -102,6 +102,11 @@ func (m *Main) ParseFlags(args []string) error {
 		return fmt.Errorf("--service-node-port-range %q: want two ports FIRST-LAST, such as 30000-32767", *nodePorts)
 	}
 	m.Network.NodePortMin, m.Network.NodePortMax = int32(a), int32(b)
+	for _, addr := range []string{m.APIAddr, m.MQTTAddr} {
+		if p := port(addr); p > 0 && (addr != m.MQTTAddr || m.MQTTURL == "") {
+			m.Network.ReservedPorts = append(m.Network.ReservedPorts, int32(p))
+		}
+	}
 	if m.Registries != "" {
 		// Accepting it and pulling straight from the registries anyway
 		// would only pretend; the master's registry is not built yet.
