@@ -19,6 +19,10 @@ import (
 	"github.com/edgeorch/edge/core"
 )
 
+// CheckPeriod is how often Sync checks, with one cheap iptables call, that
+// the jump into our nat chains is still there.
+const CheckPeriod = 30 * time.Second
+
 // DefaultResyncPeriod is how long Sync trusts that the kernel holds what it
 // last wrote before it checks and rewrites everything again.
 const DefaultResyncPeriod = 5 * time.Minute
@@ -59,10 +63,11 @@ type Proxy struct {
 	sysctls  bool // the sysctls are set
 	// applied holds, per table, the content of each chain as last written;
 	// nil when unknown (a fresh Proxy, or after a failure).
-	applied  map[string]map[string][]byte
-	lastFull time.Time
-	lastSkip string
-	dgram    map[string]dgramPort // nil until the first successful Sync
+	applied   map[string]map[string][]byte
+	lastFull  time.Time
+	lastCheck time.Time
+	lastSkip  string
+	dgram     map[string]dgramPort // nil until the first successful Sync
 	// onRestore, when set (by tests), sees every iptables-restore input.
 	onRestore func(table string, input []byte)
 }
@@ -125,6 +130,13 @@ func (p *Proxy) Sync(st *core.NetworkState, local func(podUID string) (ready, kn
 		period = DefaultResyncPeriod
 	}
 	full := p.applied == nil || time.Since(p.lastFull) >= period
+	if !full && time.Since(p.lastCheck) >= CheckPeriod {
+		// Someone may have flushed the tables (a firewall reload, a
+		// netfilter-persistent restore): then write everything now, not
+		// at the next full resync minutes later.
+		p.lastCheck = time.Now()
+		full = !p.jumpsIntact()
+	}
 	var written, removed int
 	var err error
 	if full {
@@ -139,6 +151,7 @@ func (p *Proxy) Sync(st *core.NetworkState, local func(podUID string) (ready, kn
 	p.applied = map[string]map[string][]byte{"nat": rs.nat.rules, "filter": rs.filter.rules}
 	if full {
 		p.lastFull = time.Now()
+		p.lastCheck = p.lastFull
 	}
 	if written+removed > 0 {
 		p.log().Info("netproxy: rules applied", "services", len(st.Services), "full", full,
@@ -146,6 +159,40 @@ func (p *Proxy) Sync(st *core.NetworkState, local func(podUID string) (ready, kn
 	}
 	p.flushConntrack(rs.dgram)
 	return nil
+}
+
+// jumpsIntact reports whether nat PREROUTING still jumps to our
+// EDGE-SERVICES chain, and that chain still exists.
+func (p *Proxy) jumpsIntact() bool {
+	j := jumps[0]
+	args := []string{"-w", "5", "-t", j.table, "-C", j.chain}
+	args = append(args, splitArgs(j.spec)...)
+	args = append(args, "-j", j.target)
+	if err := exec.Command(p.bin(p.IPTables, "iptables"), args...).Run(); err != nil {
+		p.log().Warn("netproxy: our rules are gone (a firewall reload?); writing them all again")
+		return false
+	}
+	return true
+}
+
+// splitArgs splits a rule spec into words, keeping "quoted words" whole.
+func splitArgs(spec string) []string {
+	var out []string
+	for spec = strings.TrimSpace(spec); spec != ""; spec = strings.TrimSpace(spec) {
+		if spec[0] == '"' {
+			end := strings.IndexByte(spec[1:], '"')
+			if end < 0 {
+				return append(out, spec[1:])
+			}
+			out = append(out, spec[1:end+1])
+			spec = spec[end+2:]
+			continue
+		}
+		w, rest, _ := strings.Cut(spec, " ")
+		out = append(out, w)
+		spec = rest
+	}
+	return out
 }
 
 // detect asks go-iptables for the version, to know whether MASQUERADE

@@ -621,3 +621,31 @@ func TestForeignEdgeChainSurvives(t *testing.T) {
 		t.Fatalf("a foreign EDGE-WAN chain was touched:\n%s", out)
 	}
 }
+
+// A firewall reload that drops our jumps is repaired within CheckPeriod,
+// not at the next full resync.
+func TestSyncRepairsAFlush(t *testing.T) {
+	enterNetns(t)
+	p := &Proxy{Node: "a", NodeIP: "192.168.50.1", Log: quietLog(t)}
+	st := threeServices()
+	if err := p.Sync(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "iptables", "-t", "nat", "-F", "PREROUTING")
+	if err := p.Sync(st, nil); err != nil { // within CheckPeriod: trusted
+		t.Fatal(err)
+	}
+	if strings.Contains(run(t, "iptables", "-t", "nat", "-S", "PREROUTING"), "EDGE-SERVICES") {
+		t.Fatal("the flush did not happen")
+	}
+	p.lastCheck = time.Now().Add(-CheckPeriod)
+	if err := p.Sync(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(run(t, "iptables", "-t", "nat", "-S", "PREROUTING"), "-j EDGE-SERVICES") {
+		t.Fatal("the jump was not restored after CheckPeriod")
+	}
+	if got := splitArgs(`-m comment --comment "edge service portals"`); len(got) != 4 || got[3] != "edge service portals" {
+		t.Fatalf("splitArgs: %q", got)
+	}
+}
