@@ -77,7 +77,21 @@ func (c *cluster) runningPods(n int, selector string) []podJSON {
 			}
 		}
 		if len(pods) != n || len(all) != n {
-			return fmt.Errorf("%d of %d pods running", len(pods), len(all))
+			// Say why the others are not, for a failure's log.
+			var why []string
+			for _, p := range all {
+				if len(p.Status.ContainerStatuses) > 0 && p.Status.ContainerStatuses[0].Ready {
+					continue
+				}
+				w := p.Metadata.Name + ": " + p.Status.Phase
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.State.Waiting != nil {
+						w += " " + cs.State.Waiting.Reason + " " + cs.State.Waiting.Message
+					}
+				}
+				why = append(why, w)
+			}
+			return fmt.Errorf("%d of %d pods running; %s", len(pods), len(all), strings.Join(why, "; "))
 		}
 		return nil
 	})

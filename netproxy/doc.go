@@ -11,14 +11,18 @@
 // Every update is one `iptables-restore --noflush` transaction per table
 // that rewrites only our chains (only the changed ones between periodic
 // full resyncs), so a live service is never without rules, and a restarted
-// agent takes over its previous rules without a gap. UDP and SCTP flows
+// agent takes over its previous rules without a gap; the two tables are
+// written in an order that never leaves a port both without its DNAT and
+// without its REJECT (bridgeRejects), and every CheckPeriod one iptables
+// call checks that a firewall reload did not drop our jump. UDP and SCTP flows
 // pinned by conntrack to an endpoint that went away are flushed. Sync sets
 // net.ipv4.ip_forward and net.bridge.bridge-nf-call-iptables.
 // Proxy.SyncRoutes installs `podCIDR via nodeIP` (host-gw) for every other
 // node. Cleanup removes all of it but the sysctls.
 //
 // What it must never do: touch a chain, rule or route it did not make. Our
-// chains are named EDGE-*, our jump rules carry an "edge ..." comment, our
+// chains are named EDGE-* (the fixed names, or a kind and 16 base32
+// characters: see isOurChain), our jump rules carry an "edge ..." comment, our
 // routes carry RouteProtocol; everything else on the host is left as found,
 // so the package coexists with Docker, firewalld or a hand-written ruleset.
 // It speaks IPv4 only.
