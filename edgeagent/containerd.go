@@ -152,8 +152,22 @@ func (r *containerdRuntime) CreateContainer(ctx context.Context, cfg *core.Conta
 		r.unpacked.Store(digest, true)
 	}
 	opts := append(imageSpecOpts(img, cfg), containerSpecOpts(cfg, r.cgroupParent+"/"+cfg.ID, r.swap)...)
-	_, err = r.client.NewContainer(ctx, cfg.ID, containerd.WithImage(img), containerd.WithNewSnapshot(cfg.ID, img),
-		containerd.WithNewSpec(opts...), containerd.WithContainerLabels(cfg.Labels))
+	create := func() error {
+		_, err := r.client.NewContainer(ctx, cfg.ID, containerd.WithImage(img), containerd.WithNewSnapshot(cfg.ID, img),
+			containerd.WithNewSpec(opts...), containerd.WithContainerLabels(cfg.Labels))
+		return err
+	}
+	err = create()
+	if errdefs.IsAlreadyExists(err) && strings.Contains(err.Error(), "snapshot") {
+		// An agent killed between preparing the snapshot and recording
+		// the container left the snapshot alone: no container owns it
+		// (ids are unique per pod), so it goes and the create runs again.
+		if _, lerr := r.client.LoadContainer(ctx, cfg.ID); errdefs.IsNotFound(lerr) {
+			if rerr := r.client.SnapshotService("").Remove(ctx, cfg.ID); rerr == nil || errdefs.IsNotFound(rerr) {
+				err = create()
+			}
+		}
+	}
 	if err != nil {
 		r.unpacked.Delete(digest) // its snapshots may have gone: check again next time
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/images"
@@ -317,5 +318,36 @@ func TestOOMKills(t *testing.T) {
 		if got := oomKills(root, path); got != want {
 			t.Errorf("oomKills(%s) = %d, want %d", path, got, want)
 		}
+	}
+}
+
+// An agent killed between preparing a container's snapshot and recording
+// the container leaves the snapshot behind: creating the container again
+// takes it over instead of failing with "already exists" for ever.
+func TestContainerdCreateAfterInterruptedCreate(t *testing.T) {
+	r := startContainerd(t)
+	ctx := r.ns(context.Background())
+	img, err := r.client.GetImage(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Unpack(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	diffs, err := img.RootFS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "stale.app.1"
+	parent := identity.ChainID(diffs).String()
+	if _, err := r.client.SnapshotService("").Prepare(ctx, id, parent); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Command: []string{"true"}}
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatalf("create over a left-over snapshot: %v", err)
+	}
+	if err := r.RemoveContainer(ctx, id); err != nil {
+		t.Fatal(err)
 	}
 }
