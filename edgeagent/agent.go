@@ -249,24 +249,34 @@ func (a *Agent) SetDesired(ds *core.DesiredState) {
 		a.Log.Error("ignoring a desired state for another node", "node", ds.Node)
 		return
 	}
-	a.mu.Lock()
-	same := a.desired != nil && a.desired.Hash == ds.Hash && ds.Hash != ""
-	if !same {
-		a.desired = ds
-	}
-	a.mu.Unlock()
-	if same {
+	if !saveLatest(a, &a.desired, ds, func(d *core.DesiredState) string { return d.Hash }, a.desiredPath(), "the desired state") {
 		return
-	}
-	if b, err := json.Marshal(ds); err == nil {
-		if err := fsutil.WriteFileAtomic(a.desiredPath(), b, 0o600); err != nil {
-			a.Log.Error("saving desired state failed; it will not survive a restart", "err", err)
-		}
 	}
 	select {
 	case a.newDesired <- struct{}{}:
 	default:
 	}
+}
+
+// saveLatest makes next the agent's *cur, unless both carry the same
+// (non-empty) hash, and writes it crash-safely to path so it outlives a
+// restart. It reports whether next was new.
+func saveLatest[T any](a *Agent, cur **T, next *T, hash func(*T) string, path, what string) bool {
+	a.mu.Lock()
+	same := *cur != nil && hash(next) != "" && hash(*cur) == hash(next)
+	if !same {
+		*cur = next
+	}
+	a.mu.Unlock()
+	if same {
+		return false
+	}
+	if b, err := json.Marshal(next); err == nil {
+		if err := fsutil.WriteFileAtomic(path, b, 0o600); err != nil {
+			a.Log.Error("saving "+what+" failed; it will not survive a restart", "err", err)
+		}
+	}
+	return true
 }
 
 // ForceReport makes the next report go out even if nothing changed (after a

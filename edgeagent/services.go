@@ -11,7 +11,6 @@ import (
 
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/internal/backoff"
-	"github.com/edgeorch/edge/internal/fsutil"
 )
 
 // The cluster's network state on this node: the agent keeps the last one
@@ -51,21 +50,9 @@ func (a *Agent) loadNetwork() {
 // SetNetwork hands the agent a new cluster network state (from the
 // master). It does not block.
 func (a *Agent) SetNetwork(ns *core.NetworkState) {
-	a.mu.Lock()
-	same := a.network != nil && a.network.Hash == ns.Hash && ns.Hash != ""
-	if !same {
-		a.network = ns
+	if saveLatest(a, &a.network, ns, func(n *core.NetworkState) string { return n.Hash }, a.networkPath(), "the network state") {
+		a.kickNetwork()
 	}
-	a.mu.Unlock()
-	if same {
-		return
-	}
-	if b, err := json.Marshal(ns); err == nil {
-		if err := fsutil.WriteFileAtomic(a.networkPath(), b, 0o600); err != nil {
-			a.Log.Error("saving the network state failed; it will not survive a restart", "err", err)
-		}
-	}
-	a.kickNetwork()
 }
 
 func (a *Agent) kickNetwork() {
