@@ -62,6 +62,9 @@ func Apply(ctx context.Context, s Store, objs []Object, now time.Time, net Netwo
 
 func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 	obj := Clone(in)
+	if s, ok := obj.(*Secret); ok { // stringData is write-only
+		s.Data, s.StringData = s.Files(), nil
+	}
 	k := KeyOf(obj)
 	res := ApplyResult{Kind: k.Kind, Name: k.Name, Warnings: Warnings(obj)}
 	m := obj.GetMeta()
@@ -101,6 +104,9 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 		res.Action = "unchanged"
 		return res, nil
 	}
+	if immutable(old) && !JSONEqual(SpecOf(old), SpecOf(obj)) {
+		return res, Errorf(EINVALID, "%s is immutable: its data cannot change; delete it and apply again", k)
+	}
 	if k.Kind == KindPod && !JSONEqual(SpecOf(old), SpecOf(obj)) {
 		return res, Errorf(EINVALID, "%s: spec: a pod's spec cannot change; delete the pod and apply again, or use a Deployment", k)
 	}
@@ -114,6 +120,16 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 	}
 	res.Action = "configured"
 	return res, nil
+}
+
+func immutable(o Object) bool {
+	switch c := o.(type) {
+	case *ConfigMap:
+		return c.Immutable != nil && *c.Immutable
+	case *Secret:
+		return c.Immutable != nil && *c.Immutable
+	}
+	return false
 }
 
 // prefixError names the object in err's message, keeping its code.
@@ -148,6 +164,12 @@ func setSpec(dst, src Object) {
 		d.Spec = src.(*Service).Spec
 	case *Endpoints:
 		d.Subsets = src.(*Endpoints).Subsets
+	case *ConfigMap:
+		c := src.(*ConfigMap)
+		d.Data, d.BinaryData, d.Immutable = c.Data, c.BinaryData, c.Immutable
+	case *Secret:
+		c := src.(*Secret)
+		d.Type, d.Data, d.StringData, d.Immutable = c.Type, c.Files(), nil, c.Immutable
 	}
 }
 
@@ -221,7 +243,7 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 			if k.Name == DefaultNamespace {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
-			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindPod} {
+			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindConfigMap, KindSecret, KindPod} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {
 					return err

@@ -20,6 +20,9 @@ type DesiredState struct {
 	Prefetch []string `json:"prefetch,omitempty"`
 	// PodCIDR is the node's pod subnet ("" until the master gave one).
 	PodCIDR string `json:"podCIDR,omitempty"`
+	// ConfigMaps and Secrets are those the node's pods use, and no others.
+	ConfigMaps []*ConfigMap `json:"configMaps,omitempty"`
+	Secrets    []*Secret    `json:"secrets,omitempty"`
 }
 
 // NodeReport is what an agent reports about itself and its pods. It is a

@@ -36,6 +36,10 @@ func SetDefaults(obj Object) {
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *DaemonSet:
 		defaultPodSpec(&o.Spec.Template.Spec)
+	case *Secret:
+		if o.Type == "" {
+			o.Type = "Opaque"
+		}
 	case *Endpoints:
 		for i := range o.Subsets {
 			for j := range o.Subsets[i].Ports {

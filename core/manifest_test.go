@@ -81,7 +81,7 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"unknown probe field", strings.Replace(deployYAML, "tcpSocket: {port: 8080}", "tcpSocket: {port: 8080, hots: x}", 1),
 			`unknown field "spec.template.spec.containers[0].readinessProbe.tcpSocket.hots"`},
 		{"env valueFrom", strings.Replace(deployYAML, `value: "1"`, `valueFrom: {}`, 1),
-			`unknown field "spec.template.spec.containers[0].env[0].valueFrom"`},
+			"env[0].valueFrom: exactly one of configMapKeyRef, secretKeyRef or fieldRef is required"},
 		{"bad quantity", strings.Replace(deployYAML, "memory: 32Mi", "memory: 32MB", 1),
 			`spec.template.spec.containers[0].resources.limits.memory: quantity "32MB" has an unknown suffix`},
 		{"bad cpu", strings.Replace(deployYAML, "cpu: 250m", "cpu: lots", 1),
@@ -95,7 +95,11 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"owner refs", "apiVersion: v1\nkind: Pod\nmetadata: {name: p, ownerReferences: []}\nspec: {containers: [{name: c, image: i}]}\n",
 			`field "metadata.ownerReferences" is not supported`},
 		{"apiVersion", strings.Replace(deployYAML, "apps/v1", "extensions/v1beta1", 1), `apiVersion "extensions/v1beta1" is not supported`},
-		{"kind", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", `kind: "ConfigMap" is not supported`},
+		{"kind", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x}\n", `kind: "Ingress" is not supported`},
+		{"configmap key", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {\"a/b\": x}\n", `key "a/b": must be letters`},
+		{"secret size", "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData: {big: \"" + strings.Repeat("x", 1<<20) + "\"}\n", `at most 1048576 (1 MiB)`},
+		{"secret ref", strings.Replace(deployYAML, `value: "1"`, `valueFrom: {secretKeyRef: {name: s, key: "a b"}}`, 1), `secretKeyRef.key: "a b" is not a key`},
+		{"items path", strings.Replace(deployYAML, "emptyDir: {}", "configMap: {name: c, items: [{key: k, path: ../x}]}", 1), `must be a relative path inside the volume`},
 		{"node", "apiVersion: v1\nkind: Node\nmetadata: {name: x}\n", `kind: "Node" is not supported`},
 		{"no kind", "apiVersion: v1\nmetadata: {name: x}\n", `kind: required`},
 		{"not yaml", "a: [b\n", `not valid YAML`},
@@ -141,13 +145,13 @@ func TestDecodeDuplicate(t *testing.T) {
 
 func TestParseKind(t *testing.T) {
 	for in, want := range map[string]Kind{"po": KindPod, "Pods": KindPod, "deploy": KindDeployment, "ds": KindDaemonSet,
-		"svc": KindService, "no": KindNode, "node": KindNode, "ns": KindNamespace} {
+		"svc": KindService, "no": KindNode, "node": KindNode, "ns": KindNamespace, "cm": KindConfigMap, "secrets": KindSecret, "ep": KindEndpoints} {
 		if k, err := ParseKind(in); err != nil || k != want {
 			t.Errorf("ParseKind(%q) = %q, %v", in, k, err)
 		}
 	}
-	if _, err := ParseKind("configmaps"); ErrorCode(err) != EINVALID {
-		t.Fatal("configmaps accepted")
+	if _, err := ParseKind("ingresses"); ErrorCode(err) != EINVALID {
+		t.Fatal("ingresses accepted")
 	}
 }
 

@@ -19,10 +19,12 @@ const (
 	KindDaemonSet  Kind = "DaemonSet"
 	KindService    Kind = "Service"
 	KindEndpoints  Kind = "Endpoints"
+	KindConfigMap  Kind = "ConfigMap"
+	KindSecret     Kind = "Secret"
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent}
+var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent}
 
 // Namespaced reports whether objects of kind k live in a namespace.
 func (k Kind) Namespaced() bool { return k != KindNode && k != KindNamespace }
@@ -63,8 +65,12 @@ func ParseKind(s string) (Kind, error) {
 		return KindEvent, nil
 	case "endpoints", "ep":
 		return KindEndpoints, nil
+	case "configmaps", "configmap", "cm":
+		return KindConfigMap, nil
+	case "secrets", "secret":
+		return KindSecret, nil
 	}
-	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services, endpoints, events or namespaces)", s)
+	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services, endpoints, configmaps, secrets, events or namespaces)", s)
 }
 
 // TypeMeta carries apiVersion and kind, as in every Kubernetes object.
@@ -148,6 +154,10 @@ func NewObject(k Kind) (Object, error) {
 		o = &EventObj{}
 	case KindEndpoints:
 		o = &Endpoints{}
+	case KindConfigMap:
+		o = &ConfigMap{}
+	case KindSecret:
+		o = &Secret{}
 	default:
 		return nil, Errorf(EINVALID, "unknown kind %q", k)
 	}

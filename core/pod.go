@@ -54,6 +54,7 @@ type Container struct {
 	Command         []string             `json:"command,omitempty"`
 	Args            []string             `json:"args,omitempty"`
 	Env             []EnvVar             `json:"env,omitempty"`
+	EnvFrom         []EnvFromSource      `json:"envFrom,omitempty"`
 	WorkingDir      string               `json:"workingDir,omitempty"`
 	Ports           []ContainerPort      `json:"ports,omitempty"`
 	Resources       ResourceRequirements `json:"resources,omitempty"`
@@ -64,8 +65,9 @@ type Container struct {
 }
 
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value,omitempty"`
+	Name      string        `json:"name"`
+	Value     string        `json:"value,omitempty"`
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
 }
 
 type ContainerPort struct {
@@ -122,9 +124,11 @@ type SecurityContext struct {
 }
 
 type Volume struct {
-	Name     string                `json:"name"`
-	HostPath *HostPathVolumeSource `json:"hostPath,omitempty"`
-	EmptyDir *EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+	Name      string                 `json:"name"`
+	HostPath  *HostPathVolumeSource  `json:"hostPath,omitempty"`
+	EmptyDir  *EmptyDirVolumeSource  `json:"emptyDir,omitempty"`
+	ConfigMap *ConfigMapVolumeSource `json:"configMap,omitempty"`
+	Secret    *SecretVolumeSource    `json:"secret,omitempty"`
 }
 
 type HostPathVolumeSource struct {

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"time"
 )
@@ -24,6 +25,34 @@ func DesiredFor(node string, pods []*Pod) *DesiredState {
 	return ds
 }
 
+// configFor returns the ConfigMaps and Secrets pods use that exist, in
+// name order: a node gets only what its own pods read.
+func configFor(pods []*Pod, cms map[string]*ConfigMap, secs map[string]*Secret) ([]*ConfigMap, []*Secret) {
+	var outC []*ConfigMap
+	var outS []*Secret
+	seenC, seenS := map[string]bool{}, map[string]bool{}
+	for _, p := range pods {
+		cmNames, secNames := p.Spec.ConfigRefs()
+		for _, n := range cmNames {
+			k := p.Metadata.Namespace + "/" + n
+			if o := cms[k]; o != nil && !seenC[k] {
+				seenC[k] = true
+				outC = append(outC, o)
+			}
+		}
+		for _, n := range secNames {
+			k := p.Metadata.Namespace + "/" + n
+			if o := secs[k]; o != nil && !seenS[k] {
+				seenS[k] = true
+				outS = append(outS, o)
+			}
+		}
+	}
+	sort.Slice(outC, func(i, j int) bool { return KeyOf(outC[i]).String() < KeyOf(outC[j]).String() })
+	sort.Slice(outS, func(i, j int) bool { return KeyOf(outS[i]).String() < KeyOf(outS[j]).String() })
+	return outC, outS
+}
+
 // publish sends each node whose desired pod set changed its new set. A
 // cheap fingerprint (pod UIDs and resourceVersions) skips unchanged nodes
 // without hashing their pods on every pass.
@@ -41,6 +70,21 @@ func (c *Controllers) publish(ctx context.Context) error {
 		return err
 	}
 	fetch := prefetch(deployments, pods, nodes, c.templateHash)
+	configMaps, err := ListAs[*ConfigMap](ctx, c.Store, KindConfigMap, "")
+	if err != nil {
+		return err
+	}
+	secrets, err := ListAs[*Secret](ctx, c.Store, KindSecret, "")
+	if err != nil {
+		return err
+	}
+	cms, secs := map[string]*ConfigMap{}, map[string]*Secret{}
+	for _, o := range configMaps {
+		cms[o.Metadata.Namespace+"/"+o.Metadata.Name] = o
+	}
+	for _, o := range secrets {
+		secs[o.Metadata.Namespace+"/"+o.Metadata.Name] = o
+	}
 	byNode := map[string][]*Pod{}
 	for _, p := range pods {
 		if p.Spec.NodeName != "" && !p.Terminating() {
@@ -87,6 +131,13 @@ func (c *Controllers) publish(ctx context.Context) error {
 			fp.WriteByte(',')
 		}
 		fp.WriteString(n.Spec.PodCIDR)
+		nodeCMs, nodeSecrets := configFor(byNode[name], cms, secs)
+		for _, o := range nodeCMs {
+			fp.WriteString(o.Metadata.UID + "@" + o.Metadata.ResourceVersion + ",")
+		}
+		for _, o := range nodeSecrets {
+			fp.WriteString(o.Metadata.UID + "@" + o.Metadata.ResourceVersion + ",")
+		}
 		c.mu.Lock()
 		pub, ok := c.published[name]
 		same := ok && c.fingerprints[name] == fp.String()
@@ -95,9 +146,10 @@ func (c *Controllers) publish(ctx context.Context) error {
 			continue
 		}
 		ds := DesiredFor(name, byNode[name])
-		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" {
+		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" || len(nodeCMs)+len(nodeSecrets) > 0 {
 			ds.Prefetch = fetch[name]
 			ds.PodCIDR = n.Spec.PodCIDR
+			ds.ConfigMaps, ds.Secrets = nodeCMs, nodeSecrets
 			ds.Hash = Hash(ds)
 		}
 		if !ok || pub != ds.Hash {

@@ -74,8 +74,13 @@ type RawLister interface {
 
 // SpecOf returns the part of obj whose change bumps metadata.generation.
 func SpecOf(obj Object) any {
-	if e, ok := obj.(*Endpoints); ok {
-		return e.Subsets
+	switch o := obj.(type) {
+	case *Endpoints:
+		return o.Subsets
+	case *ConfigMap:
+		return []any{o.Data, o.BinaryData, o.Immutable}
+	case *Secret:
+		return []any{o.Type, o.Files(), o.Immutable}
 	}
 	v := reflect.ValueOf(obj).Elem()
 	if f := v.FieldByName("Spec"); f.IsValid() {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -129,6 +130,16 @@ func Validate(obj Object) error {
 			return err
 		}
 		return validateEndpoints(o)
+	case *ConfigMap:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		return validateConfigMap(o)
+	case *Secret:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		return validateSecret(o)
 	}
 	return Errorf(EINVALID, "unsupported object %T", obj)
 }
@@ -223,9 +234,35 @@ func validatePodSpec(path string, s *PodSpec) error {
 			return invalid(p+".name", "duplicate volume %q", v.Name)
 		}
 		volumes[v.Name] = true
+		sources := 0
+		for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil} {
+			if set {
+				sources++
+			}
+		}
 		switch {
-		case v.HostPath != nil && v.EmptyDir != nil:
-			return invalid(p, "only one of hostPath or emptyDir may be set")
+		case sources > 1:
+			return invalid(p, "only one of hostPath, emptyDir, configMap or secret may be set")
+		case v.ConfigMap != nil:
+			if err := validateDNSSubdomain(p+".configMap.name", v.ConfigMap.Name); err != nil {
+				return err
+			}
+			if err := validateKeyToPaths(p+".configMap", v.ConfigMap.Items); err != nil {
+				return err
+			}
+			if err := validateMode(p+".configMap.defaultMode", v.ConfigMap.DefaultMode); err != nil {
+				return err
+			}
+		case v.Secret != nil:
+			if err := validateDNSSubdomain(p+".secret.secretName", v.Secret.SecretName); err != nil {
+				return err
+			}
+			if err := validateKeyToPaths(p+".secret", v.Secret.Items); err != nil {
+				return err
+			}
+			if err := validateMode(p+".secret.defaultMode", v.Secret.DefaultMode); err != nil {
+				return err
+			}
 		case v.HostPath != nil:
 			if !strings.HasPrefix(v.HostPath.Path, "/") {
 				return invalid(p+".hostPath.path", "%q must be an absolute path", v.HostPath.Path)
@@ -245,7 +282,7 @@ func validatePodSpec(path string, s *PodSpec) error {
 				}
 			}
 		default:
-			return invalid(p, "one of hostPath or emptyDir is required")
+			return invalid(p, "one of hostPath, emptyDir, configMap or secret is required")
 		}
 	}
 	switch s.RestartPolicy {
@@ -342,8 +379,30 @@ func validateContainer(p string, c *Container, volumes map[string]bool) error {
 		return invalid(p+".workingDir", "%q must be an absolute path", c.WorkingDir)
 	}
 	for i, e := range c.Env {
+		ep := fmt.Sprintf("%s.env[%d]", p, i)
 		if !envNameRe.MatchString(e.Name) {
-			return invalid(fmt.Sprintf("%s.env[%d].name", p, i), "%q is not a valid environment variable name", e.Name)
+			return invalid(ep+".name", "%q is not a valid environment variable name", e.Name)
+		}
+		if err := validateEnvSource(ep, e); err != nil {
+			return err
+		}
+	}
+	for i, f := range c.EnvFrom {
+		fp := fmt.Sprintf("%s.envFrom[%d]", p, i)
+		switch {
+		case (f.ConfigMapRef == nil) == (f.SecretRef == nil):
+			return invalid(fp, "exactly one of configMapRef or secretRef is required")
+		case f.ConfigMapRef != nil:
+			if err := validateDNSSubdomain(fp+".configMapRef.name", f.ConfigMapRef.Name); err != nil {
+				return err
+			}
+		default:
+			if err := validateDNSSubdomain(fp+".secretRef.name", f.SecretRef.Name); err != nil {
+				return err
+			}
+		}
+		if f.Prefix != "" && !envNameRe.MatchString(f.Prefix) {
+			return invalid(fp+".prefix", "%q is not a valid start of an environment variable name", f.Prefix)
 		}
 	}
 	for i, port := range c.Ports {
@@ -442,6 +501,45 @@ func validateProbe(p string, pr *Probe) error {
 		if v < 0 {
 			return invalid(p+"."+name, "must not be negative")
 		}
+	}
+	return nil
+}
+
+func validateEnvSource(p string, e EnvVar) error {
+	v := e.ValueFrom
+	if v == nil {
+		return nil
+	}
+	if e.Value != "" {
+		return invalid(p+".valueFrom", "may not be set together with value")
+	}
+	n := 0
+	for _, set := range []bool{v.ConfigMapKeyRef != nil, v.SecretKeyRef != nil, v.FieldRef != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return invalid(p+".valueFrom", "exactly one of configMapKeyRef, secretKeyRef or fieldRef is required (resourceFieldRef is not supported)")
+	}
+	for _, r := range []struct {
+		name string
+		ref  *KeySelector
+	}{{"configMapKeyRef", v.ConfigMapKeyRef}, {"secretKeyRef", v.SecretKeyRef}} {
+		if r.ref == nil {
+			continue
+		}
+		if err := validateDNSSubdomain(p+".valueFrom."+r.name+".name", r.ref.Name); err != nil {
+			return err
+		}
+		if !configKeyRe.MatchString(r.ref.Key) {
+			return invalid(p+".valueFrom."+r.name+".key", "%q is not a key", r.ref.Key)
+		}
+	}
+	if f := v.FieldRef; f != nil && !slices.Contains(FieldPaths, f.FieldPath) && !strings.HasPrefix(f.FieldPath, "metadata.labels['") &&
+		!strings.HasPrefix(f.FieldPath, "metadata.annotations['") {
+		return invalid(p+".valueFrom.fieldRef.fieldPath", "%q is not supported (use %s, metadata.labels['KEY'] or metadata.annotations['KEY'])",
+			f.FieldPath, strings.Join(FieldPaths, ", "))
 	}
 	return nil
 }

@@ -194,6 +194,7 @@ func (a *Agent) init() error {
 			a.Log.Error("ignoring unreadable saved desired state", "file", a.desiredPath(), "err", err)
 		} else {
 			a.desired = &ds
+			a.loadSecrets(&ds)
 			for _, p := range ds.Pods {
 				a.inherited[p.Metadata.UID] = true
 			}
@@ -249,7 +250,7 @@ func (a *Agent) SetDesired(ds *core.DesiredState) {
 		a.Log.Error("ignoring a desired state for another node", "node", ds.Node)
 		return
 	}
-	if !saveLatest(a, &a.desired, ds, func(d *core.DesiredState) string { return d.Hash }, a.desiredPath(), "the desired state") {
+	if !saveLatest(a, &a.desired, ds, func(d *core.DesiredState) string { return d.Hash }, a.saveDesired, "the desired state") {
 		return
 	}
 	select {
@@ -261,7 +262,7 @@ func (a *Agent) SetDesired(ds *core.DesiredState) {
 // saveLatest makes next the agent's *cur, unless both carry the same
 // (non-empty) hash, and writes it crash-safely to path so it outlives a
 // restart. It reports whether next was new.
-func saveLatest[T any](a *Agent, cur **T, next *T, hash func(*T) string, path, what string) bool {
+func saveLatest[T any](a *Agent, cur **T, next *T, hash func(*T) string, save func(*T) error, what string) bool {
 	a.mu.Lock()
 	same := *cur != nil && hash(next) != "" && hash(*cur) == hash(next)
 	if !same {
@@ -271,12 +272,19 @@ func saveLatest[T any](a *Agent, cur **T, next *T, hash func(*T) string, path, w
 	if same {
 		return false
 	}
-	if b, err := json.Marshal(next); err == nil {
-		if err := fsutil.WriteFileAtomic(path, b, 0o600); err != nil {
-			a.Log.Error("saving "+what+" failed; it will not survive a restart", "err", err)
-		}
+	if err := save(next); err != nil {
+		a.Log.Error("saving "+what+" failed; it will not survive a restart", "err", err)
 	}
 	return true
+}
+
+// saveJSON writes v crash-safely to path, readable by root only.
+func saveJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(path, b, 0o600)
 }
 
 // ForceReport makes the next report go out even if nothing changed (after a
@@ -567,6 +575,9 @@ func (a *Agent) apply() {
 	for uid, w := range a.workers {
 		if p := want[uid]; p != nil {
 			w.setPod(p)
+			if cms, secs := p.Spec.ConfigRefs(); len(cms)+len(secs) > 0 {
+				w.kickNow() // its ConfigMaps or Secrets may have changed
+			}
 		} else {
 			w.terminate()
 		}

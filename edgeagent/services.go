@@ -50,7 +50,7 @@ func (a *Agent) loadNetwork() {
 // SetNetwork hands the agent a new cluster network state (from the
 // master). It does not block.
 func (a *Agent) SetNetwork(ns *core.NetworkState) {
-	if saveLatest(a, &a.network, ns, func(n *core.NetworkState) string { return n.Hash }, a.networkPath(), "the network state") {
+	if saveLatest(a, &a.network, ns, func(n *core.NetworkState) string { return n.Hash }, func(ns *core.NetworkState) error { return saveJSON(a.networkPath(), ns) }, "the network state") {
 		a.kickNetwork()
 	}
 }

@@ -108,7 +108,11 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 	if err != nil {
 		return nil, err
 	}
-	vols, err := volumeMounts(pod, c, w.podDir())
+	vols, err := w.volumeMounts(pod, c)
+	if err != nil {
+		return nil, err
+	}
+	env, err := w.containerEnv(pod, c)
 	if err != nil {
 		return nil, err
 	}
@@ -123,11 +127,7 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 		HostNetwork: pod.Spec.HostNetwork, Resources: res,
 		Mounts: append(podFileMounts(pod, w.podDir(), w.a.ResolvConf != nil), vols...),
 	}
-	// Service variables first: the container's own env overrides them.
-	cfg.Env = serviceEnv(w.a.networkState(), pod.Metadata.Namespace)
-	for _, e := range c.Env {
-		cfg.Env = append(cfg.Env, e.Name+"="+e.Value)
-	}
+	cfg.Env = env
 	if !pod.Spec.HostNetwork {
 		cfg.Hostname = pod.Metadata.Name
 		if pod.Spec.Hostname != "" {
@@ -164,7 +164,8 @@ func podFileMounts(pod *core.Pod, podDir string, clusterDNS bool) []core.Mount {
 
 // volumeMounts resolves a container's volume mounts to host paths,
 // creating the directories and files they need.
-func volumeMounts(p *core.Pod, c *core.Container, podDir string) ([]core.Mount, error) {
+func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, error) {
+	podDir := w.podDir()
 	vols := map[string]core.Volume{}
 	for _, v := range p.Spec.Volumes {
 		vols[v.Name] = v
@@ -198,6 +199,20 @@ func volumeMounts(p *core.Pod, c *core.Container, podDir string) ([]core.Mount, 
 			if err := os.MkdirAll(src, 0o777); err != nil {
 				return nil, fmt.Errorf("volume %q: %w", m.Name, err)
 			}
+		case v.ConfigMap != nil || v.Secret != nil:
+			// Written by syncConfigVolumes; read-only as in Kubernetes. A
+			// subPath is one file, as it is now: it does not follow updates.
+			src = w.configVolumeDir(v)
+			if m.SubPath != "" {
+				real, err := filepath.EvalSymlinks(filepath.Join(src, m.SubPath))
+				if err != nil {
+					return nil, fmt.Errorf("volume %q subPath %q: %w", m.Name, m.SubPath, err)
+				}
+				out = append(out, core.Mount{Source: real, Destination: m.MountPath, ReadOnly: true})
+				continue
+			}
+			out = append(out, core.Mount{Source: src, Destination: m.MountPath, ReadOnly: true})
+			continue
 		}
 		if m.SubPath != "" {
 			src = filepath.Join(src, m.SubPath)

@@ -154,6 +154,17 @@ func (w *podWorker) sync() time.Duration {
 		return w.a.Resync // adopted, and no desired state known yet: leave it be
 	}
 	next := w.a.Resync
+	// ConfigMap and Secret volumes follow their objects while the pod
+	// runs; a missing one keeps containers from starting, with the reason.
+	if err := w.syncConfigVolumes(pod); err != nil {
+		for _, c := range pod.Spec.Containers {
+			if st := w.state(c.Name); st.running == nil {
+				st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+			}
+		}
+		w.updateStatus(pod)
+		return 2 * time.Second
+	}
 	// The network is set up while the containers are created: both take a
 	// few hundred milliseconds and only starting a task needs the network.
 	netReady := func() error { return nil }
@@ -409,6 +420,7 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 		}
 	}
 	os.RemoveAll(w.podDir())
+	os.RemoveAll(filepath.Join(w.a.RunDir, "pods", w.uid)) // its secrets
 	os.RemoveAll(w.logDir())
 	return nil
 }

@@ -33,6 +33,9 @@ var migrationFS embed.FS
 type DB struct {
 	Path string
 	Now  func() time.Time
+	// SecretsKey (32 bytes) encrypts Secrets at rest; nil stores them
+	// plain (tests). See LoadOrCreateKey.
+	SecretsKey []byte
 
 	db  *sql.DB
 	mem *core.MemoryStore // every read is served from it; commits persist here first
@@ -184,6 +187,9 @@ func (db *DB) load() error {
 		if err := rows.Scan(&kind, &ns, &name, &data); err != nil {
 			return err
 		}
+		if data, err = db.open(core.Kind(kind), kind+" "+ns+"/"+name, data); err != nil {
+			return err
+		}
 		obj, err := core.DecodeObject(core.Kind(kind), data)
 		if err != nil {
 			return fmt.Errorf("%s %s/%s: %w", kind, ns, name, err)
@@ -218,8 +224,12 @@ func (db *DB) commit(ctx context.Context, c core.Commit) error {
 		}
 		m := o.GetMeta()
 		rv, _ := strconv.ParseInt(m.ResourceVersion, 10, 64)
+		data, err := db.seal(k.Kind, c.Raw[k])
+		if err != nil {
+			return err
+		}
 		if _, err := sqlTx.Exec(`INSERT OR REPLACE INTO objects (kind, namespace, name, uid, rv, data) VALUES (?, ?, ?, ?, ?, ?)`,
-			string(k.Kind), k.Namespace, k.Name, m.UID, rv, c.Raw[k]); err != nil {
+			string(k.Kind), k.Namespace, k.Name, m.UID, rv, data); err != nil {
 			return mapError(err)
 		}
 	}

@@ -128,6 +128,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("certificates in %s: %w", m.DataDir, err)
 	}
 	m.DB = sqlite.NewDB(filepath.Join(m.DataDir, "state.db"))
+	if m.DB.SecretsKey, err = sqlite.LoadOrCreateKey(filepath.Join(m.DataDir, "secrets.key")); err != nil {
+		return err
+	}
 	if err := m.DB.Open(); err != nil {
 		return err
 	}
