@@ -160,8 +160,8 @@ type SecretVolumeSource struct {
 // EnvVarSource takes an environment variable's value from a ConfigMap, a
 // Secret or the pod itself.
 type EnvVarSource struct {
-	ConfigMapKeyRef *KeySelector        `json:"configMapKeyRef,omitempty"`
-	SecretKeyRef    *KeySelector        `json:"secretKeyRef,omitempty"`
+	ConfigMapKeyRef *KeySelector         `json:"configMapKeyRef,omitempty"`
+	SecretKeyRef    *KeySelector         `json:"secretKeyRef,omitempty"`
 	FieldRef        *ObjectFieldSelector `json:"fieldRef,omitempty"`
 }
 
@@ -178,7 +178,7 @@ type ObjectFieldSelector struct {
 
 // EnvFromSource takes every key of a ConfigMap or Secret as a variable.
 type EnvFromSource struct {
-	Prefix       string     `json:"prefix,omitempty"`
+	Prefix       string        `json:"prefix,omitempty"`
 	ConfigMapRef *NameOptional `json:"configMapRef,omitempty"`
 	SecretRef    *NameOptional `json:"secretRef,omitempty"`
 }

@@ -1,10 +1,10 @@
 package core
 
 import (
-	"slices"
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
