@@ -100,6 +100,9 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 	if om.DeletionTimestamp != nil {
 		return res, Errorf(ECONFLICT, "%s is being deleted; apply again once it is gone", k)
 	}
+	if p, ok := obj.(*Pod); ok && p.Spec.NodeName == "" {
+		p.Spec.NodeName = old.(*Pod).Spec.NodeName // the scheduler's, not the manifest's
+	}
 	if JSONEqual(SpecOf(old), SpecOf(obj)) && JSONEqual(om.Labels, m.Labels) && JSONEqual(om.Annotations, m.Annotations) {
 		res.Action = "unchanged"
 		return res, nil

@@ -83,6 +83,21 @@ func TestApply_CreatedConfiguredUnchanged(t *testing.T) {
 	if s.Writes() != writes {
 		t.Fatal("an unchanged apply wrote")
 	}
+	// The scheduler binds the pod: the same manifest is still unchanged.
+	if err := s.Update(ctx, func(tx core.Tx) error {
+		o, err := tx.Get(core.Key{Kind: core.KindPod, Namespace: "default", Name: "p"})
+		if err != nil {
+			return err
+		}
+		p := core.Clone(o.(*core.Pod))
+		p.Spec.NodeName = "n1"
+		return tx.Put(p)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := results(mustApply(t, s, podYAML)); got != "pod/p unchanged" {
+		t.Fatalf("re-apply of a scheduled pod: %q", got)
+	}
 	if got := results(mustApply(t, s, deployment("web", 3, ""))); got != "deployment.apps/web configured" {
 		t.Fatalf("scale: %q", got)
 	}

@@ -224,3 +224,33 @@ func TestNetService_Serving(t *testing.T) {
 		t.Fatal("publishNotReadyAddresses: a not-ready local pod left the endpoints")
 	}
 }
+
+// A node's desired state carries the ConfigMaps and Secrets its own pods
+// use, and no others; changing one republishes it.
+func TestPublish_ConfigForItsPodsOnly(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", map[string]string{"only": "n1"}, "4", "4Gi")
+	c.AddNode("n2", map[string]string{"only": "n2"}, "4", "4Gi")
+	c.Apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: \"1\"}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {p: x1}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: other}\nstringData: {p: y1}\n")
+	c.Apply(strings.Replace(strings.Replace(deployment("web", 1, ""), "    spec:\n", "    spec:\n      nodeSelector: {only: n1}\n", 1),
+		"        image:", "        envFrom: [{configMapRef: {name: conf}}, {secretRef: {name: creds}}]\n        image:", 1))
+	c.Sync()
+	ds1, ds2 := c.Bus.Desired("n1"), c.Bus.Desired("n2")
+	if len(ds1.ConfigMaps) != 1 || len(ds1.Secrets) != 1 || ds1.Secrets[0].Metadata.Name != "creds" || string(ds1.Secrets[0].Data["p"]) != "x1" {
+		t.Fatalf("n1 got config maps %v, secrets %v", ds1.ConfigMaps, ds1.Secrets)
+	}
+	if ds2 != nil && (len(ds2.ConfigMaps) > 0 || len(ds2.Secrets) > 0) {
+		t.Fatalf("n2 runs no pod using them but got %v %v", ds2.ConfigMaps, ds2.Secrets)
+	}
+	before := c.Bus.Published("n1")
+	c.Apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: conf}\ndata: {a: \"2\"}\n")
+	c.Sync()
+	if ds := c.Bus.Desired("n1"); c.Bus.Published("n1") != before+1 || ds.ConfigMaps[0].Data["a"] != "2" {
+		t.Fatalf("a changed ConfigMap was not republished: %v", ds.ConfigMaps)
+	}
+	c.Apply("apiVersion: v1\nkind: Secret\nmetadata: {name: other}\nstringData: {p: z1}\n")
+	c.Sync()
+	if c.Bus.Published("n1") != before+1 {
+		t.Fatal("a secret no pod of n1 uses republished n1")
+	}
+}
