@@ -167,6 +167,8 @@ func setSpec(dst, src Object) {
 		d.Spec = src.(*Service).Spec
 	case *Endpoints:
 		d.Subsets = src.(*Endpoints).Subsets
+	case *InertObject:
+		d.Body = src.(*InertObject).Body
 	case *ConfigMap:
 		c := src.(*ConfigMap)
 		d.Data, d.BinaryData, d.Immutable = c.Data, c.BinaryData, c.Immutable
@@ -179,6 +181,9 @@ func setSpec(dst, src Object) {
 // Warnings lists the accepted manifest fields that this version does not act
 // on yet, so users are told instead of surprised.
 func Warnings(obj Object) []string {
+	if k := obj.GetTypeMeta().Kind; k.Inert() {
+		return []string{string(k) + ": stored, not enforced: there is no RBAC or service account API here (the admin token and node credentials are the access control)"}
+	}
 	if s, ok := obj.(*Service); ok && s.Spec.LoadBalancerIP != "" {
 		return []string{"spec.loadBalancerIP: ignored; like k3s' ServiceLB, the service answers on every node's address (status.loadBalancer.ingress)"}
 	}
@@ -203,6 +208,30 @@ func Warnings(obj Object) []string {
 		annotations = o.Spec.Template.Metadata.Annotations
 	case *DaemonSet:
 		annotations = o.Spec.Template.Metadata.Annotations
+	}
+	if d, ok := obj.(*Deployment); ok && d.Spec.ProgressDeadlineSeconds != nil {
+		w = append(w, "spec.progressDeadlineSeconds: not acted on; a rollout waits for slow links instead of failing")
+	}
+	for _, f := range []struct {
+		set       bool
+		name, why string
+	}{
+		{spec.ServiceAccountName != "" && spec.ServiceAccountName != "default", "serviceAccountName", "there are no service accounts here; the pod gets no API token"},
+		{spec.DeprecatedServiceAccount != "" && spec.DeprecatedServiceAccount != "default", "serviceAccount", "there are no service accounts here; the pod gets no API token"},
+		{spec.AutomountServiceAccountToken != nil && *spec.AutomountServiceAccountToken, "automountServiceAccountToken", "no token is mounted: there is no service account API"},
+		{spec.SchedulerName != "" && spec.SchedulerName != "default-scheduler", "schedulerName", "the master's scheduler places every pod"},
+		{spec.PriorityClassName != "", "priorityClassName", "pods have no priority here"},
+		{len(spec.ImagePullSecrets) > 0, "imagePullSecrets", "not used; registry credentials are configured on the master (--registries)"},
+	} {
+		if f.set {
+			w = append(w, fmt.Sprintf("%s.%s: ignored; %s", prefix, f.name, f.why))
+		}
+	}
+	for i, c := range spec.Containers {
+		if (c.TerminationMessagePath != "" && c.TerminationMessagePath != "/dev/termination-log") ||
+			(c.TerminationMessagePolicy != "" && c.TerminationMessagePolicy != "File") {
+			w = append(w, fmt.Sprintf("%s.containers[%d].terminationMessagePath: not read yet; the termination message is not reported", prefix, i))
+		}
 	}
 	if d, ok := obj.(*Deployment); ok && d.Spec.MinReadySeconds > 0 {
 		w = append(w, "spec.minReadySeconds: not enforced yet; a pod counts as available as soon as it is ready")
@@ -246,7 +275,8 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 			if k.Name == DefaultNamespace {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
-			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindConfigMap, KindSecret, KindPod} {
+			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindConfigMap, KindSecret,
+				KindServiceAccount, KindRole, KindRoleBinding, KindPod} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {
 					return err

@@ -170,3 +170,23 @@ func TestNormalizeImage(t *testing.T) {
 		}
 	}
 }
+
+// RBAC kinds and ServiceAccounts are stored as written, with a warning.
+func TestInertKinds(t *testing.T) {
+	doc := "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: reader}\nrules:\n- apiGroups: [\"\"]\n  resources: [pods]\n  verbs: [get]\n"
+	objs, err := DecodeManifests([]ManifestFile{{Name: "r.yaml", Data: []byte(doc)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := objs[0].(*InertObject)
+	if o.Kind.Namespaced() || string(o.Body["rules"]) == "" || len(Warnings(o)) != 1 {
+		t.Fatalf("%+v %v", o, Warnings(o))
+	}
+	c := Clone(o)
+	if !JSONEqual(c.Body, o.Body) || c.Metadata.Name != "reader" {
+		t.Fatalf("clone lost the body: %+v", c)
+	}
+	if _, err := DecodeManifests([]ManifestFile{{Name: "r.yaml", Data: []byte(strings.Replace(doc, "{name: reader}", "{name: reader, nmae: x}", 1))}}); err == nil {
+		t.Fatal("an unknown metadata field accepted")
+	}
+}

@@ -24,15 +24,21 @@ const (
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent}
+var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent,
+	KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding}
 
 // Namespaced reports whether objects of kind k live in a namespace.
-func (k Kind) Namespaced() bool { return k != KindNode && k != KindNamespace }
+func (k Kind) Namespaced() bool {
+	return k != KindNode && k != KindNamespace && k != KindClusterRole && k != KindClusterRoleBinding
+}
 
 // APIVersion returns the apiVersion that manifests use for kind k.
 func (k Kind) APIVersion() string {
 	if k == KindDeployment || k == KindDaemonSet {
 		return "apps/v1"
+	}
+	if k == KindRole || k == KindRoleBinding || k == KindClusterRole || k == KindClusterRoleBinding {
+		return "rbac.authorization.k8s.io/v1"
 	}
 	return "v1"
 }
@@ -67,6 +73,16 @@ func ParseKind(s string) (Kind, error) {
 		return KindEndpoints, nil
 	case "configmaps", "configmap", "cm":
 		return KindConfigMap, nil
+	case "serviceaccounts", "serviceaccount", "sa":
+		return KindServiceAccount, nil
+	case "roles", "role":
+		return KindRole, nil
+	case "rolebindings", "rolebinding":
+		return KindRoleBinding, nil
+	case "clusterroles", "clusterrole":
+		return KindClusterRole, nil
+	case "clusterrolebindings", "clusterrolebinding":
+		return KindClusterRoleBinding, nil
 	case "secrets", "secret":
 		return KindSecret, nil
 	}
@@ -156,6 +172,8 @@ func NewObject(k Kind) (Object, error) {
 		o = &Endpoints{}
 	case KindConfigMap:
 		o = &ConfigMap{}
+	case KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding:
+		o = &InertObject{}
 	case KindSecret:
 		o = &Secret{}
 	default:

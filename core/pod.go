@@ -34,9 +34,28 @@ type PodSpec struct {
 	HostNetwork   bool              `json:"hostNetwork,omitempty"`
 	// Hostname and Subdomain name the pod in DNS: with a headless service
 	// named Subdomain, HOSTNAME.SUBDOMAIN.NS.svc resolves to the pod.
-	Hostname                      string `json:"hostname,omitempty"`
-	Subdomain                     string `json:"subdomain,omitempty"`
-	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	Hostname  string `json:"hostname,omitempty"`
+	Subdomain string `json:"subdomain,omitempty"`
+	// DNSPolicy: ClusterFirst (the default) gives the pod the cluster DNS,
+	// Default the node's resolv.conf; ClusterFirstWithHostNet gives a
+	// hostNetwork pod the cluster DNS.
+	DNSPolicy string `json:"dnsPolicy,omitempty"`
+	// EnableServiceLinks false leaves out the services' variables.
+	EnableServiceLinks *bool `json:"enableServiceLinks,omitempty"`
+	// Accepted with a warning, without effect: there is no service account
+	// API, no priority or second scheduler, and image credentials come from
+	// the master's --registries.
+	ServiceAccountName            string                 `json:"serviceAccountName,omitempty"`
+	DeprecatedServiceAccount      string                 `json:"serviceAccount,omitempty"`
+	AutomountServiceAccountToken  *bool                  `json:"automountServiceAccountToken,omitempty"`
+	SchedulerName                 string                 `json:"schedulerName,omitempty"`
+	PriorityClassName             string                 `json:"priorityClassName,omitempty"`
+	ImagePullSecrets              []LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	TerminationGracePeriodSeconds *int64                 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+type LocalObjectReference struct {
+	Name string `json:"name"`
 }
 
 type PullPolicy string
@@ -48,20 +67,24 @@ const (
 )
 
 type Container struct {
-	Name            string               `json:"name"`
-	Image           string               `json:"image"`
-	ImagePullPolicy PullPolicy           `json:"imagePullPolicy,omitempty"`
-	Command         []string             `json:"command,omitempty"`
-	Args            []string             `json:"args,omitempty"`
-	Env             []EnvVar             `json:"env,omitempty"`
-	EnvFrom         []EnvFromSource      `json:"envFrom,omitempty"`
-	WorkingDir      string               `json:"workingDir,omitempty"`
-	Ports           []ContainerPort      `json:"ports,omitempty"`
-	Resources       ResourceRequirements `json:"resources,omitempty"`
-	LivenessProbe   *Probe               `json:"livenessProbe,omitempty"`
-	ReadinessProbe  *Probe               `json:"readinessProbe,omitempty"`
-	VolumeMounts    []VolumeMount        `json:"volumeMounts,omitempty"`
-	SecurityContext *SecurityContext     `json:"securityContext,omitempty"`
+	Name            string          `json:"name"`
+	Image           string          `json:"image"`
+	ImagePullPolicy PullPolicy      `json:"imagePullPolicy,omitempty"`
+	Command         []string        `json:"command,omitempty"`
+	Args            []string        `json:"args,omitempty"`
+	Env             []EnvVar        `json:"env,omitempty"`
+	EnvFrom         []EnvFromSource `json:"envFrom,omitempty"`
+	// TerminationMessagePath/Policy are accepted at their defaults
+	// (kubectl writes them); other values warn.
+	TerminationMessagePath   string               `json:"terminationMessagePath,omitempty"`
+	TerminationMessagePolicy string               `json:"terminationMessagePolicy,omitempty"`
+	WorkingDir               string               `json:"workingDir,omitempty"`
+	Ports                    []ContainerPort      `json:"ports,omitempty"`
+	Resources                ResourceRequirements `json:"resources,omitempty"`
+	LivenessProbe            *Probe               `json:"livenessProbe,omitempty"`
+	ReadinessProbe           *Probe               `json:"readinessProbe,omitempty"`
+	VolumeMounts             []VolumeMount        `json:"volumeMounts,omitempty"`
+	SecurityContext          *SecurityContext     `json:"securityContext,omitempty"`
 }
 
 type EnvVar struct {

@@ -81,6 +81,8 @@ func SpecOf(obj Object) any {
 		return []any{o.Data, o.BinaryData, o.Immutable}
 	case *Secret:
 		return []any{o.Type, o.Files(), o.Immutable}
+	case *InertObject:
+		return o.Body
 	}
 	v := reflect.ValueOf(obj).Elem()
 	if f := v.FieldByName("Spec"); f.IsValid() {

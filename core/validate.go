@@ -130,6 +130,8 @@ func Validate(obj Object) error {
 			return err
 		}
 		return validateEndpoints(o)
+	case *InertObject:
+		return validateMeta(&o.Metadata, o.Kind.Namespaced(), false)
 	case *ConfigMap:
 		if err := validateMeta(&o.Metadata, true, false); err != nil {
 			return err
@@ -208,6 +210,11 @@ func validateDeployment(d *Deployment) error {
 var protocols = map[string]bool{"TCP": true, "UDP": true, "SCTP": true}
 
 func validatePodSpec(path string, s *PodSpec) error {
+	switch s.DNSPolicy {
+	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":
+	default:
+		return invalid(path+".dnsPolicy", "%q: must be ClusterFirst, ClusterFirstWithHostNet or Default (None is not supported)", s.DNSPolicy)
+	}
 	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"subdomain", s.Subdomain}} {
 		if f.v != "" {
 			if err := validateDNSLabel(path+"."+f.name, f.v); err != nil {

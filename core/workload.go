@@ -24,6 +24,9 @@ type DeploymentSpec struct {
 	Strategy             DeploymentStrategy `json:"strategy,omitempty"`
 	MinReadySeconds      int32              `json:"minReadySeconds,omitempty"`
 	RevisionHistoryLimit *int32             `json:"revisionHistoryLimit,omitempty"`
+	// ProgressDeadlineSeconds is accepted (kubectl writes it) and not
+	// acted on: a rollout here waits for slow links instead of failing.
+	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
 }
 
 const (
@@ -142,6 +145,11 @@ type ServiceSpec struct {
 	LoadBalancerIP string   `json:"loadBalancerIP,omitempty"`
 	IPFamilies     []string `json:"ipFamilies,omitempty"`
 	IPFamilyPolicy string   `json:"ipFamilyPolicy,omitempty"`
+	// AllocateLoadBalancerNodePorts and InternalTrafficPolicy are accepted
+	// as Kubernetes writes them; node ports are always allocated and every
+	// endpoint serves in-cluster traffic (Cluster).
+	AllocateLoadBalancerNodePorts *bool  `json:"allocateLoadBalancerNodePorts,omitempty"`
+	InternalTrafficPolicy         string `json:"internalTrafficPolicy,omitempty"`
 }
 
 type SessionAffinityConfig struct {

@@ -87,7 +87,10 @@ func kindName(secret bool) string {
 // Secret or key that is not optional is an error naming it (the pod waits
 // in CreateContainerConfigError).
 func (w *podWorker) containerEnv(pod *core.Pod, c *core.Container) ([]string, error) {
-	env := serviceEnv(w.a.networkState(), pod.Metadata.Namespace)
+	var env []string
+	if links := pod.Spec.EnableServiceLinks; links == nil || *links {
+		env = serviceEnv(w.a.networkState(), pod.Metadata.Namespace)
+	}
 	for _, f := range c.EnvFrom {
 		secret, ref := f.SecretRef != nil, f.ConfigMapRef
 		if secret {

@@ -154,7 +154,7 @@ func podFileMounts(pod *core.Pod, podDir string, clusterDNS bool) []core.Mount {
 			core.Mount{Source: filepath.Join(podDir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
 			core.Mount{Source: filepath.Join(podDir, "hostname"), Destination: "/etc/hostname", ReadOnly: true})
 	}
-	if clusterDNS && !pod.Spec.HostNetwork {
+	if clusterDNS && !pod.Spec.HostNetwork && pod.Spec.DNSPolicy != "Default" {
 		out = append(out, core.Mount{Source: filepath.Join(podDir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true})
 	} else if _, err := os.Stat("/etc/resolv.conf"); err == nil {
 		out = append(out, core.Mount{Source: "/etc/resolv.conf", Destination: "/etc/resolv.conf", ReadOnly: true})

@@ -47,6 +47,12 @@ func newTable(kind core.Kind, wide, allNS bool) *table {
 		}
 	case core.KindEndpoints:
 		t.header = []string{"NAME", "ENDPOINTS", "AGE"}
+	case core.KindConfigMap:
+		t.header = []string{"NAME", "DATA", "AGE"}
+	case core.KindSecret:
+		t.header = []string{"NAME", "TYPE", "DATA", "AGE"}
+	case core.KindServiceAccount, core.KindRole, core.KindRoleBinding, core.KindClusterRole, core.KindClusterRoleBinding:
+		t.header = []string{"NAME", "AGE"}
 	case core.KindNamespace:
 		t.header = []string{"NAME", "STATUS", "AGE"}
 	case core.KindEvent:
@@ -275,6 +281,12 @@ func (t *table) add(o core.Object, now time.Time) {
 		}
 	case *core.Endpoints:
 		row = []string{m.Name, orNone(endpointList(v, 3)), age}
+	case *core.ConfigMap:
+		row = []string{m.Name, fmt.Sprint(len(v.Files())), age}
+	case *core.Secret:
+		row = []string{m.Name, v.Type, fmt.Sprint(len(v.Files())), age}
+	case *core.InertObject:
+		row = []string{m.Name, age}
 	case *core.Namespace:
 		row = []string{m.Name, orNone(v.Status.Phase), age}
 	case *core.EventObj:
@@ -328,6 +340,11 @@ func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time
 		d.service(v)
 	case *core.Endpoints:
 		d.p("Addresses", orNone(endpointList(v, 0)))
+	case *core.ConfigMap:
+		d.files(v.Files(), false)
+	case *core.Secret:
+		d.p("Type", v.Type)
+		d.files(v.Files(), true) // sizes only, as kubectl: never the values
 	case *core.Namespace:
 		d.p("Status", v.Status.Phase)
 	}
@@ -523,6 +540,19 @@ func (d *describer) service(v *core.Service) {
 	default:
 		d.p("Endpoints", "<none>")
 		fmt.Fprintf(d.tw, "Note:\tno ready pod matches the selector %s in namespace %q\n", labelString(v.Spec.Selector), v.Metadata.Namespace)
+	}
+}
+
+// files lists a ConfigMap's or Secret's keys with their sizes.
+func (d *describer) files(files map[string][]byte, secret bool) {
+	keys := make([]string, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprintln(d.tw, "Data:")
+	for _, k := range keys {
+		fmt.Fprintf(d.tw, "  %s:\t%d bytes\n", k, len(files[k]))
 	}
 }
 
