@@ -341,10 +341,10 @@ func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time
 	case *core.Endpoints:
 		d.p("Addresses", orNone(endpointList(v, 0)))
 	case *core.ConfigMap:
-		d.files(v.Files(), false)
+		d.files(v.Files())
 	case *core.Secret:
 		d.p("Type", v.Type)
-		d.files(v.Files(), true) // sizes only, as kubectl: never the values
+		d.files(v.Files()) // sizes only, as kubectl: never the values
 	case *core.Namespace:
 		d.p("Status", v.Status.Phase)
 	}
@@ -544,7 +544,7 @@ func (d *describer) service(v *core.Service) {
 }
 
 // files lists a ConfigMap's or Secret's keys with their sizes.
-func (d *describer) files(files map[string][]byte, secret bool) {
+func (d *describer) files(files map[string][]byte) {
 	keys := make([]string, 0, len(files))
 	for k := range files {
 		keys = append(keys, k)
