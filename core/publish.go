@@ -28,6 +28,9 @@ func DesiredFor(node string, pods []*Pod) *DesiredState {
 // configFor returns the ConfigMaps and Secrets pods use that exist, in
 // name order: a node gets only what its own pods read.
 func configFor(pods []*Pod, cms map[string]*ConfigMap, secs map[string]*Secret) ([]*ConfigMap, []*Secret) {
+	if len(cms)+len(secs) == 0 {
+		return nil, nil // nothing to send (and no pass over every pod's spec)
+	}
 	var outC []*ConfigMap
 	var outS []*Secret
 	seenC, seenS := map[string]bool{}, map[string]bool{}

@@ -322,8 +322,8 @@ spec:
 		}
 	})
 	t.Run("UnknownKind", func(t *testing.T) {
-		_, stderr, err := c.edgectl("get", "configmaps")
-		if err == nil || !strings.Contains(stderr, `unknown resource type "configmaps"`) {
+		_, stderr, err := c.edgectl("get", "ingresses")
+		if err == nil || !strings.Contains(stderr, `unknown resource type "ingresses"`) {
 			t.Fatalf("err %v, stderr %q", err, stderr)
 		}
 	})
