@@ -157,13 +157,20 @@ func (w *podWorker) sync() time.Duration {
 	// ConfigMap and Secret volumes follow their objects while the pod
 	// runs; a missing one keeps containers from starting, with the reason.
 	if err := w.syncConfigVolumes(pod); err != nil {
+		running := false
 		for _, c := range pod.Spec.Containers {
-			if st := w.state(c.Name); st.running == nil {
-				st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
-			}
+			running = running || w.state(c.Name).running != nil
 		}
-		w.updateStatus(pod)
-		return 2 * time.Second
+		if !running {
+			for _, c := range pod.Spec.Containers {
+				w.state(c.Name).waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+			}
+			w.updateStatus(pod)
+			return 2 * time.Second
+		}
+		// Running containers keep the last content, as with the kubelet;
+		// probes and restarts go on (a restart then names what is missing).
+		next = 2 * time.Second
 	}
 	// The network is set up while the containers are created: both take a
 	// few hundred milliseconds and only starting a task needs the network.
