@@ -94,14 +94,11 @@ func TestAgentConfigMapsAndSecrets(t *testing.T) {
 	if _, created := rt.counts(); created != 1 {
 		t.Fatalf("%d containers created for a config change", created)
 	}
-	var names []string
-	entries, _ := os.ReadDir(confDir)
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	if len(names) != 3 || names[0] != "..data" || names[len(names)-1] != "sub" { // ..data, one ..<timestamp>, sub
-		t.Fatalf("volume dir holds %v; the old content should be gone", names)
-	}
+	// The old content goes just after the swap.
+	waitUntil(t, "only ..data, one ..<timestamp> and sub in the volume dir", func() bool {
+		entries, _ := os.ReadDir(confDir)
+		return len(entries) == 3 && entries[0].Name() == "..data" && entries[2].Name() == "sub"
+	})
 
 	// A pod whose ConfigMap is missing waits, saying which.
 	missing := configState("h3", "x")
