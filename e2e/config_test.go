@@ -53,11 +53,17 @@ func (c *cluster) execPod(pod, cmd string) (string, error) {
 	if id == "" {
 		return "", fmt.Errorf("pod %s has no container", pod)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	out, err := ctrExec(c.ctrd.socket, id, cmd)
+	return strings.TrimSpace(out), err
+}
+
+// ctrExec runs a shell command in a running container through ctr.
+func ctrExec(socket, id, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "ctr", "-a", c.ctrd.socket, "-n", "edge", "tasks", "exec",
+	out, err := exec.CommandContext(ctx, "ctr", "-a", socket, "-n", "edge", "tasks", "exec",
 		"--exec-id", fmt.Sprintf("t%d", time.Now().UnixNano()), id, "/bin/sh", "-c", cmd).CombinedOutput()
-	return strings.TrimSpace(string(out)), err
+	return string(out), err
 }
 
 // A ConfigMap as files that follow it in place, a Secret as env and as a

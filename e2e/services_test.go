@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -151,11 +150,7 @@ func (tf *testFleet) execIn(h *Host, pod string, cmd string) (string, error) {
 		}
 		containerIDs[pod] = id
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ctr", "-a", h.Socket, "-n", "edge", "tasks", "exec",
-		"--exec-id", fmt.Sprintf("t%d", time.Now().UnixNano()), id, "/bin/sh", "-c", cmd).CombinedOutput()
-	return string(out), err
+	return ctrExec(h.Socket, id, cmd)
 }
 
 // inNS runs a command in host h's network namespace.
