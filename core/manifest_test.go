@@ -96,6 +96,8 @@ func TestDecodeManifestErrors(t *testing.T) {
 			`field "metadata.ownerReferences" is not supported`},
 		{"apiVersion", strings.Replace(deployYAML, "apps/v1", "extensions/v1beta1", 1), `apiVersion "extensions/v1beta1" is not supported`},
 		{"kind", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x}\n", `kind: "Ingress" is not supported`},
+		{"capability", strings.Replace(deployYAML, "        ports: [{containerPort: 8080}]\n", "        ports: [{containerPort: 8080}]\n        securityContext: {capabilities: {add: [NET_FLY]}}\n", 1), `capabilities.add[0]: "NET_FLY" is not a Linux capability`},
+		{"seccomp", strings.Replace(deployYAML, "    spec:\n", "    spec:\n      securityContext: {seccompProfile: {type: Localhost}}\n", 1), `Localhost profiles are not supported`},
 		{"configmap key", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {\"a/b\": x}\n", `key "a/b": must be letters`},
 		{"secret size", "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData: {big: \"" + strings.Repeat("x", 1<<20) + "\"}\n", `at most 1048576 (1 MiB)`},
 		{"secret ref", strings.Replace(deployYAML, `value: "1"`, `valueFrom: {secretKeyRef: {name: s, key: "a b"}}`, 1), `secretKeyRef.key: "a b" is not a key`},

@@ -34,8 +34,12 @@ type PodSpec struct {
 	HostNetwork   bool              `json:"hostNetwork,omitempty"`
 	// Hostname and Subdomain name the pod in DNS: with a headless service
 	// named Subdomain, HOSTNAME.SUBDOMAIN.NS.svc resolves to the pod.
-	Hostname  string `json:"hostname,omitempty"`
-	Subdomain string `json:"subdomain,omitempty"`
+	Hostname        string              `json:"hostname,omitempty"`
+	Subdomain       string              `json:"subdomain,omitempty"`
+	SecurityContext *PodSecurityContext `json:"securityContext,omitempty"`
+	HostPID         bool                `json:"hostPID,omitempty"`
+	HostIPC         bool                `json:"hostIPC,omitempty"`
+	HostAliases     []HostAlias         `json:"hostAliases,omitempty"`
 	// DNSPolicy: ClusterFirst (the default) gives the pod the cluster DNS,
 	// Default the node's resolv.conf; ClusterFirstWithHostNet gives a
 	// hostNetwork pod the cluster DNS.
@@ -140,10 +144,6 @@ type VolumeMount struct {
 	MountPath string `json:"mountPath"`
 	ReadOnly  bool   `json:"readOnly,omitempty"`
 	SubPath   string `json:"subPath,omitempty"`
-}
-
-type SecurityContext struct {
-	Privileged *bool `json:"privileged,omitempty"`
 }
 
 type Volume struct {

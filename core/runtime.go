@@ -107,6 +107,16 @@ type ContainerConfig struct {
 	Mounts      []Mount
 	Privileged  bool
 	Resources   ContainerResources
+	// Who the process runs as (nil: the image's user) and what it may do.
+	UID, GID        *uint32
+	AdditionalGIDs  []uint32
+	RunAsNonRoot    bool // refuse to start as root (the image's user included)
+	ReadOnlyRoot    bool
+	NoNewPrivileges bool
+	CapAdd, CapDrop []string // CAP_ names; "ALL" in CapDrop drops every default one
+	SeccompDefault  bool     // the runtime's default seccomp profile
+	HostPID         bool
+	HostIPC         bool
 }
 
 // ContainerResources are a container's cgroup limits.

@@ -210,6 +210,9 @@ func validateDeployment(d *Deployment) error {
 var protocols = map[string]bool{"TCP": true, "UDP": true, "SCTP": true}
 
 func validatePodSpec(path string, s *PodSpec) error {
+	if err := validatePodSecurity(path, s); err != nil {
+		return err
+	}
 	switch s.DNSPolicy {
 	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":
 	default:
@@ -363,6 +366,9 @@ const (
 )
 
 func validateContainer(p string, c *Container, volumes map[string]bool) error {
+	if err := validateSecurityContext(p+".securityContext", c.SecurityContext); err != nil {
+		return err
+	}
 	for _, l := range []struct {
 		name string
 		n    int

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	apievents "github.com/containerd/containerd/api/events"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -151,6 +154,18 @@ func (r *containerdRuntime) CreateContainer(ctx context.Context, cfg *core.Conta
 		}
 		r.unpacked.Store(digest, true)
 	}
+	if cfg.RunAsNonRoot && (cfg.UID == nil || *cfg.UID == 0) {
+		if cfg.UID != nil {
+			return core.Errorf(core.EINVALID, "runAsNonRoot is set and runAsUser is 0 (root)")
+		}
+		ic, err := img.Spec(ctx)
+		if err != nil {
+			return coreError(err)
+		}
+		if u, _, _ := strings.Cut(ic.Config.User, ":"); u == "" || u == "0" || u == "root" {
+			return core.Errorf(core.EINVALID, "runAsNonRoot is set and image %s runs as root (user %q): set runAsUser", cfg.Image, ic.Config.User)
+		}
+	}
 	opts := append(imageSpecOpts(img, cfg), containerSpecOpts(cfg, r.cgroupParent+"/"+cfg.ID, r.swap)...)
 	create := func() error {
 		_, err := r.client.NewContainer(ctx, cfg.ID, containerd.WithImage(img), containerd.WithNewSnapshot(cfg.ID, img),
@@ -237,8 +252,50 @@ func containerSpecOpts(cfg *core.ContainerConfig, cgroupPath string, swap bool) 
 		}
 		opts = append(opts, oci.WithMounts(mounts))
 	}
+	if cfg.HostPID {
+		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
+	}
+	if cfg.HostIPC {
+		opts = append(opts, oci.WithHostNamespace(specs.IPCNamespace))
+	}
+	switch {
+	case cfg.UID != nil && cfg.GID != nil:
+		opts = append(opts, oci.WithUIDGID(*cfg.UID, *cfg.GID))
+	case cfg.UID != nil:
+		opts = append(opts, oci.WithUserID(*cfg.UID)) // its group from the image's /etc/passwd
+	case cfg.GID != nil: // the image's user, in another group
+		gid := *cfg.GID
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Process.User.GID = gid
+			return nil
+		})
+	}
+	if len(cfg.AdditionalGIDs) > 0 {
+		gids := cfg.AdditionalGIDs
+		opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Process.User.AdditionalGids = append(s.Process.User.AdditionalGids, gids...)
+			return nil
+		})
+	}
 	if cfg.Privileged {
-		opts = append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
+		return append(opts, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
+	}
+	if cfg.ReadOnlyRoot {
+		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if cfg.NoNewPrivileges {
+		opts = append(opts, oci.WithNoNewPrivileges)
+	}
+	if slices.Contains(cfg.CapDrop, "ALL") {
+		opts = append(opts, oci.WithCapabilities(nil))
+	} else if len(cfg.CapDrop) > 0 {
+		opts = append(opts, oci.WithDroppedCapabilities(cfg.CapDrop))
+	}
+	if len(cfg.CapAdd) > 0 {
+		opts = append(opts, oci.WithAddedCapabilities(cfg.CapAdd))
+	}
+	if cfg.SeccompDefault {
+		opts = append(opts, seccomp.WithDefaultProfile())
 	}
 	return opts
 }

@@ -351,3 +351,48 @@ func TestContainerdCreateAfterInterruptedCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A security context on the real runtime: the process's user and groups,
+// a read-only root, capabilities and no new privileges; runAsNonRoot
+// refuses the (root) test image.
+func TestContainerdSecurityContext(t *testing.T) {
+	r := startContainerd(t)
+	ctx := context.Background()
+	uid, gid := uint32(1000), uint32(3000)
+	id := "sec.app.1"
+	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, UID: &uid, GID: &gid, AdditionalGIDs: []uint32{2000},
+		ReadOnlyRoot: true, NoNewPrivileges: true, CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_NET_BIND_SERVICE"}, SeccompDefault: true,
+		Command: []string{"sh", "-c", "id; touch /x 2>/dev/null && echo writable || echo read-only; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"}}
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "sec.log")
+	wait, err := func() (<-chan core.TaskStatus, error) {
+		if err := r.StartTask(ctx, id, logPath); err != nil {
+			return nil, err
+		}
+		return r.WaitTask(ctx, id)
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-wait:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the container did not finish")
+	}
+	b, _ := os.ReadFile(logPath)
+	out := string(b)
+	for _, want := range []string{"uid=1000", "gid=3000", "2000", "read-only", "CapBnd:\t0000000000000400", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	r.DeleteTask(ctx, id)
+	r.RemoveContainer(ctx, id)
+
+	root := &core.ContainerConfig{ID: "nonroot.app.1", Image: testImage, HostNetwork: true, RunAsNonRoot: true, Command: []string{"true"}}
+	if err := r.CreateContainer(ctx, root); core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "runs as root") {
+		t.Fatalf("runAsNonRoot with a root image: %v", err)
+	}
+}

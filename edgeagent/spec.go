@@ -136,9 +136,7 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 		cfg.NetNSPath = w.netnsPath
 		labels[labelNetNS] = w.netnsPath
 	}
-	if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
-		cfg.Privileged = true
-	}
+	applySecurity(cfg, &pod.Spec, c)
 	return cfg, nil
 }
 
@@ -199,6 +197,16 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 			if err := os.MkdirAll(src, 0o777); err != nil {
 				return nil, fmt.Errorf("volume %q: %w", m.Name, err)
 			}
+			// fsGroup: the volume belongs to that group, and files made
+			// in it too (setgid), as the kubelet arranges.
+			if sc := p.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
+				if err := os.Chown(src, -1, int(*sc.FSGroup)); err != nil {
+					return nil, fmt.Errorf("volume %q fsGroup: %w", m.Name, err)
+				}
+				if err := os.Chmod(src, 0o2777); err != nil {
+					return nil, fmt.Errorf("volume %q fsGroup: %w", m.Name, err)
+				}
+			}
 		case v.ConfigMap != nil || v.Secret != nil:
 			// Written by syncConfigVolumes; read-only as in Kubernetes. A
 			// subPath is one file, as it is now: it does not follow updates.
@@ -223,4 +231,42 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 		out = append(out, core.Mount{Source: src, Destination: m.MountPath, ReadOnly: m.ReadOnly})
 	}
 	return out, nil
+}
+
+// applySecurity sets cfg's user, privileges, capabilities and namespaces
+// from the pod's and the container's security contexts.
+func applySecurity(cfg *core.ContainerConfig, pod *core.PodSpec, c *core.Container) {
+	sc := core.EffectiveSecurity(pod, c)
+	cfg.Privileged = sc.Privileged != nil && *sc.Privileged
+	if sc.RunAsUser != nil {
+		uid := uint32(*sc.RunAsUser)
+		cfg.UID = &uid
+	}
+	if sc.RunAsGroup != nil {
+		gid := uint32(*sc.RunAsGroup)
+		cfg.GID = &gid
+	}
+	if ps := pod.SecurityContext; ps != nil {
+		if ps.FSGroup != nil {
+			cfg.AdditionalGIDs = append(cfg.AdditionalGIDs, uint32(*ps.FSGroup))
+		}
+		for _, g := range ps.SupplementalGroups {
+			cfg.AdditionalGIDs = append(cfg.AdditionalGIDs, uint32(g))
+		}
+	}
+	cfg.RunAsNonRoot = sc.RunAsNonRoot != nil && *sc.RunAsNonRoot
+	cfg.ReadOnlyRoot = sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem
+	cfg.NoNewPrivileges = sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation
+	if caps := sc.Capabilities; caps != nil {
+		for _, n := range caps.Add {
+			name, _ := core.CapabilityName(n)
+			cfg.CapAdd = append(cfg.CapAdd, name)
+		}
+		for _, n := range caps.Drop {
+			name, _ := core.CapabilityName(n)
+			cfg.CapDrop = append(cfg.CapDrop, name)
+		}
+	}
+	cfg.SeccompDefault = sc.SeccompProfile != nil && sc.SeccompProfile.Type == "RuntimeDefault"
+	cfg.HostPID, cfg.HostIPC = pod.HostPID, pod.HostIPC
 }

@@ -194,3 +194,21 @@ func TestNodeStatusReserve(t *testing.T) {
 		t.Fatal("a bad reserve was accepted")
 	}
 }
+
+// The pod's security context applies to every container; a container's
+// own setting wins.
+func TestApplySecurity(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	yes, no := true, false
+	pod := &core.PodSpec{HostPID: true, SecurityContext: &core.PodSecurityContext{RunAsUser: i64(1000), RunAsGroup: i64(1000),
+		FSGroup: i64(2000), RunAsNonRoot: &yes, SeccompProfile: &core.SeccompProfile{Type: "RuntimeDefault"}}}
+	c := &core.Container{Name: "c", SecurityContext: &core.SecurityContext{RunAsUser: i64(1001), AllowPrivilegeEscalation: &no,
+		ReadOnlyRootFilesystem: &yes, Capabilities: &core.Capabilities{Add: []string{"net_admin"}, Drop: []string{"ALL"}}}}
+	cfg := &core.ContainerConfig{}
+	applySecurity(cfg, pod, c)
+	if *cfg.UID != 1001 || *cfg.GID != 1000 || !slices.Equal(cfg.AdditionalGIDs, []uint32{2000}) || !cfg.RunAsNonRoot ||
+		!cfg.ReadOnlyRoot || !cfg.NoNewPrivileges || !cfg.SeccompDefault || !cfg.HostPID || cfg.HostIPC ||
+		!slices.Equal(cfg.CapAdd, []string{"CAP_NET_ADMIN"}) || !slices.Equal(cfg.CapDrop, []string{"ALL"}) || cfg.Privileged {
+		t.Fatalf("config %+v", cfg)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -272,6 +273,9 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 			hosts += "\t" + name + "." + sub + "." + pod.Metadata.Namespace + ".svc." + a.clusterDomain()
 		}
 		hosts += "\n"
+	}
+	for _, h := range pod.Spec.HostAliases {
+		hosts += h.IP + "\t" + strings.Join(h.Hostnames, " ") + "\n"
 	}
 	if err := writeIfChanged(filepath.Join(w.podDir(), "hosts"), hosts); err != nil {
 		return err
