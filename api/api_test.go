@@ -308,6 +308,28 @@ func TestNodeActions(t *testing.T) {
 	if _, err := e.admin.NodeAction(ctx, "nope", "cordon"); core.ErrorCode(err) != core.ENOTFOUND {
 		t.Fatalf("cordon missing node: %v", err)
 	}
+	// Taints, kubectl style.
+	if res, err := e.admin.Taint(ctx, "n1", "dedicated=gpu:NoSchedule"); err != nil || res[0].Action != "tainted" {
+		t.Fatalf("taint: %v %v", res, err)
+	}
+	e.admin.Taint(ctx, "n1", "slow:PreferNoSchedule")
+	n, _ = e.admin.Get(ctx, core.Key{Kind: core.KindNode, Name: "n1"})
+	if ts := n.(*core.Node).Spec.Taints; len(ts) != 2 || ts[0].String() != "dedicated=gpu:NoSchedule" {
+		t.Fatalf("taints %v", ts)
+	}
+	if _, err := e.admin.Taint(ctx, "n1", "dedicated-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.Taint(ctx, "n1", "dedicated=gpu:Often"); core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "NoSchedule, PreferNoSchedule or NoExecute") {
+		t.Fatalf("a bad effect: %v", err)
+	}
+	if _, err := e.admin.Taint(ctx, "n1", "dedicated-"); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("removing a taint that is not there: %v", err)
+	}
+	n, _ = e.admin.Get(ctx, core.Key{Kind: core.KindNode, Name: "n1"})
+	if ts := n.(*core.Node).Spec.Taints; len(ts) != 1 || ts[0].Key != "slow" {
+		t.Fatalf("after removing dedicated: %v", ts)
+	}
 }
 
 func TestLogsThroughBus(t *testing.T) {

@@ -252,6 +252,14 @@ func (c *Client) NodeAction(ctx context.Context, node, action string) ([]core.Ap
 	return out, err
 }
 
+// Taint adds a taint to a node (KEY[=VALUE]:EFFECT), or removes one
+// (the same with a trailing "-", or KEY- for every effect).
+func (c *Client) Taint(ctx context.Context, node, spec string) ([]core.ApplyResult, error) {
+	var out []core.ApplyResult
+	err := c.doJSON(ctx, "POST", "/api/v1/nodes/"+url.PathEscape(node)+"/taint", url.Values{"spec": {spec}}, struct{}{}, &out)
+	return out, err
+}
+
 // CreateToken creates a join token.
 func (c *Client) CreateToken(ctx context.Context, req TokenRequest) (TokenResponse, error) {
 	var out TokenResponse

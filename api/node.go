@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/edgeorch/edge/core"
 )
@@ -90,8 +91,19 @@ func (s *Server) handleNodeAction(w http.ResponseWriter, r *http.Request) {
 		results, err = core.Cordon(r.Context(), s.Store, name, action == "cordon")
 	case "drain":
 		results, err = core.Drain(r.Context(), s.Store, name, s.Now())
+	case "taint":
+		spec := r.URL.Query().Get("spec")
+		remove := strings.HasSuffix(spec, "-")
+		spec = strings.TrimSuffix(spec, "-")
+		var t core.Taint
+		if remove && !strings.Contains(spec, ":") { // KEY- removes every effect of KEY
+			t = core.Taint{Key: spec}
+		} else if t, err = core.ParseTaint(spec); err != nil {
+			break
+		}
+		results, err = core.TaintNode(r.Context(), s.Store, name, t, remove)
 	default:
-		err = core.Errorf(core.EINVALID, "unknown node action %q (cordon, uncordon, drain)", action)
+		err = core.Errorf(core.EINVALID, "unknown node action %q (cordon, uncordon, drain, taint)", action)
 	}
 	if err != nil {
 		Error(w, err)

@@ -24,6 +24,8 @@ type NodeSpec struct {
 	// cluster CIDR when the node first registers; it stays the node's until
 	// the node is deleted.
 	PodCIDR string `json:"podCIDR,omitempty"`
+	// Taints keep pods without a matching toleration away.
+	Taints []Taint `json:"taints,omitempty"`
 }
 
 // InternalIP returns the node's LAN address as its agent reports it.

@@ -84,3 +84,37 @@ func RegisterNode(ctx context.Context, s Store, node string, now time.Time) erro
 		return tx.Create(n)
 	})
 }
+
+// TaintNode adds (or, with remove, takes away) a taint on node, kubectl
+// style: a taint with the same key and effect is replaced.
+func TaintNode(ctx context.Context, s Store, node string, t Taint, remove bool) ([]ApplyResult, error) {
+	r := ApplyResult{Kind: KindNode, Name: node, Action: "tainted"}
+	if remove {
+		r.Action = "untainted"
+	}
+	err := s.Update(ctx, func(tx Tx) error {
+		obj, err := tx.Get(Key{Kind: KindNode, Name: node})
+		if err != nil {
+			return err
+		}
+		n := Clone(obj.(*Node))
+		var keep []Taint
+		found := false
+		for _, old := range n.Spec.Taints {
+			if old.Key == t.Key && (old.Effect == t.Effect || (remove && t.Effect == "")) {
+				found = true
+				continue
+			}
+			keep = append(keep, old)
+		}
+		if remove && !found {
+			return Errorf(ENOTFOUND, "node %q has no taint %s", node, t)
+		}
+		if !remove {
+			keep = append(keep, t)
+		}
+		n.Spec.Taints = keep
+		return tx.Put(n)
+	})
+	return []ApplyResult{r}, err
+}

@@ -224,8 +224,10 @@ func PlanDeployment(d *Deployment, pods []*Pod, env PlanEnv) (Plan, DeploymentSt
 func DaemonSetNodes(ds *DaemonSet, nodes []*Node) []*Node {
 	var out []*Node
 	for _, n := range nodes {
-		if n.Metadata.DeletionTimestamp == nil && MatchLabels(ds.Spec.Template.Spec.NodeSelector, n.Metadata.Labels) &&
-			(n.Spec.PodCIDR != "" || ds.Spec.Template.Spec.HostNetwork) {
+		spec := &ds.Spec.Template.Spec
+		fits, _ := nodeAffinityFits(spec.Affinity, n.Metadata.Labels)
+		if n.Metadata.DeletionTimestamp == nil && MatchLabels(spec.NodeSelector, n.Metadata.Labels) && fits &&
+			(n.Spec.PodCIDR != "" || spec.HostNetwork) && untolerated(n, spec.Tolerations, TaintNoSchedule, TaintNoExecute) == nil {
 			out = append(out, n)
 		}
 	}

@@ -37,6 +37,8 @@ type PodSpec struct {
 	Hostname        string              `json:"hostname,omitempty"`
 	Subdomain       string              `json:"subdomain,omitempty"`
 	SecurityContext *PodSecurityContext `json:"securityContext,omitempty"`
+	Tolerations     []Toleration        `json:"tolerations,omitempty"`
+	Affinity        *Affinity           `json:"affinity,omitempty"`
 	HostPID         bool                `json:"hostPID,omitempty"`
 	HostIPC         bool                `json:"hostIPC,omitempty"`
 	HostAliases     []HostAlias         `json:"hostAliases,omitempty"`

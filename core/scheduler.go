@@ -16,6 +16,8 @@ const (
 	reasonMemory        = "insufficient memory"
 	reasonNoPodCIDR     = "no pod subnet (the cluster CIDR is full: widen --cluster-cidr)"
 	reasonHostPort      = "didn't have free ports for the requested pod ports"
+	reasonAffinity      = "didn't match Pod's node affinity"
+	reasonAntiAffinity  = "didn't match pod anti-affinity rules"
 )
 
 // NodeUsage is what is already placed on a node.
@@ -27,6 +29,8 @@ type NodeUsage struct {
 	Pods   int
 	// HostPorts holds the "port/protocol" pairs pods took on the node.
 	HostPorts map[string]bool
+	// Active holds the node's pods, for pod anti-affinity.
+	Active []*Pod
 }
 
 // hostPortKeys lists the "port/protocol" host ports pod takes.
@@ -75,6 +79,9 @@ func Usage(pods []*Pod) map[string]*NodeUsage {
 				n.HostPorts = map[string]bool{}
 			}
 			n.HostPorts[k] = true
+		}
+		if !p.Terminating() {
+			n.Active = append(n.Active, p)
 		}
 	}
 	return u
@@ -169,7 +176,7 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 	ports := hostPortKeys(pod)
 	reasons := map[string]int{}
 	var best *NodeInfo
-	var bestSpread, bestImages int
+	var bestSpread, bestImages, bestPreferred int
 	var bestAlloc int64
 	for _, ni := range sc.Nodes {
 		if ni.Schedulable != "" {
@@ -184,6 +191,30 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		if n.Spec.PodCIDR == "" && !pod.Spec.HostNetwork && sc.NeedPodCIDR {
 			reasons[reasonNoPodCIDR]++
 			continue
+		}
+		if t := untolerated(n, pod.Spec.Tolerations, TaintNoSchedule, TaintNoExecute); t != nil {
+			reasons[fmt.Sprintf("had untolerated taint {%s: %s}", t.Key, t.Value)]++
+			continue
+		}
+		fits, preferred := nodeAffinityFits(pod.Spec.Affinity, n.Metadata.Labels)
+		if !fits {
+			reasons[reasonAffinity]++
+			continue
+		}
+		var onNode []*Pod
+		if u := sc.Usage[n.Metadata.Name]; u != nil {
+			onNode = u.Active
+		}
+		blocked, antiPenalty := antiAffinity(pod, onNode)
+		if blocked {
+			reasons[reasonAntiAffinity]++
+			continue
+		}
+		// Preferences: node affinity weights, minus preferred
+		// anti-affinity and PreferNoSchedule taints (100 each).
+		preferred -= antiPenalty
+		if untolerated(n, pod.Spec.Tolerations, TaintPreferNoSchedule) != nil {
+			preferred -= 100
 		}
 		if u := sc.Usage[n.Metadata.Name]; u != nil && anyTaken(u.HostPorts, ports) {
 			reasons[reasonHostPort]++
@@ -231,6 +262,8 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		better := best == nil
 		if !better {
 			switch {
+			case preferred != bestPreferred:
+				better = preferred > bestPreferred
 			case spread != bestSpread:
 				better = spread < bestSpread
 			case held != bestImages:
@@ -242,7 +275,7 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 			}
 		}
 		if better {
-			best, bestSpread, bestImages, bestAlloc = ni, spread, held, alloc
+			best, bestSpread, bestImages, bestAlloc, bestPreferred = ni, spread, held, alloc, preferred
 		}
 	}
 	if best == nil {
@@ -266,6 +299,7 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		}
 		u.HostPorts[k] = true
 	}
+	u.Active = append(u.Active, pod)
 	return name, ""
 }
 

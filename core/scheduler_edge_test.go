@@ -124,3 +124,79 @@ func TestSchedule_HostPorts(t *testing.T) {
 		t.Fatalf("a third 53/UDP: %q %q", n, why)
 	}
 }
+
+func TestSchedule_TaintsAffinity(t *testing.T) {
+	tainted := func(n *Node) { n.Spec.Taints = []Taint{{Key: "dedicated", Value: "gpu", Effect: TaintNoSchedule}} }
+	soft := func(n *Node) { n.Spec.Taints = []Taint{{Key: "slow", Effect: TaintPreferNoSchedule}} }
+	ram := func(v string) func(*Node) { return func(n *Node) { n.Metadata.Labels["ram-gb"] = v } }
+	place := func(nodes []*Node, pod *Pod) (string, string) {
+		return (&Scheduler{Nodes: NewNodeInfos(nodes), Usage: map[string]*NodeUsage{}}).Schedule(pod)
+	}
+	p := podSpec(nil, "", "")
+	if n, why := place([]*Node{node("a", tainted)}, p); n != "" || !strings.Contains(why, "had untolerated taint {dedicated: gpu}") {
+		t.Fatalf("a tainted node took an intolerant pod: %q %q", n, why)
+	}
+	p.Spec.Tolerations = []Toleration{{Key: "dedicated", Operator: "Equal", Value: "gpu", Effect: TaintNoSchedule}}
+	if n, _ := place([]*Node{node("a", tainted)}, p); n != "a" {
+		t.Fatal("a tolerating pod was refused")
+	}
+	p.Spec.Tolerations = []Toleration{{Operator: "Exists"}} // tolerates everything
+	if n, _ := place([]*Node{node("a", tainted)}, p); n != "a" {
+		t.Fatal("operator Exists without a key tolerates every taint")
+	}
+	// PreferNoSchedule: another node first, the tainted one if it must.
+	q := podSpec(nil, "", "")
+	if n, _ := place([]*Node{node("a", soft), node("b")}, q); n != "b" {
+		t.Fatalf("PreferNoSchedule node chosen: %q", n)
+	}
+	// Node affinity: required Gt, preferred weights.
+	q.Spec.Affinity = &Affinity{NodeAffinity: &NodeAffinity{
+		Required:  &NodeSelector{NodeSelectorTerms: []NodeSelectorTerm{{MatchExpressions: []NodeSelectorRequirement{{Key: "ram-gb", Operator: "Gt", Values: []string{"2"}}}}}},
+		Preferred: []PreferredSchedulingTerm{{Weight: 50, Preference: NodeSelectorTerm{MatchExpressions: []NodeSelectorRequirement{{Key: "ram-gb", Operator: "In", Values: []string{"8"}}}}}}}}
+	if n, _ := place([]*Node{node("a", ram("2")), node("b", ram("4")), node("c", ram("8"))}, q); n != "c" {
+		t.Fatalf("affinity placed on %q, want c (8 GB preferred)", n)
+	}
+	if n, why := place([]*Node{node("a", ram("1"))}, q); n != "" || !strings.Contains(why, "node affinity") {
+		t.Fatalf("required affinity ignored: %q %q", n, why)
+	}
+	// Anti-affinity by hostname: one per node.
+	one := func() *Pod {
+		p := podSpec(nil, "", "")
+		p.Metadata.Labels = map[string]string{"app": "db"}
+		p.Spec.Affinity = &Affinity{PodAntiAffinity: &PodAntiAffinity{Required: []PodAffinityTerm{{
+			LabelSelector: &LabelSelector{MatchLabels: map[string]string{"app": "db"}}, TopologyKey: LabelHostname}}}}
+		return p
+	}
+	sc := &Scheduler{Nodes: NewNodeInfos([]*Node{node("a"), node("b")}), Usage: map[string]*NodeUsage{}}
+	n1, _ := sc.Schedule(one())
+	n2, _ := sc.Schedule(one())
+	n3, why := sc.Schedule(one())
+	if n1 == "" || n2 == "" || n1 == n2 || n3 != "" || !strings.Contains(why, "anti-affinity") {
+		t.Fatalf("anti-affinity: %q %q %q (%s)", n1, n2, n3, why)
+	}
+}
+
+func TestValidate_TolerationsAffinity(t *testing.T) {
+	for _, tt := range []struct {
+		spec PodSpec
+		want string
+	}{
+		{PodSpec{Tolerations: []Toleration{{Operator: "Equal", Value: "x"}}}, "tolerations[0].key: required"},
+		{PodSpec{Tolerations: []Toleration{{Key: "k", Operator: "Maybe"}}}, `"Maybe": must be Equal or Exists`},
+		{PodSpec{Affinity: &Affinity{NodeAffinity: &NodeAffinity{Required: &NodeSelector{NodeSelectorTerms: []NodeSelectorTerm{{MatchExpressions: []NodeSelectorRequirement{{Key: "k", Operator: "Near"}}}}}}}}, `"Near": must be In, NotIn`},
+		{PodSpec{Affinity: &Affinity{PodAntiAffinity: &PodAntiAffinity{Required: []PodAffinityTerm{{LabelSelector: &LabelSelector{MatchLabels: map[string]string{"a": "b"}}, TopologyKey: "topology.kubernetes.io/zone"}}}}}, "only kubernetes.io/hostname"},
+	} {
+		spec := tt.spec
+		spec.Containers = []Container{{Name: "c", Image: "x"}}
+		spec.RestartPolicy = RestartAlways
+		if err := validatePodSpec("spec", &spec); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want %q", tt.spec, err, tt.want)
+		}
+	}
+	if _, err := ParseTaint("dedicated=gpu:NoSchedule"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseTaint("dedicated=gpu:Sometimes"); err == nil {
+		t.Fatal("a bad effect accepted")
+	}
+}

@@ -213,6 +213,12 @@ func validatePodSpec(path string, s *PodSpec) error {
 	if err := validatePodSecurity(path, s); err != nil {
 		return err
 	}
+	if err := validateTolerations(path+".tolerations", s.Tolerations); err != nil {
+		return err
+	}
+	if err := validateAffinity(path+".affinity", s.Affinity); err != nil {
+		return err
+	}
 	switch s.DNSPolicy {
 	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":
 	default:

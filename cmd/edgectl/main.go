@@ -44,6 +44,7 @@ Commands:
   delete KIND NAME | -f FILE   delete objects
   logs POD [-c C] [-f] [--tail N]
   cordon|uncordon|drain NODE
+  taint NODE KEY[=VALUE]:EFFECT[-]
   rollout status|history|undo deployment/NAME [--to-revision N]
   image import FILE.tar | image ls
   token create [--ttl 24h]     make a join token for new nodes
@@ -173,6 +174,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.logs(ctx, rest)
 	case "cordon", "uncordon", "drain":
 		return c.nodeAction(ctx, verb, rest)
+	case "taint":
+		return c.taint(ctx, rest)
 	case "rollout":
 		return c.rollout(ctx, rest)
 	case "image", "images":

@@ -72,3 +72,30 @@ func (c *cli) nodeAction(ctx context.Context, action string, args []string) erro
 	}
 	return nil
 }
+
+// taint adds or removes node taints, kubectl style:
+// edgectl taint NODE KEY[=VALUE]:EFFECT[-] ...
+func (c *cli) taint(ctx context.Context, args []string) error {
+	var g globals
+	fs, err := c.flags("taint", args, &g, nil)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		return fmt.Errorf("usage: edgectl taint NODE KEY[=VALUE]:EFFECT[-] ... (EFFECT: NoSchedule, PreferNoSchedule, NoExecute; a trailing - removes)")
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	for _, spec := range fs.Args()[1:] {
+		results, err := cl.Taint(ctx, fs.Arg(0), spec)
+		if err != nil {
+			return err
+		}
+		for _, r := range results {
+			fmt.Fprintf(c.stdout, "node/%s %s\n", r.Name, r.Action)
+		}
+	}
+	return nil
+}

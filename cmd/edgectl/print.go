@@ -453,6 +453,14 @@ func (d *describer) pod(v *core.Pod) {
 func (d *describer) node(v *core.Node) {
 	d.p("Status", NodeStatus(v))
 	d.p("Unschedulable", fmt.Sprint(v.Spec.Unschedulable))
+	var taints []string
+	for _, t := range v.Spec.Taints {
+		taints = append(taints, t.String())
+	}
+	d.p("Taints", orNone(strings.Join(taints, ", ")))
+	if v.Spec.PodCIDR != "" {
+		d.p("PodCIDR", v.Spec.PodCIDR)
+	}
 	fmt.Fprintln(d.tw, "Conditions:")
 	for _, c := range v.Status.Conditions {
 		since := ""
