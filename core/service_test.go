@@ -254,3 +254,15 @@ func TestPublish_ConfigForItsPodsOnly(t *testing.T) {
 		t.Fatal("a secret no pod of n1 uses republished n1")
 	}
 }
+
+// A template's nodeName pins every pod to that node (the KubeEdge idiom).
+func TestControllers_TemplateNodeName(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", nil, "4", "4Gi")
+	c.AddNode("n2", nil, "4", "4Gi")
+	c.Apply(strings.Replace(deployment("mapper", 3, ""), "    spec:\n", "    spec:\n      nodeName: n2\n", 1))
+	c.Sync()
+	if m := c.Placement(); m["n2"] != 3 || m["n1"] != 0 {
+		t.Fatalf("placement %v, want all 3 on n2", m)
+	}
+}

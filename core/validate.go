@@ -162,9 +162,8 @@ func validateTemplate(sel *LabelSelector, t *PodTemplateSpec) error {
 	if t.Spec.RestartPolicy != RestartAlways {
 		return invalid("spec.template.spec.restartPolicy", "%q not supported for workloads: only Always", t.Spec.RestartPolicy)
 	}
-	if t.Spec.NodeName != "" {
-		return invalid("spec.template.spec.nodeName", "must be empty: the scheduler places workload pods")
-	}
+	// A nodeName pins every pod to that node (KubeEdge's idiom), past
+	// the scheduler, as in Kubernetes.
 	return validatePodSpec("spec.template.spec", &t.Spec)
 }
 
