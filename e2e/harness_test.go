@@ -320,6 +320,9 @@ func (c *cluster) cleanupHost() {
 	runDir := "/run/edge/" + c.node
 	ctrd.UnmountUnder(runDir)
 	os.RemoveAll(runDir)
+	// A failed test may leave its pods running (this runs before the
+	// containerd cleanup): kill them, or their cgroups cannot go.
+	killCgroup(c.node)
 	removeCgroup(c.node) // every hierarchy, the hybrid "unified" one too
 	removeCNIChains(c.podCIDR)
 }
