@@ -100,4 +100,10 @@ func TestConfigMapsAndSecrets(t *testing.T) {
 		t.Errorf("the container was replaced (%s -> %s); the volume should change in place", id, now)
 	}
 	c.mustEdgectl("delete", "pod", "cfg")
+	waitFor(t, 30*time.Second, "the pod gone", func() error {
+		if n := len(c.podsJSON("app=cfg")); n != 0 {
+			return fmt.Errorf("%d pods", n)
+		}
+		return nil
+	})
 }

@@ -242,8 +242,10 @@ func newCluster(t testing.TB, masterArgs ...string) *cluster {
 	c.ctrd = startContainerd(t)
 	c.ctrd.importDemoImage(t, "edge.local/demo:latest")
 	c.startMaster()
-	c.startAgent()
+	// Registered before the agent starts, so it runs after the agent has
+	// stopped: a running agent would make its directories again.
 	t.Cleanup(c.cleanupHost)
+	c.startAgent()
 	c.waitNodeReady(30 * time.Second)
 	return c
 }
