@@ -55,18 +55,20 @@ func newNodeServices(node, dataDir string, hostIP func() string, cni *edgeagent.
 	return s
 }
 
-// Sync implements edgeagent.ServiceProxy: routes first (a service's
-// endpoints on other nodes must be reachable), then the rules, then names.
+// Sync implements edgeagent.ServiceProxy: names first (a restarted agent
+// has them back in milliseconds, while the rules it takes over still
+// work), then routes (a service's endpoints on other nodes must be
+// reachable), then the rules.
 func (s *nodeServices) Sync(ns *core.NetworkState, local func(string) (bool, bool)) error {
 	s.proxy.NodeIP, s.proxy.PodCIDR = s.hostIP(), s.cni.PodCIDR()
 	var errs []error
+	if err := s.syncDNS(ns, local); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.proxy.SyncRoutes(ns); err != nil {
 		errs = append(errs, err)
 	}
 	if err := s.proxy.Sync(ns, local); err != nil {
-		errs = append(errs, err)
-	}
-	if err := s.syncDNS(ns, local); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
