@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -217,40 +218,35 @@ func validateMode(p string, m *int32) error {
 
 // ConfigRefs lists the ConfigMaps and Secrets a pod spec uses, by name.
 func (s *PodSpec) ConfigRefs() (configMaps, secrets []string) {
-	cm, sec := map[string]bool{}, map[string]bool{}
+	// Called for every pod on every control-loop pass: no allocation for
+	// a pod that uses none (most), and no maps for one that does.
 	for _, v := range s.Volumes {
 		if v.ConfigMap != nil {
-			cm[v.ConfigMap.Name] = true
+			configMaps = append(configMaps, v.ConfigMap.Name)
 		}
 		if v.Secret != nil {
-			sec[v.Secret.SecretName] = true
+			secrets = append(secrets, v.Secret.SecretName)
 		}
 	}
 	for _, c := range s.Containers {
 		for _, e := range c.Env {
 			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
-				cm[e.ValueFrom.ConfigMapKeyRef.Name] = true
+				configMaps = append(configMaps, e.ValueFrom.ConfigMapKeyRef.Name)
 			}
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				sec[e.ValueFrom.SecretKeyRef.Name] = true
+				secrets = append(secrets, e.ValueFrom.SecretKeyRef.Name)
 			}
 		}
 		for _, f := range c.EnvFrom {
 			if f.ConfigMapRef != nil {
-				cm[f.ConfigMapRef.Name] = true
+				configMaps = append(configMaps, f.ConfigMapRef.Name)
 			}
 			if f.SecretRef != nil {
-				sec[f.SecretRef.Name] = true
+				secrets = append(secrets, f.SecretRef.Name)
 			}
 		}
 	}
-	for n := range cm {
-		configMaps = append(configMaps, n)
-	}
-	for n := range sec {
-		secrets = append(secrets, n)
-	}
-	sort.Strings(configMaps)
-	sort.Strings(secrets)
-	return configMaps, secrets
+	slices.Sort(configMaps)
+	slices.Sort(secrets)
+	return slices.Compact(configMaps), slices.Compact(secrets)
 }
