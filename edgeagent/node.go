@@ -194,26 +194,30 @@ func hostIP() string {
 			continue
 		}
 		if _, err := os.Stat("/sys/class/net/" + ifc.Name + "/bridge"); err == nil {
-			if addrs, err := ifc.Addrs(); err == nil && bridged == "" {
-				for _, a := range addrs {
-					if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
-						bridged = ipn.IP.String()
-					}
-				}
+			if bridged == "" {
+				bridged = firstIPv4(ifc)
 			}
 			continue
 		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
-				return ipn.IP.String()
-			}
+		if ip := firstIPv4(ifc); ip != "" {
+			return ip
 		}
 	}
 	return bridged
+}
+
+// firstIPv4 returns the interface's first global unicast IPv4 address.
+func firstIPv4(ifc net.Interface) string {
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+			return ipn.IP.String()
+		}
+	}
+	return ""
 }
 
 // HostIP returns the node's InternalIP ("" if it has none).
