@@ -86,7 +86,7 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 		}
 	}
 	if ErrorCode(err) == ENOTFOUND {
-		m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp = "", "", 0, nil, nil
+		m.UID, m.ResourceVersion, m.Generation, m.CreationTimestamp, m.DeletionTimestamp, m.Finalizers = "", "", 0, nil, nil, nil
 		resetStatus(obj)
 		if err := tx.Create(obj); err != nil {
 			return res, err
@@ -102,6 +102,9 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 	}
 	if p, ok := obj.(*Pod); ok && p.Spec.NodeName == "" {
 		p.Spec.NodeName = old.(*Pod).Spec.NodeName // the scheduler's, not the manifest's
+	}
+	if err := keepBinding(old, obj); err != nil {
+		return res, prefixError(k, err)
 	}
 	if JSONEqual(SpecOf(old), SpecOf(obj)) && JSONEqual(om.Labels, m.Labels) && JSONEqual(om.Annotations, m.Annotations) {
 		res.Action = "unchanged"
@@ -131,6 +134,8 @@ func immutable(o Object) bool {
 		return c.Immutable != nil && *c.Immutable
 	case *Secret:
 		return c.Immutable != nil && *c.Immutable
+	case *StorageClass:
+		return true // as in Kubernetes: make a new class instead
 	}
 	return false
 }
@@ -152,6 +157,13 @@ func resetStatus(obj Object) {
 		o.Status = ServiceStatus{}
 	case *Namespace:
 		o.Status = NamespaceStatus{Phase: "Active"}
+	case *PersistentVolumeClaim:
+		o.Status = PersistentVolumeClaimStatus{Phase: ClaimPending}
+	case *PersistentVolume:
+		o.Status = PersistentVolumeStatus{Phase: VolumeAvailable}
+		if o.Spec.ClaimRef != nil {
+			o.Spec.ClaimRef.UID, o.Spec.ClaimRef.ResourceVersion = "", "" // another cluster's
+		}
 	}
 }
 
@@ -169,6 +181,10 @@ func setSpec(dst, src Object) {
 		d.Subsets = src.(*Endpoints).Subsets
 	case *InertObject:
 		d.Body = src.(*InertObject).Body
+	case *PersistentVolumeClaim:
+		d.Spec = src.(*PersistentVolumeClaim).Spec
+	case *PersistentVolume:
+		d.Spec = src.(*PersistentVolume).Spec
 	case *ConfigMap:
 		c := src.(*ConfigMap)
 		d.Data, d.BinaryData, d.Immutable = c.Data, c.BinaryData, c.Immutable
@@ -186,6 +202,9 @@ func Warnings(obj Object) []string {
 	}
 	if s, ok := obj.(*Service); ok && s.Spec.LoadBalancerIP != "" {
 		return []string{"spec.loadBalancerIP: ignored; like k3s' ServiceLB, the service answers on every node's address (status.loadBalancer.ingress)"}
+	}
+	if w := volumeWarnings(obj); w != nil {
+		return w
 	}
 	var spec *PodSpec
 	prefix := "spec"
@@ -271,12 +290,16 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 		switch k.Kind {
 		case KindPod:
 			return terminatePod(tx, obj.(*Pod), now)
+		case KindPersistentVolumeClaim:
+			return deleteClaim(tx, obj.(*PersistentVolumeClaim), now)
+		case KindPersistentVolume:
+			return deleteVolume(tx, obj.(*PersistentVolume), now)
 		case KindNamespace:
 			if k.Name == DefaultNamespace {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
 			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindConfigMap, KindSecret,
-				KindServiceAccount, KindRole, KindRoleBinding, KindPod} {
+				KindServiceAccount, KindRole, KindRoleBinding, KindPod, KindPersistentVolumeClaim} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {
 					return err

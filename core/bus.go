@@ -23,6 +23,10 @@ type DesiredState struct {
 	// ConfigMaps and Secrets are those the node's pods use, and no others.
 	ConfigMaps []*ConfigMap `json:"configMaps,omitempty"`
 	Secrets    []*Secret    `json:"secrets,omitempty"`
+	// Volumes says where the claims of the node's pods are; Released lists
+	// provisioned volumes whose directories the node is to remove.
+	Volumes  []ClaimVolume `json:"volumes,omitempty"`
+	Released []ClaimVolume `json:"released,omitempty"`
 }
 
 // NodeReport is what an agent reports about itself and its pods. It is a

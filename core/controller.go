@@ -197,6 +197,9 @@ type snapshot struct {
 	pods        []*Pod
 	deployments []*Deployment
 	daemonsets  []*DaemonSet
+	claims      []*PersistentVolumeClaim
+	volumes     []*PersistentVolume
+	classes     []*StorageClass
 }
 
 // Sync runs one pass of every controller. Each step plans on a snapshot and
@@ -229,6 +232,14 @@ func (c *Controllers) Sync(ctx context.Context) error {
 	}
 	if err := c.syncNodeLifecycle(ctx, s, now); err != nil {
 		return err
+	}
+	if len(s.claims)+len(s.volumes) > 0 {
+		if err := c.syncVolumes(ctx, s, now); err != nil {
+			return err
+		}
+		if s, err = c.load(ctx); err != nil {
+			return err
+		}
 	}
 	if s, err = c.load(ctx); err != nil {
 		return err
@@ -266,6 +277,15 @@ func (c *Controllers) load(ctx context.Context) (*snapshot, error) {
 		return nil, err
 	}
 	if s.daemonsets, err = ListAs[*DaemonSet](ctx, c.Store, KindDaemonSet, ""); err != nil {
+		return nil, err
+	}
+	if s.claims, err = ListAs[*PersistentVolumeClaim](ctx, c.Store, KindPersistentVolumeClaim, ""); err != nil {
+		return nil, err
+	}
+	if s.volumes, err = ListAs[*PersistentVolume](ctx, c.Store, KindPersistentVolume, ""); err != nil {
+		return nil, err
+	}
+	if s.classes, err = ListAs[*StorageClass](ctx, c.Store, KindStorageClass, ""); err != nil {
 		return nil, err
 	}
 	return &s, nil

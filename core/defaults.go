@@ -40,6 +40,24 @@ func SetDefaults(obj Object) {
 		if o.Type == "" {
 			o.Type = "Opaque"
 		}
+	case *PersistentVolumeClaim:
+		if o.Spec.VolumeMode == "" {
+			o.Spec.VolumeMode = "Filesystem"
+		}
+	case *PersistentVolume:
+		if o.Spec.VolumeMode == "" {
+			o.Spec.VolumeMode = "Filesystem"
+		}
+		if o.Spec.PersistentVolumeReclaimPolicy == "" {
+			o.Spec.PersistentVolumeReclaimPolicy = ReclaimRetain // Kubernetes' default for volumes made by hand
+		}
+	case *StorageClass:
+		if o.ReclaimPolicy == "" {
+			o.ReclaimPolicy = ReclaimDelete
+		}
+		if o.VolumeBindingMode == "" {
+			o.VolumeBindingMode = "Immediate"
+		}
 	case *Endpoints:
 		for i := range o.Subsets {
 			for j := range o.Subsets[i].Ports {

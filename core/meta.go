@@ -21,15 +21,20 @@ const (
 	KindEndpoints  Kind = "Endpoints"
 	KindConfigMap  Kind = "ConfigMap"
 	KindSecret     Kind = "Secret"
+
+	KindPersistentVolumeClaim Kind = "PersistentVolumeClaim"
+	KindPersistentVolume      Kind = "PersistentVolume"
+	KindStorageClass          Kind = "StorageClass"
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent,
+var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindStorageClass, KindPersistentVolume, KindPersistentVolumeClaim, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent,
 	KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding}
 
 // Namespaced reports whether objects of kind k live in a namespace.
 func (k Kind) Namespaced() bool {
-	return k != KindNode && k != KindNamespace && k != KindClusterRole && k != KindClusterRoleBinding
+	return k != KindNode && k != KindNamespace && k != KindClusterRole && k != KindClusterRoleBinding &&
+		k != KindPersistentVolume && k != KindStorageClass
 }
 
 // APIVersion returns the apiVersion that manifests use for kind k.
@@ -40,6 +45,9 @@ func (k Kind) APIVersion() string {
 	if k == KindRole || k == KindRoleBinding || k == KindClusterRole || k == KindClusterRoleBinding {
 		return "rbac.authorization.k8s.io/v1"
 	}
+	if k == KindStorageClass {
+		return "storage.k8s.io/v1"
+	}
 	return "v1"
 }
 
@@ -47,6 +55,9 @@ func (k Kind) APIVersion() string {
 func (k Kind) Plural() string {
 	if k == KindEndpoints {
 		return "endpoints"
+	}
+	if k == KindStorageClass {
+		return "storageclasses"
 	}
 	return strings.ToLower(string(k)) + "s"
 }
@@ -85,8 +96,14 @@ func ParseKind(s string) (Kind, error) {
 		return KindClusterRoleBinding, nil
 	case "secrets", "secret":
 		return KindSecret, nil
+	case "persistentvolumeclaims", "persistentvolumeclaim", "pvc":
+		return KindPersistentVolumeClaim, nil
+	case "persistentvolumes", "persistentvolume", "pv":
+		return KindPersistentVolume, nil
+	case "storageclasses", "storageclass", "sc":
+		return KindStorageClass, nil
 	}
-	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services, endpoints, configmaps, secrets, events or namespaces)", s)
+	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services, endpoints, configmaps, secrets, persistentvolumeclaims, persistentvolumes, storageclasses, events or namespaces)", s)
 }
 
 // TypeMeta carries apiVersion and kind, as in every Kubernetes object.
@@ -109,6 +126,9 @@ type ObjectMeta struct {
 	CreationTimestamp *Time             `json:"creationTimestamp,omitempty" edge:"server"`
 	DeletionTimestamp *Time             `json:"deletionTimestamp,omitempty" edge:"server"`
 	OwnerReferences   []OwnerReference  `json:"ownerReferences,omitempty" edge:"nomanifest"`
+	// Finalizers in an exported manifest are ignored: claims in use are
+	// protected here without them.
+	Finalizers []string `json:"finalizers,omitempty" edge:"server"`
 }
 
 // OwnerReference ties a pod to the controller that made it.
@@ -176,6 +196,12 @@ func NewObject(k Kind) (Object, error) {
 		o = &InertObject{}
 	case KindSecret:
 		o = &Secret{}
+	case KindPersistentVolumeClaim:
+		o = &PersistentVolumeClaim{}
+	case KindPersistentVolume:
+		o = &PersistentVolume{}
+	case KindStorageClass:
+		o = &StorageClass{}
 	default:
 		return nil, Errorf(EINVALID, "unknown kind %q", k)
 	}

@@ -45,6 +45,10 @@ type NodeStatus struct {
 	Addresses   []NodeAddress   `json:"addresses,omitempty"`
 	NodeInfo    NodeSystemInfo  `json:"nodeInfo,omitempty"`
 	Images      []NodeImage     `json:"images,omitempty"`
+	// VolumeDir is where the agent keeps provisioned volumes ("": it
+	// provisions none); Volumes names those whose directories it holds.
+	VolumeDir string   `json:"volumeDir,omitempty"`
+	Volumes   []string `json:"volumes,omitempty"`
 }
 
 type NodeCondition struct {

@@ -154,6 +154,8 @@ type Volume struct {
 	EmptyDir  *EmptyDirVolumeSource  `json:"emptyDir,omitempty"`
 	ConfigMap *ConfigMapVolumeSource `json:"configMap,omitempty"`
 	Secret    *SecretVolumeSource    `json:"secret,omitempty"`
+
+	PersistentVolumeClaim *PersistentVolumeClaimVolumeSource `json:"persistentVolumeClaim,omitempty"`
 }
 
 type HostPathVolumeSource struct {

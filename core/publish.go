@@ -88,6 +88,21 @@ func (c *Controllers) publish(ctx context.Context) error {
 	for _, o := range secrets {
 		secs[o.Metadata.Namespace+"/"+o.Metadata.Name] = o
 	}
+	claims, err := ListAs[*PersistentVolumeClaim](ctx, c.Store, KindPersistentVolumeClaim, "")
+	if err != nil {
+		return err
+	}
+	volumes, err := ListAs[*PersistentVolume](ctx, c.Store, KindPersistentVolume, "")
+	if err != nil {
+		return err
+	}
+	claimsByName, volumesByName := map[string]*PersistentVolumeClaim{}, map[string]*PersistentVolume{}
+	for _, o := range claims {
+		claimsByName[o.Metadata.Namespace+"/"+o.Metadata.Name] = o
+	}
+	for _, o := range volumes {
+		volumesByName[o.Metadata.Name] = o
+	}
 	byNode := map[string][]*Pod{}
 	for _, p := range pods {
 		if p.Spec.NodeName != "" && !p.Terminating() {
@@ -141,6 +156,14 @@ func (c *Controllers) publish(ctx context.Context) error {
 		for _, o := range nodeSecrets {
 			fp.WriteString(o.Metadata.UID + "@" + o.Metadata.ResourceVersion + ",")
 		}
+		nodeVolumes := claimVolumes(byNode[name], claimsByName, volumesByName)
+		released := releasedOn(name, volumes)
+		for _, v := range nodeVolumes {
+			fp.WriteString(v.Namespace + "/" + v.Claim + "=" + v.Path + ",")
+		}
+		for _, v := range released {
+			fp.WriteString("-" + v.Path + ",")
+		}
 		c.mu.Lock()
 		pub, ok := c.published[name]
 		same := ok && c.fingerprints[name] == fp.String()
@@ -149,10 +172,11 @@ func (c *Controllers) publish(ctx context.Context) error {
 			continue
 		}
 		ds := DesiredFor(name, byNode[name])
-		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" || len(nodeCMs)+len(nodeSecrets) > 0 {
+		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" || len(nodeCMs)+len(nodeSecrets)+len(nodeVolumes)+len(released) > 0 {
 			ds.Prefetch = fetch[name]
 			ds.PodCIDR = n.Spec.PodCIDR
 			ds.ConfigMaps, ds.Secrets = nodeCMs, nodeSecrets
+			ds.Volumes, ds.Released = nodeVolumes, released
 			ds.Hash = Hash(ds)
 		}
 		if !ok || pub != ds.Hash {

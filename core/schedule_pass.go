@@ -24,6 +24,16 @@ func (c *Controllers) schedule(ctx context.Context, s *snapshot) error {
 		return pending[i].Metadata.Name < pending[j].Metadata.Name
 	})
 	sched := &Scheduler{Nodes: NewNodeInfos(s.nodes), Usage: usage, NeedPodCIDR: true}
+	for _, p := range pending {
+		if len(p.Spec.ClaimNames()) > 0 { // a claim may be missing: the index says so
+			sched.volumes = newVolumeIndex(s)
+			break
+		}
+	}
+	nodes := map[string]*Node{}
+	for _, n := range s.nodes {
+		nodes[n.Metadata.Name] = n
+	}
 	var writes []*Pod
 	for _, p := range pending {
 		node, why := sched.Schedule(p)
@@ -49,6 +59,14 @@ func (c *Controllers) schedule(ctx context.Context, s *snapshot) error {
 	return c.inBatches(ctx, writes, func(tx Tx, next *Pod) error {
 		if cur, err := fresh(tx, next); cur == nil || err != nil {
 			return err
+		}
+		// The pod's claims get their volumes on its node in the same
+		// transaction; one changed since the snapshot leaves the pod
+		// pending for the next pass.
+		for _, claim := range sched.provisions[next.Metadata.UID] {
+			if ok, err := provision(tx, claim, nodes[next.Spec.NodeName]); !ok || err != nil {
+				return err
+			}
 		}
 		return tx.Put(next)
 	})

@@ -18,6 +18,9 @@ const (
 	reasonHostPort      = "didn't have free ports for the requested pod ports"
 	reasonAffinity      = "didn't match Pod's node affinity"
 	reasonAntiAffinity  = "didn't match pod anti-affinity rules"
+	reasonVolumeNode    = "had volume node affinity conflict"
+	reasonStorage       = "didn't have enough storage for the pod's claims"
+	reasonNoVolumeDir   = "provision no local volumes (agent too old or started without a volume directory)"
 )
 
 // NodeUsage is what is already placed on a node.
@@ -153,6 +156,9 @@ type Scheduler struct {
 	// pod subnet (the master's controllers set it; the subnet comes in the
 	// same pass that registers a node).
 	NeedPodCIDR bool
+
+	volumes    *volumeIndex                        // claims and volumes (nil: pods use none)
+	provisions map[string][]*PersistentVolumeClaim // pod uid -> claims to provision where it went
 }
 
 // Schedule picks a node for pod. It filters out nodes that are not Ready,
@@ -174,6 +180,13 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		images[i] = NormalizeImage(c.Image)
 	}
 	ports := hostPortKeys(pod)
+	var vols *podVolumes
+	if sc.volumes != nil {
+		var why string
+		if vols, why = sc.volumes.forPod(pod); why != "" {
+			return "", why
+		}
+	}
 	reasons := map[string]int{}
 	var best *NodeInfo
 	var bestSpread, bestImages, bestPreferred int
@@ -200,6 +213,12 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		if !fits {
 			reasons[reasonAffinity]++
 			continue
+		}
+		if vols != nil {
+			if r := sc.volumes.fits(vols, n); r != "" {
+				reasons[r]++
+				continue
+			}
 		}
 		var onNode []*Pod
 		if u := sc.Usage[n.Metadata.Name]; u != nil {
@@ -300,6 +319,13 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		u.HostPorts[k] = true
 	}
 	u.Active = append(u.Active, pod)
+	if vols != nil && len(vols.provision) > 0 {
+		sc.volumes.place(vols, name)
+		if sc.provisions == nil {
+			sc.provisions = map[string][]*PersistentVolumeClaim{}
+		}
+		sc.provisions[pod.Metadata.UID] = vols.provision
+	}
 	return name, ""
 }
 

@@ -83,6 +83,8 @@ func SpecOf(obj Object) any {
 		return []any{o.Type, o.Files(), o.Immutable}
 	case *InertObject:
 		return o.Body
+	case *StorageClass:
+		return []any{o.Provisioner, o.ReclaimPolicy, o.VolumeBindingMode, o.AllowVolumeExpansion, o.Parameters, o.MountOptions}
 	}
 	v := reflect.ValueOf(obj).Elem()
 	if f := v.FieldByName("Spec"); f.IsValid() {

@@ -142,6 +142,21 @@ func Validate(obj Object) error {
 			return err
 		}
 		return validateSecret(o)
+	case *PersistentVolumeClaim:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		return validateClaim(o)
+	case *PersistentVolume:
+		if err := validateMeta(&o.Metadata, false, false); err != nil {
+			return err
+		}
+		return validateVolume(o)
+	case *StorageClass:
+		if err := validateMeta(&o.Metadata, false, false); err != nil {
+			return err
+		}
+		return validateStorageClass(o)
 	}
 	return Errorf(EINVALID, "unsupported object %T", obj)
 }
@@ -250,14 +265,14 @@ func validatePodSpec(path string, s *PodSpec) error {
 		}
 		volumes[v.Name] = true
 		sources := 0
-		for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil} {
+		for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil, v.PersistentVolumeClaim != nil} {
 			if set {
 				sources++
 			}
 		}
 		switch {
 		case sources > 1:
-			return invalid(p, "only one of hostPath, emptyDir, configMap or secret may be set")
+			return invalid(p, "only one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim may be set")
 		case v.ConfigMap != nil:
 			if err := validateDNSSubdomain(p+".configMap.name", v.ConfigMap.Name); err != nil {
 				return err
@@ -276,6 +291,10 @@ func validatePodSpec(path string, s *PodSpec) error {
 				return err
 			}
 			if err := validateMode(p+".secret.defaultMode", v.Secret.DefaultMode); err != nil {
+				return err
+			}
+		case v.PersistentVolumeClaim != nil:
+			if err := validateDNSSubdomain(p+".persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName); err != nil {
 				return err
 			}
 		case v.HostPath != nil:
@@ -297,7 +316,7 @@ func validatePodSpec(path string, s *PodSpec) error {
 				}
 			}
 		default:
-			return invalid(p, "one of hostPath, emptyDir, configMap or secret is required")
+			return invalid(p, "one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim is required")
 		}
 	}
 	switch s.RestartPolicy {

@@ -59,13 +59,20 @@ type Agent struct {
 	ResolvConf func(namespace string) []byte
 	Log        *slog.Logger
 	Now        func() time.Time
+	// VolumeDir holds the volumes provisioned for claims on this node
+	// (default DataDir/storage); StorageCapacity is what claims may
+	// reserve there, in bytes (0: the size of its filesystem).
+	VolumeDir       string
+	StorageCapacity int64
 	// Resync is how often every pod is checked without an event (default
 	// 30s): the runtime's exit events wake a pod at once, this is the net
 	// under them, and polling costs an idle Pi CPU.
 	Resync time.Duration
 
-	rt      core.Runtime
-	closeRT func() error // set when the agent made rt itself
+	rt core.Runtime
+	// releasing holds the released volume paths being removed.
+	releasing map[string]bool
+	closeRT   func() error // set when the agent made rt itself
 	// timer, createNetNS and removeNetNS are replaced by tests (fake time,
 	// namespaces without root).
 	timer       timerFunc
@@ -158,6 +165,10 @@ func (a *Agent) setDefaults() {
 	if a.Resync == 0 {
 		a.Resync = 30 * time.Second
 	}
+	if a.VolumeDir == "" {
+		a.VolumeDir = filepath.Join(a.DataDir, "storage")
+	}
+	a.releasing = map[string]bool{}
 	if a.timer == nil {
 		a.timer = realTimer
 	}
@@ -566,6 +577,7 @@ func (a *Agent) apply() {
 		return // nothing known yet: adopted containers are left alone
 	}
 	a.prefetch(ds.Prefetch)
+	a.releaseVolumes(ds)
 	want := map[string]*core.Pod{}
 	names := map[string]string{} // namespace/name -> uid wanted
 	for _, p := range ds.Pods {
@@ -598,6 +610,7 @@ func (a *Agent) apply() {
 			continue
 		}
 		w := a.newWorker(uid, p.Metadata.Namespace, p.Metadata.Name)
+		w.claims = p.Spec.ClaimNames()
 		w.setPod(p)
 		a.workers[uid] = w
 		for _, c := range p.Spec.Containers {
@@ -664,6 +677,8 @@ func (a *Agent) Snapshot() *core.NodeReport {
 	if imgs := a.images(); imgs != nil {
 		rep.Status.Images = imgs
 	}
+	rep.Status.VolumeDir = a.VolumeDir
+	rep.Status.Volumes = a.localVolumes()
 	for _, w := range workers {
 		if r, ok := w.report(); ok {
 			rep.Pods = append(rep.Pods, r)

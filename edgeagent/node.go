@@ -39,6 +39,14 @@ func (a *Agent) nodeStatus() (core.NodeStatus, error) {
 		"memory": core.FormatBytes(mem),
 		"pods":   "110",
 	}
+	if a.VolumeDir != "" {
+		if err := os.MkdirAll(a.VolumeDir, 0o755); err != nil {
+			return core.NodeStatus{}, fmt.Errorf("volume directory: %w", err)
+		}
+		if n := a.volumeCapacity(); n > 0 {
+			capacity[core.ResourceStorage] = core.FormatBytes(n)
+		}
+	}
 	reserved := a.SystemReserved
 	if reserved == nil {
 		reserved = defaultReserved(mem)

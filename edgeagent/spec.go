@@ -197,15 +197,22 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 			if err := os.MkdirAll(src, 0o777); err != nil {
 				return nil, fmt.Errorf("volume %q: %w", m.Name, err)
 			}
-			// fsGroup: the volume belongs to that group, and files made
-			// in it too (setgid), as the kubelet arranges.
-			if sc := p.Spec.SecurityContext; sc != nil && sc.FSGroup != nil {
-				if err := os.Chown(src, -1, int(*sc.FSGroup)); err != nil {
+			if err := applyFSGroup(p, src); err != nil {
+				return nil, fmt.Errorf("volume %q fsGroup: %w", m.Name, err)
+			}
+		case v.PersistentVolumeClaim != nil:
+			dir, err := w.claimDir(p, v.PersistentVolumeClaim)
+			if err != nil {
+				return nil, fmt.Errorf("volume %q: %w", m.Name, err)
+			}
+			if cv, _ := w.a.claimVolume(p.Metadata.Namespace, v.PersistentVolumeClaim.ClaimName); cv.Provisioned {
+				if err := applyFSGroup(p, dir); err != nil {
 					return nil, fmt.Errorf("volume %q fsGroup: %w", m.Name, err)
 				}
-				if err := os.Chmod(src, 0o2777); err != nil {
-					return nil, fmt.Errorf("volume %q fsGroup: %w", m.Name, err)
-				}
+			}
+			src = dir
+			if v.PersistentVolumeClaim.ReadOnly {
+				m.ReadOnly = true
 			}
 		case v.ConfigMap != nil || v.Secret != nil:
 			// Written by syncConfigVolumes; read-only as in Kubernetes. A
@@ -231,6 +238,21 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 		out = append(out, core.Mount{Source: src, Destination: m.MountPath, ReadOnly: m.ReadOnly})
 	}
 	return out, nil
+}
+
+// applyFSGroup gives a volume directory the pod made (emptyDir) or the
+// node provisioned to the pod's fsGroup, and makes files created in it
+// belong to that group too (setgid), as the kubelet arranges. A user's
+// hostPath is left as it is, as the kubelet leaves it.
+func applyFSGroup(p *core.Pod, dir string) error {
+	sc := p.Spec.SecurityContext
+	if sc == nil || sc.FSGroup == nil {
+		return nil
+	}
+	if err := os.Chown(dir, -1, int(*sc.FSGroup)); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o777|os.ModeSetgid)
 }
 
 // applySecurity sets cfg's user, privileges, capabilities and namespaces

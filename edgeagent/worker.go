@@ -22,6 +22,7 @@ import (
 type podWorker struct {
 	a                    *Agent
 	uid, namespace, name string
+	claims               []string // the pod's persistentVolumeClaims (set under a.mu)
 
 	mu          sync.Mutex
 	pod         *core.Pod

@@ -44,6 +44,8 @@ type Main struct {
 	NoProxy    bool
 	Cleanup    bool
 	Reserved   map[string]string
+	VolumeDir  string
+	Storage    string
 	Debug      bool
 	PprofAddr  string
 
@@ -77,6 +79,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.Cleanup, "cleanup", false, "remove every iptables rule and chain, route and bridge the agent made, then exit (pods must be stopped first)")
 	fs.StringToStringVar(&m.Reserved, "system-reserved", nil,
 		"capacity kept from pods for the OS, containerd and the agent, e.g. cpu=100m,memory=256Mi (default cpu=100m, memory a quarter of RAM up to 256Mi)")
+	fs.StringVar(&m.VolumeDir, "volume-dir", "", "where persistent volumes provisioned for claims live (default DATA_DIR/storage)")
+	fs.StringVar(&m.Storage, "storage-capacity", "", "storage that claims on this node may reserve, e.g. 20Gi (default: the size of the volume directory's filesystem)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -137,7 +141,14 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Agent = &edgeagent.Agent{Name: m.Name, DataDir: m.DataDir, Containerd: m.Containerd, Labels: m.Labels,
-		NodeIP: m.NodeIP, Version: version.Version, Log: m.Log}
+		NodeIP: m.NodeIP, Version: version.Version, Log: m.Log, VolumeDir: m.VolumeDir}
+	if m.Storage != "" {
+		n, err := core.Quantity(m.Storage).Value()
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--storage-capacity %q: want a size such as 20Gi", m.Storage)
+		}
+		m.Agent.StorageCapacity = n
+	}
 	if m.Reserved != nil {
 		m.Agent.SystemReserved = core.ResourceList{}
 		for k, v := range m.Reserved {

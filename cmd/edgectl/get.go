@@ -182,6 +182,8 @@ func (c *cli) describe(ctx context.Context, args []string) error {
 		related, _ = cl.List(ctx, core.KindEndpoints, obj.GetMeta().Namespace, "")
 	case core.KindPod:
 		related, _ = cl.List(ctx, core.KindEvent, obj.GetMeta().Namespace, "")
+	case core.KindPersistentVolumeClaim:
+		related, _ = cl.List(ctx, core.KindPod, obj.GetMeta().Namespace, "")
 	}
 	describe(c.stdout, obj, related, time.Now())
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -55,6 +56,15 @@ func newTable(kind core.Kind, wide, allNS bool) *table {
 		t.header = []string{"NAME", "AGE"}
 	case core.KindNamespace:
 		t.header = []string{"NAME", "STATUS", "AGE"}
+	case core.KindPersistentVolumeClaim:
+		t.header = []string{"NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"}
+	case core.KindPersistentVolume:
+		t.header = []string{"NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "AGE"}
+		if wide {
+			t.header = append(t.header, "PATH", "NODE")
+		}
+	case core.KindStorageClass:
+		t.header = []string{"NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "AGE"}
 	case core.KindEvent:
 		t.header = []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
 	}
@@ -289,6 +299,29 @@ func (t *table) add(o core.Object, now time.Time) {
 		row = []string{m.Name, age}
 	case *core.Namespace:
 		row = []string{m.Name, orNone(v.Status.Phase), age}
+	case *core.PersistentVolumeClaim:
+		phase := v.Status.Phase
+		if m.DeletionTimestamp != nil {
+			phase = "Terminating"
+		}
+		row = []string{m.Name, phase, v.Spec.VolumeName, string(v.Status.Capacity[core.ResourceStorage]),
+			accessModes(v.Spec.AccessModes), v.StorageClass(), age}
+	case *core.PersistentVolume:
+		phase := v.Status.Phase
+		if m.DeletionTimestamp != nil {
+			phase = "Terminating"
+		}
+		claim := ""
+		if r := v.Spec.ClaimRef; r != nil {
+			claim = r.Namespace + "/" + r.Name
+		}
+		row = []string{m.Name, string(v.Spec.Capacity[core.ResourceStorage]), accessModes(v.Spec.AccessModes),
+			v.Spec.PersistentVolumeReclaimPolicy, phase, claim, v.Spec.StorageClassName, age}
+		if t.wide {
+			row = append(row, v.Path(), orNone(volumeNodes(v)))
+		}
+	case *core.StorageClass:
+		row = []string{m.Name, v.Provisioner, v.ReclaimPolicy, v.VolumeBindingMode, age}
 	case *core.EventObj:
 		obj := strings.ToLower(string(v.InvolvedObject.Kind)) + "/" + v.InvolvedObject.Name
 		row = []string{Age(v.LastTimestamp, now), v.Type, v.Reason, obj, v.Message}
@@ -347,7 +380,71 @@ func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time
 		d.files(v.Files()) // sizes only, as kubectl: never the values
 	case *core.Namespace:
 		d.p("Status", v.Status.Phase)
+	case *core.PersistentVolumeClaim:
+		d.p("StorageClass", v.StorageClass())
+		d.p("Status", v.Status.Phase)
+		d.p("Volume", orNone(v.Spec.VolumeName))
+		d.p("Capacity", orNone(string(v.Status.Capacity[core.ResourceStorage])))
+		d.p("Requested", string(v.Spec.Resources.Requests[core.ResourceStorage]))
+		d.p("Access Modes", accessModes(v.Spec.AccessModes))
+		if v.Status.Message != "" {
+			d.p("Message", v.Status.Message)
+		}
+		var users []string
+		for _, o := range d.related {
+			if p, ok := o.(*core.Pod); ok && p.Metadata.Namespace == v.Metadata.Namespace && slices.Contains(p.Spec.ClaimNames(), v.Metadata.Name) {
+				users = append(users, p.Metadata.Name)
+			}
+		}
+		d.p("Used By", orNone(strings.Join(users, ", ")))
+	case *core.PersistentVolume:
+		d.p("StorageClass", v.Spec.StorageClassName)
+		d.p("Status", v.Status.Phase)
+		if r := v.Spec.ClaimRef; r != nil {
+			d.p("Claim", r.Namespace+"/"+r.Name)
+		}
+		d.p("Reclaim Policy", v.Spec.PersistentVolumeReclaimPolicy)
+		d.p("Access Modes", accessModes(v.Spec.AccessModes))
+		d.p("Capacity", string(v.Spec.Capacity[core.ResourceStorage]))
+		d.p("Node", orNone(volumeNodes(v)))
+		d.p("Path", v.Path())
+		if v.Provisioned() {
+			d.p("Provisioned By", core.LocalProvisioner)
+		}
+		if v.Status.Message != "" {
+			d.p("Message", v.Status.Message)
+		}
+	case *core.StorageClass:
+		d.p("Provisioner", v.Provisioner)
+		d.p("Reclaim Policy", v.ReclaimPolicy)
+		d.p("Binding Mode", v.VolumeBindingMode)
 	}
+}
+
+// accessModes abbreviates access modes as kubectl does (RWO, ROX, RWX, RWOP).
+func accessModes(modes []string) string {
+	short := map[string]string{core.ReadWriteOnce: "RWO", core.ReadOnlyMany: "ROX", core.ReadWriteMany: "RWX", core.ReadWriteOncePod: "RWOP"}
+	out := make([]string, len(modes))
+	for i, m := range modes {
+		out[i] = short[m]
+	}
+	return strings.Join(out, ",")
+}
+
+// volumeNodes names the nodes a volume's node affinity allows, when it
+// lists them by hostname ("": any node).
+func volumeNodes(v *core.PersistentVolume) string {
+	var out []string
+	if a := v.Spec.NodeAffinity; a != nil && a.Required != nil {
+		for _, t := range a.Required.NodeSelectorTerms {
+			for _, r := range t.MatchExpressions {
+				if r.Key == core.LabelHostname && r.Operator == "In" {
+					out = append(out, r.Values...)
+				}
+			}
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 type describer struct {
