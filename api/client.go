@@ -212,6 +212,60 @@ func (c *Client) Apply(ctx context.Context, files []core.ManifestFile) ([]core.A
 	return resp.Results, err
 }
 
+// ApplyDryRun is Apply rolled back on the master (kubectl apply
+// --dry-run=server): the same checks, conflicts and errors, results marked
+// as a server dry run, and nothing changed.
+func (c *Client) ApplyDryRun(ctx context.Context, files []core.ManifestFile) ([]core.ApplyResult, error) {
+	var resp ApplyResponse
+	if err := c.doJSON(ctx, "POST", "/api/v1/apply", url.Values{"dryRun": {DryRunAll}}, ApplyRequest{Files: files}, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Results, checkDryRun(resp.Results)
+}
+
+// checkDryRun says so loudly if a master answered a dry run with results
+// that are not one: a master too old to know dryRun applies for real.
+func checkDryRun(results []core.ApplyResult) error {
+	for _, r := range results {
+		if r.DryRun != core.DryRunServer {
+			return core.Errorf(core.EINTERNAL, "the master does not support dry runs and applied the manifests (%s): upgrade it", r)
+		}
+	}
+	return nil
+}
+
+// DryRunChanges is ApplyDryRun with each object as stored and as the apply
+// would store it, read in one transaction on the master (what edgectl diff
+// compares).
+func (c *Client) DryRunChanges(ctx context.Context, files []core.ManifestFile) ([]core.Change, error) {
+	var resp ApplyResponse
+	q := url.Values{"dryRun": {DryRunAll}, "output": {OutputObjects}}
+	if err := c.doJSON(ctx, "POST", "/api/v1/apply", q, ApplyRequest{Files: files}, &resp); err != nil {
+		return nil, err
+	}
+	if err := checkDryRun(resp.Results); err != nil {
+		return nil, err
+	}
+	if len(resp.Objects) != len(resp.Results) {
+		return nil, core.Errorf(core.EINTERNAL, "the master answered %d objects for %d results: is it older than this edgectl?", len(resp.Objects), len(resp.Results))
+	}
+	changes := make([]core.Change, len(resp.Results))
+	for i, r := range resp.Results {
+		changes[i].ApplyResult = r
+		o := resp.Objects[i]
+		var err error
+		if len(o.Live) > 0 {
+			if changes[i].Live, err = core.DecodeObject(r.Kind, o.Live); err != nil {
+				return nil, core.Errorf(core.EINTERNAL, "decode answer from master: %v", err)
+			}
+		}
+		if changes[i].Merged, err = core.DecodeObject(r.Kind, o.Merged); err != nil {
+			return nil, core.Errorf(core.EINTERNAL, "decode answer from master: %v", err)
+		}
+	}
+	return changes, nil
+}
+
 // DeleteManifests deletes the objects the files describe. It returns what
 // was deleted and, if some could not be, an error naming them.
 func (c *Client) DeleteManifests(ctx context.Context, files []core.ManifestFile) ([]core.ApplyResult, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/edgeorch/edge/core"
@@ -183,6 +184,46 @@ type ApplyRequest struct {
 type ApplyResponse struct {
 	Results []core.ApplyResult `json:"results"`
 	Errors  []string           `json:"errors,omitempty"`
+	// Objects, for a dry run asked for them (output=objects), holds each
+	// object of Results, in the same order, before and after.
+	Objects []DryRunObject `json:"objects,omitempty"`
+}
+
+// DryRunObject is one object of a dry run: as stored (absent when apply
+// would create it) and as the apply would store it.
+type DryRunObject struct {
+	Live   json.RawMessage `json:"live,omitempty"`
+	Merged json.RawMessage `json:"merged"`
+}
+
+// Apply query parameters, as Kubernetes spells dry runs: dryRun=All runs
+// the apply and rolls it back; output=objects adds the objects.
+const (
+	DryRunAll     = "All"
+	OutputObjects = "objects"
+)
+
+// applyMode reads an apply's query: whether it is a dry run and whether
+// the objects are wanted.
+func applyMode(q url.Values) (dryRun, objects bool, err error) {
+	switch v := q.Get("dryRun"); v {
+	case "":
+	case DryRunAll:
+		dryRun = true
+	default:
+		return false, false, core.Errorf(core.EINVALID, "dryRun: unsupported value %q (use %s)", v, DryRunAll)
+	}
+	switch v := q.Get("output"); v {
+	case "":
+	case OutputObjects:
+		if !dryRun {
+			return false, false, core.Errorf(core.EINVALID, "output=%s is for dry runs (dryRun=%s)", v, DryRunAll)
+		}
+		objects = true
+	default:
+		return false, false, core.Errorf(core.EINVALID, "output: unsupported value %q (use %s)", v, OutputObjects)
+	}
+	return dryRun, objects, nil
 }
 
 func decodeFiles(r *http.Request) ([]core.Object, error) {
@@ -216,17 +257,50 @@ func fileNames(files []core.ManifestFile) string {
 }
 
 func (s *Server) handleApply(w http.ResponseWriter, r *http.Request) {
+	dryRun, withObjects, err := applyMode(r.URL.Query())
+	if err != nil {
+		Error(w, err)
+		return
+	}
 	objs, err := decodeFiles(r)
 	if err != nil {
 		Error(w, err)
 		return
 	}
-	results, err := core.Apply(r.Context(), s.Store, objs, s.Now(), s.Network)
+	if !dryRun {
+		results, err := core.Apply(r.Context(), s.Store, objs, s.Now(), s.Network)
+		if err != nil {
+			Error(w, err)
+			return
+		}
+		writeJSON(w, ApplyResponse{Results: results})
+		return
+	}
+	changes, err := core.DryRunApply(r.Context(), s.Store, objs, s.Now(), s.Network)
 	if err != nil {
 		Error(w, err)
 		return
 	}
-	writeJSON(w, ApplyResponse{Results: results})
+	resp := ApplyResponse{Results: make([]core.ApplyResult, len(changes))}
+	for i, c := range changes {
+		resp.Results[i] = c.ApplyResult
+		if !withObjects {
+			continue
+		}
+		var o DryRunObject
+		if c.Live != nil {
+			if o.Live, err = json.Marshal(c.Live); err != nil {
+				Error(w, err)
+				return
+			}
+		}
+		if o.Merged, err = json.Marshal(c.Merged); err != nil {
+			Error(w, err)
+			return
+		}
+		resp.Objects = append(resp.Objects, o)
+	}
+	writeJSON(w, resp)
 }
 
 func (s *Server) handleDeleteManifests(w http.ResponseWriter, r *http.Request) {

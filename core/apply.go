@@ -16,14 +16,30 @@ type ApplyResult struct {
 	Action string `json:"action"` // created, configured, unchanged, deleted
 	// Warnings name accepted fields that have no effect yet.
 	Warnings []string `json:"warnings,omitempty"`
+	// DryRun is DryRunClient or DryRunServer when nothing was changed:
+	// Action is what apply would do.
+	DryRun string `json:"dryRun,omitempty"`
 }
+
+// Dry run modes, as kubectl names them.
+const (
+	DryRunClient = "client"
+	DryRunServer = "server"
+)
 
 func (r ApplyResult) String() string {
 	prefix := strings.ToLower(string(r.Kind))
 	if r.Kind.APIVersion() == "apps/v1" {
 		prefix += ".apps"
 	}
-	return fmt.Sprintf("%s/%s %s", prefix, r.Name, r.Action)
+	s := fmt.Sprintf("%s/%s %s", prefix, r.Name, r.Action)
+	switch r.DryRun {
+	case DryRunClient:
+		s += " (dry run)"
+	case DryRunServer:
+		s += " (server dry run)"
+	}
+	return s
 }
 
 // Apply creates or updates objs (already decoded and validated) in one
@@ -34,6 +50,21 @@ func (r ApplyResult) String() string {
 // Services get their cluster IP and node ports from net's ranges here, in
 // the same transaction, so a taken or out-of-range one is refused at once.
 func Apply(ctx context.Context, s Store, objs []Object, now time.Time, net NetworkConfig) ([]ApplyResult, error) {
+	objs = applyOrder(objs)
+	var results []ApplyResult
+	err := s.Update(ctx, func(tx Tx) (err error) {
+		results, err = applyAll(tx, objs, net)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// applyOrder returns a copy of objs in the order apply creates them
+// (namespaces first, pods last), keeping the manifests' order within a kind.
+func applyOrder(objs []Object) []Object {
 	objs = append([]Object(nil), objs...)
 	order := map[Kind]int{}
 	for i, k := range Kinds {
@@ -42,20 +73,19 @@ func Apply(ctx context.Context, s Store, objs []Object, now time.Time, net Netwo
 	sort.SliceStable(objs, func(i, j int) bool {
 		return order[objs[i].GetTypeMeta().Kind] < order[objs[j].GetTypeMeta().Kind]
 	})
-	var results []ApplyResult
-	err := s.Update(ctx, func(tx Tx) error {
-		results = results[:0]
-		for _, obj := range objs {
-			r, err := applyOne(tx, obj, net)
-			if err != nil {
-				return err
-			}
-			results = append(results, r)
+	return objs
+}
+
+// applyAll applies objs, in order, within tx: Apply's and DryRunApply's
+// one body, so a dry run answers exactly what the apply would.
+func applyAll(tx Tx, objs []Object, net NetworkConfig) ([]ApplyResult, error) {
+	results := make([]ApplyResult, 0, len(objs))
+	for _, obj := range objs {
+		r, err := applyOne(tx, obj, net)
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		results = append(results, r)
 	}
 	return results, nil
 }

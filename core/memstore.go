@@ -409,6 +409,14 @@ func (s *MemoryStore) Update(ctx context.Context, fn func(Tx) error) error {
 func (s *MemoryStore) update(ctx context.Context, fn func(Tx) error) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	// A transaction that does not commit gives back the uids it took, so
+	// a rolled-back one (a dry run) leaves no trace at all.
+	uids, committed := s.uids, false
+	defer func() {
+		if !committed {
+			s.uids = uids
+		}
+	}()
 	t := &memTx{s: s, now: s.now(), overlay: map[Key]Object{}}
 	err := func() error {
 		// Writers are serialised by writeMu, so the committed state cannot
@@ -464,6 +472,7 @@ func (s *MemoryStore) update(ctx context.Context, fn func(Tx) error) error {
 		s.sortMu.Unlock()
 	}
 	s.rev = t.rev
+	committed = true
 	for w := range s.watchers {
 		for _, ev := range t.events {
 			select {

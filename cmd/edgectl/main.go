@@ -24,21 +24,46 @@ func main() {
 	err := Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, errUsage) {
+		if !errors.Is(err, errUsage) && !errors.Is(err, errDiffer) {
 			fmt.Fprintln(os.Stderr, "error:", api.ErrorString(err))
 		}
-		os.Exit(1)
+		os.Exit(ExitCode(err))
 	}
 }
 
 var errUsage = errors.New("usage")
+
+// exitError gives an error an exit status other than 1.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// ExitCode returns the exit status for Run's error: 0 for none, 1 unless
+// the command says otherwise (diff: 1 means differences, errors are 2).
+func ExitCode(err error) int {
+	var e *exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &e):
+		return e.code
+	}
+	return 1
+}
 
 const usage = `edgectl controls an edge cluster.
 
 Usage: edgectl [--config FILE] [--server URL] [--token TOKEN] COMMAND [args]
 
 Commands:
-  apply -f FILE|DIR|-          create or update objects from manifests
+  apply -f FILE|DIR|- [--dry-run=none|client|server]
+                               create or update objects from manifests; a dry
+                               run prints what apply would do and changes nothing
+  diff -f FILE|DIR|-           show what apply would change (exit 0: nothing, 1: changes)
   get KIND [NAME] [-o table|wide|json|yaml] [-w] [-n NS | -A] [-l k=v]
   describe KIND NAME           show an object in detail
   delete KIND NAME | -f FILE   delete objects
@@ -164,6 +189,13 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch verb {
 	case "apply":
 		return c.apply(ctx, rest)
+	case "diff":
+		// Like kubectl diff and diff(1): 1 says "differences", so errors are 2.
+		err := c.diff(ctx, rest)
+		if err != nil && !errors.Is(err, errDiffer) {
+			err = &exitError{code: 2, err: err}
+		}
+		return err
 	case "get":
 		return c.get(ctx, rest)
 	case "describe":

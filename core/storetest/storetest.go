@@ -60,6 +60,7 @@ func Run(t *testing.T, open Open) {
 		{"Update/FailedWriteChangesNothing", testFailedWriteIgnored},
 		{"Update/CancelledContext", testCancelled},
 		{"Update/NoOpWritesNothing", testNoOp},
+		{"Update/DryRunApply", testDryRunApply},
 		{"Revision", testRevision},
 		{"Watch/Events", testWatchEvents},
 		{"Watch/OnlyAfterCall", testWatchAfterCall},
