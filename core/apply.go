@@ -183,6 +183,8 @@ func resetStatus(obj Object) {
 		o.Status = DeploymentStatus{}
 	case *DaemonSet:
 		o.Status = DaemonSetStatus{}
+	case *StatefulSet:
+		o.Status = StatefulSetStatus{}
 	case *Service:
 		o.Status = ServiceStatus{}
 	case *Namespace:
@@ -205,6 +207,8 @@ func setSpec(dst, src Object) {
 		d.Spec = src.(*Deployment).Spec
 	case *DaemonSet:
 		d.Spec = src.(*DaemonSet).Spec
+	case *StatefulSet:
+		d.Spec = src.(*StatefulSet).Spec
 	case *Service:
 		d.Spec = src.(*Service).Spec
 	case *Endpoints:
@@ -245,6 +249,8 @@ func Warnings(obj Object) []string {
 		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
 	case *DaemonSet:
 		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
+	case *StatefulSet:
+		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
 	default:
 		return nil
 	}
@@ -256,6 +262,8 @@ func Warnings(obj Object) []string {
 	case *Deployment:
 		annotations = o.Spec.Template.Metadata.Annotations
 	case *DaemonSet:
+		annotations = o.Spec.Template.Metadata.Annotations
+	case *StatefulSet:
 		annotations = o.Spec.Template.Metadata.Annotations
 	}
 	if d, ok := obj.(*Deployment); ok && d.Spec.ProgressDeadlineSeconds != nil {
@@ -304,6 +312,13 @@ func Warnings(obj Object) []string {
 			w = append(w, p+".livenessProbe.httpGet.scheme: HTTPS probes do not verify certificates")
 		}
 	}
+	if sts, ok := obj.(*StatefulSet); ok {
+		for i := range sts.Spec.VolumeClaimTemplates {
+			for _, cw := range volumeWarnings(&sts.Spec.VolumeClaimTemplates[i]) {
+				w = append(w, fmt.Sprintf("spec.volumeClaimTemplates[%d].%s", i, cw))
+			}
+		}
+	}
 	return w
 }
 
@@ -328,7 +343,7 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 			if k.Name == DefaultNamespace {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
-			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindConfigMap, KindSecret,
+			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindStatefulSet, KindService, KindEndpoints, KindConfigMap, KindSecret,
 				KindServiceAccount, KindRole, KindRoleBinding, KindPod, KindPersistentVolumeClaim} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {

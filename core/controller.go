@@ -193,13 +193,14 @@ func (c *Controllers) run(ctx context.Context) {
 // snapshot is everything one pass looks at: read from the store's cache
 // without a transaction, so planning holds no lock at all.
 type snapshot struct {
-	nodes       []*Node
-	pods        []*Pod
-	deployments []*Deployment
-	daemonsets  []*DaemonSet
-	claims      []*PersistentVolumeClaim
-	volumes     []*PersistentVolume
-	classes     []*StorageClass
+	nodes        []*Node
+	pods         []*Pod
+	deployments  []*Deployment
+	daemonsets   []*DaemonSet
+	statefulsets []*StatefulSet
+	claims       []*PersistentVolumeClaim
+	volumes      []*PersistentVolume
+	classes      []*StorageClass
 }
 
 // Sync runs one pass of every controller. Each step plans on a snapshot and
@@ -277,6 +278,9 @@ func (c *Controllers) load(ctx context.Context) (*snapshot, error) {
 		return nil, err
 	}
 	if s.daemonsets, err = ListAs[*DaemonSet](ctx, c.Store, KindDaemonSet, ""); err != nil {
+		return nil, err
+	}
+	if s.statefulsets, err = ListAs[*StatefulSet](ctx, c.Store, KindStatefulSet, ""); err != nil {
 		return nil, err
 	}
 	if s.claims, err = ListAs[*PersistentVolumeClaim](ctx, c.Store, KindPersistentVolumeClaim, ""); err != nil {

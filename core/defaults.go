@@ -36,6 +36,8 @@ func SetDefaults(obj Object) {
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *DaemonSet:
 		defaultPodSpec(&o.Spec.Template.Spec)
+	case *StatefulSet:
+		defaultStatefulSet(o)
 	case *Secret:
 		if o.Type == "" {
 			o.Type = "Opaque"

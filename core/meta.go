@@ -12,15 +12,16 @@ import (
 type Kind string
 
 const (
-	KindNamespace  Kind = "Namespace"
-	KindNode       Kind = "Node"
-	KindPod        Kind = "Pod"
-	KindDeployment Kind = "Deployment"
-	KindDaemonSet  Kind = "DaemonSet"
-	KindService    Kind = "Service"
-	KindEndpoints  Kind = "Endpoints"
-	KindConfigMap  Kind = "ConfigMap"
-	KindSecret     Kind = "Secret"
+	KindNamespace   Kind = "Namespace"
+	KindNode        Kind = "Node"
+	KindPod         Kind = "Pod"
+	KindDeployment  Kind = "Deployment"
+	KindDaemonSet   Kind = "DaemonSet"
+	KindStatefulSet Kind = "StatefulSet"
+	KindService     Kind = "Service"
+	KindEndpoints   Kind = "Endpoints"
+	KindConfigMap   Kind = "ConfigMap"
+	KindSecret      Kind = "Secret"
 
 	KindPersistentVolumeClaim Kind = "PersistentVolumeClaim"
 	KindPersistentVolume      Kind = "PersistentVolume"
@@ -28,7 +29,7 @@ const (
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindStorageClass, KindPersistentVolume, KindPersistentVolumeClaim, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent,
+var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindStorageClass, KindPersistentVolume, KindPersistentVolumeClaim, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindStatefulSet, KindPod, KindEvent,
 	KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding}
 
 // Namespaced reports whether objects of kind k live in a namespace.
@@ -39,7 +40,7 @@ func (k Kind) Namespaced() bool {
 
 // APIVersion returns the apiVersion that manifests use for kind k.
 func (k Kind) APIVersion() string {
-	if k == KindDeployment || k == KindDaemonSet {
+	if k == KindDeployment || k == KindDaemonSet || k == KindStatefulSet {
 		return "apps/v1"
 	}
 	if k == KindRole || k == KindRoleBinding || k == KindClusterRole || k == KindClusterRoleBinding {
@@ -76,6 +77,8 @@ func ParseKind(s string) (Kind, error) {
 		return KindDeployment, nil
 	case "daemonsets", "daemonset", "ds":
 		return KindDaemonSet, nil
+	case "statefulsets", "statefulset", "sts":
+		return KindStatefulSet, nil
 	case "services", "service", "svc":
 		return KindService, nil
 	case "events", "event", "ev":
@@ -103,7 +106,7 @@ func ParseKind(s string) (Kind, error) {
 	case "storageclasses", "storageclass", "sc":
 		return KindStorageClass, nil
 	}
-	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services, endpoints, configmaps, secrets, persistentvolumeclaims, persistentvolumes, storageclasses, events or namespaces)", s)
+	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, statefulsets, services, endpoints, configmaps, secrets, persistentvolumeclaims, persistentvolumes, storageclasses, events or namespaces)", s)
 }
 
 // TypeMeta carries apiVersion and kind, as in every Kubernetes object.
@@ -184,6 +187,8 @@ func NewObject(k Kind) (Object, error) {
 		o = &Deployment{}
 	case KindDaemonSet:
 		o = &DaemonSet{}
+	case KindStatefulSet:
+		o = &StatefulSet{}
 	case KindService:
 		o = &Service{}
 	case KindEvent:

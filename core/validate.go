@@ -120,6 +120,11 @@ func Validate(obj Object) error {
 			return err
 		}
 		return nil
+	case *StatefulSet:
+		if err := validateMeta(&o.Metadata, true, true); err != nil {
+			return err
+		}
+		return validateStatefulSet(o)
 	case *Service:
 		if err := validateMeta(&o.Metadata, true, true); err != nil {
 			return err

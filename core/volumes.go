@@ -283,8 +283,22 @@ func (c *Controllers) syncVolumes(ctx context.Context, s *snapshot, now time.Tim
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	owners := map[string]bool{}
+	for _, sts := range s.statefulsets {
+		owners[sts.Metadata.UID] = true
+	}
 	for _, k := range keys {
 		claim := vi.claims[k]
+		// A StatefulSet's claim with whenDeleted: Delete goes with it.
+		if refs := claim.Metadata.OwnerReferences; len(refs) == 1 && refs[0].Kind == KindStatefulSet && !owners[refs[0].UID] &&
+			claim.Metadata.DeletionTimestamp == nil {
+			if err := c.updateObject(ctx, claim, func(tx Tx, cur Object) error {
+				return deleteClaim(tx, cur.(*PersistentVolumeClaim), now)
+			}); err != nil {
+				return err
+			}
+			continue
+		}
 		switch {
 		case claim.Metadata.DeletionTimestamp != nil:
 			if len(vi.users[k]) > 0 {

@@ -161,6 +161,9 @@ func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.T
 			return err
 		}
 	}
+	if err := c.syncStatefulSets(ctx, s, byOwner, owners, now); err != nil {
+		return err
+	}
 	for uid := range c.window {
 		if !owners[uid] {
 			delete(c.window, uid)

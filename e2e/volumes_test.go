@@ -138,3 +138,71 @@ func TestPersistentVolumes(t *testing.T) {
 		return nil
 	})
 }
+
+const statefulManifest = `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 16Mi}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: edge.local/demo:latest
+        command: ["/bin/sh", "-c", "hostname >> /data/who; trap 'exit 0' TERM; while true; do sleep 1; done"]
+        volumeMounts: [{name: data, mountPath: /data}]
+`
+
+// A StatefulSet's pods start in order, each with its own claim; a deleted
+// pod comes back under its name to its own data.
+func TestStatefulSetVolumes(t *testing.T) {
+	needRoot(t)
+	c := newCluster(t)
+	c.apply(statefulManifest)
+	c.runningPods(2, "app=db")
+	who := func(pod string) string {
+		matches, _ := filepath.Glob(filepath.Join(c.dir, "agent", "storage", "pvc-*_default_data-"+pod))
+		if len(matches) != 1 {
+			return fmt.Sprintf("%d directories", len(matches))
+		}
+		b, _ := os.ReadFile(filepath.Join(matches[0], "who"))
+		return string(b)
+	}
+	for _, pod := range []string{"db-0", "db-1"} {
+		waitFor(t, 10*time.Second, pod+" writing its name in its own volume", func() error {
+			if got := who(pod); got != pod+"\n" {
+				return fmt.Errorf("%q", got)
+			}
+			return nil
+		})
+	}
+	c.mustEdgectl("delete", "pod", "db-0")
+	waitFor(t, 60*time.Second, "db-0 back, on its own volume", func() error {
+		if got := who("db-0"); got != "db-0\ndb-0\n" {
+			return fmt.Errorf("%q", got)
+		}
+		return nil
+	})
+	if out := c.mustEdgectl("get", "sts"); !strings.Contains(out, "2/2") {
+		t.Errorf("get sts:\n%s", out)
+	}
+	c.mustEdgectl("delete", "sts", "db")
+	waitFor(t, 30*time.Second, "the pods gone", func() error {
+		if n := len(c.podsJSON("app=db")); n != 0 {
+			return fmt.Errorf("%d pods", n)
+		}
+		return nil
+	})
+	if got := who("db-1"); got != "db-1\n" {
+		t.Errorf("the claims are retained by default; db-1's volume holds %q", got)
+	}
+}

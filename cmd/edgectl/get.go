@@ -176,7 +176,7 @@ func (c *cli) describe(ctx context.Context, args []string) error {
 	}
 	var related []core.Object
 	switch kind {
-	case core.KindNode, core.KindDeployment, core.KindDaemonSet:
+	case core.KindNode, core.KindDeployment, core.KindDaemonSet, core.KindStatefulSet:
 		related, _ = cl.List(ctx, core.KindPod, "", "")
 	case core.KindService:
 		related, _ = cl.List(ctx, core.KindEndpoints, obj.GetMeta().Namespace, "")

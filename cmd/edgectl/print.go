@@ -41,6 +41,11 @@ func newTable(kind core.Kind, wide, allNS bool) *table {
 		}
 	case core.KindDaemonSet:
 		t.header = []string{"NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"}
+	case core.KindStatefulSet:
+		t.header = []string{"NAME", "READY", "AGE"}
+		if wide {
+			t.header = append(t.header, "CONTAINERS", "IMAGES")
+		}
 	case core.KindService:
 		t.header = []string{"NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"}
 		if wide {
@@ -299,6 +304,15 @@ func (t *table) add(o core.Object, now time.Time) {
 		row = []string{m.Name, age}
 	case *core.Namespace:
 		row = []string{m.Name, orNone(v.Status.Phase), age}
+	case *core.StatefulSet:
+		row = []string{m.Name, fmt.Sprintf("%d/%d", v.Status.ReadyReplicas, v.DesiredReplicas()), age}
+		if t.wide {
+			var names, images []string
+			for _, c := range v.Spec.Template.Spec.Containers {
+				names, images = append(names, c.Name), append(images, c.Image)
+			}
+			row = append(row, strings.Join(names, ","), strings.Join(images, ","))
+		}
 	case *core.PersistentVolumeClaim:
 		phase := v.Status.Phase
 		if m.DeletionTimestamp != nil {
@@ -369,6 +383,8 @@ func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time
 		d.deployment(v)
 	case *core.DaemonSet:
 		d.daemonSet(v)
+	case *core.StatefulSet:
+		d.statefulSet(v)
 	case *core.Service:
 		d.service(v)
 	case *core.Endpoints:
@@ -600,6 +616,21 @@ func (d *describer) daemonSet(v *core.DaemonSet) {
 	d.p("Desired Number of Nodes Scheduled", fmt.Sprint(s.DesiredNumberScheduled))
 	d.p("Current Number of Nodes Scheduled", fmt.Sprint(s.CurrentNumberScheduled))
 	d.p("Number Ready", fmt.Sprint(s.NumberReady))
+	templ(d.tw, &v.Spec.Template)
+	d.pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
+}
+
+func (d *describer) statefulSet(v *core.StatefulSet) {
+	s := v.Status
+	d.p("Replicas", fmt.Sprintf("%d desired | %d total | %d ready | %d updated", v.DesiredReplicas(), s.Replicas, s.ReadyReplicas, s.UpdatedReplicas))
+	d.p("Pod Management Policy", v.Spec.PodManagementPolicy)
+	d.p("Update Strategy", v.Spec.UpdateStrategy.Type)
+	if v.Spec.ServiceName != "" {
+		d.p("Service", v.Spec.ServiceName)
+	}
+	for _, t := range v.Spec.VolumeClaimTemplates {
+		d.p("Volume Claim", fmt.Sprintf("%s (%s, %s)", t.Metadata.Name, t.StorageClass(), t.Spec.Resources.Requests[core.ResourceStorage]))
+	}
 	templ(d.tw, &v.Spec.Template)
 	d.pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
 }
