@@ -101,7 +101,7 @@ func (s *Server) handleNodeAction(w http.ResponseWriter, r *http.Request) {
 		} else if t, err = core.ParseTaint(spec); err != nil {
 			break
 		}
-		results, err = core.TaintNode(r.Context(), s.Store, name, t, remove)
+		results, err = core.TaintNode(r.Context(), s.Store, name, t, remove, s.Now())
 	default:
 		err = core.Errorf(core.EINVALID, "unknown node action %q (cordon, uncordon, drain, taint)", action)
 	}

@@ -19,7 +19,17 @@ type Taint struct {
 	Key    string `json:"key"`
 	Value  string `json:"value,omitempty"`
 	Effect string `json:"effect"`
+	// TimeAdded is when a NoExecute taint was put on the node.
+	TimeAdded *Time `json:"timeAdded,omitempty"`
 }
+
+// The taints Kubernetes puts on a node that stops answering; a pod's
+// NoExecute toleration of them (with tolerationSeconds) is how long its
+// node may be lost before the pod is replaced elsewhere.
+const (
+	TaintNodeUnreachable = "node.kubernetes.io/unreachable"
+	TaintNodeNotReady    = "node.kubernetes.io/not-ready"
+)
 
 func (t Taint) String() string {
 	s := t.Key
@@ -74,7 +84,9 @@ func (tol Toleration) Tolerates(t Taint) bool {
 }
 
 // untolerated returns the first taint of n with one of effects that the
-// pod does not tolerate.
+// pod does not tolerate. A NoExecute taint tolerated only for a while
+// (tolerationSeconds) counts as not tolerated: a pod placed there would be
+// evicted again, and the next one placed there too.
 func untolerated(n *Node, tols []Toleration, effects ...string) *Taint {
 	for i, t := range n.Spec.Taints {
 		if !slices.Contains(effects, t.Effect) {
@@ -82,7 +94,7 @@ func untolerated(n *Node, tols []Toleration, effects ...string) *Taint {
 		}
 		ok := false
 		for _, tol := range tols {
-			ok = ok || tol.Tolerates(t)
+			ok = ok || (tol.Tolerates(t) && (t.Effect != TaintNoExecute || tol.TolerationSeconds == nil))
 		}
 		if !ok {
 			return &n.Spec.Taints[i]

@@ -169,3 +169,23 @@ func sortEvents(es []*EventObj) {
 		return a.Metadata.Name < b.Metadata.Name
 	})
 }
+
+// RecordEvent records an event the master itself saw about pod (an
+// eviction, say), next to those its agent sends.
+func RecordEvent(tx Tx, p *Pod, typ, reason, message string, now time.Time) error {
+	t := NewTime(now)
+	ev := &EventObj{
+		TypeMeta:       TypeMeta{APIVersion: "v1", Kind: KindEvent},
+		Metadata:       ObjectMeta{Name: fmt.Sprintf("%s.master.%x", p.Metadata.Name, now.UnixNano()), Namespace: p.Metadata.Namespace},
+		InvolvedObject: ObjectReference{Kind: KindPod, Namespace: p.Metadata.Namespace, Name: p.Metadata.Name, UID: p.Metadata.UID},
+		Reason:         reason, Message: message, Type: typ, Count: 1, FirstTimestamp: t, LastTimestamp: t,
+		Source: EventSource{Component: "edgemaster"},
+	}
+	if _, err := tx.Get(KeyOf(ev)); err == nil {
+		return nil
+	}
+	if err := tx.Create(ev); err != nil {
+		return err
+	}
+	return trimEvents(tx, p.Metadata.Namespace, p.Metadata.UID)
+}

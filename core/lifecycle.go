@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -28,14 +29,64 @@ const (
 const ReasonNodeLost = "NodeLost"
 
 // nodeLostGrace returns the grace for a pod, honouring the annotation of its
-// template (copied to the pod).
+// template (copied to the pod), else its NoExecute toleration of an
+// unreachable or not-ready node, Kubernetes' spelling of the same thing
+// (without tolerationSeconds: forever).
 func (c *Controllers) nodeLostGrace(p *Pod) time.Duration {
 	if v, ok := p.Metadata.Annotations[AnnotationNodeLostGrace]; ok {
 		if d, err := time.ParseDuration(v + "s"); err == nil && d >= 0 {
 			return d
 		}
 	}
+	for _, key := range []string{TaintNodeUnreachable, TaintNodeNotReady} {
+		for _, tol := range p.Spec.Tolerations {
+			if tol.Tolerates(Taint{Key: key, Effect: TaintNoExecute}) {
+				if tol.TolerationSeconds == nil {
+					return time.Duration(math.MaxInt64)
+				}
+				return time.Duration(max(*tol.TolerationSeconds, 0)) * time.Second
+			}
+		}
+	}
 	return c.NodeLostGrace
+}
+
+// evictAt returns when a pod on n must go for n's NoExecute taints: now
+// for a taint it does not tolerate, after tolerationSeconds for one it
+// tolerates for a while; zero when it may stay.
+func evictAt(p *Pod, n *Node, started time.Time) (time.Time, *Taint) {
+	var at time.Time
+	var why *Taint
+	for i, t := range n.Spec.Taints {
+		if t.Effect != TaintNoExecute {
+			continue
+		}
+		added := started
+		if t.TimeAdded != nil {
+			added = t.TimeAdded.Time
+		}
+		var tolerated *Toleration
+		for j, tol := range p.Spec.Tolerations {
+			if tol.Tolerates(t) {
+				if tolerated == nil || tol.TolerationSeconds == nil ||
+					(tolerated.TolerationSeconds != nil && *tol.TolerationSeconds > *tolerated.TolerationSeconds) {
+					tolerated = &p.Spec.Tolerations[j]
+				}
+			}
+		}
+		when := added
+		switch {
+		case tolerated == nil:
+		case tolerated.TolerationSeconds == nil:
+			continue // tolerated for ever
+		default:
+			when = added.Add(time.Duration(max(*tolerated.TolerationSeconds, 0)) * time.Second)
+		}
+		if at.IsZero() || when.Before(at) {
+			at, why = when, &n.Spec.Taints[i]
+		}
+	}
+	return at, why
 }
 
 // nodeSince returns since when node n has not been Ready, counting a loss
@@ -107,10 +158,16 @@ func (c *Controllers) syncNodeLifecycle(ctx context.Context, s *snapshot, now ti
 			return err
 		}
 	}
-	var gone, lostPods, notReady []*Pod
+	var gone, lostPods, notReady, evicted []*Pod
 	lost := c.lostPods(s, now)
 	for _, p := range s.pods {
 		n := nodes[p.Spec.NodeName]
+		if n != nil && len(n.Spec.Taints) > 0 && !p.Terminal() && !p.Terminating() {
+			if at, _ := evictAt(p, n, c.started); !at.IsZero() && !now.Before(at) {
+				evicted = append(evicted, p)
+				continue
+			}
+		}
 		switch {
 		case p.Spec.NodeName == "":
 		case n == nil:
@@ -128,6 +185,27 @@ func (c *Controllers) syncNodeLifecycle(ctx context.Context, s *snapshot, now ti
 			return err
 		}
 		return tx.Delete(KeyOf(p))
+	}); err != nil {
+		return err
+	}
+	// NoExecute taints evict what does not tolerate them (for longer).
+	if err := c.inBatches(ctx, evicted, func(tx Tx, p *Pod) error {
+		cur, err := fresh(tx, p)
+		if cur == nil || err != nil {
+			return err
+		}
+		obj, err := tx.Get(Key{Kind: KindNode, Name: p.Spec.NodeName})
+		if err != nil {
+			return err
+		}
+		_, t := evictAt(cur, obj.(*Node), c.started)
+		if t == nil {
+			return nil // untainted since the snapshot
+		}
+		if err := RecordEvent(tx, cur, EventWarning, "TaintManagerEviction", fmt.Sprintf("evicted: node %q has taint {%s}", p.Spec.NodeName, t), now); err != nil {
+			return err
+		}
+		return terminatePod(tx, cur, now)
 	}); err != nil {
 		return err
 	}

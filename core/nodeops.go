@@ -86,8 +86,9 @@ func RegisterNode(ctx context.Context, s Store, node string, now time.Time) erro
 }
 
 // TaintNode adds (or, with remove, takes away) a taint on node, kubectl
-// style: a taint with the same key and effect is replaced.
-func TaintNode(ctx context.Context, s Store, node string, t Taint, remove bool) ([]ApplyResult, error) {
+// style: a taint with the same key and effect is replaced. A NoExecute
+// taint records when it was added: tolerationSeconds count from then.
+func TaintNode(ctx context.Context, s Store, node string, t Taint, remove bool, now time.Time) ([]ApplyResult, error) {
 	r := ApplyResult{Kind: KindNode, Name: node, Action: "tainted"}
 	if remove {
 		r.Action = "untainted"
@@ -111,6 +112,9 @@ func TaintNode(ctx context.Context, s Store, node string, t Taint, remove bool) 
 			return Errorf(ENOTFOUND, "node %q has no taint %s", node, t)
 		}
 		if !remove {
+			if t.Effect == TaintNoExecute {
+				t.TimeAdded = NewTime(now)
+			}
 			keep = append(keep, t)
 		}
 		n.Spec.Taints = keep
