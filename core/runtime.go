@@ -117,6 +117,17 @@ type ContainerConfig struct {
 	SeccompDefault  bool     // the runtime's default seccomp profile
 	HostPID         bool
 	HostIPC         bool
+	// Devices are the node's device files made in the container, with the
+	// cgroup rule that lets it use them (a hostPath of a serial port for a
+	// Zigbee stick), without privileged.
+	Devices []Device
+}
+
+// Device is a node's device file exposed in a container.
+type Device struct {
+	HostPath      string // resolved: no symlinks
+	ContainerPath string
+	Permissions   string // cgroup access: "rwm", or "rm" read-only
 }
 
 // ContainerResources are a container's cgroup limits.

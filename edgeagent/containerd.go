@@ -252,6 +252,9 @@ func containerSpecOpts(cfg *core.ContainerConfig, cgroupPath string, swap bool) 
 		}
 		opts = append(opts, oci.WithMounts(mounts))
 	}
+	for _, d := range cfg.Devices {
+		opts = append(opts, oci.WithDevices(d.HostPath, d.ContainerPath, d.Permissions))
+	}
 	if cfg.HostPID {
 		opts = append(opts, oci.WithHostNamespace(specs.PIDNamespace))
 	}

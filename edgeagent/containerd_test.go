@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"golang.org/x/sys/unix"
 	"github.com/opencontainers/image-spec/identity"
 
 	"github.com/edgeorch/edge/core"
@@ -394,5 +395,65 @@ func TestContainerdSecurityContext(t *testing.T) {
 	root := &core.ContainerConfig{ID: "nonroot.app.1", Image: testImage, HostNetwork: true, RunAsNonRoot: true, Command: []string{"true"}}
 	if err := r.CreateContainer(ctx, root); core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "runs as root") {
 		t.Fatalf("runAsNonRoot with a root image: %v", err)
+	}
+}
+
+// A hostPath of a character device is made in the container with a cgroup
+// rule that lets it open the device, without privileged; without the rule
+// the device cgroup refuses it. The device is a node with no driver (major
+// 240, for local use), so opening it fails with ENXIO once the cgroup lets
+// it through, and with EPERM while it does not.
+func TestContainerdDevice(t *testing.T) {
+	r := startContainerd(t)
+	ctx := context.Background()
+	dev := filepath.Join(t.TempDir(), "ttyZB0")
+	if err := syscall.Mknod(dev, syscall.S_IFCHR|0o666, int(unix.Mkdev(240, 7))); err != nil {
+		t.Fatal(err)
+	}
+	link := dev + "-by-id" // as /dev/serial/by-id/... links to the tty
+	if err := os.Symlink(dev, link); err != nil {
+		t.Fatal(err)
+	}
+	pod := &core.Pod{Spec: core.PodSpec{Volumes: []core.Volume{{Name: "zb", HostPath: &core.HostPathVolumeSource{Path: link, Type: "CharDevice"}}}}}
+	ctr := &core.Container{VolumeMounts: []core.VolumeMount{{Name: "zb", MountPath: "/dev/ttyACM0"}}}
+	devs, err := devices(pod, ctr)
+	if err != nil || len(devs) != 1 || devs[0].HostPath != dev || devs[0].Permissions != "rwm" {
+		t.Fatalf("devices: %+v, %v", devs, err)
+	}
+	run := func(id string, devs []core.Device, script string) string {
+		cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Devices: devs,
+			Command: []string{"sh", "-c", script}}
+		if err := r.CreateContainer(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		defer r.RemoveContainer(ctx, id)
+		logPath := filepath.Join(t.TempDir(), id+".log")
+		if err := r.StartTask(ctx, id, logPath); err != nil {
+			t.Fatal(err)
+		}
+		defer r.DeleteTask(ctx, id)
+		wait, err := r.WaitTask(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-wait:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the container did not finish")
+		}
+		b, _ := os.ReadFile(logPath)
+		return string(b)
+	}
+	if out := run("dev.app.1", devs, "ls -l /dev/ttyACM0; cat /dev/ttyACM0"); !strings.Contains(out, "240,   7") || !strings.Contains(out, "No such device or address") {
+		t.Errorf("with the device rule:\n%s", out)
+	}
+	// The same node made by hand in the container, without the rule: the
+	// device cgroup refuses it.
+	if out := run("dev.app.2", nil, "mknod /dev/ttyACM0 c 240 7 && ls -l /dev/ttyACM0; cat /dev/ttyACM0"); !strings.Contains(out, "240,   7") ||
+		!strings.Contains(out, "Operation not permitted") {
+		t.Errorf("without its cgroup rule:\n%s", out)
+	}
+	if _, err := devices(&core.Pod{Spec: core.PodSpec{Volumes: []core.Volume{{Name: "zb", HostPath: &core.HostPathVolumeSource{Path: t.TempDir(), Type: "CharDevice"}}}}}, ctr); err == nil || !strings.Contains(err.Error(), "is not a device") {
+		t.Errorf("a directory as CharDevice: %v", err)
 	}
 }

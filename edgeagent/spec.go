@@ -128,6 +128,9 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 		Mounts: append(podFileMounts(pod, w.podDir(), w.a.ResolvConf != nil), vols...),
 	}
 	cfg.Env = env
+	if cfg.Devices, err = devices(pod, c); err != nil {
+		return nil, err
+	}
 	if !pod.Spec.HostNetwork {
 		cfg.Hostname = pod.Metadata.Name
 		if pod.Spec.Hostname != "" {
@@ -175,6 +178,9 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 		switch {
 		case v.HostPath != nil:
 			src = v.HostPath.Path
+			if isDevice(src) {
+				continue // a device node with its cgroup rule: see devices
+			}
 			switch v.HostPath.Type {
 			case "DirectoryOrCreate":
 				if err := os.MkdirAll(src, 0o755); err != nil {
@@ -236,6 +242,59 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 			}
 		}
 		out = append(out, core.Mount{Source: src, Destination: m.MountPath, ReadOnly: m.ReadOnly})
+	}
+	return out, nil
+}
+
+// isDevice reports whether path is (or links to) a character or block
+// device.
+func isDevice(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&(os.ModeDevice|os.ModeCharDevice) != 0
+}
+
+// devices returns the device files a container's hostPath volumes name
+// (type CharDevice or BlockDevice, or a path that is one), to be made in
+// the container with a cgroup rule allowing them: a serial port for a
+// Zigbee or Z-Wave stick works without privileged. A device named by a
+// type that is missing, or not a device, is an error naming the volume.
+func devices(p *core.Pod, c *core.Container) ([]core.Device, error) {
+	vols := map[string]core.Volume{}
+	for _, v := range p.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	var out []core.Device
+	for _, m := range c.VolumeMounts {
+		v := vols[m.Name]
+		if v.HostPath == nil {
+			continue
+		}
+		typ := v.HostPath.Type
+		if typ != "CharDevice" && typ != "BlockDevice" && !isDevice(v.HostPath.Path) {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(v.HostPath.Path)
+		if err != nil {
+			return nil, fmt.Errorf("volume %q: hostPath %s: %w", m.Name, v.HostPath.Path, err)
+		}
+		fi, err := os.Stat(real)
+		if err != nil {
+			return nil, fmt.Errorf("volume %q: hostPath %s: %w", m.Name, v.HostPath.Path, err)
+		}
+		char := fi.Mode()&os.ModeCharDevice != 0
+		switch {
+		case fi.Mode()&os.ModeDevice == 0:
+			return nil, fmt.Errorf("volume %q: hostPath %s is not a device (type %s)", m.Name, v.HostPath.Path, typ)
+		case typ == "CharDevice" && !char:
+			return nil, fmt.Errorf("volume %q: hostPath %s is a block device, not a CharDevice", m.Name, v.HostPath.Path)
+		case typ == "BlockDevice" && char:
+			return nil, fmt.Errorf("volume %q: hostPath %s is a character device, not a BlockDevice", m.Name, v.HostPath.Path)
+		}
+		perm := "rwm"
+		if m.ReadOnly {
+			perm = "rm"
+		}
+		out = append(out, core.Device{HostPath: real, ContainerPath: m.MountPath, Permissions: perm})
 	}
 	return out, nil
 }
