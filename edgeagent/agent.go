@@ -600,9 +600,9 @@ func (a *Agent) apply() {
 		w := a.newWorker(uid, p.Metadata.Namespace, p.Metadata.Name)
 		w.setPod(p)
 		a.workers[uid] = w
-		for _, c := range p.Spec.Containers {
+		p.Spec.EachContainer(func(c *core.Container, _ bool) {
 			a.byContainer[containerID(p, c.Name)] = uid
-		}
+		})
 		w.start()
 	}
 	a.markDirty()
