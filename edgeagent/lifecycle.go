@@ -139,6 +139,10 @@ func (w *podWorker) hookPending(c *core.Container, st *ctrState, id string) bool
 		w.event(c.Name, core.EventWarning, "FailedPostStartHook", "PostStartHook failed: %v", err)
 		st.hookFailed = "FailedPostStartHook: " + err.Error()
 		w.a.rt.Signal(w.a.ctx, id, syscall.SIGKILL)
+		return false
+	}
+	if st.running != nil && readyWithoutProbe(c, st) {
+		st.ready = true
 	}
 	return false
 }

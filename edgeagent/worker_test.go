@@ -58,9 +58,9 @@ func newWorkerHarness(t *testing.T, pod *core.Pod) *workerHarness {
 	h := &workerHarness{t: t, clk: clk, rt: rt, a: a, pod: pod, events: events}
 	h.w = a.newWorker(pod.Metadata.UID, pod.Metadata.Namespace, pod.Metadata.Name)
 	a.workers[pod.Metadata.UID] = h.w
-	for _, c := range pod.Spec.Containers {
+	pod.Spec.EachContainer(func(c *core.Container, _ bool) {
 		a.byContainer[containerID(pod, c.Name)] = pod.Metadata.UID
-	}
+	})
 	h.w.setPod(pod)
 	return h
 }
