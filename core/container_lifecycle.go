@@ -146,6 +146,9 @@ func validateInitContainers(path string, s *PodSpec, volumes map[string]bool, na
 				return invalid(p+"."+f.name, "may not be set for init containers (they run to completion)")
 			}
 		}
+		if c.RestartPolicy == "Always" {
+			return invalid(p+".restartPolicy", "Always (a sidecar container) is not supported yet; make it one of containers")
+		}
 		if err := validateContainer(p, c, volumes); err != nil {
 			return err
 		}
@@ -156,6 +159,12 @@ func validateInitContainers(path string, s *PodSpec, volumes map[string]bool, na
 // validateContainerLifecycle checks what a container has beyond its
 // process: startup probe, hooks, termination message, mount propagation.
 func validateContainerLifecycle(p string, c *Container) error {
+	if c.RestartPolicy != "" && c.RestartPolicy != "Always" {
+		return invalid(p+".restartPolicy", "%q: a container's restartPolicy can only be Always, for an init container (a sidecar, not supported yet)", c.RestartPolicy)
+	}
+	if c.RestartPolicy != "" && !strings.Contains(p, "initContainers[") {
+		return invalid(p+".restartPolicy", "may only be set for init containers (sidecars, not supported yet)")
+	}
 	if pr := c.StartupProbe; pr != nil && pr.SuccessThreshold != 1 {
 		return invalid(p+".startupProbe.successThreshold", "%d: must be 1", pr.SuccessThreshold)
 	}

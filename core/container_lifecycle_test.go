@@ -135,6 +135,10 @@ func TestDecodeLifecycleErrors(t *testing.T) {
 			`spec.containers[0].volumeMounts[1].mountPropagation: "Slave": must be None, HostToContainer or Bidirectional`},
 		{"bidirectional unprivileged", replace("mountPropagation: HostToContainer", "mountPropagation: Bidirectional"),
 			`spec.containers[0].volumeMounts[1].mountPropagation: Bidirectional is only allowed for privileged containers`},
+		{"sidecar", replace(initProbe, initProbe+"    restartPolicy: Always\n"),
+			`spec.initContainers[1].restartPolicy: Always (a sidecar container) is not supported yet`},
+		{"container restartPolicy", replace("    startupProbe:", "    restartPolicy: Always\n    startupProbe:"),
+			`spec.containers[0].restartPolicy: may only be set for init containers`},
 		{"init mount propagation", replace("volumeMounts: [{name: work, mountPath: /work}]", "volumeMounts: [{name: work, mountPath: /work, mountPropagation: Bidirectional}]"),
 			`spec.initContainers[0].volumeMounts[0].mountPropagation: Bidirectional is only allowed for privileged containers`},
 	} {

@@ -95,6 +95,7 @@ type Container struct {
 	ReadinessProbe           *Probe               `json:"readinessProbe,omitempty"`
 	StartupProbe             *Probe               `json:"startupProbe,omitempty"`
 	Lifecycle                *Lifecycle           `json:"lifecycle,omitempty"`
+	RestartPolicy            string               `json:"restartPolicy,omitempty"` // rejected: sidecars are not supported yet
 	VolumeMounts             []VolumeMount        `json:"volumeMounts,omitempty"`
 	SecurityContext          *SecurityContext     `json:"securityContext,omitempty"`
 }
