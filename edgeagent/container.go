@@ -179,7 +179,7 @@ func (w *podWorker) stopped(pod *core.Pod, c *core.Container, st *ctrState, id s
 				term.Reason = "OOMKilled"
 			}
 		}
-		term.Message = w.terminationMessage(c, term.ExitCode)
+		term.Message = w.terminationMessage(pod, c, term.ExitCode)
 		if st.hookFailed != "" { // the kill of a failed postStart hook
 			term.Message = strings.TrimSpace(st.hookFailed + "\n" + term.Message)
 		}

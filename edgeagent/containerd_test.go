@@ -431,7 +431,7 @@ func TestContainerdTerminationMessageFile(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the container did not finish")
 	}
-	if msg := w.terminationMessage(c, 3); msg != "config missing\n" {
+	if msg := w.terminationMessage(&core.Pod{}, c, 3); msg != "config missing\n" {
 		t.Fatalf("termination message %q", msg)
 	}
 }

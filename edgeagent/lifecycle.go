@@ -225,8 +225,9 @@ func findContainer(pod *core.Pod, name string) *core.Container {
 // Termination messages: the container writes its last words to a file of
 // the pod's run directory, bind-mounted at its terminationMessagePath.
 const (
-	maxMessage     = 4096 // bytes read from the file, as the kubelet
-	maxLogMessage  = 2048 // bytes of the log's tail for FallbackToLogsOnError
+	maxMessage     = 4096     // bytes read from the file, as the kubelet
+	maxPodMessages = 12 << 10 // for all of a pod's containers: a node reports many pods
+	maxLogMessage  = 2048     // bytes of the log's tail for FallbackToLogsOnError
 	maxLogMsgLines = 80
 )
 
@@ -264,11 +265,15 @@ func (w *podWorker) clearTermination(name string) {
 // terminationMessage returns what c left as its termination message: the
 // file's first 4096 bytes or, with FallbackToLogsOnError, when the file is
 // empty and the container failed, the last 80 lines of its log (at most
-// 2048 bytes).
-func (w *podWorker) terminationMessage(c *core.Container, exitCode int32) string {
-	msg := readHead(w.terminationPath(c.Name), maxMessage)
+// 2048 bytes). As with the kubelet, a pod's containers share 12 KiB.
+func (w *podWorker) terminationMessage(pod *core.Pod, c *core.Container, exitCode int32) string {
+	limit := maxMessage
+	if n := len(pod.Spec.Containers) + len(pod.Spec.InitContainers); n > 0 {
+		limit = min(limit, maxPodMessages/n)
+	}
+	msg := readHead(w.terminationPath(c.Name), int64(limit))
 	if msg == "" && exitCode != 0 && c.TerminationMessagePolicy == core.TerminationMessageFallback {
-		msg = logTail(w.logPath(c.Name), maxLogMsgLines, maxLogMessage)
+		msg = logTail(w.logPath(c.Name), maxLogMsgLines, min(limit, maxLogMessage))
 	}
 	return msg
 }

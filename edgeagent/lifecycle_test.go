@@ -489,6 +489,20 @@ func TestWorkerTerminationMessage(t *testing.T) {
 			t.Fatalf("terminated %+v", term)
 		}
 	})
+	t.Run("PodBudget", func(t *testing.T) { // 12 KiB for all of a pod's containers
+		pod := testPod("job", busybox("app"), busybox("b"), busybox("c"), busybox("d"))
+		pod.Spec.RestartPolicy = core.RestartNever
+		h := newWorkerHarness(t, pod)
+		h.sync()
+		if err := os.WriteFile(h.w.terminationPath("app"), []byte(strings.Repeat("x", 5000)), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		h.rt.exit(t, h.id("app"), 1)
+		h.sync()
+		if term := h.status("app").State.Terminated; term == nil || len(term.Message) != 3072 {
+			t.Fatalf("terminated %+v", term)
+		}
+	})
 	t.Run("FallbackToLogsOnError", func(t *testing.T) {
 		c := busybox("app")
 		c.TerminationMessagePolicy = core.TerminationMessageFallback
