@@ -284,12 +284,7 @@ func Warnings(obj Object) []string {
 			w = append(w, fmt.Sprintf("%s.%s: ignored; %s", prefix, f.name, f.why))
 		}
 	}
-	for i, c := range spec.Containers {
-		if (c.TerminationMessagePath != "" && c.TerminationMessagePath != "/dev/termination-log") ||
-			(c.TerminationMessagePolicy != "" && c.TerminationMessagePolicy != "File") {
-			w = append(w, fmt.Sprintf("%s.containers[%d].terminationMessagePath: not read yet; the termination message is not reported", prefix, i))
-		}
-	}
+	w = append(w, lifecycleWarnings(prefix, spec)...)
 	if d, ok := obj.(*Deployment); ok && d.Spec.MinReadySeconds > 0 {
 		w = append(w, "spec.minReadySeconds: not enforced yet; a pod counts as available as soon as it is ready")
 	}

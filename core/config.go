@@ -228,25 +228,34 @@ func (s *PodSpec) ConfigRefs() (configMaps, secrets []string) {
 			secrets = append(secrets, v.Secret.SecretName)
 		}
 	}
-	for _, c := range s.Containers {
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
-				configMaps = append(configMaps, e.ValueFrom.ConfigMapKeyRef.Name)
-			}
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				secrets = append(secrets, e.ValueFrom.SecretKeyRef.Name)
-			}
-		}
-		for _, f := range c.EnvFrom {
-			if f.ConfigMapRef != nil {
-				configMaps = append(configMaps, f.ConfigMapRef.Name)
-			}
-			if f.SecretRef != nil {
-				secrets = append(secrets, f.SecretRef.Name)
-			}
-		}
+	for i := range s.InitContainers {
+		configMaps, secrets = s.InitContainers[i].configRefs(configMaps, secrets)
+	}
+	for i := range s.Containers {
+		configMaps, secrets = s.Containers[i].configRefs(configMaps, secrets)
 	}
 	slices.Sort(configMaps)
 	slices.Sort(secrets)
 	return slices.Compact(configMaps), slices.Compact(secrets)
+}
+
+// configRefs appends the ConfigMaps and Secrets c's environment uses.
+func (c *Container) configRefs(configMaps, secrets []string) ([]string, []string) {
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+			configMaps = append(configMaps, e.ValueFrom.ConfigMapKeyRef.Name)
+		}
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			secrets = append(secrets, e.ValueFrom.SecretKeyRef.Name)
+		}
+	}
+	for _, f := range c.EnvFrom {
+		if f.ConfigMapRef != nil {
+			configMaps = append(configMaps, f.ConfigMapRef.Name)
+		}
+		if f.SecretRef != nil {
+			secrets = append(secrets, f.SecretRef.Name)
+		}
+	}
+	return configMaps, secrets
 }

@@ -99,34 +99,9 @@ func defaultPodSpec(s *PodSpec) {
 		s.TerminationGracePeriodSeconds = &g
 	}
 	for i := range s.Containers {
-		c := &s.Containers[i]
-		if c.ImagePullPolicy == "" {
-			c.ImagePullPolicy = PullIfNotPresent
-		}
-		for j := range c.Ports {
-			if c.Ports[j].Protocol == "" {
-				c.Ports[j].Protocol = "TCP"
-			}
-		}
-		for _, p := range []*Probe{c.LivenessProbe, c.ReadinessProbe} {
-			if p == nil {
-				continue
-			}
-			if p.PeriodSeconds == 0 {
-				p.PeriodSeconds = 10
-			}
-			if p.TimeoutSeconds == 0 {
-				p.TimeoutSeconds = 1
-			}
-			if p.SuccessThreshold == 0 {
-				p.SuccessThreshold = 1
-			}
-			if p.FailureThreshold == 0 {
-				p.FailureThreshold = 3
-			}
-			if p.HTTPGet != nil && p.HTTPGet.Path == "" {
-				p.HTTPGet.Path = "/"
-			}
-		}
+		defaultContainer(&s.Containers[i])
+	}
+	for i := range s.InitContainers {
+		defaultContainer(&s.InitContainers[i])
 	}
 }

@@ -32,6 +32,9 @@ type PodSpec struct {
 	NodeName      string            `json:"nodeName,omitempty"`
 	RestartPolicy RestartPolicy     `json:"restartPolicy,omitempty"`
 	HostNetwork   bool              `json:"hostNetwork,omitempty"`
+	// InitContainers run one after the other, each to completion, before
+	// the containers start (container_lifecycle.go).
+	InitContainers []Container `json:"initContainers,omitempty"`
 	// Hostname and Subdomain name the pod in DNS: with a headless service
 	// named Subdomain, HOSTNAME.SUBDOMAIN.NS.svc resolves to the pod.
 	Hostname        string              `json:"hostname,omitempty"`
@@ -80,8 +83,9 @@ type Container struct {
 	Args            []string        `json:"args,omitempty"`
 	Env             []EnvVar        `json:"env,omitempty"`
 	EnvFrom         []EnvFromSource `json:"envFrom,omitempty"`
-	// TerminationMessagePath/Policy are accepted at their defaults
-	// (kubectl writes them); other values warn.
+	// TerminationMessagePath is the file (default /dev/termination-log)
+	// whose content becomes state.terminated.message; the policy
+	// FallbackToLogsOnError uses the log's tail when it is empty.
 	TerminationMessagePath   string               `json:"terminationMessagePath,omitempty"`
 	TerminationMessagePolicy string               `json:"terminationMessagePolicy,omitempty"`
 	WorkingDir               string               `json:"workingDir,omitempty"`
@@ -89,6 +93,9 @@ type Container struct {
 	Resources                ResourceRequirements `json:"resources,omitempty"`
 	LivenessProbe            *Probe               `json:"livenessProbe,omitempty"`
 	ReadinessProbe           *Probe               `json:"readinessProbe,omitempty"`
+	StartupProbe             *Probe               `json:"startupProbe,omitempty"`
+	Lifecycle                *Lifecycle           `json:"lifecycle,omitempty"`
+	RestartPolicy            string               `json:"restartPolicy,omitempty"` // rejected: sidecars are not supported yet
 	VolumeMounts             []VolumeMount        `json:"volumeMounts,omitempty"`
 	SecurityContext          *SecurityContext     `json:"securityContext,omitempty"`
 }
@@ -146,6 +153,8 @@ type VolumeMount struct {
 	MountPath string `json:"mountPath"`
 	ReadOnly  bool   `json:"readOnly,omitempty"`
 	SubPath   string `json:"subPath,omitempty"`
+	// MountPropagation: None (default), HostToContainer or Bidirectional.
+	MountPropagation string `json:"mountPropagation,omitempty"`
 }
 
 type Volume struct {
@@ -187,6 +196,8 @@ type PodStatus struct {
 	PodIP             string            `json:"podIP,omitempty"`
 	StartTime         *Time             `json:"startTime,omitempty"`
 	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+	// InitContainerStatuses are the init containers', in spec order.
+	InitContainerStatuses []ContainerStatus `json:"initContainerStatuses,omitempty"`
 }
 
 type PodCondition struct {
@@ -211,6 +222,9 @@ type ContainerStatus struct {
 	Image        string         `json:"image"`
 	ImageID      string         `json:"imageID,omitempty"`
 	ContainerID  string         `json:"containerID,omitempty"`
+	// Started is true once the container runs and its startup probe, if
+	// any, succeeded.
+	Started *bool `json:"started,omitempty"`
 }
 
 type ContainerState struct {
@@ -298,26 +312,39 @@ func (s *PodSpec) GracePeriod() int64 {
 	return 30
 }
 
-// Requests returns the pod's summed cpu (millicores) and memory (bytes)
-// requests. A container with limits but no requests requests its limits, as
-// in Kubernetes. The spec must have been validated.
+// Requests returns the pod's cpu (millicores) and memory (bytes) requests:
+// per resource, the larger of the containers' sum and the largest init
+// container's (they run one at a time, before the containers), as in
+// Kubernetes. A container with limits but no requests requests its limits.
+// The spec must have been validated.
 func (s *PodSpec) Requests() (milliCPU, memory int64) {
-	for _, c := range s.Containers {
-		cpu, mem := c.Resources.Requests["cpu"], c.Resources.Requests["memory"]
-		if cpu == "" {
-			cpu = c.Resources.Limits["cpu"]
-		}
-		if mem == "" {
-			mem = c.Resources.Limits["memory"]
-		}
-		if cpu != "" {
-			v, _ := cpu.MilliValue()
-			milliCPU += v
-		}
-		if mem != "" {
-			v, _ := mem.Value()
-			memory += v
-		}
+	for i := range s.Containers {
+		cpu, mem := s.Containers[i].requests()
+		milliCPU += cpu
+		memory += mem
+	}
+	for i := range s.InitContainers {
+		cpu, mem := s.InitContainers[i].requests()
+		milliCPU, memory = max(milliCPU, cpu), max(memory, mem)
+	}
+	return milliCPU, memory
+}
+
+// requests returns the container's cpu and memory requests, its limits
+// where it requests nothing.
+func (c *Container) requests() (milliCPU, memory int64) {
+	cpu, mem := c.Resources.Requests["cpu"], c.Resources.Requests["memory"]
+	if cpu == "" {
+		cpu = c.Resources.Limits["cpu"]
+	}
+	if mem == "" {
+		mem = c.Resources.Limits["memory"]
+	}
+	if cpu != "" {
+		milliCPU, _ = cpu.MilliValue()
+	}
+	if mem != "" {
+		memory, _ = mem.Value()
 	}
 	return milliCPU, memory
 }

@@ -147,6 +147,10 @@ type Mount struct {
 	Source      string
 	Destination string
 	ReadOnly    bool
+	// Propagation is the bind's propagation: "" (rprivate), "rslave"
+	// (mounts the host makes below Source appear in the container) or
+	// "rshared" (both ways).
+	Propagation string
 }
 
 // ContainerInfo is what the runtime knows of a container.

@@ -175,9 +175,9 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 	if o := pod.Owner(); o != nil {
 		owner = o.UID
 	}
-	images := make([]string, len(pod.Spec.Containers))
-	for i, c := range pod.Spec.Containers {
-		images[i] = NormalizeImage(c.Image)
+	images := pod.Spec.Images() // init containers' too: a node holding them starts the pod sooner
+	for i, img := range images {
+		images[i] = NormalizeImage(img)
 	}
 	ports := hostPortKeys(pod)
 	var vols *podVolumes

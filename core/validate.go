@@ -350,7 +350,7 @@ func validatePodSpec(path string, s *PodSpec) error {
 			return err
 		}
 	}
-	return nil
+	return validateInitContainers(path, s, volumes, names)
 }
 
 func validQuantity(path string, q Quantity) (int64, error) {
@@ -476,7 +476,7 @@ func validateContainer(p string, c *Container, volumes map[string]bool) error {
 	for _, pr := range []struct {
 		name  string
 		probe *Probe
-	}{{"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}} {
+	}{{"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}, {"startupProbe", c.StartupProbe}} {
 		if pr.probe == nil {
 			continue
 		}
@@ -496,7 +496,7 @@ func validateContainer(p string, c *Container, volumes map[string]bool) error {
 			return invalid(mp+".subPath", "%q must be a relative path without '..'", m.SubPath)
 		}
 	}
-	return nil
+	return validateContainerLifecycle(p, c)
 }
 
 func validatePort(path string, v IntOrString) error {

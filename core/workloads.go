@@ -198,8 +198,8 @@ func (c *Controllers) canStop(d *Deployment, p *Pod, n *Node, now time.Time) boo
 	if h := d.Status.History; len(h) > 0 && h[len(h)-1].Time != nil && now.Sub(h[len(h)-1].Time.Time) > c.PrefetchTimeout {
 		return true
 	}
-	for _, ctr := range d.Spec.Template.Spec.Containers {
-		if !n.HasImage(ctr.Image) {
+	for _, img := range d.Spec.Template.Spec.Images() {
+		if !n.HasImage(img) {
 			return false
 		}
 	}
@@ -222,9 +222,9 @@ func prefetch(deployments []*Deployment, pods []*Pod, nodes []*Node, hash func(*
 			if n == nil || p.Terminating() || p.Metadata.Labels[LabelTemplateHash] == hash {
 				continue
 			}
-			for _, ctr := range d.Spec.Template.Spec.Containers {
-				if !n.HasImage(ctr.Image) && !contains(out[n.Metadata.Name], ctr.Image) {
-					out[n.Metadata.Name] = append(out[n.Metadata.Name], ctr.Image)
+			for _, img := range d.Spec.Template.Spec.Images() {
+				if !n.HasImage(img) && !contains(out[n.Metadata.Name], img) {
+					out[n.Metadata.Name] = append(out[n.Metadata.Name], img)
 				}
 			}
 		}

@@ -613,9 +613,9 @@ func (a *Agent) apply() {
 		w.claims = p.Spec.ClaimNames()
 		w.setPod(p)
 		a.workers[uid] = w
-		for _, c := range p.Spec.Containers {
+		p.Spec.EachContainer(func(c *core.Container, _ bool) {
 			a.byContainer[containerID(p, c.Name)] = uid
-		}
+		})
 		w.start()
 	}
 	a.markDirty()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/edgeorch/edge/core"
@@ -31,6 +32,12 @@ type ctrState struct {
 	// (after the pod's status went out: on a busy node that write waits
 	// behind other containers' creation, and the pod is running already).
 	record map[string]string
+	// init marks an init container.
+	init bool
+	// hook is the postStart hook of the current start while it runs;
+	// hookFailed, the failure it reported, for the exit it caused.
+	hook       *hookRun
+	hookFailed string
 }
 
 // startCheck is when a worker looks again at a container it started; an
@@ -132,7 +139,7 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 	if startedAt != nil && now.Sub(startedAt.Time) > maxBackoff {
 		st.backoff = 0 // it ran long enough: the next crash restarts at once
 	}
-	if c.ReadinessProbe == nil {
+	if readyWithoutProbe(c, st) {
 		st.ready = true
 	}
 	return a.Resync
@@ -141,7 +148,7 @@ func (w *podWorker) syncContainer(pod *core.Pod, c *core.Container, st *ctrState
 // noTask handles a container without a task: never started, or its task
 // was deleted (a restart in progress, or a node reboot).
 func (w *podWorker) noTask(pod *core.Pod, c *core.Container, st *ctrState, id string, startedAt *core.Time, netReady func() error) time.Duration {
-	if startedAt != nil && !shouldRestart(pod.Spec.RestartPolicy, -1) {
+	if startedAt != nil && !shouldRestart(restartPolicy(pod, st), -1) {
 		// It ran before the node rebooted; its exit status is lost.
 		st.running, st.waiting = nil, nil
 		st.terminated = &core.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
@@ -151,7 +158,7 @@ func (w *podWorker) noTask(pod *core.Pod, c *core.Container, st *ctrState, id st
 	if now := w.a.Now(); now.Before(st.retryAt) {
 		return st.retryAt.Sub(now) // a failed start backs off
 	}
-	d, _ := w.startTask(c, st, id, startedAt != nil, netReady)
+	d, _ := w.startTask(pod, c, st, id, startedAt != nil, netReady)
 	return d
 }
 
@@ -172,6 +179,11 @@ func (w *podWorker) stopped(pod *core.Pod, c *core.Container, st *ctrState, id s
 				term.Reason = "OOMKilled"
 			}
 		}
+		term.Message = w.terminationMessage(pod, c, term.ExitCode)
+		if st.hookFailed != "" { // the kill of a failed postStart hook
+			term.Message = strings.TrimSpace(st.hookFailed + "\n" + term.Message)
+		}
+		st.cancelHook()
 		st.exitSeen, st.exit = task.ExitedAt, term
 		typ := core.EventNormal
 		if term.ExitCode != 0 {
@@ -180,7 +192,7 @@ func (w *podWorker) stopped(pod *core.Pod, c *core.Container, st *ctrState, id s
 		w.event(c.Name, typ, term.Reason, "Container %s exited with code %d", c.Name, term.ExitCode)
 	}
 	term := st.exit
-	if !shouldRestart(pod.Spec.RestartPolicy, term.ExitCode) {
+	if !shouldRestart(restartPolicy(pod, st), term.ExitCode) {
 		st.running, st.waiting, st.terminated, st.ready = nil, nil, term, false
 		return a.Resync
 	}
@@ -203,7 +215,7 @@ func (w *podWorker) stopped(pod *core.Pod, c *core.Container, st *ctrState, id s
 	if err := a.rt.DeleteTask(a.ctx, id); err != nil {
 		return time.Second
 	}
-	d, ok := w.startTask(c, st, id, true, netReady)
+	d, ok := w.startTask(pod, c, st, id, true, netReady)
 	if ok {
 		st.backoff = nextBackoff(st.backoff)
 		st.retryAt = time.Time{}
@@ -257,12 +269,13 @@ func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrSta
 
 // startTask starts a container's process; restart counts it as a restart.
 // ok is false if it did not start.
-func (w *podWorker) startTask(c *core.Container, st *ctrState, id string, restart bool, netReady func() error) (next time.Duration, ok bool) {
+func (w *podWorker) startTask(pod *core.Pod, c *core.Container, st *ctrState, id string, restart bool, netReady func() error) (next time.Duration, ok bool) {
 	a := w.a
 	if err := netReady(); err != nil {
 		st.waiting = &core.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
 		return 2 * time.Second, false
 	}
+	w.clearTermination(c.Name)
 	if err := a.rt.StartTask(a.ctx, id, w.logPath(c.Name)); err != nil {
 		st.running = nil
 		st.waiting = &core.ContainerStateWaiting{Reason: "RunContainerError", Message: err.Error()}
@@ -287,8 +300,10 @@ func (w *podWorker) startTask(c *core.Container, st *ctrState, id string, restar
 	st.record = labels
 	st.waiting, st.terminated = nil, nil
 	st.running = &core.ContainerStateRunning{StartedAt: now}
-	st.ready = c.ReadinessProbe == nil
 	st.probes = probeState{}
+	st.hookFailed = ""
+	w.startPostStart(pod, c, st, id)
+	st.ready = readyWithoutProbe(c, st)
 	// The next exit is a new one, whatever its time says.
 	st.exit = nil
 	return startCheck, true

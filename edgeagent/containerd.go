@@ -243,14 +243,33 @@ func containerSpecOpts(cfg *core.ContainerConfig, cgroupPath string, swap bool) 
 	}
 	if len(cfg.Mounts) > 0 {
 		mounts := make([]specs.Mount, 0, len(cfg.Mounts))
+		rootfs := ""
 		for _, m := range cfg.Mounts {
 			o := []string{"rbind", "rprivate", "rw"}
+			if m.Propagation != "" {
+				o[1] = m.Propagation
+				// The container's root must not be private for the mount
+				// to receive (rslave) or send (rshared) mounts, as
+				// containerd's CRI plugin arranges.
+				if m.Propagation == "rshared" || rootfs == "" {
+					rootfs = m.Propagation
+				}
+			}
 			if m.ReadOnly {
 				o[2] = "ro"
 			}
 			mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: o})
 		}
 		opts = append(opts, oci.WithMounts(mounts))
+		if rootfs != "" {
+			opts = append(opts, func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+				if s.Linux == nil {
+					s.Linux = &specs.Linux{}
+				}
+				s.Linux.RootfsPropagation = rootfs
+				return nil
+			})
+		}
 	}
 	for _, d := range cfg.Devices {
 		opts = append(opts, oci.WithDevices(d.HostPath, d.ContainerPath, d.Permissions))

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"golang.org/x/sys/unix"
 	"github.com/opencontainers/image-spec/identity"
+	"golang.org/x/sys/unix"
 
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/images"
@@ -455,5 +455,89 @@ func TestContainerdDevice(t *testing.T) {
 	}
 	if _, err := devices(&core.Pod{Spec: core.PodSpec{Volumes: []core.Volume{{Name: "zb", HostPath: &core.HostPathVolumeSource{Path: t.TempDir(), Type: "CharDevice"}}}}}, ctr); err == nil || !strings.Contains(err.Error(), "is not a device") {
 		t.Errorf("a directory as CharDevice: %v", err)
+	}
+}
+
+// A termination message file bind-mounted at /dev/termination-log is
+// writable by a non-root container, and what it wrote is on the node after
+// it exits.
+func TestContainerdTerminationMessageFile(t *testing.T) {
+	r := startContainerd(t)
+	ctx := context.Background()
+	w := &podWorker{a: &Agent{RunDir: t.TempDir()}, uid: "u1"}
+	c := &core.Container{Name: "app"}
+	m, err := w.terminationMount(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := uint32(1000)
+	id := "msg.app.1"
+	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, UID: &uid, ReadOnlyRoot: true, Mounts: []core.Mount{m},
+		Command: []string{"sh", "-c", "echo 'config missing' > /dev/termination-log; exit 3"}}
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartTask(ctx, id, filepath.Join(t.TempDir(), "app.log")); err != nil {
+		t.Fatal(err)
+	}
+	wait, err := r.WaitTask(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-wait:
+		if st.ExitCode != 3 {
+			t.Fatalf("exit %d", st.ExitCode)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the container did not finish")
+	}
+	if msg := w.terminationMessage(&core.Pod{}, c, 3); msg != "config missing\n" {
+		t.Fatalf("termination message %q", msg)
+	}
+}
+
+// mountPropagation for real: with HostToContainer (rslave) a mount the
+// node makes under a hostPath after the start appears in the container;
+// without it (rprivate) it does not.
+func TestContainerdMountPropagation(t *testing.T) {
+	r := startContainerd(t)
+	ctx := context.Background()
+	host := t.TempDir()
+	// A shared mount of its own, so the test does not depend on how the
+	// machine's / propagates.
+	if out, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", host).CombinedOutput(); err != nil {
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-R", "-l", host).Run() })
+	if out, err := exec.Command("mount", "--make-rshared", host).CombinedOutput(); err != nil {
+		t.Fatalf("make-rshared: %v %s", err, out)
+	}
+	run := func(id, propagation string) {
+		cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Command: []string{"sleep", "300"},
+			Mounts: []core.Mount{{Source: host, Destination: "/host", ReadOnly: true, Propagation: propagation}}}
+		if err := r.CreateContainer(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.StartTask(ctx, id, filepath.Join(t.TempDir(), id+".log")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("prop.slave.1", propagation(core.PropagationHostToContainer))
+	run("prop.private.1", propagation(core.PropagationNone))
+	sub := filepath.Join(host, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", sub).CombinedOutput(); err != nil {
+		t.Fatalf("mount under the hostPath: %v %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "seen"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int{"prop.slave.1": 0, "prop.private.1": 1} {
+		if code, err := r.Exec(ctx, id, []string{"test", "-f", "/host/sub/seen"}); err != nil || code != want {
+			t.Errorf("%s: the node's new mount seen: exit %d (%v), want %d", id, code, err, want)
+		}
 	}
 }

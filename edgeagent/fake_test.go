@@ -114,6 +114,9 @@ type fakeRuntime struct {
 	trapTERM map[string]bool
 	// exec answers exec probes; nil answers 0.
 	exec func(id string, cmd []string) (int, error)
+	// execCtx, when set, answers instead of exec, and may wait on ctx
+	// (a hook that runs until its deadline).
+	execCtx func(ctx context.Context, id string, cmd []string) (int, error)
 }
 
 type fakeContainer struct {
@@ -360,16 +363,19 @@ func (r *fakeRuntime) DeleteTask(_ context.Context, id string) error {
 	return nil
 }
 
-func (r *fakeRuntime) Exec(_ context.Context, id string, cmd []string) (int, error) {
+func (r *fakeRuntime) Exec(ctx context.Context, id string, cmd []string) (int, error) {
 	r.mu.Lock()
 	c, err := r.taskOf(id)
 	if err == nil && c.task.status.State != core.TaskRunning {
 		err = core.Errorf(core.ECONFLICT, "task %q is not running", id)
 	}
-	exec := r.exec
+	exec, execCtx := r.exec, r.execCtx
 	r.mu.Unlock()
 	if err != nil {
 		return 0, err
+	}
+	if execCtx != nil {
+		return execCtx(ctx, id, cmd)
 	}
 	if exec == nil {
 		return 0, nil

@@ -29,11 +29,7 @@ func (a *Agent) Logs(ctx context.Context, req core.LogRequest, w func([]byte) er
 	pod := worker.pod
 	worker.mu.Unlock()
 	if pod != nil {
-		found := false
-		for _, c := range pod.Spec.Containers {
-			found = found || c.Name == req.Container
-		}
-		if !found {
+		if findContainer(pod, req.Container) == nil { // init containers' logs too
 			return core.Errorf(core.EINVALID, "container %q is not in pod %q", req.Container, req.Pod)
 		}
 	}

@@ -13,16 +13,34 @@ import (
 	"github.com/edgeorch/edge/core"
 )
 
-// probeState tracks a container's readiness and liveness probes.
+// probeState tracks a container's startup, readiness and liveness probes.
 type probeState struct {
 	nextReady, nextLive      time.Time
 	readyOK, readyFail, live int
+	// started: the startup probe succeeded (or there is none) since the
+	// container's last start.
+	started   bool
+	nextStart time.Time
+	startFail int
+}
+
+// startedUp reports whether c counts as started: it has no startup probe,
+// or that succeeded.
+func startedUp(c *core.Container, st *ctrState) bool {
+	return c.StartupProbe == nil || st.probes.started
+}
+
+// readyWithoutProbe reports whether c is ready as soon as it runs: no
+// readiness probe, started up, and its postStart hook done.
+func readyWithoutProbe(c *core.Container, st *ctrState) bool {
+	return c.ReadinessProbe == nil && startedUp(c, st) && st.hook == nil
 }
 
 // probe runs the container's due probes and returns when the next is due
-// (0 if it has none).
+// (0 if it has none). Until its startup probe succeeds only that runs; no
+// probe runs before its postStart hook is done.
 func (w *podWorker) probe(pod *core.Pod, c *core.Container, st *ctrState) time.Duration {
-	if st.running == nil || (c.ReadinessProbe == nil && c.LivenessProbe == nil) {
+	if st.running == nil || st.hook != nil || (c.ReadinessProbe == nil && c.LivenessProbe == nil && c.StartupProbe == nil) {
 		return 0
 	}
 	now := w.a.Now()
@@ -34,6 +52,33 @@ func (w *podWorker) probe(pod *core.Pod, c *core.Container, st *ctrState) time.D
 	schedule := func(at time.Time) {
 		if d := at.Sub(now); next == 0 || d < next {
 			next = max(d, 10*time.Millisecond)
+		}
+	}
+	if p := c.StartupProbe; p != nil && !st.probes.started {
+		ps := &st.probes
+		if ps.nextStart.IsZero() {
+			ps.nextStart = started.Add(time.Duration(p.InitialDelaySeconds) * time.Second)
+		}
+		if !now.Before(ps.nextStart) {
+			if err := w.runProbe(pod, c, p); err == nil {
+				ps.started, ps.startFail = true, 0
+				// The other probes start now, their initial delays
+				// counted from the container's start, as the kubelet.
+				ps.nextReady, ps.nextLive = time.Time{}, time.Time{}
+				if readyWithoutProbe(c, st) {
+					st.ready = true
+				}
+			} else if ps.startFail++; ps.startFail >= int(p.FailureThreshold) {
+				w.a.Log.Info("startup probe failed; restarting container", "pod", w.namespace+"/"+w.name, "container", c.Name, "err", err)
+				w.event(c.Name, core.EventWarning, "Unhealthy", "Startup probe failed %d times: %v; restarting the container", p.FailureThreshold, err)
+				w.killForRestart(pod, c)
+				ps.startFail = 0
+			}
+			ps.nextStart = now.Add(time.Duration(p.PeriodSeconds) * time.Second)
+		}
+		if !ps.started {
+			schedule(ps.nextStart)
+			return next
 		}
 	}
 	if p := c.ReadinessProbe; p != nil {
@@ -123,34 +168,41 @@ func (w *podWorker) dial(ctx context.Context, pod *core.Pod, host string, port i
 func (w *podWorker) runProbe(pod *core.Pod, c *core.Container, p *core.Probe) error {
 	ctx, cancel := context.WithTimeout(w.a.ctx, time.Duration(p.TimeoutSeconds)*time.Second)
 	defer cancel()
+	return w.action(ctx, pod, c, containerID(pod, c.Name), p.Exec, p.HTTPGet, p.TCPSocket)
+}
+
+// action runs a probe's or a hook's check against container id of pod:
+// the one of exec, httpGet or tcpSocket that is set.
+func (w *podWorker) action(ctx context.Context, pod *core.Pod, c *core.Container, id string,
+	exec *core.ExecAction, httpGet *core.HTTPGetAction, tcpSocket *core.TCPSocketAction) error {
 	switch {
-	case p.TCPSocket != nil:
-		port, err := w.port(c, p.TCPSocket.Port)
+	case tcpSocket != nil:
+		port, err := w.port(c, tcpSocket.Port)
 		if err != nil {
 			return err
 		}
-		conn, err := w.dial(ctx, pod, p.TCPSocket.Host, port)
+		conn, err := w.dial(ctx, pod, tcpSocket.Host, port)
 		if err != nil {
 			return err
 		}
 		return conn.Close()
-	case p.HTTPGet != nil:
-		port, err := w.port(c, p.HTTPGet.Port)
+	case httpGet != nil:
+		port, err := w.port(c, httpGet.Port)
 		if err != nil {
 			return err
 		}
 		scheme := "http"
-		if p.HTTPGet.Scheme == "HTTPS" {
+		if httpGet.Scheme == "HTTPS" {
 			scheme = "https"
 		}
 		client := &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return w.dial(ctx, pod, p.HTTPGet.Host, port)
+				return w.dial(ctx, pod, httpGet.Host, port)
 			},
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // as the kubelet: probes check liveness, not identity
 			DisableKeepAlives: true,
 		}}
-		req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s://probe:%d%s", scheme, port, p.HTTPGet.Path), nil)
+		req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s://probe:%d%s", scheme, port, httpGet.Path), nil)
 		if err != nil {
 			return err
 		}
@@ -163,19 +215,19 @@ func (w *podWorker) runProbe(pod *core.Pod, c *core.Container, p *core.Probe) er
 			return fmt.Errorf("HTTP probe failed with status %d", resp.StatusCode)
 		}
 		return nil
-	case p.Exec != nil:
-		return w.execProbe(ctx, pod, c, p.Exec.Command)
+	case exec != nil:
+		return w.execProbe(ctx, id, exec.Command)
 	}
 	return nil
 }
 
-func (w *podWorker) execProbe(ctx context.Context, pod *core.Pod, c *core.Container, cmd []string) error {
-	code, err := w.a.rt.Exec(ctx, containerID(pod, c.Name), cmd)
+func (w *podWorker) execProbe(ctx context.Context, id string, cmd []string) error {
+	code, err := w.a.rt.Exec(ctx, id, cmd)
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		return fmt.Errorf("exec probe exited with %d", code)
+		return fmt.Errorf("command %s exited with %d", cmd[0], code)
 	}
 	return nil
 }

@@ -116,6 +116,10 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 	if err != nil {
 		return nil, err
 	}
+	msg, err := w.terminationMount(c)
+	if err != nil {
+		return nil, fmt.Errorf("termination message file: %w", err)
+	}
 	labels := map[string]string{
 		labelPodUID: pod.Metadata.UID, labelPodName: pod.Metadata.Name, labelPodNamespace: pod.Metadata.Namespace,
 		labelContainer: c.Name, labelRestarts: "0",
@@ -125,7 +129,7 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 		ID: containerID(pod, c.Name), Image: image, Labels: labels,
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
 		HostNetwork: pod.Spec.HostNetwork, Resources: res,
-		Mounts: append(podFileMounts(pod, w.podDir(), w.a.ResolvConf != nil), vols...),
+		Mounts: append(append(podFileMounts(pod, w.podDir(), w.a.ResolvConf != nil), vols...), msg),
 	}
 	cfg.Env = env
 	if cfg.Devices, err = devices(pod, c); err != nil {
@@ -241,7 +245,7 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 				return nil, fmt.Errorf("volume %q subPath: %w", m.Name, err)
 			}
 		}
-		out = append(out, core.Mount{Source: src, Destination: m.MountPath, ReadOnly: m.ReadOnly})
+		out = append(out, core.Mount{Source: src, Destination: m.MountPath, ReadOnly: m.ReadOnly, Propagation: propagation(m.MountPropagation)})
 	}
 	return out, nil
 }

@@ -36,6 +36,9 @@ type podWorker struct {
 	quit        chan struct{}
 	startOnce   sync.Once
 	stopOnce    sync.Once
+	// initDone: the init containers completed (worker goroutine only);
+	// initChecked: whether the runtime was asked if they had already.
+	initDone, initChecked bool
 }
 
 func (a *Agent) newWorker(uid, namespace, name string) *podWorker {
@@ -160,13 +163,15 @@ func (w *podWorker) sync() time.Duration {
 	// runs; a missing one keeps containers from starting, with the reason.
 	if err := w.syncConfigVolumes(pod); err != nil {
 		running := false
-		for _, c := range pod.Spec.Containers {
+		pod.Spec.EachContainer(func(c *core.Container, _ bool) {
 			running = running || w.state(c.Name).running != nil
-		}
+		})
 		if !running {
-			for _, c := range pod.Spec.Containers {
-				w.state(c.Name).waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
-			}
+			pod.Spec.EachContainer(func(c *core.Container, _ bool) {
+				if st := w.state(c.Name); !completed(st) {
+					st.waiting = &core.ContainerStateWaiting{Reason: "CreateContainerConfigError", Message: err.Error()}
+				}
+			})
 			w.updateStatus(pod)
 			return 2 * time.Second
 		}
@@ -185,17 +190,39 @@ func (w *podWorker) sync() time.Duration {
 		go func() { done <- w.setupNetwork(pod) }() // joined below: netReady is always called
 		netReady = sync.OnceValue(func() error { return <-done })
 	}
+	// Init containers first, each to completion; the containers start
+	// once they all did.
+	initialized, d := w.syncInit(pod, netReady)
+	next = min(next, d)
+	// A container whose postStart hook runs holds back the creation of
+	// the next ones, as in Kubernetes (a sidecar's hook can wait for it).
+	hookBlocks := false
 	for i := range pod.Spec.Containers {
+		if !initialized {
+			break
+		}
 		c := &pod.Spec.Containers[i]
 		// A container started above is recorded before this one's create
 		// (an image pull can take minutes, and an agent restarting meanwhile
 		// would lose its address and restart count).
+		for _, prev := range pod.Spec.InitContainers {
+			w.recordStart(containerID(pod, prev.Name), w.state(prev.Name))
+		}
 		for _, prev := range pod.Spec.Containers[:i] {
 			w.recordStart(containerID(pod, prev.Name), w.state(prev.Name))
 		}
-		d := w.syncContainer(pod, c, w.state(c.Name), netReady)
+		st := w.state(c.Name)
+		if hookBlocks && st.created.IsZero() {
+			st.waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating", Message: "waiting for the postStart hooks of the containers before it"}
+			continue
+		}
+		d := w.syncContainer(pod, c, st, netReady)
 		next = min(next, d)
-		if pd := w.probe(pod, c, w.state(c.Name)); pd > 0 {
+		if w.hookPending(c, st, containerID(pod, c.Name)) {
+			hookBlocks = true
+			continue // its probes wait for it; it wakes the worker when done
+		}
+		if pd := w.probe(pod, c, st); pd > 0 {
 			next = min(next, pd)
 		}
 	}
@@ -209,15 +236,14 @@ func (w *podWorker) sync() time.Duration {
 		next = 2 * time.Second
 	}
 	w.updateStatus(pod)
-	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
+	pod.Spec.EachContainer(func(c *core.Container, _ bool) {
 		if st := w.state(c.Name); st.record != nil {
 			w.recordStart(containerID(pod, c.Name), st)
 			if st.record != nil {
 				next = min(next, 2*time.Second)
 			}
 		}
-	}
+	})
 	return max(next, 10*time.Millisecond)
 }
 
@@ -315,49 +341,67 @@ func (w *podWorker) updateStatus(pod *core.Pod) {
 	st := core.PodStatus{Phase: core.PodPending, HostIP: a.HostIP()}
 	allDone, allOK, anyRunning, allReady := true, true, false, true
 	var started *core.Time
+	earliest := func(s *ctrState) {
+		if !s.created.IsZero() {
+			if t := core.NewTime(s.created); started == nil || t.Before(started.Time) {
+				started = t
+			}
+		}
+	}
 	w.mu.Lock()
 	st.PodIP = w.podIP
 	if pod.Spec.HostNetwork {
 		st.PodIP = st.HostIP
 	}
+	initFailed := false
+	for _, c := range pod.Spec.InitContainers {
+		s := w.ctrs[c.Name]
+		if s == nil {
+			s = &ctrState{waiting: &core.ContainerStateWaiting{Reason: "PodInitializing"}}
+		}
+		earliest(s)
+		cs := w.containerStatus(pod, &c, s)
+		cs.Ready = completed(s) // as the kubelet reports a finished init container
+		if t := s.terminated; t != nil && t.ExitCode != 0 && !shouldRestart(restartPolicy(pod, s), t.ExitCode) {
+			initFailed = true
+		}
+		st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+	}
 	for _, c := range pod.Spec.Containers {
 		s := w.ctrs[c.Name]
 		if s == nil {
-			s = &ctrState{waiting: &core.ContainerStateWaiting{Reason: "ContainerCreating"}}
-		}
-		cs := core.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: s.imageID, RestartCount: s.restarts, Ready: s.ready && s.running != nil}
-		if !s.created.IsZero() {
-			cs.ContainerID = "containerd://" + containerID(pod, c.Name)
-			if t := core.NewTime(s.created); started == nil || t.Before(started.Time) {
-				started = t
+			reason := "ContainerCreating"
+			if !w.initDone && len(pod.Spec.InitContainers) > 0 {
+				reason = "PodInitializing"
 			}
+			s = &ctrState{waiting: &core.ContainerStateWaiting{Reason: reason}}
 		}
+		earliest(s)
+		cs := w.containerStatus(pod, &c, s)
+		cs.Started = new(bool)
+		*cs.Started = s.running != nil && startedUp(&c, s)
 		switch {
 		case s.running != nil:
-			cs.State.Running = s.running
 			anyRunning = true
 			allDone = false
 		case s.terminated != nil:
-			cs.State.Terminated = s.terminated
 			if s.terminated.ExitCode != 0 {
 				allOK = false
 			}
 		default:
-			cs.State.Waiting = s.waiting
-			if cs.State.Waiting == nil {
-				cs.State.Waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating"}
-			}
 			allDone = false
-		}
-		if s.last != nil {
-			cs.LastState.Terminated = s.last
 		}
 		if !cs.Ready {
 			allReady = false
 		}
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
+	initialized := w.initDone || len(pod.Spec.InitContainers) == 0
 	switch {
+	case initFailed:
+		st.Phase = core.PodFailed
+	case !initialized:
+		st.Phase = core.PodPending
 	case allDone && allOK:
 		st.Phase = core.PodSucceeded
 	case allDone:
@@ -370,13 +414,54 @@ func (w *podWorker) updateStatus(pod *core.Pod) {
 	if allReady && st.Phase == core.PodRunning {
 		ready = core.ConditionTrue
 	}
-	st.Conditions = []core.PodCondition{{Type: "ContainersReady", Status: ready}, {Type: "Ready", Status: ready}}
+	init := core.PodCondition{Type: "Initialized", Status: core.ConditionTrue}
+	if !initialized {
+		init = core.PodCondition{Type: "Initialized", Status: core.ConditionFalse, Reason: "ContainersNotInitialized",
+			Message: fmt.Sprintf("containers with incomplete status: %s", w.incompleteInit(pod))}
+	}
+	st.Conditions = []core.PodCondition{init, {Type: "ContainersReady", Status: ready}, {Type: "Ready", Status: ready}}
 	changed := w.status == nil || !core.JSONEqual(w.status, &st)
 	w.status = &st
 	w.mu.Unlock()
 	if changed {
 		a.markDirty()
 	}
+}
+
+// containerStatus reports one container as the worker knows it; the
+// caller holds w.mu.
+func (w *podWorker) containerStatus(pod *core.Pod, c *core.Container, s *ctrState) core.ContainerStatus {
+	cs := core.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: s.imageID, RestartCount: s.restarts, Ready: s.ready && s.running != nil}
+	if !s.created.IsZero() {
+		cs.ContainerID = "containerd://" + containerID(pod, c.Name)
+	}
+	switch {
+	case s.running != nil:
+		cs.State.Running = s.running
+	case s.terminated != nil:
+		cs.State.Terminated = s.terminated
+	default:
+		cs.State.Waiting = s.waiting
+		if cs.State.Waiting == nil {
+			cs.State.Waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating"}
+		}
+	}
+	if s.last != nil {
+		cs.LastState.Terminated = s.last
+	}
+	return cs
+}
+
+// incompleteInit names the init containers that have not completed; the
+// caller holds w.mu.
+func (w *podWorker) incompleteInit(pod *core.Pod) string {
+	var names []string
+	for _, c := range pod.Spec.InitContainers {
+		if s := w.ctrs[c.Name]; s == nil || !completed(s) {
+			names = append(names, c.Name)
+		}
+	}
+	return "[" + strings.Join(names, " ") + "]"
 }
 
 // report returns the pod's status for the node report.
@@ -397,6 +482,11 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	if err != nil {
 		return err
 	}
+	w.mu.Lock()
+	for _, st := range w.ctrs {
+		st.cancelHook() // a postStart hook still running ends here
+	}
+	w.mu.Unlock()
 	var wg sync.WaitGroup
 	errs := make([]error, len(ctrs))
 	for i, c := range ctrs {
@@ -407,6 +497,11 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 		wg.Add(1)
 		go func() { // containers of a pod stop together, each with the full grace
 			defer wg.Done()
+			if pod != nil {
+				if ctr := findContainer(pod, c.Labels[labelContainer]); ctr != nil {
+					grace = w.preStop(pod, ctr, c.ID, grace) // what is left of it after the hook
+				}
+			}
 			// Once begun, a removal finishes even if the agent is
 			// stopping, except for waiting out the grace period.
 			errs[i] = a.removeContainer(context.WithoutCancel(ctx), c.ID, grace)

@@ -58,9 +58,9 @@ func newWorkerHarness(t *testing.T, pod *core.Pod) *workerHarness {
 	h := &workerHarness{t: t, clk: clk, rt: rt, a: a, pod: pod, events: events}
 	h.w = a.newWorker(pod.Metadata.UID, pod.Metadata.Namespace, pod.Metadata.Name)
 	a.workers[pod.Metadata.UID] = h.w
-	for _, c := range pod.Spec.Containers {
+	pod.Spec.EachContainer(func(c *core.Container, _ bool) {
 		a.byContainer[containerID(pod, c.Name)] = pod.Metadata.UID
-	}
+	})
 	h.w.setPod(pod)
 	return h
 }
@@ -538,7 +538,9 @@ func TestWorkerContainerConfig(t *testing.T) {
 	c.Env = []core.EnvVar{{Name: "MODE", Value: "edge"}}
 	c.WorkingDir = "/srv"
 	c.Resources.Limits = core.ResourceList{"memory": "64Mi", "cpu": "500m"}
-	c.VolumeMounts = []core.VolumeMount{{Name: "cache", MountPath: "/cache"}, {Name: "conf", MountPath: "/etc/app", ReadOnly: true}}
+	c.VolumeMounts = []core.VolumeMount{{Name: "cache", MountPath: "/cache"},
+		{Name: "conf", MountPath: "/etc/app", ReadOnly: true, MountPropagation: core.PropagationHostToContainer}}
+	c.TerminationMessagePath = "/run/last-words"
 	hostDir := t.TempDir()
 	pod := testPod("web", c)
 	pod.Spec.HostNetwork = false
@@ -566,12 +568,16 @@ func TestWorkerContainerConfig(t *testing.T) {
 		mounts = append(mounts, core.Mount{Source: "/etc/resolv.conf", Destination: "/etc/resolv.conf", ReadOnly: true})
 	}
 	mounts = append(mounts, core.Mount{Source: filepath.Join(podDir, "volumes", "cache"), Destination: "/cache"},
-		core.Mount{Source: hostDir, Destination: "/etc/app", ReadOnly: true})
+		core.Mount{Source: hostDir, Destination: "/etc/app", ReadOnly: true, Propagation: "rslave"},
+		core.Mount{Source: filepath.Join(h.a.RunDir, "pods", pod.Metadata.UID, "termination", "app"), Destination: "/run/last-words"})
 	if !reflect.DeepEqual(cfg.Mounts, mounts) {
 		t.Fatalf("mounts %+v\nwant %+v", cfg.Mounts, mounts)
 	}
 	if cfg.Labels[labelNetNS] != netns || cfg.Labels[labelPodUID] != pod.Metadata.UID || cfg.Labels[labelContainer] != "app" {
 		t.Fatalf("labels %v", cfg.Labels)
+	}
+	if fi, err := os.Stat(mounts[len(mounts)-1].Source); err != nil || fi.Mode().Perm() != 0o666 || fi.Size() != 0 {
+		t.Fatalf("termination message file: %v %v", fi, err) // writable by any user the container runs as
 	}
 	if ip := h.podStatus().PodIP; ip != "10.42.0.2" {
 		t.Fatalf("pod IP %q", ip)

@@ -36,6 +36,38 @@ func TestPodStatus(t *testing.T) {
 	}
 }
 
+// While init containers have not all completed, STATUS says how far they
+// got, as kubectl does.
+func TestPodStatusInit(t *testing.T) {
+	done := core.ContainerStatus{State: core.ContainerState{Terminated: &core.ContainerStateTerminated{Reason: "Completed"}}}
+	running := core.ContainerStatus{State: core.ContainerState{Running: &core.ContainerStateRunning{}}}
+	waiting := func(r string) core.ContainerStatus {
+		return core.ContainerStatus{State: core.ContainerState{Waiting: &core.ContainerStateWaiting{Reason: r}}}
+	}
+	failed := core.ContainerStatus{State: core.ContainerState{Terminated: &core.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}}}
+	for _, tt := range []struct {
+		init []core.ContainerStatus
+		want string
+	}{
+		{[]core.ContainerStatus{waiting("PodInitializing"), waiting("PodInitializing")}, "Init:0/2"},
+		{[]core.ContainerStatus{waiting("ContainerCreating"), waiting("PodInitializing")}, "Init:0/2"},
+		{[]core.ContainerStatus{done, running}, "Init:1/2"},
+		{[]core.ContainerStatus{done, waiting("CrashLoopBackOff")}, "Init:CrashLoopBackOff"},
+		{[]core.ContainerStatus{failed, waiting("PodInitializing")}, "Init:Error"},
+		{[]core.ContainerStatus{done, done}, "Running"},
+	} {
+		p := &core.Pod{Spec: core.PodSpec{NodeName: "n", InitContainers: make([]core.Container, len(tt.init))},
+			Status: core.PodStatus{Phase: core.PodPending, InitContainerStatuses: tt.init}}
+		if tt.want == "Running" {
+			p.Status.Phase = core.PodRunning
+			p.Status.ContainerStatuses = []core.ContainerStatus{running}
+		}
+		if s := PodStatus(p); s != tt.want {
+			t.Errorf("STATUS %q, want %q", s, tt.want)
+		}
+	}
+}
+
 func run(args ...string) (string, string, error) {
 	var o, e bytes.Buffer
 	err := Run(context.Background(), args, strings.NewReader(""), &o, &e)

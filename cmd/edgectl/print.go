@@ -162,6 +162,9 @@ func PodStatus(p *core.Pod) string {
 	if p.Status.Reason != "" {
 		return p.Status.Reason
 	}
+	if s, ok := initStatus(p); ok {
+		return s
+	}
 	for _, c := range p.Status.ContainerStatuses {
 		if w := c.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
 			return w.Reason
@@ -182,6 +185,29 @@ func PodStatus(p *core.Pod) string {
 	return string(p.Status.Phase)
 }
 
+// initStatus renders the STATUS of a pod whose init containers have not
+// all completed, as kubectl does: Init:N/M (N completed of M), or
+// Init:REASON when one failed or waits for a reason.
+func initStatus(p *core.Pod) (string, bool) {
+	for i, c := range p.Status.InitContainerStatuses {
+		switch t, w := c.State.Terminated, c.State.Waiting; {
+		case t != nil && t.ExitCode == 0:
+			continue
+		case t != nil && t.Reason != "":
+			return "Init:" + t.Reason, true
+		case t != nil && t.Signal != 0:
+			return fmt.Sprintf("Init:Signal:%d", t.Signal), true
+		case t != nil:
+			return fmt.Sprintf("Init:ExitCode:%d", t.ExitCode), true
+		case w != nil && w.Reason != "" && w.Reason != "PodInitializing" && w.Reason != "ContainerCreating":
+			return "Init:" + w.Reason, true
+		default:
+			return fmt.Sprintf("Init:%d/%d", i, len(p.Spec.InitContainers)), true
+		}
+	}
+	return "", false
+}
+
 func podReady(p *core.Pod) string {
 	ready := 0
 	for _, c := range p.Status.ContainerStatuses {
@@ -194,6 +220,9 @@ func podReady(p *core.Pod) string {
 
 func restarts(p *core.Pod) string {
 	n := p.Restarts()
+	for _, c := range p.Status.InitContainerStatuses { // as kubectl counts them
+		n += c.RestartCount
+	}
 	var last *core.Time
 	for _, c := range p.Status.ContainerStatuses {
 		if t := c.LastState.Terminated; t != nil && t.FinishedAt != nil && (last == nil || t.FinishedAt.After(last.Time)) {
@@ -495,45 +524,10 @@ func (d *describer) pod(v *core.Pod) {
 	if o := v.Owner(); o != nil {
 		d.p("Controlled By", string(o.Kind)+"/"+o.Name)
 	}
-	fmt.Fprintln(d.tw, "Containers:")
-	statuses := map[string]core.ContainerStatus{}
-	for _, cs := range v.Status.ContainerStatuses {
-		statuses[cs.Name] = cs
+	if len(v.Spec.InitContainers) > 0 {
+		d.containers("Init Containers", v.Spec.InitContainers, v.Status.InitContainerStatuses)
 	}
-	for _, c := range v.Spec.Containers {
-		cs := statuses[c.Name]
-		fmt.Fprintf(d.tw, "  %s:\n", c.Name)
-		fmt.Fprintf(d.tw, "    Image:\t%s\n", c.Image)
-		if len(c.Command) > 0 {
-			fmt.Fprintf(d.tw, "    Command:\t%s\n", strings.Join(c.Command, " "))
-		}
-		if len(c.Args) > 0 {
-			fmt.Fprintf(d.tw, "    Args:\t%s\n", strings.Join(c.Args, " "))
-		}
-		switch s := cs.State; {
-		case s.Running != nil:
-			fmt.Fprintf(d.tw, "    State:\tRunning\n")
-		case s.Waiting != nil:
-			fmt.Fprintf(d.tw, "    State:\tWaiting\n      Reason:\t%s\n", s.Waiting.Reason)
-			if s.Waiting.Message != "" {
-				fmt.Fprintf(d.tw, "      Message:\t%s\n", s.Waiting.Message)
-			}
-		case s.Terminated != nil:
-			fmt.Fprintf(d.tw, "    State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", s.Terminated.Reason, s.Terminated.ExitCode)
-		default:
-			fmt.Fprintf(d.tw, "    State:\tWaiting\n")
-		}
-		if t := cs.LastState.Terminated; t != nil {
-			fmt.Fprintf(d.tw, "    Last State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", t.Reason, t.ExitCode)
-		}
-		fmt.Fprintf(d.tw, "    Ready:\t%v\n    Restart Count:\t%d\n", cs.Ready, cs.RestartCount)
-		if len(c.Resources.Limits) > 0 {
-			fmt.Fprintf(d.tw, "    Limits:\t%s\n", resources(c.Resources.Limits))
-		}
-		if len(c.Resources.Requests) > 0 {
-			fmt.Fprintf(d.tw, "    Requests:\t%s\n", resources(c.Resources.Requests))
-		}
-	}
+	d.containers("Containers", v.Spec.Containers, v.Status.ContainerStatuses)
 	if len(v.Status.Conditions) > 0 {
 		fmt.Fprintln(d.tw, "Conditions:")
 		for _, c := range v.Status.Conditions {
@@ -561,6 +555,60 @@ func (d *describer) pod(v *core.Pod) {
 		fmt.Fprintf(d.tw, "  %s\t%s\t%s\t%s\n", e.Type, e.Reason, at, e.Message)
 	}
 	notes(d.tw, core.Warnings(v))
+}
+
+// oneLine keeps a multi-line termination message on its row.
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", " | ")
+}
+
+// containers describes a pod's containers or init containers.
+func (d *describer) containers(title string, ctrs []core.Container, status []core.ContainerStatus) {
+	fmt.Fprintln(d.tw, title+":")
+	statuses := map[string]core.ContainerStatus{}
+	for _, cs := range status {
+		statuses[cs.Name] = cs
+	}
+	for _, c := range ctrs {
+		cs := statuses[c.Name]
+		fmt.Fprintf(d.tw, "  %s:\n", c.Name)
+		fmt.Fprintf(d.tw, "    Image:\t%s\n", c.Image)
+		if len(c.Command) > 0 {
+			fmt.Fprintf(d.tw, "    Command:\t%s\n", strings.Join(c.Command, " "))
+		}
+		if len(c.Args) > 0 {
+			fmt.Fprintf(d.tw, "    Args:\t%s\n", strings.Join(c.Args, " "))
+		}
+		switch s := cs.State; {
+		case s.Running != nil:
+			fmt.Fprintf(d.tw, "    State:\tRunning\n")
+		case s.Waiting != nil:
+			fmt.Fprintf(d.tw, "    State:\tWaiting\n      Reason:\t%s\n", s.Waiting.Reason)
+			if s.Waiting.Message != "" {
+				fmt.Fprintf(d.tw, "      Message:\t%s\n", s.Waiting.Message)
+			}
+		case s.Terminated != nil:
+			fmt.Fprintf(d.tw, "    State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", s.Terminated.Reason, s.Terminated.ExitCode)
+			if m := s.Terminated.Message; m != "" {
+				fmt.Fprintf(d.tw, "      Message:\t%s\n", oneLine(m))
+			}
+		default:
+			fmt.Fprintf(d.tw, "    State:\tWaiting\n")
+		}
+		if t := cs.LastState.Terminated; t != nil {
+			fmt.Fprintf(d.tw, "    Last State:\tTerminated\n      Reason:\t%s\n      Exit Code:\t%d\n", t.Reason, t.ExitCode)
+			if t.Message != "" {
+				fmt.Fprintf(d.tw, "      Message:\t%s\n", oneLine(t.Message))
+			}
+		}
+		fmt.Fprintf(d.tw, "    Ready:\t%v\n    Restart Count:\t%d\n", cs.Ready, cs.RestartCount)
+		if len(c.Resources.Limits) > 0 {
+			fmt.Fprintf(d.tw, "    Limits:\t%s\n", resources(c.Resources.Limits))
+		}
+		if len(c.Resources.Requests) > 0 {
+			fmt.Fprintf(d.tw, "    Requests:\t%s\n", resources(c.Resources.Requests))
+		}
+	}
 }
 
 func (d *describer) node(v *core.Node) {

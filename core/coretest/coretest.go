@@ -303,8 +303,8 @@ func (c *Cluster) AgentWith(node string, status func(*core.Pod) *core.PodStatus)
 			rep.Status.Images = append(rep.Status.Images, core.NodeImage{Names: []string{img}})
 		}
 		for _, p := range ds.Pods {
-			for _, ctr := range p.Spec.Containers {
-				rep.Status.Images = append(rep.Status.Images, core.NodeImage{Names: []string{ctr.Image}})
+			for _, img := range p.Spec.Images() {
+				rep.Status.Images = append(rep.Status.Images, core.NodeImage{Names: []string{img}})
 			}
 		}
 		for _, p := range ds.Pods {

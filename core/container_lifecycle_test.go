@@ -1,0 +1,203 @@
+package core
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+const lifecyclePod = `apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  initContainers:
+  - name: init-a
+    image: busybox
+    command: [sh, -c, "echo a >> /work/order"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: init-b
+    image: busybox
+    env: [{name: X, valueFrom: {configMapKeyRef: {name: init-cm, key: x}}}]
+    envFrom: [{secretRef: {name: init-secret}}]
+  containers:
+  - name: app
+    image: demo:1
+    startupProbe: {tcpSocket: {port: 80}, failureThreshold: 30, periodSeconds: 5}
+    lifecycle:
+      postStart: {exec: {command: [sh, -c, "echo started"]}}
+      preStop: {sleep: {seconds: 5}}
+    terminationMessagePath: /tmp/last-words
+    terminationMessagePolicy: FallbackToLogsOnError
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: host, mountPath: /host, readOnly: true, mountPropagation: HostToContainer}
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: host, hostPath: {path: /}}
+`
+
+func decodeOne(t *testing.T, doc string) (Object, error) {
+	t.Helper()
+	objs, err := DecodeManifests([]ManifestFile{{Name: "f.yaml", Data: []byte(doc)}})
+	if err != nil {
+		return nil, err
+	}
+	return objs[0], nil
+}
+
+func TestDecodeLifecycle(t *testing.T) {
+	obj, err := decodeOne(t, lifecyclePod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := obj.(*Pod).Spec
+	if len(s.InitContainers) != 2 || s.InitContainers[1].ImagePullPolicy != PullIfNotPresent {
+		t.Fatalf("init containers not decoded or defaulted: %+v", s.InitContainers)
+	}
+	c := s.Containers[0]
+	if p := c.StartupProbe; p == nil || p.FailureThreshold != 30 || p.SuccessThreshold != 1 || p.TimeoutSeconds != 1 {
+		t.Fatalf("startup probe %+v", p)
+	}
+	if c.Lifecycle.PreStop.Sleep.Seconds != 5 || c.Lifecycle.PostStart.Exec.Command[0] != "sh" {
+		t.Fatalf("lifecycle %+v", c.Lifecycle)
+	}
+	if c.MessagePath() != "/tmp/last-words" || c.VolumeMounts[1].MountPropagation != PropagationHostToContainer {
+		t.Fatalf("container %+v", c)
+	}
+	if (&Container{}).MessagePath() != "/dev/termination-log" {
+		t.Fatal("default termination message path")
+	}
+	// An init container's ConfigMaps and Secrets go to its node too.
+	cms, secs := s.ConfigRefs()
+	if !slices.Equal(cms, []string{"init-cm"}) || !slices.Equal(secs, []string{"init-secret"}) {
+		t.Fatalf("config refs %v %v", cms, secs)
+	}
+	if imgs := s.Images(); !slices.Equal(imgs, []string{"busybox", "demo:1"}) {
+		t.Fatalf("images %v", imgs)
+	}
+	// Non-default termination message settings no longer warn.
+	if w := Warnings(obj); len(w) != 0 {
+		t.Fatalf("warnings %q", w)
+	}
+}
+
+func TestDecodeLifecycleErrors(t *testing.T) {
+	replace := func(old, new string) string {
+		if !strings.Contains(lifecyclePod, old) {
+			t.Fatalf("%q is not in the manifest", old)
+		}
+		return strings.Replace(lifecyclePod, old, new, 1)
+	}
+	initProbe := "  - name: init-b\n    image: busybox\n"
+	for _, tt := range []struct {
+		name, doc, want string
+	}{
+		{"duplicate name across init and containers", replace("name: init-b", "name: app"),
+			`spec.initContainers[1].name: duplicate container name "app"`},
+		{"duplicate init name", replace("name: init-b", "name: init-a"), `spec.initContainers[1].name: duplicate container name "init-a"`},
+		{"init name", replace("name: init-b", "name: Init_B"), `spec.initContainers[1].name: "Init_B"`},
+		{"init image", replace("  - name: init-b\n    image: busybox", "  - name: init-b\n    image: ''"), `spec.initContainers[1].image: required`},
+		{"init volume", replace("volumeMounts: [{name: work, mountPath: /work}]", "volumeMounts: [{name: nope, mountPath: /work}]"),
+			`spec.initContainers[0].volumeMounts[0].name: volume "nope" is not defined`},
+		{"init liveness probe", replace(initProbe, initProbe+"    livenessProbe: {exec: {command: [x]}}\n"),
+			`spec.initContainers[1].livenessProbe: may not be set for init containers`},
+		{"init readiness probe", replace(initProbe, initProbe+"    readinessProbe: {exec: {command: [x]}}\n"),
+			`spec.initContainers[1].readinessProbe: may not be set for init containers`},
+		{"init startup probe", replace(initProbe, initProbe+"    startupProbe: {exec: {command: [x]}}\n"),
+			`spec.initContainers[1].startupProbe: may not be set for init containers`},
+		{"init lifecycle", replace(initProbe, initProbe+"    lifecycle: {preStop: {exec: {command: [x]}}}\n"),
+			`spec.initContainers[1].lifecycle: may not be set for init containers`},
+		{"init env", replace("key: x}}}]", "key: 'a b'}}}]"), `spec.initContainers[1].env[0].valueFrom.configMapKeyRef.key: "a b" is not a key`},
+		{"startup probe action", replace("startupProbe: {tcpSocket: {port: 80},", "startupProbe: {"),
+			`spec.containers[0].startupProbe: exactly one of exec, httpGet or tcpSocket`},
+		{"startup probe successThreshold", replace("failureThreshold: 30,", "successThreshold: 2, failureThreshold: 30,"),
+			`spec.containers[0].startupProbe.successThreshold: 2: must be 1`},
+		{"startup probe negative", replace("periodSeconds: 5}", "periodSeconds: -5}"), `spec.containers[0].startupProbe.periodSeconds: must not be negative`},
+		{"hook without action", replace("preStop: {sleep: {seconds: 5}}", "preStop: {}"),
+			`spec.containers[0].lifecycle.preStop: exactly one of exec, httpGet, sleep or tcpSocket is required`},
+		{"hook with two actions", replace("preStop: {sleep: {seconds: 5}}", "preStop: {sleep: {seconds: 5}, exec: {command: [x]}}"),
+			`spec.containers[0].lifecycle.preStop: exactly one of`},
+		{"hook exec", replace(`postStart: {exec: {command: [sh, -c, "echo started"]}}`, "postStart: {exec: {}}"),
+			`spec.containers[0].lifecycle.postStart.exec.command: required`},
+		{"hook httpGet port", replace(`postStart: {exec: {command: [sh, -c, "echo started"]}}`, "postStart: {httpGet: {port: 0}}"),
+			`spec.containers[0].lifecycle.postStart.httpGet.port: 0 must be between 1 and 65535`},
+		{"hook httpGet scheme", replace(`postStart: {exec: {command: [sh, -c, "echo started"]}}`, "postStart: {httpGet: {port: 80, scheme: FTP}}"),
+			`spec.containers[0].lifecycle.postStart.httpGet.scheme: "FTP"`},
+		{"hook tcpSocket port", replace(`postStart: {exec: {command: [sh, -c, "echo started"]}}`, "postStart: {tcpSocket: {port: http-port-name-too-long}}"),
+			`spec.containers[0].lifecycle.postStart.tcpSocket.port`},
+		{"sleep seconds", replace("sleep: {seconds: 5}", "sleep: {seconds: 0}"), `spec.containers[0].lifecycle.preStop.sleep.seconds: 0: must be at least 1`},
+		{"unknown hook", replace("preStop: {sleep: {seconds: 5}}", "preStart: {sleep: {seconds: 5}}"), `unknown field "spec.containers[0].lifecycle.preStart"`},
+		{"termination message path", replace("terminationMessagePath: /tmp/last-words", "terminationMessagePath: last-words"),
+			`spec.containers[0].terminationMessagePath: "last-words" must be an absolute path`},
+		{"termination message policy", replace("terminationMessagePolicy: FallbackToLogsOnError", "terminationMessagePolicy: Logs"),
+			`spec.containers[0].terminationMessagePolicy: "Logs": must be File or FallbackToLogsOnError`},
+		{"mount propagation", replace("mountPropagation: HostToContainer", "mountPropagation: Slave"),
+			`spec.containers[0].volumeMounts[1].mountPropagation: "Slave": must be None, HostToContainer or Bidirectional`},
+		{"bidirectional unprivileged", replace("mountPropagation: HostToContainer", "mountPropagation: Bidirectional"),
+			`spec.containers[0].volumeMounts[1].mountPropagation: Bidirectional is only allowed for privileged containers`},
+		{"sidecar", replace(initProbe, initProbe+"    restartPolicy: Always\n"),
+			`spec.initContainers[1].restartPolicy: Always (a sidecar container) is not supported yet`},
+		{"container restartPolicy", replace("    startupProbe:", "    restartPolicy: Always\n    startupProbe:"),
+			`spec.containers[0].restartPolicy: may only be set for init containers`},
+		{"init mount propagation", replace("volumeMounts: [{name: work, mountPath: /work}]", "volumeMounts: [{name: work, mountPath: /work, mountPropagation: Bidirectional}]"),
+			`spec.initContainers[0].volumeMounts[0].mountPropagation: Bidirectional is only allowed for privileged containers`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decodeOne(t, tt.doc)
+			if err == nil {
+				t.Fatalf("decoded; want an error containing %q", tt.want)
+			}
+			if ErrorCode(err) != EINVALID || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q (%s)\nwant it to contain %q", err, ErrorCode(err), tt.want)
+			}
+		})
+	}
+	// Bidirectional is fine for a privileged container.
+	ok := replace("mountPropagation: HostToContainer", "mountPropagation: Bidirectional")
+	ok = strings.Replace(ok, "    terminationMessagePath:", "    securityContext: {privileged: true}\n    terminationMessagePath:", 1)
+	if _, err := decodeOne(t, ok); err != nil {
+		t.Fatal(err)
+	}
+	// tcpSocket hooks decode, with a warning.
+	obj, err := decodeOne(t, replace(`postStart: {exec: {command: [sh, -c, "echo started"]}}`, "postStart: {tcpSocket: {port: 80}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := Warnings(obj); len(w) != 1 || !strings.HasPrefix(w[0], "spec.containers[0].lifecycle.postStart.tcpSocket: deprecated") {
+		t.Fatalf("warnings %q", w)
+	}
+}
+
+// A pod requests, per resource, the larger of its containers' sum and its
+// largest init container's: they run one at a time, before the containers.
+func TestRequestsWithInitContainers(t *testing.T) {
+	ctr := func(cpu, mem string) Container {
+		c := Container{Name: "c", Image: "i", Resources: ResourceRequirements{Requests: ResourceList{}}}
+		if cpu != "" {
+			c.Resources.Requests["cpu"] = Quantity(cpu)
+		}
+		if mem != "" {
+			c.Resources.Requests["memory"] = Quantity(mem)
+		}
+		return c
+	}
+	limited := Container{Name: "l", Image: "i", Resources: ResourceRequirements{Limits: ResourceList{"cpu": "2", "memory": "64Mi"}}}
+	for _, tt := range []struct {
+		name       string
+		init, ctrs []Container
+		cpu, mem   int64
+	}{
+		{"no init containers", nil, []Container{ctr("100m", "64Mi"), ctr("200m", "32Mi")}, 300, 96 << 20},
+		{"init below the sum", []Container{ctr("250m", "64Mi")}, []Container{ctr("100m", "64Mi"), ctr("200m", "32Mi")}, 300, 96 << 20},
+		{"init above the sum", []Container{ctr("1", "512Mi"), ctr("50m", "1Gi")}, []Container{ctr("100m", "64Mi")}, 1000, 1 << 30},
+		{"per resource", []Container{ctr("500m", "16Mi")}, []Container{ctr("100m", "64Mi")}, 500, 64 << 20},
+		{"init limits as requests", []Container{limited}, []Container{ctr("100m", "")}, 2000, 64 << 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := PodSpec{InitContainers: tt.init, Containers: tt.ctrs}
+			if cpu, mem := s.Requests(); cpu != tt.cpu || mem != tt.mem {
+				t.Fatalf("requests %dm %d bytes, want %dm %d", cpu, mem, tt.cpu, tt.mem)
+			}
+		})
+	}
+}
