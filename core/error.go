@@ -3,6 +3,7 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Error codes. Transports map them at their edge (HTTP status, MQTT payload
@@ -20,6 +21,9 @@ const (
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// problems holds each problem of an EINVALID error that gathers
+	// several (see problems), so gathering nests without losing them.
+	problems []string
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -51,4 +55,45 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// problems gathers every problem of one object, so that a user fixes a
+// manifest in one round rather than one error at a time. Its error is nil,
+// the one problem, or an EINVALID error listing them all ("; ").
+type problems struct{ list []string }
+
+// add records err's problems (none for nil) and reports whether there
+// were any.
+func (p *problems) add(err error) bool {
+	if err == nil {
+		return false
+	}
+	var e *Error
+	switch {
+	case errors.As(err, &e) && len(e.problems) > 0:
+		p.list = append(p.list, e.problems...)
+	case e != nil:
+		p.list = append(p.list, e.Message)
+	default:
+		p.list = append(p.list, err.Error()) // validation's own fmt errors: nothing internal
+	}
+	return true
+}
+
+// maxProblems bounds one error's list: a manifest with thousands of
+// broken items needs the first few, not a megabyte of messages.
+const maxProblems = 20
+
+func (p *problems) err() error {
+	switch n := len(p.list); {
+	case n == 0:
+		return nil
+	case n == 1:
+		return Errorf(EINVALID, "%s", p.list[0])
+	case n > maxProblems:
+		list := append(p.list[:maxProblems:maxProblems], fmt.Sprintf("and %d more", n-maxProblems))
+		return &Error{Code: EINVALID, Message: strings.Join(list, "; "), problems: p.list}
+	default:
+		return &Error{Code: EINVALID, Message: strings.Join(p.list, "; "), problems: p.list}
+	}
 }

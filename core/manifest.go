@@ -111,18 +111,22 @@ func DecodeManifest(doc []byte) (Object, error) {
 	if want := Kind(kind).APIVersion(); apiVersion != want {
 		return nil, Errorf(EINVALID, "%s: apiVersion %q is not supported for %s (use %s)", what, apiVersion, kind, want)
 	}
-	if err := checkFields(raw, reflect.TypeOf(obj).Elem(), ""); err != nil {
-		return nil, Errorf(EINVALID, "%s: %v", what, err)
-	}
+	// Every problem of the document in one error: the unknown fields and
+	// what validation finds in the rest.
+	var pr problems
+	checkFields(raw, reflect.TypeOf(obj).Elem(), "", &pr)
 	if err := json.Unmarshal(j, obj); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, Errorf(EINVALID, "%s: %s: expected %s, got %s", what, te.Field, te.Type, te.Value)
+			pr.add(Errorf(EINVALID, "%s: expected %s, got %s", te.Field, te.Type, te.Value))
+		} else {
+			pr.add(Errorf(EINVALID, "%v", err))
 		}
-		return nil, Errorf(EINVALID, "%s: %v", what, err)
+		return nil, Errorf(EINVALID, "%s: %s", what, ErrorMessage(pr.err()))
 	}
 	SetDefaults(obj)
-	if err := Validate(obj); err != nil {
+	pr.add(Validate(obj))
+	if err := pr.err(); err != nil {
 		return nil, Errorf(EINVALID, "%s: %s", what, ErrorMessage(err))
 	}
 	return obj, nil
@@ -145,18 +149,19 @@ var unmarshalerType = reflect.TypeOf((*json.Unmarshaler)(nil)).Elem()
 // decoded into and reports the path of the first field the type lacks.
 // encoding/json's DisallowUnknownFields names the field but not its path,
 // which is useless in a 60-line Deployment.
-func checkFields(v any, t reflect.Type, path string) error {
+func checkFields(v any, t reflect.Type, path string, pr *problems) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if v == nil || reflect.PointerTo(t).Implements(unmarshalerType) {
-		return nil
+		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return fmt.Errorf("%s: expected a mapping", strings.TrimPrefix(path, "."))
+			pr.add(fmt.Errorf("%s: expected a mapping", strings.TrimPrefix(path, ".")))
+			return
 		}
 		fields := jsonFields(t)
 		keys := make([]string, 0, len(m))
@@ -167,41 +172,42 @@ func checkFields(v any, t reflect.Type, path string) error {
 		for _, k := range keys {
 			p := path + "." + k
 			f, ok := fields[k]
-			if !ok {
-				return fmt.Errorf("unknown field %q", strings.TrimPrefix(p, "."))
-			}
-			if f.Tag.Get("edge") == "nomanifest" {
-				return fmt.Errorf("field %q is not supported in manifests", strings.TrimPrefix(p, "."))
-			}
-			if err := checkFields(m[k], f.Type, p); err != nil {
-				return err
+			switch {
+			case !ok:
+				pr.add(fmt.Errorf("unknown field %q", strings.TrimPrefix(p, ".")))
+			case f.Tag.Get("edge") == "nomanifest":
+				pr.add(fmt.Errorf("field %q is not supported in manifests", strings.TrimPrefix(p, ".")))
+			default:
+				checkFields(m[k], f.Type, p, pr)
 			}
 		}
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
-			return nil
+			return
 		}
 		s, ok := v.([]any)
 		if !ok {
-			return fmt.Errorf("%s: expected a list", strings.TrimPrefix(path, "."))
+			pr.add(fmt.Errorf("%s: expected a list", strings.TrimPrefix(path, ".")))
+			return
 		}
 		for i, e := range s {
-			if err := checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-				return err
-			}
+			checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), pr)
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return fmt.Errorf("%s: expected a mapping", strings.TrimPrefix(path, "."))
+			pr.add(fmt.Errorf("%s: expected a mapping", strings.TrimPrefix(path, ".")))
+			return
 		}
-		for k, e := range m {
-			if err := checkFields(e, t.Elem(), path+"."+k); err != nil {
-				return err
-			}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			checkFields(m[k], t.Elem(), path+"."+k, pr)
 		}
 	}
-	return nil
 }
 
 // jsonFields maps JSON names to struct fields, descending into embedded

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -190,5 +191,58 @@ func TestInertKinds(t *testing.T) {
 	}
 	if _, err := DecodeManifests([]ManifestFile{{Name: "r.yaml", Data: []byte(strings.Replace(doc, "{name: reader}", "{name: reader, nmae: x}", 1))}}); err == nil {
 		t.Fatal("an unknown metadata field accepted")
+	}
+}
+
+// Every problem of a document is reported in one error, unknown fields and
+// invalid values alike, each with its field path.
+func TestDecode_EveryProblemAtOnce(t *testing.T) {
+	doc := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: Web_1}
+spec:
+  replicas: -1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      colour: blue
+      containers:
+      - name: c
+        image: ""
+        ports: [{containerPort: 70000}]
+        volumeMounts: [{name: nope, mountPath: relative}]
+        resources: {limits: {memory: 1Mi}}
+`
+	_, err := DecodeManifests([]ManifestFile{{Name: "web.yaml", Data: []byte(doc)}})
+	if ErrorCode(err) != EINVALID {
+		t.Fatalf("err %v", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		`web.yaml: Deployment "Web_1": `,
+		`unknown field "spec.template.spec.colour"`,
+		`metadata.name: "Web_1"`,
+		"spec.replicas: must be >= 0, got -1",
+		"spec.template.spec.containers[0].image: required",
+		"spec.template.spec.containers[0].ports[0].containerPort: 70000",
+		`spec.template.spec.containers[0].volumeMounts[0].name: volume "nope" is not defined`,
+		`spec.template.spec.containers[0].volumeMounts[0].mountPath: "relative" must be an absolute path`,
+		`spec.template.spec.containers[0].resources.limits.memory: "1Mi" is below the 4Mi minimum`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	// A document with very many problems (50 unknown fields, too many
+	// containers) lists the first ones and a count.
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n")
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&b, "  - {name: c%d, image: x, bogus%d: 1}\n", i, i)
+	}
+	_, err = DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(b.String())}})
+	if err == nil || !strings.Contains(err.Error(), "and 31 more") || strings.Count(err.Error(), "unknown field") != 20 {
+		t.Fatalf("50 problems: %v", err)
 	}
 }

@@ -60,36 +60,38 @@ func validateLabels(path string, labels map[string]string) error {
 }
 
 func validateMeta(m *ObjectMeta, namespaced bool, nameIsLabel bool) error {
-	var err error
+	var pr problems
 	if nameIsLabel {
-		err = validateDNSLabel("metadata.name", m.Name)
+		pr.add(validateDNSLabel("metadata.name", m.Name))
 	} else {
-		err = validateDNSSubdomain("metadata.name", m.Name)
-	}
-	if err != nil {
-		return err
+		pr.add(validateDNSSubdomain("metadata.name", m.Name))
 	}
 	if namespaced {
-		if err := validateDNSLabel("metadata.namespace", m.Namespace); err != nil {
-			return err
-		}
+		pr.add(validateDNSLabel("metadata.namespace", m.Namespace))
 	} else if m.Namespace != "" {
-		return invalid("metadata.namespace", "must be empty: this kind is not namespaced")
+		pr.add(invalid("metadata.namespace", "must be empty: this kind is not namespaced"))
 	}
-	if err := validateLabels("metadata.labels", m.Labels); err != nil {
-		return err
-	}
+	pr.add(validateLabels("metadata.labels", m.Labels))
 	for k := range m.Annotations {
 		if k == "" {
-			return invalid("metadata.annotations", "empty key")
+			pr.add(invalid("metadata.annotations", "empty key"))
 		}
 	}
-	return nil
+	return pr.err()
 }
 
 // MaxReplicas bounds one workload: a fleet of Pis runs thousands of pods,
 // not millions, and a typo must not make the master create them all.
 const MaxReplicas = 10000
+
+// all gathers the problems of errs into one error (nil if none).
+func all(errs ...error) error {
+	var pr problems
+	for _, err := range errs {
+		pr.add(err)
+	}
+	return pr.err()
+}
 
 // Validate checks an object as a user submitted it (after SetDefaults).
 // It returns an EINVALID *Error naming the offending field.
@@ -103,155 +105,105 @@ func Validate(obj Object) error {
 		}
 		return validateMeta(&o.Metadata, false, false)
 	case *Pod:
-		if err := validateMeta(&o.Metadata, true, false); err != nil {
-			return err
-		}
-		return validatePodSpec("spec", &o.Spec)
+		return all(validateMeta(&o.Metadata, true, false), validatePodSpec("spec", &o.Spec))
 	case *Deployment:
-		if err := validateMeta(&o.Metadata, true, false); err != nil {
-			return err
-		}
-		return validateDeployment(o)
+		return all(validateMeta(&o.Metadata, true, false), validateDeployment(o))
 	case *DaemonSet:
-		if err := validateMeta(&o.Metadata, true, false); err != nil {
-			return err
-		}
-		if err := validateTemplate(o.Spec.Selector, &o.Spec.Template); err != nil {
-			return err
-		}
-		return nil
+		return all(validateMeta(&o.Metadata, true, false), validateTemplate(o.Spec.Selector, &o.Spec.Template))
 	case *StatefulSet:
-		if err := validateMeta(&o.Metadata, true, true); err != nil {
-			return err
-		}
-		return validateStatefulSet(o)
+		return all(validateMeta(&o.Metadata, true, true), validateStatefulSet(o))
 	case *Service:
-		if err := validateMeta(&o.Metadata, true, true); err != nil {
-			return err
-		}
-		return validateService(o)
+		return all(validateMeta(&o.Metadata, true, true), validateService(o))
 	case *Endpoints:
-		if err := validateMeta(&o.Metadata, true, true); err != nil {
-			return err
-		}
-		return validateEndpoints(o)
+		return all(validateMeta(&o.Metadata, true, true), validateEndpoints(o))
 	case *InertObject:
 		return validateMeta(&o.Metadata, o.Kind.Namespaced(), false)
 	case *ConfigMap:
-		if err := validateMeta(&o.Metadata, true, false); err != nil {
-			return err
-		}
-		return validateConfigMap(o)
+		return all(validateMeta(&o.Metadata, true, false), validateConfigMap(o))
 	case *Secret:
-		if err := validateMeta(&o.Metadata, true, false); err != nil {
-			return err
-		}
-		return validateSecret(o)
+		return all(validateMeta(&o.Metadata, true, false), validateSecret(o))
 	case *PersistentVolumeClaim:
-		if err := validateMeta(&o.Metadata, true, false); err != nil {
-			return err
-		}
-		return validateClaim(o)
+		return all(validateMeta(&o.Metadata, true, false), validateClaim(o))
 	case *PersistentVolume:
-		if err := validateMeta(&o.Metadata, false, false); err != nil {
-			return err
-		}
-		return validateVolume(o)
+		return all(validateMeta(&o.Metadata, false, false), validateVolume(o))
 	case *StorageClass:
-		if err := validateMeta(&o.Metadata, false, false); err != nil {
-			return err
-		}
-		return validateStorageClass(o)
+		return all(validateMeta(&o.Metadata, false, false), validateStorageClass(o))
 	}
 	return Errorf(EINVALID, "unsupported object %T", obj)
 }
 
 func validateTemplate(sel *LabelSelector, t *PodTemplateSpec) error {
+	var pr problems
 	if sel == nil || len(sel.MatchLabels) == 0 {
-		return invalid("spec.selector.matchLabels", "required")
+		pr.add(invalid("spec.selector.matchLabels", "required"))
+	} else if !pr.add(validateLabels("spec.selector.matchLabels", sel.MatchLabels)) && !MatchLabels(sel.MatchLabels, t.Metadata.Labels) {
+		pr.add(invalid("spec.template.metadata.labels", "must match spec.selector.matchLabels %v", sel.MatchLabels))
 	}
-	if err := validateLabels("spec.selector.matchLabels", sel.MatchLabels); err != nil {
-		return err
-	}
-	if err := validateLabels("spec.template.metadata.labels", t.Metadata.Labels); err != nil {
-		return err
-	}
-	if !MatchLabels(sel.MatchLabels, t.Metadata.Labels) {
-		return invalid("spec.template.metadata.labels", "must match spec.selector.matchLabels %v", sel.MatchLabels)
-	}
+	pr.add(validateLabels("spec.template.metadata.labels", t.Metadata.Labels))
 	if t.Spec.RestartPolicy != RestartAlways {
-		return invalid("spec.template.spec.restartPolicy", "%q not supported for workloads: only Always", t.Spec.RestartPolicy)
+		pr.add(invalid("spec.template.spec.restartPolicy", "%q not supported for workloads: only Always", t.Spec.RestartPolicy))
 	}
 	// A nodeName pins every pod to that node (KubeEdge's idiom), past
 	// the scheduler, as in Kubernetes.
-	return validatePodSpec("spec.template.spec", &t.Spec)
+	pr.add(validatePodSpec("spec.template.spec", &t.Spec))
+	return pr.err()
 }
 
 func validateDeployment(d *Deployment) error {
+	var pr problems
 	if d.Spec.Replicas != nil && *d.Spec.Replicas < 0 {
-		return invalid("spec.replicas", "must be >= 0, got %d", *d.Spec.Replicas)
+		pr.add(invalid("spec.replicas", "must be >= 0, got %d", *d.Spec.Replicas))
 	}
 	if d.Spec.Replicas != nil && *d.Spec.Replicas > MaxReplicas {
-		return invalid("spec.replicas", "%d is more than this cluster allows for one workload (at most %d)", *d.Spec.Replicas, MaxReplicas)
+		pr.add(invalid("spec.replicas", "%d is more than this cluster allows for one workload (at most %d)", *d.Spec.Replicas, MaxReplicas))
 	}
-	if err := validateTemplate(d.Spec.Selector, &d.Spec.Template); err != nil {
-		return err
-	}
+	pr.add(validateTemplate(d.Spec.Selector, &d.Spec.Template))
 	s := d.Spec.Strategy
 	switch s.Type {
 	case StrategyRecreate:
 		if s.RollingUpdate != nil {
-			return invalid("spec.strategy.rollingUpdate", "may not be set when strategy type is Recreate")
+			pr.add(invalid("spec.strategy.rollingUpdate", "may not be set when strategy type is Recreate"))
 		}
 	case StrategyRollingUpdate:
 		if ru := s.RollingUpdate; ru != nil {
 			surge, err1 := ru.MaxSurge.Scaled(100, true)
 			unavail, err2 := ru.MaxUnavailable.Scaled(100, false)
-			if err1 != nil {
-				return invalid("spec.strategy.rollingUpdate.maxSurge", "%v", err1)
-			}
-			if err2 != nil {
-				return invalid("spec.strategy.rollingUpdate.maxUnavailable", "%v", err2)
-			}
-			if surge < 0 || unavail < 0 {
-				return invalid("spec.strategy.rollingUpdate", "maxSurge and maxUnavailable must not be negative")
-			}
-			if surge == 0 && unavail == 0 {
-				return invalid("spec.strategy.rollingUpdate", "maxSurge and maxUnavailable may not both be 0")
+			switch {
+			case err1 != nil:
+				pr.add(invalid("spec.strategy.rollingUpdate.maxSurge", "%v", err1))
+			case err2 != nil:
+				pr.add(invalid("spec.strategy.rollingUpdate.maxUnavailable", "%v", err2))
+			case surge < 0 || unavail < 0:
+				pr.add(invalid("spec.strategy.rollingUpdate", "maxSurge and maxUnavailable must not be negative"))
+			case surge == 0 && unavail == 0:
+				pr.add(invalid("spec.strategy.rollingUpdate", "maxSurge and maxUnavailable may not both be 0"))
 			}
 		}
 	default:
-		return invalid("spec.strategy.type", "%q: must be RollingUpdate or Recreate", s.Type)
+		pr.add(invalid("spec.strategy.type", "%q: must be RollingUpdate or Recreate", s.Type))
 	}
-	return nil
+	return pr.err()
 }
 
 var protocols = map[string]bool{"TCP": true, "UDP": true, "SCTP": true}
 
 func validatePodSpec(path string, s *PodSpec) error {
-	if err := validatePodSecurity(path, s); err != nil {
-		return err
-	}
-	if err := validateTolerations(path+".tolerations", s.Tolerations); err != nil {
-		return err
-	}
-	if err := validateAffinity(path+".affinity", s.Affinity); err != nil {
-		return err
-	}
+	var pr problems
+	pr.add(validatePodSecurity(path, s))
+	pr.add(validateTolerations(path+".tolerations", s.Tolerations))
+	pr.add(validateAffinity(path+".affinity", s.Affinity))
 	switch s.DNSPolicy {
 	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":
 	default:
-		return invalid(path+".dnsPolicy", "%q: must be ClusterFirst, ClusterFirstWithHostNet or Default (None is not supported)", s.DNSPolicy)
+		pr.add(invalid(path+".dnsPolicy", "%q: must be ClusterFirst, ClusterFirstWithHostNet or Default (None is not supported)", s.DNSPolicy))
 	}
 	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"subdomain", s.Subdomain}} {
 		if f.v != "" {
-			if err := validateDNSLabel(path+"."+f.name, f.v); err != nil {
-				return err
-			}
+			pr.add(validateDNSLabel(path+"."+f.name, f.v))
 		}
 	}
 	if len(s.Containers) == 0 {
-		return invalid(path+".containers", "at least one container is required")
+		pr.add(invalid(path+".containers", "at least one container is required"))
 	}
 	if n := len(s.Containers); n > maxContainers {
 		return invalid(path+".containers", "%d containers (at most %d)", n, maxContainers)
@@ -262,95 +214,80 @@ func validatePodSpec(path string, s *PodSpec) error {
 	volumes := map[string]bool{}
 	for i, v := range s.Volumes {
 		p := fmt.Sprintf("%s.volumes[%d]", path, i)
-		if err := validateDNSLabel(p+".name", v.Name); err != nil {
-			return err
-		}
+		pr.add(validateDNSLabel(p+".name", v.Name))
 		if volumes[v.Name] {
-			return invalid(p+".name", "duplicate volume %q", v.Name)
+			pr.add(invalid(p+".name", "duplicate volume %q", v.Name))
 		}
 		volumes[v.Name] = true
-		sources := 0
-		for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil, v.PersistentVolumeClaim != nil} {
-			if set {
-				sources++
-			}
-		}
-		switch {
-		case sources > 1:
-			return invalid(p, "only one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim may be set")
-		case v.ConfigMap != nil:
-			if err := validateDNSSubdomain(p+".configMap.name", v.ConfigMap.Name); err != nil {
-				return err
-			}
-			if err := validateKeyToPaths(p+".configMap", v.ConfigMap.Items); err != nil {
-				return err
-			}
-			if err := validateMode(p+".configMap.defaultMode", v.ConfigMap.DefaultMode); err != nil {
-				return err
-			}
-		case v.Secret != nil:
-			if err := validateDNSSubdomain(p+".secret.secretName", v.Secret.SecretName); err != nil {
-				return err
-			}
-			if err := validateKeyToPaths(p+".secret", v.Secret.Items); err != nil {
-				return err
-			}
-			if err := validateMode(p+".secret.defaultMode", v.Secret.DefaultMode); err != nil {
-				return err
-			}
-		case v.PersistentVolumeClaim != nil:
-			if err := validateDNSSubdomain(p+".persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName); err != nil {
-				return err
-			}
-		case v.HostPath != nil:
-			if !strings.HasPrefix(v.HostPath.Path, "/") {
-				return invalid(p+".hostPath.path", "%q must be an absolute path", v.HostPath.Path)
-			}
-			switch v.HostPath.Type {
-			case "", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket", "CharDevice", "BlockDevice":
-			default:
-				return invalid(p+".hostPath.type", "%q is not a hostPath type", v.HostPath.Type)
-			}
-		case v.EmptyDir != nil:
-			if m := v.EmptyDir.Medium; m != "" && m != "Memory" {
-				return invalid(p+".emptyDir.medium", "%q: must be empty or Memory", m)
-			}
-			if v.EmptyDir.SizeLimit != nil {
-				if _, err := validQuantity(p+".emptyDir.sizeLimit", *v.EmptyDir.SizeLimit); err != nil {
-					return err
-				}
-			}
-		default:
-			return invalid(p, "one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim is required")
-		}
+		pr.add(validateVolumeSource(p, &v))
 	}
 	switch s.RestartPolicy {
 	case RestartAlways, RestartOnFailure, RestartNever:
 	default:
-		return invalid(path+".restartPolicy", "%q: must be Always, OnFailure or Never", s.RestartPolicy)
+		pr.add(invalid(path+".restartPolicy", "%q: must be Always, OnFailure or Never", s.RestartPolicy))
 	}
 	if g := s.TerminationGracePeriodSeconds; g != nil && *g < 0 {
-		return invalid(path+".terminationGracePeriodSeconds", "must be >= 0")
+		pr.add(invalid(path+".terminationGracePeriodSeconds", "must be >= 0"))
 	}
-	if err := validateLabels(path+".nodeSelector", s.NodeSelector); err != nil {
-		return err
-	}
+	pr.add(validateLabels(path+".nodeSelector", s.NodeSelector))
 	names := map[string]bool{}
 	for i := range s.Containers {
 		c := &s.Containers[i]
 		p := fmt.Sprintf("%s.containers[%d]", path, i)
-		if err := validateDNSLabel(p+".name", c.Name); err != nil {
-			return err
-		}
+		pr.add(validateDNSLabel(p+".name", c.Name))
 		if names[c.Name] {
-			return invalid(p+".name", "duplicate container name %q", c.Name)
+			pr.add(invalid(p+".name", "duplicate container name %q", c.Name))
 		}
 		names[c.Name] = true
-		if err := validateContainer(p, c, volumes); err != nil {
-			return err
+		pr.add(validateContainer(p, c, volumes))
+	}
+	pr.add(validateInitContainers(path, s, volumes, names))
+	return pr.err()
+}
+
+// validateVolumeSource checks the one source of a pod volume.
+func validateVolumeSource(p string, v *Volume) error {
+	sources := 0
+	for _, set := range []bool{v.HostPath != nil, v.EmptyDir != nil, v.ConfigMap != nil, v.Secret != nil, v.PersistentVolumeClaim != nil} {
+		if set {
+			sources++
 		}
 	}
-	return validateInitContainers(path, s, volumes, names)
+	var pr problems
+	switch {
+	case sources > 1:
+		return invalid(p, "only one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim may be set")
+	case v.ConfigMap != nil:
+		pr.add(validateDNSSubdomain(p+".configMap.name", v.ConfigMap.Name))
+		pr.add(validateKeyToPaths(p+".configMap", v.ConfigMap.Items))
+		pr.add(validateMode(p+".configMap.defaultMode", v.ConfigMap.DefaultMode))
+	case v.Secret != nil:
+		pr.add(validateDNSSubdomain(p+".secret.secretName", v.Secret.SecretName))
+		pr.add(validateKeyToPaths(p+".secret", v.Secret.Items))
+		pr.add(validateMode(p+".secret.defaultMode", v.Secret.DefaultMode))
+	case v.PersistentVolumeClaim != nil:
+		pr.add(validateDNSSubdomain(p+".persistentVolumeClaim.claimName", v.PersistentVolumeClaim.ClaimName))
+	case v.HostPath != nil:
+		if !strings.HasPrefix(v.HostPath.Path, "/") {
+			pr.add(invalid(p+".hostPath.path", "%q must be an absolute path", v.HostPath.Path))
+		}
+		switch v.HostPath.Type {
+		case "", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket", "CharDevice", "BlockDevice":
+		default:
+			pr.add(invalid(p+".hostPath.type", "%q is not a hostPath type", v.HostPath.Type))
+		}
+	case v.EmptyDir != nil:
+		if m := v.EmptyDir.Medium; m != "" && m != "Memory" {
+			pr.add(invalid(p+".emptyDir.medium", "%q: must be empty or Memory", m))
+		}
+		if v.EmptyDir.SizeLimit != nil {
+			_, err := validQuantity(p+".emptyDir.sizeLimit", *v.EmptyDir.SizeLimit)
+			pr.add(err)
+		}
+	default:
+		return invalid(p, "one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim is required")
+	}
+	return pr.err()
 }
 
 func validQuantity(path string, q Quantity) (int64, error) {
@@ -395,9 +332,6 @@ const (
 )
 
 func validateContainer(p string, c *Container, volumes map[string]bool) error {
-	if err := validateSecurityContext(p+".securityContext", c.SecurityContext); err != nil {
-		return err
-	}
 	for _, l := range []struct {
 		name string
 		n    int
@@ -406,97 +340,88 @@ func validateContainer(p string, c *Container, volumes map[string]bool) error {
 			return invalid(p+"."+l.name, "%d items (at most %d)", l.n, maxListItems)
 		}
 	}
+	var pr problems
+	pr.add(validateSecurityContext(p+".securityContext", c.SecurityContext))
 	if strings.TrimSpace(c.Image) == "" {
-		return invalid(p+".image", "required")
-	}
-	if strings.ContainsAny(c.Image, " \t\n") {
-		return invalid(p+".image", "%q must not contain spaces", c.Image)
+		pr.add(invalid(p+".image", "required"))
+	} else if strings.ContainsAny(c.Image, " \t\n") {
+		pr.add(invalid(p+".image", "%q must not contain spaces", c.Image))
 	}
 	switch c.ImagePullPolicy {
 	case PullAlways, PullIfNotPresent, PullNever:
 	default:
-		return invalid(p+".imagePullPolicy", "%q: must be Always, IfNotPresent or Never", c.ImagePullPolicy)
+		pr.add(invalid(p+".imagePullPolicy", "%q: must be Always, IfNotPresent or Never", c.ImagePullPolicy))
 	}
 	if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
-		return invalid(p+".workingDir", "%q must be an absolute path", c.WorkingDir)
+		pr.add(invalid(p+".workingDir", "%q must be an absolute path", c.WorkingDir))
 	}
 	for i, e := range c.Env {
 		ep := fmt.Sprintf("%s.env[%d]", p, i)
 		if !envNameRe.MatchString(e.Name) {
-			return invalid(ep+".name", "%q is not a valid environment variable name", e.Name)
+			pr.add(invalid(ep+".name", "%q is not a valid environment variable name", e.Name))
 		}
-		if err := validateEnvSource(ep, e); err != nil {
-			return err
-		}
+		pr.add(validateEnvSource(ep, e))
 	}
 	for i, f := range c.EnvFrom {
 		fp := fmt.Sprintf("%s.envFrom[%d]", p, i)
 		switch {
 		case (f.ConfigMapRef == nil) == (f.SecretRef == nil):
-			return invalid(fp, "exactly one of configMapRef or secretRef is required")
+			pr.add(invalid(fp, "exactly one of configMapRef or secretRef is required"))
 		case f.ConfigMapRef != nil:
-			if err := validateDNSSubdomain(fp+".configMapRef.name", f.ConfigMapRef.Name); err != nil {
-				return err
-			}
+			pr.add(validateDNSSubdomain(fp+".configMapRef.name", f.ConfigMapRef.Name))
 		default:
-			if err := validateDNSSubdomain(fp+".secretRef.name", f.SecretRef.Name); err != nil {
-				return err
-			}
+			pr.add(validateDNSSubdomain(fp+".secretRef.name", f.SecretRef.Name))
 		}
 		if f.Prefix != "" && !envNameRe.MatchString(f.Prefix) {
-			return invalid(fp+".prefix", "%q is not a valid start of an environment variable name", f.Prefix)
+			pr.add(invalid(fp+".prefix", "%q is not a valid start of an environment variable name", f.Prefix))
 		}
 	}
 	for i, port := range c.Ports {
 		pp := fmt.Sprintf("%s.ports[%d]", p, i)
 		if port.ContainerPort < 1 || port.ContainerPort > 65535 {
-			return invalid(pp+".containerPort", "%d must be between 1 and 65535", port.ContainerPort)
+			pr.add(invalid(pp+".containerPort", "%d must be between 1 and 65535", port.ContainerPort))
 		}
 		if port.HostPort < 0 || port.HostPort > 65535 {
-			return invalid(pp+".hostPort", "%d must be between 0 and 65535", port.HostPort)
+			pr.add(invalid(pp+".hostPort", "%d must be between 0 and 65535", port.HostPort))
 		}
 		if !protocols[port.Protocol] {
-			return invalid(pp+".protocol", "%q: must be TCP, UDP or SCTP", port.Protocol)
+			pr.add(invalid(pp+".protocol", "%q: must be TCP, UDP or SCTP", port.Protocol))
 		}
 	}
 	req, err := validateResources(p+".resources.requests", c.Resources.Requests)
-	if err != nil {
-		return err
-	}
+	pr.add(err)
 	lim, err := validateResources(p+".resources.limits", c.Resources.Limits)
-	if err != nil {
-		return err
-	}
-	for name, r := range req {
-		if l, ok := lim[name]; ok && r > l {
-			return invalid(p+".resources.requests."+name, "%q must be less than or equal to the %s limit %q",
-				string(c.Resources.Requests[name]), name, string(c.Resources.Limits[name]))
+	pr.add(err)
+	for _, name := range []string{"cpu", "memory"} {
+		if r, ok := req[name]; ok {
+			if l, ok := lim[name]; ok && r > l {
+				pr.add(invalid(p+".resources.requests."+name, "%q must be less than or equal to the %s limit %q",
+					string(c.Resources.Requests[name]), name, string(c.Resources.Limits[name])))
+			}
 		}
 	}
-	for _, pr := range []struct {
+	for _, probe := range []struct {
 		name  string
 		probe *Probe
 	}{{"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}, {"startupProbe", c.StartupProbe}} {
-		if pr.probe == nil {
-			continue
-		}
-		if err := validateProbe(p+"."+pr.name, pr.probe); err != nil {
-			return err
+		if probe.probe != nil {
+			pr.add(validateProbe(p+"."+probe.name, probe.probe))
 		}
 	}
 	for i, m := range c.VolumeMounts {
 		mp := fmt.Sprintf("%s.volumeMounts[%d]", p, i)
 		if !volumes[m.Name] {
-			return invalid(mp+".name", "volume %q is not defined in volumes", m.Name)
+			pr.add(invalid(mp+".name", "volume %q is not defined in volumes", m.Name))
 		}
 		if !strings.HasPrefix(m.MountPath, "/") {
-			return invalid(mp+".mountPath", "%q must be an absolute path", m.MountPath)
+			pr.add(invalid(mp+".mountPath", "%q must be an absolute path", m.MountPath))
 		}
 		if strings.HasPrefix(m.SubPath, "/") || strings.Contains(m.SubPath, "..") {
-			return invalid(mp+".subPath", "%q must be a relative path without '..'", m.SubPath)
+			pr.add(invalid(mp+".subPath", "%q must be a relative path without '..'", m.SubPath))
 		}
 	}
-	return validateContainerLifecycle(p, c)
+	pr.add(validateContainerLifecycle(p, c))
+	return pr.err()
 }
 
 func validatePort(path string, v IntOrString) error {
