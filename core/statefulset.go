@@ -421,57 +421,58 @@ func (c *Controllers) writeStatefulSet(ctx context.Context, sts *StatefulSet, pl
 }
 
 func validateStatefulSet(s *StatefulSet) error {
+	var pr problems
 	if s.Spec.Replicas != nil && (*s.Spec.Replicas < 0 || *s.Spec.Replicas > MaxReplicas) {
-		return invalid("spec.replicas", "%d must be between 0 and %d", *s.Spec.Replicas, MaxReplicas)
+		pr.add(invalid("spec.replicas", "%d must be between 0 and %d", *s.Spec.Replicas, MaxReplicas))
 	}
 	if o := s.Spec.Ordinals; o != nil && o.Start < 0 {
-		return invalid("spec.ordinals.start", "must be >= 0")
+		pr.add(invalid("spec.ordinals.start", "must be >= 0"))
 	}
 	if last := s.PodName(s.start() + max(s.DesiredReplicas()-1, 0)); len(last) > 63 {
-		return invalid("metadata.name", "%q is too long: its pods' names (%s) must fit 63 characters", s.Metadata.Name, last)
+		pr.add(invalid("metadata.name", "%q is too long: its pods' names (%s) must fit 63 characters", s.Metadata.Name, last))
 	}
 	switch s.Spec.PodManagementPolicy {
 	case PodManagementOrderedReady, PodManagementParallel:
 	default:
-		return invalid("spec.podManagementPolicy", "%q: must be OrderedReady or Parallel", s.Spec.PodManagementPolicy)
+		pr.add(invalid("spec.podManagementPolicy", "%q: must be OrderedReady or Parallel", s.Spec.PodManagementPolicy))
 	}
 	switch u := s.Spec.UpdateStrategy; u.Type {
 	case StatefulSetRollingUpdate:
 		if ru := u.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition < 0 {
-			return invalid("spec.updateStrategy.rollingUpdate.partition", "must be >= 0")
+			pr.add(invalid("spec.updateStrategy.rollingUpdate.partition", "must be >= 0"))
 		}
 	case StatefulSetOnDelete:
 		if u.RollingUpdate != nil {
-			return invalid("spec.updateStrategy.rollingUpdate", "may not be set when the type is OnDelete")
+			pr.add(invalid("spec.updateStrategy.rollingUpdate", "may not be set when the type is OnDelete"))
 		}
 	default:
-		return invalid("spec.updateStrategy.type", "%q: must be RollingUpdate or OnDelete", u.Type)
+		pr.add(invalid("spec.updateStrategy.type", "%q: must be RollingUpdate or OnDelete", u.Type))
 	}
 	if p := s.Spec.PersistentVolumeClaimRetentionPolicy; p != nil {
 		for field, v := range map[string]string{"whenDeleted": p.WhenDeleted, "whenScaled": p.WhenScaled} {
 			if v != "" && v != ReclaimRetain && v != ReclaimDelete {
-				return invalid("spec.persistentVolumeClaimRetentionPolicy."+field, "%q: must be Retain or Delete", v)
+				pr.add(invalid("spec.persistentVolumeClaimRetentionPolicy."+field, "%q: must be Retain or Delete", v))
 			}
 		}
 	}
 	if s.Spec.ServiceName != "" {
-		if err := validateDNSLabel("spec.serviceName", s.Spec.ServiceName); err != nil {
-			return err
-		}
+		pr.add(validateDNSLabel("spec.serviceName", s.Spec.ServiceName))
 	}
 	names := map[string]bool{}
 	for i := range s.Spec.VolumeClaimTemplates {
 		t := &s.Spec.VolumeClaimTemplates[i]
 		p := fmt.Sprintf("spec.volumeClaimTemplates[%d]", i)
-		if err := validateDNSLabel(p+".metadata.name", t.Metadata.Name); err != nil {
-			return err
-		}
+		pr.add(validateDNSLabel(p+".metadata.name", t.Metadata.Name))
 		if names[t.Metadata.Name] {
-			return invalid(p+".metadata.name", "duplicate claim template %q", t.Metadata.Name)
+			pr.add(invalid(p+".metadata.name", "duplicate claim template %q", t.Metadata.Name))
 		}
 		names[t.Metadata.Name] = true
 		if err := validateClaim(t); err != nil {
-			return Errorf(EINVALID, "%s.%s", p, ErrorMessage(err))
+			var claim problems
+			claim.add(err)
+			for _, msg := range claim.list {
+				pr.add(Errorf(EINVALID, "%s.%s", p, msg))
+			}
 		}
 	}
 	// The template is checked with the claim templates' volumes, which
@@ -479,12 +480,13 @@ func validateStatefulSet(s *StatefulSet) error {
 	tmpl := s.Spec.Template
 	for _, v := range s.claimTemplateVolumes(-1) {
 		if slicesContainsVolume(tmpl.Spec.Volumes, v.Name) {
-			return invalid("spec.template.spec.volumes", "%q is also a volumeClaimTemplate", v.Name)
+			pr.add(invalid("spec.template.spec.volumes", "%q is also a volumeClaimTemplate", v.Name))
 		}
 		v.PersistentVolumeClaim.ClaimName = v.Name
 		tmpl.Spec.Volumes = append(append([]Volume(nil), tmpl.Spec.Volumes...), v)
 	}
-	return validateTemplate(s.Spec.Selector, &tmpl)
+	pr.add(validateTemplate(s.Spec.Selector, &tmpl))
+	return pr.err()
 }
 
 func defaultStatefulSet(s *StatefulSet) {

@@ -512,129 +512,125 @@ func validateEnvSource(p string, e EnvVar) error {
 }
 
 func validateService(s *Service) error {
+	var pr problems
 	switch s.Spec.Type {
 	case ServiceClusterIP, ServiceNodePort, ServiceLoadBalancer:
 	default:
-		return invalid("spec.type", "%q: must be ClusterIP, NodePort or LoadBalancer", s.Spec.Type)
+		pr.add(invalid("spec.type", "%q: must be ClusterIP, NodePort or LoadBalancer", s.Spec.Type))
 	}
-	if err := validateLabels("spec.selector", s.Spec.Selector); err != nil {
-		return err
-	}
+	pr.add(validateLabels("spec.selector", s.Spec.Selector))
 	headless := s.Spec.ClusterIP == ClusterIPNone
 	if len(s.Spec.Ports) == 0 && !headless {
-		return invalid("spec.ports", "at least one port is required")
+		pr.add(invalid("spec.ports", "at least one port is required"))
 	}
 	if headless && s.Spec.Type != ServiceClusterIP {
-		return invalid("spec.clusterIP", "None (headless) is only valid for type ClusterIP")
+		pr.add(invalid("spec.clusterIP", "None (headless) is only valid for type ClusterIP"))
 	}
 	names := map[string]bool{}
 	for i, p := range s.Spec.Ports {
 		pp := fmt.Sprintf("spec.ports[%d]", i)
 		if len(s.Spec.Ports) > 1 && p.Name == "" {
-			return invalid(pp+".name", "required when a service has more than one port")
+			pr.add(invalid(pp+".name", "required when a service has more than one port"))
 		}
 		if p.Name != "" {
-			if err := validateDNSLabel(pp+".name", p.Name); err != nil {
-				return err
-			}
+			pr.add(validateDNSLabel(pp+".name", p.Name))
 		}
 		if names[p.Name] {
-			return invalid(pp+".name", "duplicate port name %q", p.Name)
+			pr.add(invalid(pp+".name", "duplicate port name %q", p.Name))
 		}
 		names[p.Name] = true
 		if p.Port < 1 || p.Port > 65535 {
-			return invalid(pp+".port", "%d must be between 1 and 65535", p.Port)
+			pr.add(invalid(pp+".port", "%d must be between 1 and 65535", p.Port))
 		}
 		if !protocols[p.Protocol] || p.Protocol == "SCTP" {
-			return invalid(pp+".protocol", "%q: must be TCP or UDP", p.Protocol)
+			pr.add(invalid(pp+".protocol", "%q: must be TCP or UDP", p.Protocol))
 		}
-		if err := validatePort(pp+".targetPort", p.TargetPort); err != nil {
-			return err
-		}
+		pr.add(validatePort(pp+".targetPort", p.TargetPort))
 		if p.NodePort != 0 {
 			if s.Spec.Type == ServiceClusterIP {
-				return invalid(pp+".nodePort", "may only be set for type NodePort or LoadBalancer")
+				pr.add(invalid(pp+".nodePort", "may only be set for type NodePort or LoadBalancer"))
 			}
 			if p.NodePort < 1 || p.NodePort > 65535 {
-				return invalid(pp+".nodePort", "%d is not a port number", p.NodePort)
+				pr.add(invalid(pp+".nodePort", "%d is not a port number", p.NodePort))
 			}
 		}
 		for _, q := range s.Spec.Ports[:i] {
 			if q.Port == p.Port && q.Protocol == p.Protocol {
-				return invalid(pp+".port", "%d/%s is listed twice", p.Port, p.Protocol)
+				pr.add(invalid(pp+".port", "%d/%s is listed twice", p.Port, p.Protocol))
 			}
 			if p.NodePort != 0 && q.NodePort == p.NodePort && q.Protocol == p.Protocol {
-				return invalid(pp+".nodePort", "%d/%s is listed twice", p.NodePort, p.Protocol)
+				pr.add(invalid(pp+".nodePort", "%d/%s is listed twice", p.NodePort, p.Protocol))
 			}
 		}
 	}
 	if ip := s.Spec.ClusterIP; ip != "" && !headless {
 		if a, err := netip.ParseAddr(ip); err != nil || !a.Is4() {
-			return invalid("spec.clusterIP", "%q is not an IPv4 address or None", ip)
+			pr.add(invalid("spec.clusterIP", "%q is not an IPv4 address or None", ip))
 		}
 	}
 	if ips := s.Spec.ClusterIPs; len(ips) > 0 && (len(ips) > 1 || (s.Spec.ClusterIP != "" && ips[0] != s.Spec.ClusterIP)) {
-		return invalid("spec.clusterIPs", "%v must be one address equal to spec.clusterIP (this cluster is IPv4 only)", ips)
+		pr.add(invalid("spec.clusterIPs", "%v must be one address equal to spec.clusterIP (this cluster is IPv4 only)", ips))
 	}
 	for i, f := range s.Spec.IPFamilies {
 		if f != "IPv4" {
-			return invalid(fmt.Sprintf("spec.ipFamilies[%d]", i), "%q: this cluster is IPv4 only", f)
+			pr.add(invalid(fmt.Sprintf("spec.ipFamilies[%d]", i), "%q: this cluster is IPv4 only", f))
 		}
 	}
 	switch s.Spec.IPFamilyPolicy {
 	case "", "SingleStack", "PreferDualStack":
 	default:
-		return invalid("spec.ipFamilyPolicy", "%q: this cluster is IPv4 only (SingleStack or PreferDualStack)", s.Spec.IPFamilyPolicy)
+		pr.add(invalid("spec.ipFamilyPolicy", "%q: this cluster is IPv4 only (SingleStack or PreferDualStack)", s.Spec.IPFamilyPolicy))
 	}
 	switch s.Spec.SessionAffinity {
 	case AffinityNone, AffinityClientIP:
 	default:
-		return invalid("spec.sessionAffinity", "%q: must be None or ClientIP", s.Spec.SessionAffinity)
+		pr.add(invalid("spec.sessionAffinity", "%q: must be None or ClientIP", s.Spec.SessionAffinity))
 	}
 	if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
 		if t := *c.ClientIP.TimeoutSeconds; t < 1 || t > 86400 {
-			return invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "%d must be between 1 and 86400", t)
+			pr.add(invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "%d must be between 1 and 86400", t))
 		}
 	}
 	switch s.Spec.ExternalTrafficPolicy {
 	case "":
 	case TrafficPolicyCluster, TrafficPolicyLocal:
 		if s.Spec.Type == ServiceClusterIP {
-			return invalid("spec.externalTrafficPolicy", "may only be set for type NodePort or LoadBalancer")
+			pr.add(invalid("spec.externalTrafficPolicy", "may only be set for type NodePort or LoadBalancer"))
 		}
 	default:
-		return invalid("spec.externalTrafficPolicy", "%q: must be Cluster or Local", s.Spec.ExternalTrafficPolicy)
+		pr.add(invalid("spec.externalTrafficPolicy", "%q: must be Cluster or Local", s.Spec.ExternalTrafficPolicy))
 	}
 	if s.Spec.LoadBalancerIP != "" && s.Spec.Type != ServiceLoadBalancer {
-		return invalid("spec.loadBalancerIP", "may only be set for type LoadBalancer")
+		pr.add(invalid("spec.loadBalancerIP", "may only be set for type LoadBalancer"))
 	}
-	return nil
+	return pr.err()
 }
 
 // validateEndpoints checks an Endpoints object applied by hand (for a
 // service without a selector, pointing at addresses outside the cluster).
 func validateEndpoints(e *Endpoints) error {
+	var pr problems
 	for i, sub := range e.Subsets {
 		sp := fmt.Sprintf("subsets[%d]", i)
 		for field, addrs := range map[string][]EndpointAddress{"addresses": sub.Addresses, "notReadyAddresses": sub.NotReadyAddresses} {
 			for j, a := range addrs {
 				if ip, err := netip.ParseAddr(a.IP); err != nil || !ip.Is4() || ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() {
-					return invalid(fmt.Sprintf("%s.%s[%d].ip", sp, field, j), "%q is not a usable IPv4 address", a.IP)
+					pr.add(invalid(fmt.Sprintf("%s.%s[%d].ip", sp, field, j), "%q is not a usable IPv4 address", a.IP))
 				}
 			}
 		}
 		if len(sub.Ports) == 0 {
-			return invalid(sp+".ports", "at least one port is required")
+			pr.add(invalid(sp+".ports", "at least one port is required"))
 		}
 		for j, p := range sub.Ports {
 			pp := fmt.Sprintf("%s.ports[%d]", sp, j)
 			if p.Port < 1 || p.Port > 65535 {
-				return invalid(pp+".port", "%d must be between 1 and 65535", p.Port)
+				pr.add(invalid(pp+".port", "%d must be between 1 and 65535", p.Port))
 			}
 			if p.Protocol != "TCP" && p.Protocol != "UDP" {
-				return invalid(pp+".protocol", "%q: must be TCP or UDP", p.Protocol)
+				pr.add(invalid(pp+".protocol", "%q: must be TCP or UDP", p.Protocol))
 			}
 		}
 	}
-	return nil
+	return pr.err()
 }

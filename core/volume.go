@@ -292,112 +292,93 @@ func validateVolumeMode(path, mode string) error {
 }
 
 func validateClaim(c *PersistentVolumeClaim) error {
-	if err := validateAccessModes("spec.accessModes", c.Spec.AccessModes, true); err != nil {
-		return err
-	}
-	if err := validateStorage("spec.resources.requests", c.Spec.Resources.Requests, true); err != nil {
-		return err
-	}
-	if err := validateStorage("spec.resources.limits", c.Spec.Resources.Limits, false); err != nil {
-		return err
-	}
-	if err := validateVolumeMode("spec.volumeMode", c.Spec.VolumeMode); err != nil {
-		return err
-	}
+	var pr problems
+	pr.add(validateAccessModes("spec.accessModes", c.Spec.AccessModes, true))
+	pr.add(validateStorage("spec.resources.requests", c.Spec.Resources.Requests, true))
+	pr.add(validateStorage("spec.resources.limits", c.Spec.Resources.Limits, false))
+	pr.add(validateVolumeMode("spec.volumeMode", c.Spec.VolumeMode))
 	if sc := c.Spec.StorageClassName; sc != nil && *sc != "" {
-		if err := validateDNSSubdomain("spec.storageClassName", *sc); err != nil {
-			return err
-		}
+		pr.add(validateDNSSubdomain("spec.storageClassName", *sc))
 	}
 	if c.Spec.VolumeName != "" {
-		if err := validateDNSSubdomain("spec.volumeName", c.Spec.VolumeName); err != nil {
-			return err
-		}
+		pr.add(validateDNSSubdomain("spec.volumeName", c.Spec.VolumeName))
 	}
 	if s := c.Spec.Selector; s != nil {
-		if err := validateLabels("spec.selector.matchLabels", s.MatchLabels); err != nil {
-			return err
-		}
+		pr.add(validateLabels("spec.selector.matchLabels", s.MatchLabels))
 	}
-	return nil
+	return pr.err()
 }
 
 func validateVolume(v *PersistentVolume) error {
-	if err := validateAccessModes("spec.accessModes", v.Spec.AccessModes, true); err != nil {
-		return err
-	}
-	if err := validateStorage("spec.capacity", v.Spec.Capacity, true); err != nil {
-		return err
-	}
-	if err := validateVolumeMode("spec.volumeMode", v.Spec.VolumeMode); err != nil {
-		return err
-	}
+	var pr problems
+	pr.add(validateAccessModes("spec.accessModes", v.Spec.AccessModes, true))
+	pr.add(validateStorage("spec.capacity", v.Spec.Capacity, true))
+	pr.add(validateVolumeMode("spec.volumeMode", v.Spec.VolumeMode))
 	switch v.Spec.PersistentVolumeReclaimPolicy {
 	case ReclaimDelete, ReclaimRetain:
 	case "Recycle":
-		return invalid("spec.persistentVolumeReclaimPolicy", "Recycle is deprecated in Kubernetes and not supported: use Delete or Retain")
+		pr.add(invalid("spec.persistentVolumeReclaimPolicy", "Recycle is deprecated in Kubernetes and not supported: use Delete or Retain"))
 	default:
-		return invalid("spec.persistentVolumeReclaimPolicy", "%q: must be Delete or Retain", v.Spec.PersistentVolumeReclaimPolicy)
+		pr.add(invalid("spec.persistentVolumeReclaimPolicy", "%q: must be Delete or Retain", v.Spec.PersistentVolumeReclaimPolicy))
 	}
 	if v.Spec.StorageClassName != "" {
-		if err := validateDNSSubdomain("spec.storageClassName", v.Spec.StorageClassName); err != nil {
-			return err
-		}
+		pr.add(validateDNSSubdomain("spec.storageClassName", v.Spec.StorageClassName))
 	}
 	switch {
 	case v.Spec.HostPath != nil && v.Spec.Local != nil:
-		return invalid("spec", "only one of hostPath or local may be set")
+		pr.add(invalid("spec", "only one of hostPath or local may be set"))
 	case v.Spec.HostPath != nil:
 		if !strings.HasPrefix(v.Spec.HostPath.Path, "/") {
-			return invalid("spec.hostPath.path", "%q must be an absolute path", v.Spec.HostPath.Path)
+			pr.add(invalid("spec.hostPath.path", "%q must be an absolute path", v.Spec.HostPath.Path))
 		}
 		switch v.Spec.HostPath.Type {
 		case "", "Directory", "DirectoryOrCreate":
 		default:
-			return invalid("spec.hostPath.type", "%q: a persistent volume is a directory (Directory or DirectoryOrCreate)", v.Spec.HostPath.Type)
+			pr.add(invalid("spec.hostPath.type", "%q: a persistent volume is a directory (Directory or DirectoryOrCreate)", v.Spec.HostPath.Type))
 		}
 	case v.Spec.Local != nil:
 		if !strings.HasPrefix(v.Spec.Local.Path, "/") {
-			return invalid("spec.local.path", "%q must be an absolute path", v.Spec.Local.Path)
+			pr.add(invalid("spec.local.path", "%q must be an absolute path", v.Spec.Local.Path))
 		}
 		if a := v.Spec.NodeAffinity; a == nil || a.Required == nil || len(a.Required.NodeSelectorTerms) == 0 {
-			return invalid("spec.nodeAffinity.required", "a local volume must say which node holds it (as Kubernetes requires)")
+			pr.add(invalid("spec.nodeAffinity.required", "a local volume must say which node holds it (as Kubernetes requires)"))
 		}
 	default:
-		return invalid("spec", "one of hostPath or local is required (volumes here are directories on a node; nfs, iscsi, csi and cloud disks are not supported)")
+		pr.add(invalid("spec", "one of hostPath or local is required (volumes here are directories on a node; nfs, iscsi, csi and cloud disks are not supported)"))
 	}
 	if a := v.Spec.NodeAffinity; a != nil && a.Required != nil {
 		if err := validateAffinity("spec", &Affinity{NodeAffinity: &NodeAffinity{Required: a.Required}}); err != nil {
 			// Name the field as it is spelt in a PersistentVolume.
-			return Errorf(EINVALID, "%s", strings.Replace(ErrorMessage(err), "spec.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", "spec.nodeAffinity.required", 1))
+			pr.add(Errorf(EINVALID, "%s", strings.Replace(ErrorMessage(err), "spec.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", "spec.nodeAffinity.required", 1)))
 		}
 	}
 	if r := v.Spec.ClaimRef; r != nil {
 		if r.Name == "" {
-			return invalid("spec.claimRef.name", "required")
+			pr.add(invalid("spec.claimRef.name", "required"))
 		}
 		if r.Kind != "" && r.Kind != string(KindPersistentVolumeClaim) {
-			return invalid("spec.claimRef.kind", "%q: must be PersistentVolumeClaim", r.Kind)
+			pr.add(invalid("spec.claimRef.kind", "%q: must be PersistentVolumeClaim", r.Kind))
 		}
 	}
-	return nil
+	return pr.err()
 }
 
 func validateStorageClass(s *StorageClass) error {
+	var pr problems
 	if s.Provisioner == "" {
-		return invalid("provisioner", "required")
+		pr.add(invalid("provisioner", "required"))
 	}
 	switch s.ReclaimPolicy {
 	case ReclaimDelete, ReclaimRetain:
 	default:
-		return invalid("reclaimPolicy", "%q: must be Delete or Retain", s.ReclaimPolicy)
+		pr.add(invalid("reclaimPolicy", "%q: must be Delete or Retain", s.ReclaimPolicy))
 	}
 	switch s.VolumeBindingMode {
 	case "Immediate", "WaitForFirstConsumer":
 	default:
-		return invalid("volumeBindingMode", "%q: must be Immediate or WaitForFirstConsumer", s.VolumeBindingMode)
+		pr.add(invalid("volumeBindingMode", "%q: must be Immediate or WaitForFirstConsumer", s.VolumeBindingMode))
 	}
-	return nil
+	return pr.err()
 }
 
 // volumeWarnings names what a claim, volume or class asks for that a
