@@ -20,8 +20,8 @@ type ApplyResult struct {
 
 func (r ApplyResult) String() string {
 	prefix := strings.ToLower(string(r.Kind))
-	if r.Kind.APIVersion() == "apps/v1" {
-		prefix += ".apps"
+	if g, _, ok := strings.Cut(r.Kind.APIVersion(), "/"); ok {
+		prefix += "." + g // deployment.apps, job.batch, as kubectl
 	}
 	return fmt.Sprintf("%s/%s %s", prefix, r.Name, r.Action)
 }
@@ -110,6 +110,11 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 	if immutable(old) && !JSONEqual(SpecOf(old), SpecOf(obj)) {
 		return res, Errorf(EINVALID, "%s is immutable: its data cannot change; delete it and apply again", k)
 	}
+	if j, ok := obj.(*Job); ok {
+		if err := jobUpdateError(old.(*Job), j); err != nil {
+			return res, prefixError(k, err)
+		}
+	}
 	if k.Kind == KindPod && !JSONEqual(SpecOf(old), SpecOf(obj)) {
 		return res, Errorf(EINVALID, "%s: spec: a pod's spec cannot change; delete the pod and apply again, or use a Deployment", k)
 	}
@@ -148,6 +153,10 @@ func resetStatus(obj Object) {
 		o.Status = DeploymentStatus{}
 	case *DaemonSet:
 		o.Status = DaemonSetStatus{}
+	case *Job:
+		o.Status = JobStatus{}
+	case *CronJob:
+		o.Status = CronJobStatus{}
 	case *Service:
 		o.Status = ServiceStatus{}
 	case *Namespace:
@@ -163,6 +172,10 @@ func setSpec(dst, src Object) {
 		d.Spec = src.(*Deployment).Spec
 	case *DaemonSet:
 		d.Spec = src.(*DaemonSet).Spec
+	case *Job:
+		d.Spec = src.(*Job).Spec
+	case *CronJob:
+		d.Spec = src.(*CronJob).Spec
 	case *Service:
 		d.Spec = src.(*Service).Spec
 	case *Endpoints:
@@ -196,6 +209,10 @@ func Warnings(obj Object) []string {
 		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
 	case *DaemonSet:
 		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
+	case *Job:
+		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
+	case *CronJob:
+		spec, prefix = &o.Spec.JobTemplate.Spec.Template.Spec, "spec.jobTemplate.spec.template.spec"
 	default:
 		return nil
 	}
@@ -208,6 +225,10 @@ func Warnings(obj Object) []string {
 		annotations = o.Spec.Template.Metadata.Annotations
 	case *DaemonSet:
 		annotations = o.Spec.Template.Metadata.Annotations
+	case *Job:
+		annotations = o.Spec.Template.Metadata.Annotations
+	case *CronJob:
+		annotations = o.Spec.JobTemplate.Spec.Template.Metadata.Annotations
 	}
 	if d, ok := obj.(*Deployment); ok && d.Spec.ProgressDeadlineSeconds != nil {
 		w = append(w, "spec.progressDeadlineSeconds: not acted on; a rollout waits for slow links instead of failing")
@@ -275,7 +296,7 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 			if k.Name == DefaultNamespace {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
-			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindService, KindEndpoints, KindConfigMap, KindSecret,
+			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindCronJob, KindJob, KindService, KindEndpoints, KindConfigMap, KindSecret,
 				KindServiceAccount, KindRole, KindRoleBinding, KindPod} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {

@@ -36,6 +36,10 @@ func SetDefaults(obj Object) {
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *DaemonSet:
 		defaultPodSpec(&o.Spec.Template.Spec)
+	case *Job:
+		defaultJobSpec(&o.Spec)
+	case *CronJob:
+		defaultCronJob(o)
 	case *Secret:
 		if o.Type == "" {
 			o.Type = "Opaque"

@@ -24,7 +24,7 @@ const (
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindPod, KindEvent,
+var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindCronJob, KindJob, KindPod, KindEvent,
 	KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding}
 
 // Namespaced reports whether objects of kind k live in a namespace.
@@ -36,6 +36,9 @@ func (k Kind) Namespaced() bool {
 func (k Kind) APIVersion() string {
 	if k == KindDeployment || k == KindDaemonSet {
 		return "apps/v1"
+	}
+	if k == KindJob || k == KindCronJob {
+		return "batch/v1"
 	}
 	if k == KindRole || k == KindRoleBinding || k == KindClusterRole || k == KindClusterRoleBinding {
 		return "rbac.authorization.k8s.io/v1"
@@ -85,8 +88,12 @@ func ParseKind(s string) (Kind, error) {
 		return KindClusterRoleBinding, nil
 	case "secrets", "secret":
 		return KindSecret, nil
+	case "jobs", "job":
+		return KindJob, nil
+	case "cronjobs", "cronjob", "cj":
+		return KindCronJob, nil
 	}
-	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, services, endpoints, configmaps, secrets, events or namespaces)", s)
+	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, jobs, cronjobs, services, endpoints, configmaps, secrets, events or namespaces)", s)
 }
 
 // TypeMeta carries apiVersion and kind, as in every Kubernetes object.
@@ -176,6 +183,10 @@ func NewObject(k Kind) (Object, error) {
 		o = &InertObject{}
 	case KindSecret:
 		o = &Secret{}
+	case KindJob:
+		o = &Job{}
+	case KindCronJob:
+		o = &CronJob{}
 	default:
 		return nil, Errorf(EINVALID, "unknown kind %q", k)
 	}

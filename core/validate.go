@@ -120,6 +120,16 @@ func Validate(obj Object) error {
 			return err
 		}
 		return nil
+	case *Job:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		return validateJob(o)
+	case *CronJob:
+		if err := validateMeta(&o.Metadata, true, false); err != nil {
+			return err
+		}
+		return validateCronJob(o)
 	case *Service:
 		if err := validateMeta(&o.Metadata, true, true); err != nil {
 			return err
