@@ -249,6 +249,9 @@ func Warnings(obj Object) []string {
 		}
 	}
 	for i, c := range spec.Containers {
+		if c.Stdin || c.StdinOnce || c.TTY {
+			w = append(w, fmt.Sprintf("%s.containers[%d]: stdin, stdinOnce and tty are ignored; nothing attaches to a container here (its output is in edgectl logs)", prefix, i))
+		}
 		if (c.TerminationMessagePath != "" && c.TerminationMessagePath != "/dev/termination-log") ||
 			(c.TerminationMessagePolicy != "" && c.TerminationMessagePolicy != "File") {
 			w = append(w, fmt.Sprintf("%s.containers[%d].terminationMessagePath: not read yet; the termination message is not reported", prefix, i))
