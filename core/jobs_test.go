@@ -669,3 +669,22 @@ func TestCronJob_Suspended(t *testing.T) {
 		t.Fatalf("jobs after resuming: %v", got)
 	}
 }
+
+// A finished pod holds no resources: the next pod of its Job fits where it
+// ran, though it is kept.
+func TestJob_FinishedPodsFreeTheirNode(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", nil, "1", "1Gi")
+	c.Apply(strings.Replace(jobYAML("big", "Never", "  completions: 2\n"), "cpu: 100m", "cpu: 1", 1))
+	c.Sync()
+	first := running(c)
+	if len(first) != 1 || first[0].Spec.NodeName != "n1" {
+		t.Fatalf("first pod: %v", coretest.Names(first))
+	}
+	c.AgentWith("n1", outcomes(c, map[string]int32{first[0].Metadata.Name: 0}))
+	c.Sync()
+	second := running(c)
+	if len(second) != 1 || second[0].Spec.NodeName != "n1" || len(c.Pods()) != 2 {
+		t.Fatalf("second pod: %v of %v", coretest.Names(second), coretest.Names(c.Pods()))
+	}
+}
