@@ -20,8 +20,11 @@ type ApplyResult struct {
 
 func (r ApplyResult) String() string {
 	prefix := strings.ToLower(string(r.Kind))
-	if g, _, ok := strings.Cut(r.Kind.APIVersion(), "/"); ok {
-		prefix += "." + g // deployment.apps, job.batch, as kubectl
+	switch r.Kind.APIVersion() {
+	case "apps/v1":
+		prefix += ".apps"
+	case "batch/v1":
+		prefix += ".batch"
 	}
 	return fmt.Sprintf("%s/%s %s", prefix, r.Name, r.Action)
 }
