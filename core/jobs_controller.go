@@ -252,12 +252,17 @@ func PlanCronJob(cj *CronJob, jobs []*Job, env CronEnv) CronPlan {
 	out.Delete = append(out.Delete, beyondHistory(succeeded, cj.Spec.SuccessfulJobsHistoryLimit, 3)...)
 	out.Delete = append(out.Delete, beyondHistory(failed, cj.Spec.FailedJobsHistoryLimit, 1)...)
 
-	earliest := now
-	if t := cj.Metadata.CreationTimestamp; t != nil {
-		earliest = t.Time
+	// A Pi without a real-time clock may have run ahead and been set back:
+	// times ahead of the clock are ignored (a run's Job is named for its
+	// minute, so none runs twice).
+	var earliest time.Time
+	for _, t := range []*Time{cj.Metadata.CreationTimestamp, cj.Status.LastScheduleTime} {
+		if t != nil && !t.After(now) && t.After(earliest) {
+			earliest = t.Time
+		}
 	}
-	if t := cj.Status.LastScheduleTime; t != nil && t.After(earliest) {
-		earliest = t.Time
+	if earliest.IsZero() {
+		earliest = now
 	}
 	loc := env.Location
 	if loc == nil {
@@ -404,8 +409,11 @@ func (c *Controllers) cronFor(cj *CronJob) (*CronSchedule, *time.Location, error
 // syncCronJobs starts the Jobs of CronJobs that are due, prunes their
 // history, and deletes Jobs whose CronJob is gone.
 func (c *Controllers) syncCronJobs(ctx context.Context, s *snapshot, now time.Time) error {
-	if len(s.cronjobs) == 0 && len(s.jobs) == 0 {
-		return nil
+	if len(s.cronjobs) == 0 {
+		c.crons = nil
+		if len(s.jobs) == 0 {
+			return nil
+		}
 	}
 	crons := make(map[string]bool, len(s.cronjobs))
 	for _, cj := range s.cronjobs {

@@ -688,3 +688,27 @@ func TestJob_FinishedPodsFreeTheirNode(t *testing.T) {
 		t.Fatalf("second pod: %v of %v", coretest.Names(second), coretest.Names(c.Pods()))
 	}
 }
+
+// A master whose clock was ahead and is set back (a Pi without a real-time
+// clock) keeps running its CronJobs, and runs no minute twice.
+func TestCronJob_ClockSetBack(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", nil, "4", "4Gi")
+	c.Apply(cronYAML("tick", "* * * * *", ""))
+	c.Sync()
+	advanceTo(c, at(0, 5))
+	c.Sync()
+	c.Advance(-3 * time.Minute)
+	c.Sync()
+	for m := 3; m <= 6; m++ {
+		advanceTo(c, at(0, m))
+		c.Sync()
+	}
+	var want []string
+	for m := 2; m <= 6; m++ {
+		want = append(want, cronJobName("tick", at(0, m)))
+	}
+	if got := jobNames(jobs(c)); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("jobs %v, want %v", got, want)
+	}
+}
