@@ -29,8 +29,11 @@ const (
 
 func (r ApplyResult) String() string {
 	prefix := strings.ToLower(string(r.Kind))
-	if r.Kind.APIVersion() == "apps/v1" {
+	switch r.Kind.APIVersion() {
+	case "apps/v1":
 		prefix += ".apps"
+	case "batch/v1":
+		prefix += ".batch"
 	}
 	s := fmt.Sprintf("%s/%s %s", prefix, r.Name, r.Action)
 	switch r.DryRun {
@@ -143,6 +146,11 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 	if immutable(old) && !JSONEqual(SpecOf(old), SpecOf(obj)) {
 		return res, Errorf(EINVALID, "%s is immutable: its data cannot change; delete it and apply again", k)
 	}
+	if j, ok := obj.(*Job); ok {
+		if err := jobUpdateError(old.(*Job), j); err != nil {
+			return res, prefixError(k, err)
+		}
+	}
 	if k.Kind == KindPod && !JSONEqual(SpecOf(old), SpecOf(obj)) {
 		return res, Errorf(EINVALID, "%s: spec: a pod's spec cannot change; delete the pod and apply again, or use a Deployment", k)
 	}
@@ -185,6 +193,10 @@ func resetStatus(obj Object) {
 		o.Status = DaemonSetStatus{}
 	case *StatefulSet:
 		o.Status = StatefulSetStatus{}
+	case *Job:
+		o.Status = JobStatus{}
+	case *CronJob:
+		o.Status = CronJobStatus{}
 	case *Service:
 		o.Status = ServiceStatus{}
 	case *Namespace:
@@ -209,6 +221,10 @@ func setSpec(dst, src Object) {
 		d.Spec = src.(*DaemonSet).Spec
 	case *StatefulSet:
 		d.Spec = src.(*StatefulSet).Spec
+	case *Job:
+		d.Spec = src.(*Job).Spec
+	case *CronJob:
+		d.Spec = src.(*CronJob).Spec
 	case *Service:
 		d.Spec = src.(*Service).Spec
 	case *Endpoints:
@@ -251,6 +267,10 @@ func Warnings(obj Object) []string {
 		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
 	case *StatefulSet:
 		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
+	case *Job:
+		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
+	case *CronJob:
+		spec, prefix = &o.Spec.JobTemplate.Spec.Template.Spec, "spec.jobTemplate.spec.template.spec"
 	default:
 		return nil
 	}
@@ -265,6 +285,10 @@ func Warnings(obj Object) []string {
 		annotations = o.Spec.Template.Metadata.Annotations
 	case *StatefulSet:
 		annotations = o.Spec.Template.Metadata.Annotations
+	case *Job:
+		annotations = o.Spec.Template.Metadata.Annotations
+	case *CronJob:
+		annotations = o.Spec.JobTemplate.Spec.Template.Metadata.Annotations
 	}
 	if d, ok := obj.(*Deployment); ok && d.Spec.ProgressDeadlineSeconds != nil {
 		w = append(w, "spec.progressDeadlineSeconds: not acted on; a rollout waits for slow links instead of failing")
@@ -285,6 +309,11 @@ func Warnings(obj Object) []string {
 		}
 	}
 	w = append(w, lifecycleWarnings(prefix, spec)...)
+	for i, c := range spec.Containers {
+		if c.Stdin || c.StdinOnce || c.TTY {
+			w = append(w, fmt.Sprintf("%s.containers[%d]: stdin, stdinOnce and tty are ignored; nothing attaches to a container here (its output is in edgectl logs)", prefix, i))
+		}
+	}
 	if d, ok := obj.(*Deployment); ok && d.Spec.MinReadySeconds > 0 {
 		w = append(w, "spec.minReadySeconds: not enforced yet; a pod counts as available as soon as it is ready")
 	}
@@ -338,7 +367,7 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 			if k.Name == DefaultNamespace {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
-			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindStatefulSet, KindService, KindEndpoints, KindConfigMap, KindSecret,
+			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindStatefulSet, KindCronJob, KindJob, KindService, KindEndpoints, KindConfigMap, KindSecret,
 				KindServiceAccount, KindRole, KindRoleBinding, KindPod, KindPersistentVolumeClaim} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {

@@ -46,6 +46,9 @@ type Controllers struct {
 	// marking pods (default 500): no pass holds the store's write lock for
 	// longer than one batch.
 	BatchSize int
+	// Location is the zone of CronJob schedules without a timeZone
+	// (default time.Local, the master's).
+	Location *time.Location
 
 	started      time.Time
 	window       map[string]int // workload uid -> its next creation batch
@@ -62,6 +65,8 @@ type Controllers struct {
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 	kick         chan struct{}
+
+	crons map[string]*cronEntry // schedule and zone -> parsed, for the CronJob pass
 }
 
 // Open starts the control loop.
@@ -201,6 +206,8 @@ type snapshot struct {
 	claims       []*PersistentVolumeClaim
 	volumes      []*PersistentVolume
 	classes      []*StorageClass
+	jobs         []*Job
+	cronjobs     []*CronJob
 }
 
 // Sync runs one pass of every controller. Each step plans on a snapshot and
@@ -290,6 +297,12 @@ func (c *Controllers) load(ctx context.Context) (*snapshot, error) {
 		return nil, err
 	}
 	if s.classes, err = ListAs[*StorageClass](ctx, c.Store, KindStorageClass, ""); err != nil {
+		return nil, err
+	}
+	if s.jobs, err = ListAs[*Job](ctx, c.Store, KindJob, ""); err != nil {
+		return nil, err
+	}
+	if s.cronjobs, err = ListAs[*CronJob](ctx, c.Store, KindCronJob, ""); err != nil {
 		return nil, err
 	}
 	return &s, nil

@@ -38,6 +38,10 @@ func SetDefaults(obj Object) {
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *StatefulSet:
 		defaultStatefulSet(o)
+	case *Job:
+		defaultJobSpec(&o.Spec)
+	case *CronJob:
+		defaultCronJob(o)
 	case *Secret:
 		if o.Type == "" {
 			o.Type = "Opaque"

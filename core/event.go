@@ -29,11 +29,13 @@ func (e *EventObj) GetMeta() *ObjectMeta   { return &e.Metadata }
 
 // ObjectReference points at the object an event is about.
 type ObjectReference struct {
-	Kind      Kind   `json:"kind"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name"`
-	UID       string `json:"uid,omitempty"`
-	FieldPath string `json:"fieldPath,omitempty"`
+	APIVersion      string `json:"apiVersion,omitempty"`
+	Kind            Kind   `json:"kind"`
+	Namespace       string `json:"namespace,omitempty"`
+	Name            string `json:"name"`
+	UID             string `json:"uid,omitempty"`
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+	FieldPath       string `json:"fieldPath,omitempty"`
 }
 
 // EventSource says who saw it.
@@ -124,7 +126,7 @@ func trimEvents(tx Tx, ns, uid string) error {
 	return nil
 }
 
-// GCEvents deletes the events of pods that no longer exist.
+// GCEvents deletes the events of pods and CronJobs that no longer exist.
 func GCEvents(tx Tx) error {
 	events, err := TxListAs[*EventObj](tx, KindEvent, "")
 	if err != nil || len(events) == 0 {
@@ -139,7 +141,18 @@ func GCEvents(tx Tx) error {
 		live[p.Metadata.UID] = true
 	}
 	for _, e := range events {
-		if e.InvolvedObject.Kind == KindPod && !live[e.InvolvedObject.UID] {
+		gone := false
+		switch io := e.InvolvedObject; io.Kind {
+		case KindPod:
+			gone = !live[io.UID]
+		case KindCronJob: // the CronJob controller's
+			o, err := tx.Get(Key{Kind: io.Kind, Namespace: io.Namespace, Name: io.Name})
+			if err != nil && ErrorCode(err) != ENOTFOUND {
+				return err
+			}
+			gone = err != nil || o.GetMeta().UID != io.UID
+		}
+		if gone {
 			if err := tx.Delete(KeyOf(e)); err != nil {
 				return err
 			}

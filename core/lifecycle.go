@@ -104,7 +104,7 @@ func (c *Controllers) nodeSince(n *Node) *Time {
 	return since
 }
 
-// lostPods returns the UIDs of Deployment pods whose node has been
+// lostPods returns the UIDs of Deployment and Job pods whose node has been
 // unreachable for longer than the pod's node-lost grace.
 func (c *Controllers) lostPods(s *snapshot, now time.Time) map[string]bool {
 	nodes := map[string]*Node{}
@@ -117,7 +117,7 @@ func (c *Controllers) lostPods(s *snapshot, now time.Time) map[string]bool {
 		if n == nil || p.Terminating() || p.Terminal() || n.Ready() == ConditionTrue {
 			continue
 		}
-		if o := p.Owner(); o == nil || o.Kind != KindDeployment {
+		if o := p.Owner(); o == nil || (o.Kind != KindDeployment && o.Kind != KindJob) {
 			continue // DaemonSet pods and bare pods stay with their node.
 		}
 		if since := c.nodeSince(n); since != nil && now.Sub(since.Time) >= c.nodeLostGrace(p) {

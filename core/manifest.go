@@ -101,7 +101,7 @@ func DecodeManifest(doc []byte) (Object, error) {
 	}
 	obj, err := NewObject(Kind(kind))
 	if err != nil || Kind(kind) == KindNode || Kind(kind) == KindEvent {
-		return nil, Errorf(EINVALID, "kind: %q is not supported (use Deployment, DaemonSet, StatefulSet, Pod, Service, Endpoints, ConfigMap, Secret, PersistentVolumeClaim, PersistentVolume, StorageClass or Namespace)", kind)
+		return nil, Errorf(EINVALID, "kind: %q is not supported (use Deployment, DaemonSet, StatefulSet, Job, CronJob, Pod, Service, Endpoints, ConfigMap, Secret, PersistentVolumeClaim, PersistentVolume, StorageClass or Namespace)", kind)
 	}
 	name := ""
 	if md, ok := m["metadata"].(map[string]any); ok {

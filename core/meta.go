@@ -29,7 +29,7 @@ const (
 )
 
 // Kinds lists every kind the API serves, in the order apply creates them.
-var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindStorageClass, KindPersistentVolume, KindPersistentVolumeClaim, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindStatefulSet, KindPod, KindEvent,
+var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindStorageClass, KindPersistentVolume, KindPersistentVolumeClaim, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindStatefulSet, KindCronJob, KindJob, KindPod, KindEvent,
 	KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding}
 
 // Namespaced reports whether objects of kind k live in a namespace.
@@ -42,6 +42,9 @@ func (k Kind) Namespaced() bool {
 func (k Kind) APIVersion() string {
 	if k == KindDeployment || k == KindDaemonSet || k == KindStatefulSet {
 		return "apps/v1"
+	}
+	if k == KindJob || k == KindCronJob {
+		return "batch/v1"
 	}
 	if k == KindRole || k == KindRoleBinding || k == KindClusterRole || k == KindClusterRoleBinding {
 		return "rbac.authorization.k8s.io/v1"
@@ -105,8 +108,12 @@ func ParseKind(s string) (Kind, error) {
 		return KindPersistentVolume, nil
 	case "storageclasses", "storageclass", "sc":
 		return KindStorageClass, nil
+	case "jobs", "job":
+		return KindJob, nil
+	case "cronjobs", "cronjob", "cj":
+		return KindCronJob, nil
 	}
-	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, statefulsets, services, endpoints, configmaps, secrets, persistentvolumeclaims, persistentvolumes, storageclasses, events or namespaces)", s)
+	return "", Errorf(EINVALID, "unknown resource type %q (use nodes, pods, deployments, daemonsets, statefulsets, jobs, cronjobs, services, endpoints, configmaps, secrets, persistentvolumeclaims, persistentvolumes, storageclasses, events or namespaces)", s)
 }
 
 // TypeMeta carries apiVersion and kind, as in every Kubernetes object.
@@ -207,6 +214,10 @@ func NewObject(k Kind) (Object, error) {
 		o = &PersistentVolume{}
 	case KindStorageClass:
 		o = &StorageClass{}
+	case KindJob:
+		o = &Job{}
+	case KindCronJob:
+		o = &CronJob{}
 	default:
 		return nil, Errorf(EINVALID, "unknown kind %q", k)
 	}

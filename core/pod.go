@@ -98,6 +98,12 @@ type Container struct {
 	RestartPolicy            string               `json:"restartPolicy,omitempty"` // rejected: sidecars are not supported yet
 	VolumeMounts             []VolumeMount        `json:"volumeMounts,omitempty"`
 	SecurityContext          *SecurityContext     `json:"securityContext,omitempty"`
+	// Stdin, StdinOnce and TTY are accepted with a warning (Job manifests
+	// written for kubectl attach carry them); nothing attaches here: the
+	// container's stdin is empty and its output goes to the log.
+	Stdin     bool `json:"stdin,omitempty"`
+	StdinOnce bool `json:"stdinOnce,omitempty"`
+	TTY       bool `json:"tty,omitempty"`
 }
 
 type EnvVar struct {

@@ -115,6 +115,10 @@ func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 				}
 			case pr == nil:
 				// Not started yet, or lost: the agent will act on its desired state.
+			case p.Terminal():
+				// A finished pod stays finished, as in Kubernetes: after a
+				// reboot its agent may no longer know how it ended (and would
+				// say Failed of a Job's succeeded pod).
 			default:
 				st := pr.Status
 				st.Conditions = mergeScheduled(p.Status.Conditions, st.Conditions)

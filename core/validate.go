@@ -112,6 +112,10 @@ func Validate(obj Object) error {
 		return all(validateMeta(&o.Metadata, true, false), validateTemplate(o.Spec.Selector, &o.Spec.Template))
 	case *StatefulSet:
 		return all(validateMeta(&o.Metadata, true, true), validateStatefulSet(o))
+	case *Job:
+		return all(validateMeta(&o.Metadata, true, false), validateJob(o))
+	case *CronJob:
+		return all(validateMeta(&o.Metadata, true, false), validateCronJob(o))
 	case *Service:
 		return all(validateMeta(&o.Metadata, true, true), validateService(o))
 	case *Endpoints:

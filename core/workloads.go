@@ -164,6 +164,12 @@ func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.T
 	if err := c.syncStatefulSets(ctx, s, byOwner, owners, now); err != nil {
 		return err
 	}
+	if err := c.syncCronJobs(ctx, s, now); err != nil {
+		return err
+	}
+	if err := c.syncJobs(ctx, s, now, byOwner, isLost, &budget, owners); err != nil {
+		return err
+	}
 	for uid := range c.window {
 		if !owners[uid] {
 			delete(c.window, uid)

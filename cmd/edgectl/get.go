@@ -37,7 +37,7 @@ func (c *cli) get(ctx context.Context, args []string) error {
 		return err
 	}
 	if fs.NArg() < 1 || fs.NArg() > 2 {
-		return fmt.Errorf("usage: edgectl get KIND [NAME] (KIND: nodes, pods, deployments, daemonsets, services, namespaces)")
+		return fmt.Errorf("usage: edgectl get KIND [NAME] (KIND: nodes, pods, deployments, daemonsets, jobs, cronjobs, services, namespaces, ...)")
 	}
 	kind, err := core.ParseKind(fs.Arg(0))
 	if err != nil {
@@ -178,6 +178,10 @@ func (c *cli) describe(ctx context.Context, args []string) error {
 	switch kind {
 	case core.KindNode, core.KindDeployment, core.KindDaemonSet, core.KindStatefulSet:
 		related, _ = cl.List(ctx, core.KindPod, "", "")
+	case core.KindJob:
+		related, _ = cl.List(ctx, core.KindPod, obj.GetMeta().Namespace, "")
+	case core.KindCronJob:
+		related, _ = cl.List(ctx, core.KindEvent, obj.GetMeta().Namespace, "")
 	case core.KindService:
 		related, _ = cl.List(ctx, core.KindEndpoints, obj.GetMeta().Namespace, "")
 	case core.KindPod:

@@ -46,6 +46,16 @@ func newTable(kind core.Kind, wide, allNS bool) *table {
 		if wide {
 			t.header = append(t.header, "CONTAINERS", "IMAGES")
 		}
+	case core.KindJob:
+		t.header = []string{"NAME", "COMPLETIONS", "DURATION", "AGE"}
+		if wide {
+			t.header = append(t.header, "CONTAINERS", "IMAGES")
+		}
+	case core.KindCronJob:
+		t.header = []string{"NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"}
+		if wide {
+			t.header = append(t.header, "TIMEZONE", "CONTAINERS", "IMAGES")
+		}
 	case core.KindService:
 		t.header = []string{"NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"}
 		if wide {
@@ -307,6 +317,28 @@ func (t *table) add(o core.Object, now time.Time) {
 		s := v.Status
 		row = []string{m.Name, fmt.Sprint(s.DesiredNumberScheduled), fmt.Sprint(s.CurrentNumberScheduled), fmt.Sprint(s.NumberReady),
 			fmt.Sprint(s.UpdatedNumberScheduled), fmt.Sprint(s.NumberAvailable), labelString(v.Spec.Template.Spec.NodeSelector), age}
+	case *core.Job:
+		row = []string{m.Name, jobCompletions(v), jobDuration(v, now), age}
+		if t.wide {
+			row = append(row, containerColumns(&v.Spec.Template.Spec)...)
+		}
+	case *core.CronJob:
+		last := "<none>"
+		if v.Status.LastScheduleTime != nil {
+			last = Age(v.Status.LastScheduleTime, now)
+		}
+		suspend := "False"
+		if v.Spec.Suspend != nil && *v.Spec.Suspend {
+			suspend = "True"
+		}
+		row = []string{m.Name, v.Spec.Schedule, suspend, fmt.Sprint(len(v.Status.Active)), last, age}
+		if t.wide {
+			tz := "<none>"
+			if v.Spec.TimeZone != nil {
+				tz = *v.Spec.TimeZone
+			}
+			row = append(append(row, tz), containerColumns(&v.Spec.JobTemplate.Spec.Template.Spec)...)
+		}
 	case *core.Service:
 		external := "<none>"
 		if v.Spec.Type == core.ServiceLoadBalancer {
@@ -414,6 +446,10 @@ func describe(w io.Writer, obj core.Object, related []core.Object, now time.Time
 		d.daemonSet(v)
 	case *core.StatefulSet:
 		d.statefulSet(v)
+	case *core.Job:
+		d.job(v)
+	case *core.CronJob:
+		d.cronJob(v)
 	case *core.Service:
 		d.service(v)
 	case *core.Endpoints:
@@ -804,4 +840,133 @@ func (t *terminalSafe) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// jobCompletions renders COMPLETIONS as kubectl does: succeeded/wanted, or
+// "n/1 of P" for a work queue of parallelism P.
+func jobCompletions(j *core.Job) string {
+	s := j.Status.Succeeded
+	switch {
+	case j.Spec.Completions != nil:
+		return fmt.Sprintf("%d/%d", s, *j.Spec.Completions)
+	case j.Spec.Parallelism != nil && *j.Spec.Parallelism > 1:
+		return fmt.Sprintf("%d/1 of %d", s, *j.Spec.Parallelism)
+	}
+	return fmt.Sprintf("%d/1", s)
+}
+
+// jobDuration is how long the Job ran, or has run so far.
+func jobDuration(j *core.Job, now time.Time) string {
+	switch st := j.Status; {
+	case st.StartTime == nil:
+		return ""
+	case st.CompletionTime != nil:
+		return Age(st.StartTime, st.CompletionTime.Time)
+	default:
+		return Age(st.StartTime, now)
+	}
+}
+
+func containerColumns(s *core.PodSpec) []string {
+	var names, images []string
+	for _, c := range s.Containers {
+		names, images = append(names, c.Name), append(images, c.Image)
+	}
+	return []string{strings.Join(names, ","), strings.Join(images, ",")}
+}
+
+func (d *describer) job(v *core.Job) {
+	if v.Spec.Parallelism != nil {
+		d.p("Parallelism", fmt.Sprint(*v.Spec.Parallelism))
+	}
+	if v.Spec.Completions != nil {
+		d.p("Completions", fmt.Sprint(*v.Spec.Completions))
+	} else {
+		d.p("Completions", "<unset>")
+	}
+	d.p("Completion Mode", v.Spec.CompletionMode)
+	if v.Spec.Suspend != nil && *v.Spec.Suspend {
+		d.p("Suspend", "true")
+	}
+	st := v.Status
+	if st.StartTime != nil {
+		d.p("Start Time", st.StartTime.Format(time.RFC3339))
+	}
+	if st.CompletionTime != nil {
+		d.p("Completed At", st.CompletionTime.Format(time.RFC3339))
+	}
+	if dur := jobDuration(v, d.now); dur != "" {
+		d.p("Duration", dur)
+	}
+	if v.Spec.ActiveDeadlineSeconds != nil {
+		d.p("Active Deadline Seconds", fmt.Sprintf("%ds", *v.Spec.ActiveDeadlineSeconds))
+	}
+	if v.Spec.BackoffLimit != nil {
+		d.p("Backoff Limit", fmt.Sprint(*v.Spec.BackoffLimit))
+	}
+	if v.Spec.TTLSecondsAfterFinished != nil {
+		d.p("TTL Seconds After Finished", fmt.Sprint(*v.Spec.TTLSecondsAfterFinished))
+	}
+	d.p("Pods Statuses", fmt.Sprintf("%d Active / %d Succeeded / %d Failed", st.Active, st.Succeeded, st.Failed))
+	if len(st.Conditions) > 0 {
+		fmt.Fprintln(d.tw, "Conditions:")
+		for _, c := range st.Conditions {
+			fmt.Fprintf(d.tw, "  %s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.Message)
+		}
+	}
+	templ(d.tw, &v.Spec.Template)
+	d.pods(func(pod *core.Pod) bool { o := pod.Owner(); return o != nil && o.UID == v.Metadata.UID })
+	notes(d.tw, core.Warnings(v))
+}
+
+func (d *describer) cronJob(v *core.CronJob) {
+	s := v.Spec
+	d.p("Schedule", s.Schedule)
+	tz := "<unset> (the master's local zone)"
+	if s.TimeZone != nil {
+		tz = *s.TimeZone
+	}
+	d.p("Time Zone", tz)
+	d.p("Concurrency Policy", s.ConcurrencyPolicy)
+	d.p("Suspend", fmt.Sprint(s.Suspend != nil && *s.Suspend))
+	if s.SuccessfulJobsHistoryLimit != nil {
+		d.p("Successful Job History Limit", fmt.Sprint(*s.SuccessfulJobsHistoryLimit))
+	}
+	if s.FailedJobsHistoryLimit != nil {
+		d.p("Failed Job History Limit", fmt.Sprint(*s.FailedJobsHistoryLimit))
+	}
+	if s.StartingDeadlineSeconds != nil {
+		d.p("Starting Deadline Seconds", fmt.Sprintf("%ds", *s.StartingDeadlineSeconds))
+	} else {
+		d.p("Starting Deadline Seconds", "<unset>")
+	}
+	templ(d.tw, &s.JobTemplate.Spec.Template)
+	last := "<unset>"
+	if t := v.Status.LastScheduleTime; t != nil {
+		last = t.Format(time.RFC3339) + " (" + Age(t, d.now) + " ago)"
+	}
+	d.p("Last Schedule Time", last)
+	if t := v.Status.LastSuccessfulTime; t != nil {
+		d.p("Last Successful Time", t.Format(time.RFC3339))
+	}
+	var active []string
+	for _, r := range v.Status.Active {
+		active = append(active, r.Name)
+	}
+	d.p("Active Jobs", orNone(strings.Join(active, ", ")))
+	var events []*core.EventObj
+	for _, o := range d.related {
+		if e, ok := o.(*core.EventObj); ok {
+			events = append(events, e)
+		}
+	}
+	fmt.Fprintln(d.tw, "Events:")
+	for _, e := range core.EventsFor(events, v.Metadata.UID) {
+		at := ""
+		if e.LastTimestamp != nil {
+			at = e.LastTimestamp.Format(time.RFC3339)
+		}
+		fmt.Fprintf(d.tw, "  %s\t%s\t%s\t%s\n", e.Type, e.Reason, at, e.Message)
+	}
+	notes(d.tw, core.Warnings(v))
 }
