@@ -220,6 +220,9 @@ func validateHandler(p string, h *LifecycleHandler) error {
 		if s := h.HTTPGet.Scheme; s != "" && s != "HTTP" && s != "HTTPS" {
 			return invalid(p+".httpGet.scheme", "%q: must be HTTP or HTTPS", s)
 		}
+		if err := validateHTTPHeaders(p+".httpGet.httpHeaders", h.HTTPGet.HTTPHeaders); err != nil {
+			return err
+		}
 	}
 	if h.TCPSocket != nil {
 		n++

@@ -246,3 +246,16 @@ spec:
 		t.Fatalf("50 problems: %v", err)
 	}
 }
+
+func TestDecode_ProbeHTTPHeaders(t *testing.T) {
+	doc := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    livenessProbe:\n      httpGet: {path: /, port: 80, httpHeaders: [{name: X-Ok, value: a}, {name: 'bad name', value: b}]}\n"
+	_, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(doc)}})
+	if err == nil || !strings.Contains(err.Error(), `spec.containers[0].livenessProbe.httpGet.httpHeaders[1].name: "bad name" is not an HTTP header name`) {
+		t.Fatalf("err %v", err)
+	}
+	ok := strings.Replace(doc, ", {name: 'bad name', value: b}", "", 1)
+	objs, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(ok)}})
+	if err != nil || objs[0].(*Pod).Spec.Containers[0].LivenessProbe.HTTPGet.HTTPHeaders[0] != (HTTPHeader{Name: "X-Ok", Value: "a"}) {
+		t.Fatalf("%v %v", objs, err)
+	}
+}

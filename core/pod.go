@@ -143,10 +143,18 @@ type ExecAction struct {
 }
 
 type HTTPGetAction struct {
-	Path   string      `json:"path,omitempty"`
-	Port   IntOrString `json:"port"`
-	Host   string      `json:"host,omitempty"`
-	Scheme string      `json:"scheme,omitempty"`
+	Path        string       `json:"path,omitempty"`
+	Port        IntOrString  `json:"port"`
+	Host        string       `json:"host,omitempty"`
+	Scheme      string       `json:"scheme,omitempty"`
+	HTTPHeaders []HTTPHeader `json:"httpHeaders,omitempty"`
+}
+
+// HTTPHeader is a header a probe or hook sends ("Host" sets the request's
+// host name).
+type HTTPHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 type TCPSocketAction struct {

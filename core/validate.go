@@ -457,6 +457,9 @@ func validateProbe(p string, pr *Probe) error {
 		if s := pr.HTTPGet.Scheme; s != "" && s != "HTTP" && s != "HTTPS" {
 			return invalid(p+".httpGet.scheme", "%q: must be HTTP or HTTPS", s)
 		}
+		if err := validateHTTPHeaders(p+".httpGet.httpHeaders", pr.HTTPGet.HTTPHeaders); err != nil {
+			return err
+		}
 	}
 	if pr.TCPSocket != nil {
 		n++
@@ -637,4 +640,18 @@ func validateEndpoints(e *Endpoints) error {
 		}
 	}
 	return pr.err()
+}
+
+var httpTokenRe = regexp.MustCompile("^[-A-Za-z0-9!#$%&'*+.^_`|~]+$")
+
+func validateHTTPHeaders(p string, headers []HTTPHeader) error {
+	for i, h := range headers {
+		if !httpTokenRe.MatchString(h.Name) {
+			return invalid(fmt.Sprintf("%s[%d].name", p, i), "%q is not an HTTP header name", h.Name)
+		}
+		if strings.ContainsAny(h.Value, "\r\n") {
+			return invalid(fmt.Sprintf("%s[%d].value", p, i), "must not contain a line break")
+		}
+	}
+	return nil
 }

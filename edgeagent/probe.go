@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -205,6 +206,26 @@ func (w *podWorker) action(ctx context.Context, pod *core.Pod, c *core.Container
 		req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s://probe:%d%s", scheme, port, httpGet.Path), nil)
 		if err != nil {
 			return err
+		}
+		// The Host header the kubelet sends: the probe's host, else the
+		// pod's address (a virtual host keyed on "probe" would 404).
+		host := httpGet.Host
+		if host == "" {
+			w.mu.Lock()
+			host = w.podIP
+			w.mu.Unlock()
+		}
+		if host == "" || pod.Spec.HostNetwork {
+			host = "127.0.0.1"
+		}
+		req.Host = net.JoinHostPort(host, strconv.Itoa(port))
+		req.Header.Set("User-Agent", "edge-probe/1.0")
+		for _, h := range httpGet.HTTPHeaders {
+			if strings.EqualFold(h.Name, "Host") {
+				req.Host = h.Value
+				continue
+			}
+			req.Header.Add(h.Name, h.Value)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
