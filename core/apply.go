@@ -310,6 +310,9 @@ func Warnings(obj Object) []string {
 	}
 	w = append(w, lifecycleWarnings(prefix, spec)...)
 	for i, c := range spec.Containers {
+		if c.Resources.Requests[ResourceEphemeralStorage] != "" || c.Resources.Limits[ResourceEphemeralStorage] != "" {
+			w = append(w, fmt.Sprintf("%s.containers[%d].resources: ephemeral-storage is not enforced or scheduled on; a container's disk use is not limited", prefix, i))
+		}
 		if c.Stdin || c.StdinOnce || c.TTY {
 			w = append(w, fmt.Sprintf("%s.containers[%d]: stdin, stdinOnce and tty are ignored; nothing attaches to a container here (its output is in edgectl logs)", prefix, i))
 		}

@@ -259,3 +259,21 @@ func TestDecode_ProbeHTTPHeaders(t *testing.T) {
 		t.Fatalf("%v %v", objs, err)
 	}
 }
+
+func TestDecode_EphemeralStorage(t *testing.T) {
+	doc := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    resources: {requests: {ephemeral-storage: 1Gi, memory: 64Mi}, limits: {ephemeral-storage: 2Gi}}\n"
+	objs, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(doc)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := Warnings(objs[0]); len(w) != 1 || !strings.Contains(w[0], "ephemeral-storage is not enforced") {
+		t.Fatalf("warnings %q", w)
+	}
+	if cpu, mem := objs[0].(*Pod).Spec.Requests(); cpu != 0 || mem != 64<<20 {
+		t.Fatalf("requests %d %d", cpu, mem)
+	}
+	gpu := strings.Replace(doc, "ephemeral-storage: 2Gi", "nvidia.com/gpu: 1", 1)
+	if _, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(gpu)}}); err == nil || !strings.Contains(err.Error(), "limits.nvidia.com/gpu: extended resources") {
+		t.Fatalf("gpu: %v", err)
+	}
+}

@@ -308,8 +308,12 @@ func validQuantity(path string, q Quantity) (int64, error) {
 func validateResources(path string, list ResourceList) (map[string]int64, error) {
 	out := map[string]int64{}
 	for name, q := range list {
-		if name != "cpu" && name != "memory" {
-			return nil, invalid(path+"."+name, "unsupported resource (only cpu and memory)")
+		if name != "cpu" && name != "memory" && name != ResourceEphemeralStorage {
+			why := "unsupported resource (only cpu, memory and ephemeral-storage)"
+			if strings.Contains(name, "/") {
+				why = "extended resources (device plugins) are not supported; a hostPath of the device gives a container a USB stick or serial port"
+			}
+			return nil, invalid(path+"."+name, "%s", why)
 		}
 		v, err := validQuantity(path+"."+name, q)
 		if err != nil {

@@ -49,6 +49,9 @@ const (
 	// ResourceStorage is the resource name of a claim's size and of a
 	// node's capacity for local volumes.
 	ResourceStorage = "storage"
+	// ResourceEphemeralStorage is accepted in containers' resources (Helm
+	// charts set it) and not enforced.
+	ResourceEphemeralStorage = "ephemeral-storage"
 )
 
 var accessModes = []string{ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod}
