@@ -108,7 +108,7 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"not yaml", "a: [b\n", `not valid YAML`},
 		{"request over limit", strings.Replace(deployYAML, "limits: {memory: 32Mi, cpu: 250m}", "limits: {memory: 32Mi}\n          requests: {memory: 64Mi}", 1),
 			`resources.requests.memory: "64Mi" must be less than or equal to the memory limit "32Mi"`},
-		{"unknown resource", strings.Replace(deployYAML, "cpu: 250m", "nvidia.com/gpu: 1", 1), `limits.nvidia.com/gpu: unsupported resource`},
+		{"unknown resource", strings.Replace(deployYAML, "cpu: 250m", "nvidia.com/gpu: 1", 1), `limits.nvidia.com/gpu: extended resources (device plugins) are not supported`},
 		{"volume mount", strings.Replace(deployYAML, "name: data, mountPath", "name: nope, mountPath", 1), `volume "nope" is not defined`},
 		{"probe", strings.Replace(deployYAML, "tcpSocket: {port: 8080}", "{}", 1), `exactly one of exec, httpGet or tcpSocket`},
 		{"nodePort", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {type: NodePort, ports: [{port: 80, nodePort: 70000}]}\n", `nodePort: 70000 is not a port number`},
