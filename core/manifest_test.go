@@ -277,3 +277,21 @@ func TestDecode_EphemeralStorage(t *testing.T) {
 		t.Fatalf("gpu: %v", err)
 	}
 }
+
+func TestDecode_DNSConfig(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: x}]\n"
+	if _, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(pod + "  dnsPolicy: None\n  dnsConfig: {nameservers: [192.168.1.1], searches: [lan], options: [{name: ndots, value: \"2\"}]}\n")}}); err != nil {
+		t.Fatal(err)
+	}
+	for doc, want := range map[string]string{
+		pod + "  dnsPolicy: None\n":                                                "spec.dnsConfig.nameservers: at least one is required with dnsPolicy None",
+		pod + "  dnsConfig: {nameservers: [pihole]}\n":                             `spec.dnsConfig.nameservers[0]: "pihole" is not an IP address`,
+		pod + "  dnsConfig: {nameservers: [1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4]}\n": "spec.dnsConfig.nameservers: 4 nameservers (at most 3)",
+		pod + "  dnsConfig: {options: [{name: ''}]}\n":                             "spec.dnsConfig.options[0].name",
+		pod + "  dnsPolicy: Custom\n":                                              `spec.dnsPolicy: "Custom"`,
+	} {
+		if _, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(doc)}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+}

@@ -49,6 +49,9 @@ type PodSpec struct {
 	// Default the node's resolv.conf; ClusterFirstWithHostNet gives a
 	// hostNetwork pod the cluster DNS.
 	DNSPolicy string `json:"dnsPolicy,omitempty"`
+	// DNSConfig adds nameservers, search domains and options to what the
+	// policy gives (with dnsPolicy None, it is all the pod gets).
+	DNSConfig *PodDNSConfig `json:"dnsConfig,omitempty"`
 	// EnableServiceLinks false leaves out the services' variables.
 	EnableServiceLinks *bool `json:"enableServiceLinks,omitempty"`
 	// Accepted with a warning, without effect: there is no service account
@@ -61,6 +64,17 @@ type PodSpec struct {
 	PriorityClassName             string                 `json:"priorityClassName,omitempty"`
 	ImagePullSecrets              []LocalObjectReference `json:"imagePullSecrets,omitempty"`
 	TerminationGracePeriodSeconds *int64                 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+type PodDNSConfig struct {
+	Nameservers []string             `json:"nameservers,omitempty"`
+	Searches    []string             `json:"searches,omitempty"`
+	Options     []PodDNSConfigOption `json:"options,omitempty"`
+}
+
+type PodDNSConfigOption struct {
+	Name  string  `json:"name"`
+	Value *string `json:"value,omitempty"`
 }
 
 type LocalObjectReference struct {

@@ -198,9 +198,14 @@ func validatePodSpec(path string, s *PodSpec) error {
 	pr.add(validateAffinity(path+".affinity", s.Affinity))
 	switch s.DNSPolicy {
 	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":
+	case "None":
+		if s.DNSConfig == nil || len(s.DNSConfig.Nameservers) == 0 {
+			pr.add(invalid(path+".dnsConfig.nameservers", "at least one is required with dnsPolicy None"))
+		}
 	default:
-		pr.add(invalid(path+".dnsPolicy", "%q: must be ClusterFirst, ClusterFirstWithHostNet or Default (None is not supported)", s.DNSPolicy))
+		pr.add(invalid(path+".dnsPolicy", "%q: must be ClusterFirst, ClusterFirstWithHostNet, Default or None", s.DNSPolicy))
 	}
+	pr.add(validateDNSConfig(path+".dnsConfig", s.DNSConfig))
 	for _, f := range []struct{ name, v string }{{"hostname", s.Hostname}, {"subdomain", s.Subdomain}} {
 		if f.v != "" {
 			pr.add(validateDNSLabel(path+"."+f.name, f.v))
@@ -658,4 +663,35 @@ func validateHTTPHeaders(p string, headers []HTTPHeader) error {
 		}
 	}
 	return nil
+}
+
+// validateDNSConfig checks a pod's dnsConfig with Kubernetes' limits: at
+// most 3 nameservers (what a resolver reads) and 32 search domains.
+func validateDNSConfig(p string, c *PodDNSConfig) error {
+	if c == nil {
+		return nil
+	}
+	var pr problems
+	if len(c.Nameservers) > 3 {
+		pr.add(invalid(p+".nameservers", "%d nameservers (at most 3)", len(c.Nameservers)))
+	}
+	for i, ns := range c.Nameservers {
+		if _, err := netip.ParseAddr(ns); err != nil {
+			pr.add(invalid(fmt.Sprintf("%s.nameservers[%d]", p, i), "%q is not an IP address", ns))
+		}
+	}
+	if len(c.Searches) > 32 {
+		pr.add(invalid(p+".searches", "%d search domains (at most 32)", len(c.Searches)))
+	}
+	for i, d := range c.Searches {
+		if d != "." {
+			pr.add(validateDNSSubdomain(fmt.Sprintf("%s.searches[%d]", p, i), strings.ToLower(strings.TrimSuffix(d, "."))))
+		}
+	}
+	for i, o := range c.Options {
+		if o.Name == "" || strings.ContainsAny(o.Name, " \t:") {
+			pr.add(invalid(fmt.Sprintf("%s.options[%d].name", p, i), "%q is not a resolver option", o.Name))
+		}
+	}
+	return pr.err()
 }

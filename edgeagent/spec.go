@@ -120,6 +120,16 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 	if err != nil {
 		return nil, fmt.Errorf("termination message file: %w", err)
 	}
+	_, ownResolv := w.a.podResolvConf(pod)
+	if ownResolv && pod.Spec.HostNetwork { // no setupNetwork writes it
+		resolv, _ := w.a.podResolvConf(pod)
+		if err := os.MkdirAll(w.podDir(), 0o755); err != nil {
+			return nil, err
+		}
+		if err := writeIfChanged(filepath.Join(w.podDir(), "resolv.conf"), string(resolv)); err != nil {
+			return nil, fmt.Errorf("resolv.conf: %w", err)
+		}
+	}
 	labels := map[string]string{
 		labelPodUID: pod.Metadata.UID, labelPodName: pod.Metadata.Name, labelPodNamespace: pod.Metadata.Namespace,
 		labelContainer: c.Name, labelRestarts: "0",
@@ -129,7 +139,7 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 		ID: containerID(pod, c.Name), Image: image, Labels: labels,
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir,
 		HostNetwork: pod.Spec.HostNetwork, Resources: res,
-		Mounts: append(append(podFileMounts(pod, w.podDir(), w.a.ResolvConf != nil), vols...), msg),
+		Mounts: append(append(podFileMounts(pod, w.podDir(), ownResolv), vols...), msg),
 	}
 	cfg.Env = env
 	if cfg.Devices, err = devices(pod, c); err != nil {
@@ -148,9 +158,10 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 }
 
 // podFileMounts are the files every container of a pod sees: the node's
-// hosts and resolv.conf with hostNetwork; otherwise the pod's own hosts,
-// hostname and (with cluster DNS) resolv.conf, written by setupNetwork.
-func podFileMounts(pod *core.Pod, podDir string, clusterDNS bool) []core.Mount {
+// hosts with hostNetwork, otherwise the pod's own hosts and hostname
+// (written by setupNetwork); the pod's own resolv.conf when it has one
+// (podResolvConf), else the node's.
+func podFileMounts(pod *core.Pod, podDir string, ownResolv bool) []core.Mount {
 	var out []core.Mount
 	if pod.Spec.HostNetwork {
 		out = append(out, core.Mount{Source: "/etc/hosts", Destination: "/etc/hosts", ReadOnly: true})
@@ -159,7 +170,7 @@ func podFileMounts(pod *core.Pod, podDir string, clusterDNS bool) []core.Mount {
 			core.Mount{Source: filepath.Join(podDir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
 			core.Mount{Source: filepath.Join(podDir, "hostname"), Destination: "/etc/hostname", ReadOnly: true})
 	}
-	if clusterDNS && !pod.Spec.HostNetwork && pod.Spec.DNSPolicy != "Default" {
+	if ownResolv {
 		out = append(out, core.Mount{Source: filepath.Join(podDir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true})
 	} else if _, err := os.Stat("/etc/resolv.conf"); err == nil {
 		out = append(out, core.Mount{Source: "/etc/resolv.conf", Destination: "/etc/resolv.conf", ReadOnly: true})

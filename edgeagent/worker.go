@@ -307,8 +307,8 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 	if err := writeIfChanged(filepath.Join(w.podDir(), "hosts"), hosts); err != nil {
 		return err
 	}
-	if a.ResolvConf != nil {
-		if err := writeIfChanged(filepath.Join(w.podDir(), "resolv.conf"), string(a.ResolvConf(pod.Metadata.Namespace))); err != nil {
+	if resolv, own := a.podResolvConf(pod); own {
+		if err := writeIfChanged(filepath.Join(w.podDir(), "resolv.conf"), string(resolv)); err != nil {
 			return err
 		}
 	}
