@@ -261,8 +261,8 @@ func validateAffinity(p string, a *Affinity) error {
 			if t.TopologyKey != LabelHostname {
 				return invalid(fmt.Sprintf("%s.podAntiAffinity[%d].topologyKey", p, i), "%q: only %s (one per node) is supported", t.TopologyKey, LabelHostname)
 			}
-			if t.LabelSelector == nil || len(t.LabelSelector.MatchLabels) == 0 {
-				return invalid(fmt.Sprintf("%s.podAntiAffinity[%d].labelSelector.matchLabels", p, i), "required")
+			if err := validateSelector(fmt.Sprintf("%s.podAntiAffinity[%d].labelSelector", p, i), t.LabelSelector, true); err != nil {
+				return err
 			}
 		}
 	}
@@ -309,12 +309,12 @@ func antiAffinity(pod *Pod, onNode []*Pod) (blocked bool, penalty int) {
 			continue
 		}
 		for _, t := range a.PodAntiAffinity.Required {
-			if MatchLabels(t.LabelSelector.MatchLabels, other.Metadata.Labels) {
+			if t.LabelSelector.Matches(other.Metadata.Labels) {
 				return true, 0
 			}
 		}
 		for _, w := range a.PodAntiAffinity.Preferred {
-			if MatchLabels(w.PodAffinityTerm.LabelSelector.MatchLabels, other.Metadata.Labels) {
+			if w.PodAffinityTerm.LabelSelector.Matches(other.Metadata.Labels) {
 				penalty += int(w.Weight)
 			}
 		}

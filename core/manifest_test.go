@@ -295,3 +295,27 @@ func TestDecode_DNSConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestDecode_SpreadAndSelectors(t *testing.T) {
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {app: p}}\nspec:\n  containers: [{name: c, image: x}]\n"
+	for doc, want := range map[string]string{
+		pod + "  topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: Sometimes}]\n":                                                                                            "spec.topologySpreadConstraints[0].maxSkew: 0 must be at least 1; spec.topologySpreadConstraints[0].whenUnsatisfiable",
+		pod + "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchExpressions: [{key: app, operator: Like}]}}]\n":                       `labelSelector.matchExpressions[0].operator: "Like"`,
+		pod + "  affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchExpressions: [{key: app, operator: In}]}}]}}\n": "labelSelector.matchExpressions[0].values: required for In",
+	} {
+		if _, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(doc)}}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", doc, err, want)
+		}
+	}
+	ok := pod + "  affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchExpressions: [{key: app, operator: In, values: [p]}]}}]}}\n"
+	if _, err := DecodeManifests([]ManifestFile{{Name: "p.yaml", Data: []byte(ok)}}); err != nil {
+		t.Fatal(err)
+	}
+	sel := &LabelSelector{MatchLabels: map[string]string{"app": "web"}, MatchExpressions: []LabelSelectorRequirement{{Key: "tier", Operator: "NotIn", Values: []string{"db"}}, {Key: "canary", Operator: "DoesNotExist"}}}
+	for labels, want := range map[string]bool{"app=web": true, "app=web,tier=db": false, "app=web,tier=fe": true, "app=web,canary=1": false, "app=api": false} {
+		l, _ := ParseSelector(labels)
+		if sel.Matches(l) != want {
+			t.Errorf("%s: %v", labels, !want)
+		}
+	}
+}

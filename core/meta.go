@@ -3,6 +3,8 @@ package core
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -331,18 +333,86 @@ func (v IntOrString) Scaled(total int, roundUp bool) (int, error) {
 	return p * total / 100, nil
 }
 
-// LabelSelector selects objects by labels (matchLabels only).
+// LabelSelector selects objects by labels: every pair of MatchLabels and
+// every requirement of MatchExpressions.
 type LabelSelector struct {
-	MatchLabels map[string]string `json:"matchLabels,omitempty"`
+	MatchLabels      map[string]string          `json:"matchLabels,omitempty"`
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
 }
 
-// Matches reports whether labels carry every pair of the selector. A nil or
-// empty selector matches nothing, as for Kubernetes workload selectors.
+// LabelSelectorRequirement is one expression: In and NotIn a set of
+// values, Exists and DoesNotExist.
+type LabelSelectorRequirement struct {
+	Key      string   `json:"key"`
+	Operator string   `json:"operator"`
+	Values   []string `json:"values,omitempty"`
+}
+
+// Empty reports whether s selects by nothing.
+func (s *LabelSelector) Empty() bool {
+	return s == nil || (len(s.MatchLabels) == 0 && len(s.MatchExpressions) == 0)
+}
+
+// Matches reports whether labels satisfy the selector. A nil or empty
+// selector matches nothing, as for Kubernetes workload selectors.
 func (s *LabelSelector) Matches(labels map[string]string) bool {
-	if s == nil || len(s.MatchLabels) == 0 {
+	if s.Empty() || !MatchLabels(s.MatchLabels, labels) {
 		return false
 	}
-	return MatchLabels(s.MatchLabels, labels)
+	for _, r := range s.MatchExpressions {
+		v, has := labels[r.Key]
+		switch r.Operator {
+		case "In":
+			if !has || !slices.Contains(r.Values, v) {
+				return false
+			}
+		case "NotIn":
+			if has && slices.Contains(r.Values, v) {
+				return false
+			}
+		case "Exists":
+			if !has {
+				return false
+			}
+		case "DoesNotExist":
+			if has {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validateSelector checks a label selector; required says an empty one is
+// an error.
+func validateSelector(p string, s *LabelSelector, required bool) error {
+	if s.Empty() {
+		if required {
+			return invalid(p, "matchLabels or matchExpressions required")
+		}
+		return nil
+	}
+	var pr problems
+	pr.add(validateLabels(p+".matchLabels", s.MatchLabels))
+	for i, r := range s.MatchExpressions {
+		rp := fmt.Sprintf("%s.matchExpressions[%d]", p, i)
+		pr.add(validateLabels(rp+".key", map[string]string{r.Key: ""}))
+		switch r.Operator {
+		case "In", "NotIn":
+			if len(r.Values) == 0 {
+				pr.add(invalid(rp+".values", "required for %s", r.Operator))
+			}
+		case "Exists", "DoesNotExist":
+			if len(r.Values) > 0 {
+				pr.add(invalid(rp+".values", "must be empty for %s", r.Operator))
+			}
+		default:
+			pr.add(invalid(rp+".operator", "%q: must be In, NotIn, Exists or DoesNotExist", r.Operator))
+		}
+	}
+	return pr.err()
 }
 
 // MatchLabels reports whether labels carry every pair in want.
@@ -370,4 +440,31 @@ func ParseSelector(s string) (map[string]string, error) {
 		m[k] = strings.TrimSpace(strings.TrimPrefix(v, "="))
 	}
 	return m, nil
+}
+
+// String renders the selector as kubectl does ("app=web,tier in (a,b)").
+func (s *LabelSelector) String() string {
+	if s == nil {
+		return "<none>"
+	}
+	var parts []string
+	keys := make([]string, 0, len(s.MatchLabels))
+	for k := range s.MatchLabels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, k+"="+s.MatchLabels[k])
+	}
+	for _, r := range s.MatchExpressions {
+		switch r.Operator {
+		case "In", "NotIn":
+			parts = append(parts, fmt.Sprintf("%s %s (%s)", r.Key, strings.ToLower(r.Operator), strings.Join(r.Values, ",")))
+		case "Exists":
+			parts = append(parts, r.Key)
+		default:
+			parts = append(parts, "!"+r.Key)
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -42,6 +42,9 @@ type PodSpec struct {
 	SecurityContext *PodSecurityContext `json:"securityContext,omitempty"`
 	Tolerations     []Toleration        `json:"tolerations,omitempty"`
 	Affinity        *Affinity           `json:"affinity,omitempty"`
+	// TopologySpreadConstraints keep matching pods evenly over the
+	// domains of a node label (hostname: nodes).
+	TopologySpreadConstraints []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
 	HostPID         bool                `json:"hostPID,omitempty"`
 	HostIPC         bool                `json:"hostIPC,omitempty"`
 	HostAliases     []HostAlias         `json:"hostAliases,omitempty"`

@@ -18,6 +18,7 @@ const (
 	reasonHostPort      = "didn't have free ports for the requested pod ports"
 	reasonAffinity      = "didn't match Pod's node affinity"
 	reasonAntiAffinity  = "didn't match pod anti-affinity rules"
+	reasonSpread        = "didn't match pod topology spread constraints"
 	reasonVolumeNode    = "had volume node affinity conflict"
 	reasonStorage       = "didn't have enough storage for the pod's claims"
 	reasonNoVolumeDir   = "provision no local volumes (agent too old or started without a volume directory)"
@@ -188,6 +189,22 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		}
 	}
 	reasons := map[string]int{}
+	// A spread constraint's domains are the nodes the pod may go to.
+	var eligible []*NodeInfo
+	if len(pod.Spec.TopologySpreadConstraints) > 0 {
+		for _, ni := range sc.Nodes {
+			if fits, _ := nodeAffinityFits(pod.Spec.Affinity, ni.Node.Metadata.Labels); fits && ni.Schedulable == "" &&
+				MatchLabels(pod.Spec.NodeSelector, ni.Node.Metadata.Labels) {
+				eligible = append(eligible, ni)
+			}
+		}
+	}
+	nodePods := func(name string) []*Pod {
+		if u := sc.Usage[name]; u != nil {
+			return u.Active
+		}
+		return nil
+	}
 	var best *NodeInfo
 	var bestSpread, bestImages, bestPreferred int
 	var bestAlloc int64
@@ -228,6 +245,14 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		if blocked {
 			reasons[reasonAntiAffinity]++
 			continue
+		}
+		if eligible != nil {
+			fits, spreadPenalty := spreadFits(pod, n, eligible, nodePods)
+			if !fits {
+				reasons[reasonSpread]++
+				continue
+			}
+			antiPenalty += 100 * spreadPenalty
 		}
 		// Preferences: node affinity weights, minus preferred
 		// anti-affinity and PreferNoSchedule taints (100 each).

@@ -138,10 +138,10 @@ func Validate(obj Object) error {
 
 func validateTemplate(sel *LabelSelector, t *PodTemplateSpec) error {
 	var pr problems
-	if sel == nil || len(sel.MatchLabels) == 0 {
+	if sel.Empty() {
 		pr.add(invalid("spec.selector.matchLabels", "required"))
-	} else if !pr.add(validateLabels("spec.selector.matchLabels", sel.MatchLabels)) && !MatchLabels(sel.MatchLabels, t.Metadata.Labels) {
-		pr.add(invalid("spec.template.metadata.labels", "must match spec.selector.matchLabels %v", sel.MatchLabels))
+	} else if !pr.add(validateSelector("spec.selector", sel, true)) && !sel.Matches(t.Metadata.Labels) {
+		pr.add(invalid("spec.template.metadata.labels", "must match spec.selector %s", sel))
 	}
 	pr.add(validateLabels("spec.template.metadata.labels", t.Metadata.Labels))
 	if t.Spec.RestartPolicy != RestartAlways {
@@ -196,6 +196,7 @@ func validatePodSpec(path string, s *PodSpec) error {
 	pr.add(validatePodSecurity(path, s))
 	pr.add(validateTolerations(path+".tolerations", s.Tolerations))
 	pr.add(validateAffinity(path+".affinity", s.Affinity))
+	pr.add(validateSpread(path+".topologySpreadConstraints", s.TopologySpreadConstraints))
 	switch s.DNSPolicy {
 	case "", "ClusterFirst", "ClusterFirstWithHostNet", "Default":
 	case "None":

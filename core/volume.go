@@ -306,9 +306,7 @@ func validateClaim(c *PersistentVolumeClaim) error {
 	if c.Spec.VolumeName != "" {
 		pr.add(validateDNSSubdomain("spec.volumeName", c.Spec.VolumeName))
 	}
-	if s := c.Spec.Selector; s != nil {
-		pr.add(validateLabels("spec.selector.matchLabels", s.MatchLabels))
-	}
+	pr.add(validateSelector("spec.selector", c.Spec.Selector, false))
 	return pr.err()
 }
 

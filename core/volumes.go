@@ -240,7 +240,7 @@ func (vi *volumeIndex) staticMatch(c *PersistentVolumeClaim) *PersistentVolume {
 		if v.Provisioned() || !claimable(v, c) || v.Spec.StorageClassName != c.StorageClass() || v.Capacity() < c.Request() {
 			continue
 		}
-		if s := c.Spec.Selector; s != nil && len(s.MatchLabels) > 0 && !MatchLabels(s.MatchLabels, v.Metadata.Labels) {
+		if s := c.Spec.Selector; !s.Empty() && !s.Matches(v.Metadata.Labels) {
 			continue
 		}
 		missing := false

@@ -1,0 +1,57 @@
+package core_test
+
+import (
+	"testing"
+)
+
+// A DoNotSchedule spread over hostnames keeps replicas within maxSkew of
+// each other, beyond the scheduler's own spreading, even with a matching
+// pod of another workload on a node; a label key some nodes lack keeps
+// the pod off them.
+func TestSpread_DoNotSchedule(t *testing.T) {
+	c := newCluster(t)
+	c.AddNode("n1", map[string]string{"zone": "a"}, "8", "8Gi")
+	c.AddNode("n2", map[string]string{"zone": "a"}, "8", "8Gi")
+	c.AddNode("n3", map[string]string{"zone": "b"}, "8", "8Gi")
+	c.AddNode("n4", nil, "8", "8Gi") // no zone label
+	c.Apply(deployment("web", 4, `      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: zone
+        whenUnsatisfiable: DoNotSchedule
+        labelSelector: {matchExpressions: [{key: app, operator: In, values: [web]}]}
+`))
+	c.Sync()
+	zones := map[string]int{}
+	for _, p := range c.Active() {
+		switch p.Spec.NodeName {
+		case "n1", "n2":
+			zones["a"]++
+		case "n3":
+			zones["b"]++
+		default:
+			t.Fatalf("pod on %q: a node without the zone label is in no domain", p.Spec.NodeName)
+		}
+	}
+	if zones["a"] != 2 || zones["b"] != 2 {
+		t.Fatalf("zones %v, want 2/2", zones)
+	}
+	// Two more: skew allows 3/3 at most, never 4/2.
+	c.Apply(deployment("web", 6, `      topologySpreadConstraints:
+      - maxSkew: 1
+        topologyKey: zone
+        whenUnsatisfiable: DoNotSchedule
+        labelSelector: {matchExpressions: [{key: app, operator: In, values: [web]}]}
+`))
+	c.Sync()
+	zones = map[string]int{}
+	for _, p := range c.Active() {
+		if p.Spec.NodeName == "n3" {
+			zones["b"]++
+		} else if p.Spec.NodeName != "" {
+			zones["a"]++
+		}
+	}
+	if zones["a"] != 3 || zones["b"] != 3 {
+		t.Fatalf("zones %v, want 3/3", zones)
+	}
+}
