@@ -44,9 +44,9 @@ func (w *podWorker) claimDir(p *core.Pod, src *core.PersistentVolumeClaimVolumeS
 		return "", fmt.Errorf("persistentvolumeclaim %q is not bound to a volume on this node yet", src.ClaimName)
 	}
 	if v.Provisioned {
-		if !w.a.insideVolumeDir(v.Path) {
-			return "", fmt.Errorf("persistentvolumeclaim %q: provisioned path %s is outside this node's volume directory %s", src.ClaimName, v.Path, w.a.VolumeDir)
-		}
+		// A path outside VolumeDir (the agent's --volume-dir changed since
+		// it was provisioned) is still used; only removal is confined to
+		// VolumeDir.
 		if _, err := os.Stat(v.Path); os.IsNotExist(err) {
 			if err := os.MkdirAll(v.Path, 0o777); err != nil {
 				return "", fmt.Errorf("persistentvolumeclaim %q: %w", src.ClaimName, err)
