@@ -255,9 +255,16 @@ func (w *podWorker) terminationMount(c *core.Container) (core.Mount, error) {
 
 // clearTermination empties c's termination message before a (re)start, so
 // that an exit reports what this run wrote. The file is truncated, not
-// replaced: the container's bind mount holds its inode.
+// replaced: the container's bind mount holds its inode. It is made again
+// if it is gone: RunDir does not survive a reboot, and an adopted
+// container's spec still binds it (its task would not start).
 func (w *podWorker) clearTermination(name string) {
-	if err := os.Truncate(w.terminationPath(name), 0); err != nil && !os.IsNotExist(err) {
+	p := w.terminationPath(name)
+	err := os.Truncate(p, 0)
+	if os.IsNotExist(err) {
+		_, err = w.terminationMount(&core.Container{Name: name})
+	}
+	if err != nil {
 		w.a.Log.Warn("clearing a termination message failed", "pod", w.namespace+"/"+w.name, "container", name, "err", err)
 	}
 }
