@@ -220,7 +220,9 @@ func readString(path string) (string, error) {
 	return string(b), err
 }
 
-func pass(format string, a ...any) Result { return Result{Status: Pass, Detail: fmt.Sprintf(format, a...)} }
+func pass(format string, a ...any) Result {
+	return Result{Status: Pass, Detail: fmt.Sprintf(format, a...)}
+}
 
 func fail(fix, format string, a ...any) Result {
 	return Result{Status: Fail, Detail: fmt.Sprintf(format, a...), Fix: fix}

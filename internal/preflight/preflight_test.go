@@ -355,7 +355,9 @@ func TestContainerd(t *testing.T) {
 	t.Run("NotRoot", func(t *testing.T) {
 		h := h
 		h.Root = false
-		denied := func(context.Context) (string, error) { return "", errors.New("dial unix " + sock + ": connect: permission denied") }
+		denied := func(context.Context) (string, error) {
+			return "", errors.New("dial unix " + sock + ": connect: permission denied")
+		}
 		r := h.Containerd(ctx, sock, denied)
 		want(t, r, Warn, "needs root")
 		if !r.NeedsRoot {
