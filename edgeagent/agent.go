@@ -161,7 +161,7 @@ func (a *Agent) setDefaults() {
 		a.RunDir = "/run/edge/" + a.Name
 	}
 	if a.CgroupParent == "" {
-		a.CgroupParent = "/edge/" + a.Name
+		a.CgroupParent = CgroupParent(a.Name)
 	}
 	if a.PidsLimit == 0 {
 		a.PidsLimit = 1024

@@ -26,6 +26,10 @@ const preflightRetry = 5 * time.Minute
 // describe node (and well under a report's bound).
 const maxConditionMessage = 2048
 
+// CgroupParent is the cgroup that holds the containers of node (the
+// default of Agent.CgroupParent).
+func CgroupParent(node string) string { return "/edge/" + node }
+
 // ContainerdVersion asks containerd at socket for its version through the
 // containerd client, for edgeagent check. ctx bounds the call.
 func ContainerdVersion(ctx context.Context, socket string) (string, error) {
