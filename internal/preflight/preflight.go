@@ -8,7 +8,10 @@
 // It only looks: it never loads a module, mounts, writes outside a data
 // directory's probe file, or changes the iptables rules (it lists them).
 // What a check needs from the programs (containerd's version, SQLite) comes
-// in as a function, so this package imports neither.
+// in as a function, so this package imports neither. It lives in internal/
+// because three owners use it (edgeagent runs the checks at start, both
+// cmds print them) and it knows no domain type: the agent turns results
+// into a node condition itself.
 package preflight
 
 import (
