@@ -147,6 +147,18 @@ func (r *NodeReport) Validate(node string) error {
 			return err
 		}
 	}
+	if n := len(r.Status.Conditions); n > 16 {
+		return invalid("status.conditions", "%d conditions (at most 16)", n)
+	}
+	for i, c := range r.Status.Conditions {
+		path := fmt.Sprintf("status.conditions[%d]", i)
+		if err := shortText(path, c.Type+c.Status+c.Reason, 256); err != nil {
+			return err
+		}
+		if err := shortText(path+".message", c.Message, maxReportString); err != nil {
+			return err
+		}
+	}
 	if n := len(r.Status.Images); n > MaxImagesPerReport {
 		return invalid("status.images", "%d images (at most %d)", n, MaxImagesPerReport)
 	}

@@ -105,7 +105,8 @@ func (n *Node) SetReady(status, reason, message string, now *Time) bool {
 			return true
 		}
 	}
-	n.Status.Conditions = append(n.Status.Conditions, NodeCondition{Type: "Ready", Status: status, Reason: reason, Message: message, LastTransitionTime: now})
+	// First, where the merge of an agent's report keeps it (nodeConditions).
+	n.Status.Conditions = append([]NodeCondition{{Type: "Ready", Status: status, Reason: reason, Message: message, LastTransitionTime: now}}, n.Status.Conditions...)
 	return true
 }
 

@@ -71,7 +71,7 @@ func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 			}
 		}
 		st := rep.Status
-		st.Conditions = node.Status.Conditions // Ready is the master's to decide
+		st.Conditions = nodeConditions(node.Status.Conditions, rep.Status.Conditions, NewTime(now))
 		if !JSONEqual(st, node.Status) {
 			node.Status = st
 			changed = true
@@ -133,6 +133,33 @@ func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 		}
 		return nil
 	})
+}
+
+// nodeConditions merges a node's stored conditions with those its agent
+// reported: Ready is the master's to decide (from the agent's connection),
+// every other condition (PreflightPassed) is the agent's. The master stamps
+// the transition times: a Pi without a real-time clock may report from 1970.
+func nodeConditions(stored, reported []NodeCondition, now *Time) []NodeCondition {
+	var out []NodeCondition
+	prev := map[string]NodeCondition{}
+	for _, c := range stored {
+		if c.Type == "Ready" {
+			out = append(out, c)
+		} else {
+			prev[c.Type] = c
+		}
+	}
+	for _, c := range reported {
+		if c.Type == "Ready" {
+			continue
+		}
+		c.LastTransitionTime = now
+		if p, ok := prev[c.Type]; ok && p.Status == c.Status {
+			c.LastTransitionTime = p.LastTransitionTime
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // mergeScheduled keeps the master's PodScheduled condition in a status the

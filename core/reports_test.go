@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,5 +258,83 @@ func TestReports_UnknownNodeDropped(t *testing.T) {
 	c.Report(&core.NodeReport{Node: "n1", Labels: map[string]string{core.LabelHostname: "n1"}})
 	if _, err := c.Store.Get(context.Background(), core.Key{Kind: core.KindNode, Name: "n1"}); err != nil {
 		t.Fatalf("a known node: %v", err)
+	}
+}
+
+func cond(n *core.Node, typ string) *core.NodeCondition {
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == typ {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// The agent's own conditions (its preflight checks) reach the stored node
+// with their messages; Ready stays the master's, whatever the agent says;
+// the master stamps transition times (a Pi's clock may say 1970).
+func TestReports_AgentConditions(t *testing.T) {
+	e := newReports(t)
+	failing := core.NodeCondition{Type: "PreflightPassed", Status: core.ConditionFalse, Reason: "ChecksFailed",
+		Message: "cgroup memory: disabled; fix: add ...", LastTransitionTime: core.NewTime(time.Unix(0, 0))}
+	claimsReady := core.NodeCondition{Type: "Ready", Status: core.ConditionTrue, Reason: "Mine"}
+	e.report(&core.NodeReport{Node: "n1", Status: core.NodeStatus{Conditions: []core.NodeCondition{claimsReady, failing}}})
+	n := e.node("n1")
+	if r := readyCond(n); r.Status != core.ConditionUnknown || r.Reason != "Registered" {
+		t.Fatalf("Ready %+v: the agent's claim was taken", r)
+	}
+	if c := cond(n, "PreflightPassed"); c == nil || c.Status != core.ConditionFalse || c.Message != failing.Message || !c.LastTransitionTime.Equal(t0) {
+		t.Fatalf("PreflightPassed %+v", c)
+	}
+	e.online("n1", true)
+	e.now = e.now.Add(time.Minute)
+	w := e.s.Writes()
+	e.report(&core.NodeReport{Node: "n1", Status: core.NodeStatus{Conditions: []core.NodeCondition{failing}}})
+	if e.s.Writes() != w {
+		t.Fatal("an unchanged condition wrote")
+	}
+	// The checks pass later: the condition flips, at the master's time.
+	passing := core.NodeCondition{Type: "PreflightPassed", Status: core.ConditionTrue, Reason: "ChecksPassed", Message: "17 checks passed"}
+	e.now = e.now.Add(time.Minute)
+	e.report(&core.NodeReport{Node: "n1", Status: core.NodeStatus{Conditions: []core.NodeCondition{
+		{Type: "Ready", Status: core.ConditionFalse}, passing}}})
+	n = e.node("n1")
+	if r := readyCond(n); r.Status != core.ConditionTrue || r.Reason != "AgentReady" {
+		t.Fatalf("Ready %+v after the agent said False", r)
+	}
+	if c := cond(n, "PreflightPassed"); c == nil || c.Status != core.ConditionTrue || c.Message != passing.Message || !c.LastTransitionTime.Equal(e.now) {
+		t.Fatalf("PreflightPassed %+v, want True since %v", c, e.now)
+	}
+	if len(n.Status.Conditions) != 2 || n.Status.Conditions[0].Type != "Ready" {
+		t.Fatalf("conditions %+v", n.Status.Conditions)
+	}
+	// The master still decides Ready when the agent goes away.
+	e.online("n1", false)
+	if r := readyCond(e.node("n1")); r.Status != core.ConditionUnknown {
+		t.Fatalf("Ready %+v offline", r)
+	}
+	if c := cond(e.node("n1"), "PreflightPassed"); c == nil || c.Status != core.ConditionTrue {
+		t.Fatalf("PreflightPassed %+v lost when the node went offline", c)
+	}
+	// An agent that stops reporting a condition (an older version) drops it.
+	e.report(&core.NodeReport{Node: "n1"})
+	if c := cond(e.node("n1"), "PreflightPassed"); c != nil {
+		t.Fatalf("PreflightPassed %+v kept after the agent dropped it", c)
+	}
+}
+
+func TestNodeReportValidateConditions(t *testing.T) {
+	rep := &core.NodeReport{Node: "n1", Status: core.NodeStatus{Conditions: []core.NodeCondition{
+		{Type: "PreflightPassed", Status: core.ConditionFalse, Message: "cgroup memory: disabled"}}}}
+	if err := rep.Validate("n1"); err != nil {
+		t.Fatal(err)
+	}
+	rep.Status.Conditions[0].Message = "two\nlines"
+	if err := rep.Validate("n1"); core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "status.conditions[0].message") {
+		t.Fatalf("a message with a newline: %v", err)
+	}
+	rep.Status.Conditions = make([]core.NodeCondition, 17)
+	if err := rep.Validate("n1"); core.ErrorCode(err) != core.EINVALID {
+		t.Fatalf("17 conditions: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/internal/backoff"
 	"github.com/edgeorch/edge/internal/fsutil"
+	"github.com/edgeorch/edge/internal/preflight"
 )
 
 // Agent runs a node's pods. Configure the fields, then Open.
@@ -68,6 +69,11 @@ type Agent struct {
 	// 30s): the runtime's exit events wake a pod at once, this is the net
 	// under them, and polling costs an idle Pi CPU.
 	Resync time.Duration
+	// Preflight checks the machine (edgeagent check's checks). The agent
+	// runs it in the background once open, again every 5 minutes while a
+	// check fails, and reports the outcome as the node's PreflightPassed
+	// condition. Nil: no checks, no condition.
+	Preflight func(ctx context.Context) []preflight.Result
 
 	rt core.Runtime
 	// releasing holds the released volume paths being removed.
@@ -139,6 +145,10 @@ func (a *Agent) Open() error {
 	go a.reportLoop()
 	go a.sendEvents()
 	go a.writeEvents()
+	if a.Preflight != nil {
+		a.wg.Add(1)
+		go a.preflightLoop()
+	}
 	return nil
 }
 
@@ -151,7 +161,7 @@ func (a *Agent) setDefaults() {
 		a.RunDir = "/run/edge/" + a.Name
 	}
 	if a.CgroupParent == "" {
-		a.CgroupParent = "/edge/" + a.Name
+		a.CgroupParent = CgroupParent(a.Name)
 	}
 	if a.PidsLimit == 0 {
 		a.PidsLimit = 1024

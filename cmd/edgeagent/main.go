@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/edgeagent"
 	"github.com/edgeorch/edge/internal/daemon"
+	"github.com/edgeorch/edge/internal/preflight"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
 )
@@ -48,6 +50,9 @@ type Main struct {
 	Storage    string
 	Debug      bool
 	PprofAddr  string
+	// Check runs the preflight checks (edgeagent check) instead of the agent.
+	Check  bool
+	Stdout io.Writer // where check prints; default os.Stdout
 
 	Log        *slog.Logger
 	Agent      *edgeagent.Agent
@@ -85,7 +90,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: edgeagent --token TOKEN [--master URL] [flags]\n\n%s", fs.FlagUsages())
+		fmt.Fprintf(os.Stderr, "Usage: edgeagent --token TOKEN [--master URL] [flags]\n"+
+			"       edgeagent check [flags]   check this machine (cgroups, modules, iptables, containerd, CNI, clock, disk) and exit\n\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -93,6 +99,13 @@ func (m *Main) ParseFlags(args []string) error {
 	if *showVersion {
 		fmt.Println("edgeagent", version.Version)
 		return pflag.ErrHelp
+	}
+	switch args := fs.Args(); {
+	case len(args) == 1 && args[0] == "check":
+		m.Check = true
+		return nil // it only looks at the machine: no master, no token
+	case len(args) > 0:
+		return fmt.Errorf("unexpected arguments %q (the only command is check)", args)
 	}
 	if m.Cleanup {
 		return nil
@@ -124,6 +137,16 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
 		m.Log = daemon.Logger(m.Debug, "node", m.Name)
 	}
+	if m.Check {
+		rs := preflight.Run(ctx, m.checks())
+		if m.Stdout == nil {
+			m.Stdout = os.Stdout
+		}
+		if failed := preflight.Print(m.Stdout, rs); failed > 0 {
+			return fmt.Errorf("%d of %d checks failed", failed, len(rs))
+		}
+		return daemon.ErrDone
+	}
 	if m.Cleanup {
 		if err := cleanup(m.Bridge, m.DataDir); err != nil {
 			return err
@@ -141,7 +164,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Agent = &edgeagent.Agent{Name: m.Name, DataDir: m.DataDir, Containerd: m.Containerd, Labels: m.Labels,
-		NodeIP: m.NodeIP, Version: version.Version, Log: m.Log, VolumeDir: m.VolumeDir}
+		NodeIP: m.NodeIP, Version: version.Version, Log: m.Log, VolumeDir: m.VolumeDir,
+		Preflight: func(ctx context.Context) []preflight.Result { return preflight.Run(ctx, m.checks()) }}
 	if m.Storage != "" {
 		n, err := core.Quantity(m.Storage).Value()
 		if err != nil || n <= 0 {
@@ -208,6 +232,13 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Conn.TLS = tlsConfig
 	}
 	return m.Conn.Open()
+}
+
+// checks are edgeagent check's, on this machine with the agent's flags.
+func (m *Main) checks() []preflight.Check {
+	return preflight.Agent(preflight.Local(), preflight.AgentConfig{DataDir: m.DataDir, Containerd: m.Containerd,
+		CNIBinDir: m.CNIBinDir, CgroupParent: edgeagent.CgroupParent(m.Name),
+		RuntimeVersion: func(ctx context.Context) (string, error) { return edgeagent.ContainerdVersion(ctx, m.Containerd) }})
 }
 
 func (m *Main) network() (*edgeagent.CNI, error) {

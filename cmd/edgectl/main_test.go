@@ -130,3 +130,28 @@ func TestTerminalSafe(t *testing.T) {
 		t.Fatalf("got %q, want %q", b.String(), want)
 	}
 }
+
+// describe node shows every condition with its message on one row: the
+// agent's PreflightPassed says which checks failed and how to fix them.
+func TestDescribeNodeConditions(t *testing.T) {
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	n := &core.Node{TypeMeta: core.TypeMeta{Kind: core.KindNode}, Metadata: core.ObjectMeta{Name: "pi-1"},
+		Status: core.NodeStatus{Conditions: []core.NodeCondition{
+			{Type: "Ready", Status: core.ConditionTrue, Reason: "AgentReady", Message: "agent is connected", LastTransitionTime: core.NewTime(now.Add(-time.Hour))},
+			{Type: "PreflightPassed", Status: core.ConditionFalse, Reason: "ChecksFailed",
+				Message:            "1 of 17 checks failed: cgroup memory: cgroup v1: memory is disabled (fix: add \"cgroup_enable=memory cgroup_memory=1\" to /boot/firmware/cmdline.txt)\nthen reboot",
+				LastTransitionTime: core.NewTime(now.Add(-5 * time.Minute))}}}}
+	var b strings.Builder
+	describe(&b, n, nil, now)
+	var row string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "PreflightPassed") {
+			row = l
+		}
+	}
+	for _, want := range []string{"False", "ChecksFailed", `cgroup memory: cgroup v1: memory is disabled (fix: add "cgroup_enable=memory cgroup_memory=1" to /boot/firmware/cmdline.txt) | then reboot`, "5m ago"} {
+		if !strings.Contains(row, want) {
+			t.Fatalf("condition row %q lacks %q:\n%s", row, want, b.String())
+		}
+	}
+}

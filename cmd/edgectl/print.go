@@ -664,7 +664,7 @@ func (d *describer) node(v *core.Node) {
 		if c.LastTransitionTime != nil {
 			since = Age(c.LastTransitionTime, d.now) + " ago"
 		}
-		fmt.Fprintf(d.tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, c.Message, since)
+		fmt.Fprintf(d.tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, oneLine(c.Message), since)
 	}
 	fmt.Fprintln(d.tw, "Addresses:")
 	for _, a := range v.Status.Addresses {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/internal/daemon"
+	"github.com/edgeorch/edge/internal/preflight"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
 	"github.com/edgeorch/edge/sqlite"
@@ -43,6 +45,9 @@ type Main struct {
 	JoinRate      float64
 	Debug         bool
 	Network       core.NetworkConfig
+	// Check runs the preflight checks (edgemaster check) instead of the master.
+	Check  bool
+	Stdout io.Writer // where check prints; default os.Stdout
 
 	Log         *slog.Logger
 	DB          *sqlite.DB
@@ -79,7 +84,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(os.Stderr, "Usage: edgemaster [flags]\n\n%s", fs.FlagUsages())
+		fmt.Fprintf(os.Stderr, "Usage: edgemaster [flags]\n"+
+			"       edgemaster check [flags]   check this machine (data dir, disk, clock, ports, SQLite) and exit\n\n%s", fs.FlagUsages())
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -88,8 +94,10 @@ func (m *Main) ParseFlags(args []string) error {
 		fmt.Println("edgemaster", version.Version)
 		return pflag.ErrHelp
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	if args := fs.Args(); len(args) == 1 && args[0] == "check" {
+		m.Check = true
+	} else if len(args) > 0 {
+		return fmt.Errorf("unexpected arguments %q (the only command is check)", args)
 	}
 	var err error
 	if m.Network, err = core.ParseNetworkConfig(*clusterCIDR, *nodeMask, *serviceCIDR); err != nil {
@@ -117,6 +125,16 @@ func (m *Main) ParseFlags(args []string) error {
 
 // Run starts every component; it returns once they serve.
 func (m *Main) Run(ctx context.Context) error {
+	if m.Check {
+		rs := preflight.Run(ctx, m.checks())
+		if m.Stdout == nil {
+			m.Stdout = os.Stdout
+		}
+		if failed := preflight.Print(m.Stdout, rs); failed > 0 {
+			return fmt.Errorf("%d of %d checks failed", failed, len(rs))
+		}
+		return daemon.ErrDone
+	}
 	if m.Log == nil {
 		m.Log = daemon.Logger(m.Debug)
 	}
@@ -207,6 +225,15 @@ func (m *Main) Close() error {
 		errs = append(errs, m.DB.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// checks are edgemaster check's, on this machine with the master's flags.
+func (m *Main) checks() []preflight.Check {
+	cfg := preflight.MasterConfig{DataDir: m.DataDir, APIAddr: m.APIAddr, SQLite: sqlite.Usable}
+	if m.MQTTURL == "" {
+		cfg.MQTTAddr = m.MQTTAddr
+	}
+	return preflight.Master(preflight.Local(), cfg)
 }
 
 func port(addr string) int {

@@ -114,3 +114,33 @@ func TestMain_FailedFirstStartRecovers(t *testing.T) {
 		t.Fatalf("admin.conf after a failed first start: %v", err)
 	}
 }
+
+// edgemaster check takes the daemon's flags, checks without creating
+// anything, and fails when a port is taken.
+func TestMain_Check(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "master")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	m := NewMain()
+	if err := m.ParseFlags([]string{"check", "--data-dir", dir, "--api-addr", "127.0.0.1:0", "--mqtt-addr", taken.Addr().String()}); err != nil || !m.Check {
+		t.Fatalf("ParseFlags: %v, Check %v", err, m.Check)
+	}
+	var out strings.Builder
+	m.Stdout = &out
+	if err := m.Run(context.Background()); err == nil || err.Error() != "1 of 6 checks failed" {
+		t.Fatalf("Run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "FAIL  port mqtt") || !strings.Contains(out.String(), taken.Addr().String()+" is in use by ") ||
+		!strings.Contains(out.String(), "      fix: stop ") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("check made the data dir: %v", err)
+	}
+	if m.DB != nil || m.API != nil {
+		t.Fatal("check started the master")
+	}
+}
