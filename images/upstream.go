@@ -338,28 +338,25 @@ type Repository struct {
 func (r Repository) String() string { return r.Host + "/" + r.Path }
 
 // tryEndpoints calls f on each endpoint of ref in order and returns the
-// first success; errors other than "not found" are kept, so that an
-// unreachable mirror and a missing image read differently.
+// first success. If none succeeds and one said "not found", the error is
+// ENOTFOUND (an unreachable endpoint gives no answer; the message lists
+// every endpoint's error).
 func (u *upstream) tryEndpoints(ref Repository, f func(ep endpoint) error) error {
 	eps, err := u.cfg.endpoints(ref.Host, ref.Path)
 	if err != nil {
 		return err
 	}
 	var errs []string
-	allNotFound := true
+	code := core.EUNAVAILABLE
 	for _, ep := range eps {
 		err := f(ep)
 		if err == nil {
 			return nil
 		}
-		if core.ErrorCode(err) != core.ENOTFOUND {
-			allNotFound = false
+		if core.ErrorCode(err) == core.ENOTFOUND {
+			code = core.ENOTFOUND
 		}
-		errs = append(errs, err.Error())
-	}
-	code := core.EUNAVAILABLE
-	if allNotFound {
-		code = core.ENOTFOUND
+		errs = append(errs, core.ErrorMessage(err))
 	}
 	return core.Errorf(code, "%s", strings.Join(errs, "; "))
 }
