@@ -13,7 +13,6 @@ import (
 	"os"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -98,20 +97,34 @@ func ParseRegistries(data []byte) (*RegistriesConfig, error) {
 	if t := bytes.TrimSpace(j); len(t) == 0 || string(t) == "null" {
 		return c, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(j))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("%s: want %s, not a YAML %s", fieldPath(te.Field), te.Type, te.Value)
-		}
-		if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return nil, fmt.Errorf("unknown field %s (known: mirrors.HOST.endpoint, mirrors.HOST.rewrite, configs.HOST.auth.username|password|auth|identitytoken, configs.HOST.tls.ca_file|cert_file|key_file|insecure_skip_verify)", msg)
-		}
-		return nil, fmt.Errorf("%v", err)
+	// Decoded level by level, so that an error names the host it is under
+	// (encoding/json's paths leave out map keys).
+	var top struct {
+		Mirrors map[string]json.RawMessage `json:"mirrors"`
+		Configs map[string]json.RawMessage `json:"configs"`
 	}
-	if dec.More() {
-		return nil, errors.New("more than one YAML document")
+	if err := strictJSON(j, &top, ""); err != nil {
+		return nil, err
+	}
+	for host, raw := range top.Mirrors {
+		var m Mirror
+		if err := strictJSON(raw, &m, fmt.Sprintf("mirrors.%q", host)); err != nil {
+			return nil, err
+		}
+		if c.Mirrors == nil {
+			c.Mirrors = map[string]Mirror{}
+		}
+		c.Mirrors[host] = m
+	}
+	for host, raw := range top.Configs {
+		var rc RegistryConfig
+		if err := strictJSON(raw, &rc, fmt.Sprintf("configs.%q", host)); err != nil {
+			return nil, err
+		}
+		if c.Configs == nil {
+			c.Configs = map[string]RegistryConfig{}
+		}
+		c.Configs[host] = rc
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -119,22 +132,39 @@ func ParseRegistries(data []byte) (*RegistriesConfig, error) {
 	return c, nil
 }
 
-// fieldPath turns encoding/json's dotted field path into one that quotes
-// host names (which hold dots themselves): mirrors."docker.io".endpoint.
-func fieldPath(f string) string {
-	for _, top := range []string{"mirrors.", "configs."} {
-		rest, ok := strings.CutPrefix(f, top)
-		if !ok {
-			continue
-		}
-		for _, leaf := range []string{".endpoint", ".rewrite", ".auth", ".tls"} {
-			if i := strings.LastIndex(rest, leaf); i > 0 {
-				return top + strconv.Quote(rest[:i]) + rest[i:]
-			}
-		}
-		return top + strconv.Quote(rest)
+// strictJSON decodes data into v, refusing unknown fields; errors name
+// the field under prefix.
+func strictJSON(data []byte, v any, prefix string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
 	}
-	return f
+	join := func(f string) string {
+		switch {
+		case prefix == "":
+			return f
+		case f == "":
+			return prefix
+		}
+		return prefix + "." + f
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		want := te.Type.String()
+		switch want {
+		case "map[string]json.RawMessage", "images.Mirror", "images.RegistryConfig", "images.AuthConfig", "images.TLSConfig", "map[string]string":
+			want = "a mapping"
+		case "[]string":
+			want = "a list of strings"
+		}
+		return fmt.Errorf("%s: want %s, not a YAML %s", join(te.Field), want, te.Value)
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return fmt.Errorf("%s: unknown field %s (known: mirrors.HOST.endpoint|rewrite, configs.HOST.auth.username|password|auth|identitytoken, configs.HOST.tls.ca_file|cert_file|key_file|insecure_skip_verify)", join(""), f)
+	}
+	return fmt.Errorf("%s: %v", join(""), err)
 }
 
 // Validate checks hosts, endpoint URLs, rewrite patterns and auth.
