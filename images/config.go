@@ -151,6 +151,9 @@ func strictJSON(data []byte, v any, prefix string) error {
 		return prefix + "." + f
 	}
 	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field == "" && prefix == "" {
+		return fmt.Errorf("want a mapping with mirrors: and configs:, not a YAML %s", te.Value)
+	}
 	if errors.As(err, &te) {
 		want := te.Type.String()
 		switch want {

@@ -72,6 +72,7 @@ type upstream struct {
 	mu         sync.Mutex
 	transports map[string]*http.Transport // by endpoint host: TLS settings differ
 	tokens     map[string]token           // realm service scope -> bearer token
+	basicHosts map[string]bool            // endpoint hosts that took Basic credentials
 	now        func() time.Time
 }
 
@@ -85,7 +86,7 @@ func newUpstream(cfg *RegistriesConfig, dial func(ctx context.Context, network, 
 		d := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}
 		dial = d.DialContext
 	}
-	return &upstream{cfg: cfg, dial: dial, transports: map[string]*http.Transport{}, tokens: map[string]token{}, now: time.Now}
+	return &upstream{cfg: cfg, dial: dial, transports: map[string]*http.Transport{}, tokens: map[string]token{}, basicHosts: map[string]bool{}, now: time.Now}
 }
 
 func (u *upstream) close() {
@@ -166,6 +167,11 @@ func (u *upstream) do(ctx context.Context, r request) (*http.Response, error) {
 	scope := "repository:" + r.ep.repo + ":pull"
 	if tok := u.cachedToken(r.ep.base.Host, scope); tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
+	} else if u.sendsBasic(r.ep.base.Host) {
+		// A host that asked for Basic once gets it up front: a 401 round
+		// trip per request is dear on a slow link.
+		user, pass, _ := rc.basic()
+		req.SetBasicAuth(user, pass)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -192,10 +198,23 @@ func (u *upstream) do(ctx context.Context, r request) (*http.Response, error) {
 			return nil, core.Errorf(core.EUNAUTHORIZED, "%s wants a username and password: set configs.%q.auth in --registries", r.ep.base.Host, r.ep.base.Host)
 		}
 		req2.SetBasicAuth(user, pass)
+		resp, err := client.Do(req2)
+		if err == nil && resp.StatusCode != http.StatusUnauthorized {
+			u.mu.Lock()
+			u.basicHosts[r.ep.base.Host] = true
+			u.mu.Unlock()
+		}
+		return resp, err
 	default:
 		return nil, core.Errorf(core.EUNAUTHORIZED, "%s refused the pull (401) with challenge %q", r.ep.base.Host, challenge)
 	}
 	return client.Do(req2)
+}
+
+func (u *upstream) sendsBasic(host string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.basicHosts[host]
 }
 
 func (rc RegistryConfig) basic() (string, string, error) {
