@@ -347,11 +347,14 @@ func (r *Registry) getManifest(ctx context.Context, ref Repository, tagOrDigest 
 	}
 	r.Store.Touch(repo, tag)
 	if r.TagTTL > 0 && !r.fresh(repo, tag) {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// Short: on a link that is down, the stored tag is the answer, and
+		// the next check waits another TagTTL.
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		now, err := r.up.manifestDigest(cctx, ref, tag)
 		cancel()
 		switch {
 		case err != nil:
+			r.markChecked(repo, tag)
 			r.Log.Info("registry: upstream cannot say whether the tag moved; serving the stored one", "image", repo+":"+tag, "err", err)
 		case now != t.Digest:
 			r.Log.Info("registry: tag moved upstream", "image", repo+":"+tag, "from", t.Digest, "to", now)
