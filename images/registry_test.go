@@ -68,7 +68,7 @@ type master struct {
 	dials *dialLog
 }
 
-func newMaster(t *testing.T, registriesYAML string) *master {
+func newMaster(t *testing.T, registriesYAML string, opts ...func(*images.Registry)) *master {
 	t.Helper()
 	cfg, err := images.ParseRegistries([]byte(registriesYAML))
 	if err != nil {
@@ -86,6 +86,9 @@ func newMaster(t *testing.T, registriesYAML string) *master {
 	}
 	m := &master{store: store, dials: &dialLog{}}
 	m.reg = &images.Registry{Store: store, Registries: cfg, Dial: m.dials.dial, TagTTL: -1}
+	for _, o := range opts {
+		o(m.reg)
+	}
 	if err := m.reg.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -386,5 +389,35 @@ func TestRegistry_NeverDialsUnnamedHosts(t *testing.T) {
 	evilConns.Wait()
 	if len(evilHits) != 0 {
 		t.Fatalf("the unnamed host got %d connections", len(evilHits))
+	}
+}
+
+// A stored tag is checked upstream once TagTTL has passed: a moved tag is
+// pulled again; with the upstream gone, the stored one is served.
+func TestRegistry_TagRefresh(t *testing.T) {
+	up := regtest.Start(t, regtest.Options{})
+	v1 := up.PushRandom(t, "edge/app", "latest", 1000, 1)
+	m := newMaster(t, up.RegistriesYAML("docker.io"), func(r *images.Registry) { r.TagTTL = time.Nanosecond })
+	path := "/v2/edge/app/manifests/latest?ns=docker.io"
+	if resp, _ := m.get(t, "GET", path, "Accept", acceptAll); resp.Header.Get("Docker-Content-Digest") != v1.Digest.String() {
+		t.Fatalf("first pull: %s %v", resp.Status, resp.Header)
+	}
+	if resp, _ := m.get(t, "GET", path, "Accept", acceptAll); resp.Header.Get("Docker-Content-Digest") != v1.Digest.String() {
+		t.Fatalf("unchanged tag: %s", resp.Status)
+	}
+	if n := up.Requests("GET", "/manifests/latest"); n != 1 {
+		t.Fatalf("an unchanged tag was fetched %d times (HEAD is enough)", n)
+	}
+	v2 := up.PushRandom(t, "edge/app", "latest", 1000, 2)
+	if resp, _ := m.get(t, "GET", path, "Accept", acceptAll); resp.Header.Get("Docker-Content-Digest") != v2.Digest.String() {
+		t.Fatalf("moved tag: %s %v", resp.Status, resp.Header)
+	}
+	up.Close()
+	resp, body := m.get(t, "GET", path, "Accept", acceptAll)
+	if resp.StatusCode != 200 || digest.FromBytes(body) != v2.Digest {
+		t.Fatalf("upstream down: %s %s", resp.Status, body)
+	}
+	if tg, _ := m.store.Tag("docker.io/edge/app", "latest"); tg.Digest != v2.Digest {
+		t.Fatalf("stored tag %s", tg.Digest)
 	}
 }

@@ -58,6 +58,7 @@ type Upstream struct {
 	CAFile string
 
 	opts   Options
+	front  *httptest.Server
 	token  string
 	mu     sync.Mutex
 	counts map[string]int         // "METHOD PATH" -> requests
@@ -139,6 +140,7 @@ func Start(t testing.TB, opts Options) *Upstream {
 		front.Start()
 	}
 	t.Cleanup(front.Close)
+	u.front = front
 	u.URL = front.URL
 	u.Host = strings.TrimPrefix(strings.TrimPrefix(front.URL, "https://"), "http://")
 	return u
@@ -234,6 +236,10 @@ func (f *flipFirst) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Close stops the front, as a link that went down: connections to it are
+// refused from now on.
+func (u *Upstream) Close() { u.front.Close() }
 
 // Tamper makes the front serve blob d with its first byte flipped (same
 // length, wrong digest).
