@@ -69,6 +69,7 @@ type Registry struct {
 	checked   map[string]time.Time // repo:tag -> when upstream last confirmed it
 	manifests singleflight.Group
 
+	waiters       atomic.Int64 // requests following a blob in flight
 	blobFetches   atomic.Int64 // upstream blob GETs started
 	bytesUpstream atomic.Int64
 	bytesServed   atomic.Int64
@@ -114,6 +115,7 @@ func (r *Registry) Stats() map[string]float64 {
 	blobs, size, _ := r.Store.Usage()
 	return map[string]float64{
 		"edge_registry_upstream_blob_fetches_total": float64(r.blobFetches.Load()),
+		"edge_registry_blob_waiters":                float64(r.waiters.Load()),
 		"edge_registry_upstream_bytes_total":        float64(r.bytesUpstream.Load()),
 		"edge_registry_served_bytes_total":          float64(r.bytesServed.Load()),
 		"edge_content_blobs":                        float64(blobs),
@@ -465,6 +467,8 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, ref Repos
 		return
 	}
 	fl := r.join(ref, d)
+	r.waiters.Add(1)
+	defer r.waiters.Add(-1)
 	select {
 	case <-fl.ready:
 	case <-req.Context().Done():

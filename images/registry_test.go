@@ -269,9 +269,13 @@ func TestRegistry_BlobOnceAndRange(t *testing.T) {
 			}
 		}()
 	}
+	// All eight wait on the one transfer before the upstream sends a byte.
 	deadline := time.Now().Add(10 * time.Second)
-	for up.BlobGets(layer) == 0 && time.Now().Before(deadline) {
+	for (up.BlobGets(layer) == 0 || m.reg.Stats()["edge_registry_blob_waiters"] != 8) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+	if w := m.reg.Stats()["edge_registry_blob_waiters"]; w != 8 {
+		t.Errorf("%v requests wait on the transfer, want 8", w)
 	}
 	release()
 	wg.Wait()
@@ -419,5 +423,39 @@ func TestRegistry_TagRefresh(t *testing.T) {
 	}
 	if tg, _ := m.store.Tag("docker.io/edge/app", "latest"); tg.Digest != v2.Digest {
 		t.Fatalf("stored tag %s", tg.Digest)
+	}
+}
+
+// Credentials as k3s writes them: an identity token (OAuth2 refresh
+// token), and base64 auth against a Basic registry; wrong ones fail.
+func TestRegistry_UpstreamCredentials(t *testing.T) {
+	tokUp := regtest.Start(t, regtest.Options{Auth: "token", Username: "u", Password: "refresh-me"})
+	tokImg := tokUp.PushRandom(t, "edge/a", "v1", 100, 1)
+	basicUp := regtest.Start(t, regtest.Options{Auth: "basic", Username: "user", Password: "pass"})
+	basicImg := basicUp.PushRandom(t, "edge/b", "v1", 100, 2)
+	yaml := fmt.Sprintf("mirrors:\n  tok.example:\n    endpoint: [%q]\n  basic.example:\n    endpoint: [%q]\n"+
+		"configs:\n  %q:\n    auth: {identitytoken: refresh-me}\n  %q:\n    auth: {auth: dXNlcjpwYXNz}\n",
+		tokUp.URL, basicUp.URL, tokUp.Host, basicUp.Host)
+	m := newMaster(t, yaml)
+	for _, c := range []struct {
+		path string
+		want digest.Digest
+	}{
+		{"/v2/tok.example/edge/a/manifests/v1", tokImg.Digest},
+		{"/v2/basic.example/edge/b/manifests/v1", basicImg.Digest},
+	} {
+		resp, body := m.get(t, "GET", c.path, "Accept", acceptAll)
+		if resp.StatusCode != 200 || digest.FromBytes(body) != c.want {
+			t.Errorf("%s: %s %s", c.path, resp.Status, body)
+		}
+	}
+	if n := tokUp.Requests("POST", "/token"); n != 1 {
+		t.Errorf("identity token exchanged %d times, want 1", n)
+	}
+	// Wrong credentials: refused, and the message says where to look.
+	bad := newMaster(t, fmt.Sprintf("mirrors:\n  basic.example:\n    endpoint: [%q]\nconfigs:\n  %q:\n    auth: {username: user, password: wrong}\n", basicUp.URL, basicUp.Host))
+	resp, body := bad.get(t, "GET", "/v2/basic.example/edge/b/manifests/v1", "Accept", acceptAll)
+	if resp.StatusCode == 200 || errorCode(t, body) != "MANIFEST_UNKNOWN" || !strings.Contains(string(body), "auth in --registries") {
+		t.Errorf("wrong credentials: %s %s", resp.Status, body)
 	}
 }

@@ -345,6 +345,9 @@ func upstreamError(ep endpoint, what string, resp *http.Response) error {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		code = core.EUNAUTHORIZED
 	}
+	if code == core.EUNAUTHORIZED {
+		return core.Errorf(code, "%s from %s: %s (check configs.%q.auth in --registries)", what, ep.base.Host, resp.Status, ep.base.Host)
+	}
 	return core.Errorf(code, "%s from %s: %s", what, ep.base.Host, resp.Status)
 }
 
@@ -357,9 +360,10 @@ type Repository struct {
 func (r Repository) String() string { return r.Host + "/" + r.Path }
 
 // tryEndpoints calls f on each endpoint of ref in order and returns the
-// first success. If none succeeds and one said "not found", the error is
-// ENOTFOUND (an unreachable endpoint gives no answer; the message lists
-// every endpoint's error).
+// first success. If none succeeds, the error is ENOTFOUND if one said "not
+// found", else EUNAUTHORIZED if one refused us, else EUNAVAILABLE (an
+// unreachable endpoint gives no answer); the message lists every
+// endpoint's error.
 func (u *upstream) tryEndpoints(ref Repository, f func(ep endpoint) error) error {
 	eps, err := u.cfg.endpoints(ref.Host, ref.Path)
 	if err != nil {
@@ -372,8 +376,13 @@ func (u *upstream) tryEndpoints(ref Repository, f func(ep endpoint) error) error
 		if err == nil {
 			return nil
 		}
-		if core.ErrorCode(err) == core.ENOTFOUND {
+		switch core.ErrorCode(err) {
+		case core.ENOTFOUND:
 			code = core.ENOTFOUND
+		case core.EUNAUTHORIZED:
+			if code != core.ENOTFOUND {
+				code = core.EUNAUTHORIZED
+			}
 		}
 		errs = append(errs, core.ErrorMessage(err))
 	}

@@ -173,6 +173,17 @@ func (u *Upstream) handler(rp http.Handler) http.Handler {
 		u.counts[r.Method+" "+r.URL.Path]++
 		u.mu.Unlock()
 		if r.URL.Path == "/token" {
+			// GET with Basic credentials, or the OAuth2 refresh-token POST
+			// that identity tokens use (the token is Password).
+			if r.Method == http.MethodPost {
+				if r.ParseForm() != nil || r.PostForm.Get("grant_type") != "refresh_token" || r.PostForm.Get("refresh_token") != u.opts.Password {
+					http.Error(w, "bad refresh token", http.StatusUnauthorized)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(map[string]any{"access_token": u.token, "expires_in": 300})
+				return
+			}
 			user, pass, _ := r.BasicAuth()
 			if u.opts.Username != "" && (user != u.opts.Username || pass != u.opts.Password) {
 				http.Error(w, "bad credentials", http.StatusUnauthorized)
