@@ -1,6 +1,7 @@
 package images
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -297,7 +297,7 @@ func (s *Store) ReadManifest(d digest.Digest) ([]byte, error) {
 // under repo and, if tag is not empty, points repo:tag at it.
 func (s *Store) PutManifest(repo, tag, mediaType string, data []byte) (digest.Digest, error) {
 	d := digest.FromBytes(data)
-	if err := s.Put(d, int64(len(data)), strings.NewReader(string(data))); err != nil {
+	if err := s.Put(d, int64(len(data)), bytes.NewReader(data)); err != nil {
 		return "", err
 	}
 	s.mu.Lock()
