@@ -49,6 +49,10 @@ type Server struct {
 	Bootstrap *Bootstrap
 	// Metrics returns extra figures for /metrics.
 	Metrics func() map[string]float64
+	// Registry serves the OCI distribution API's read side under /v2/
+	// (nil: no registry). The server authenticates its clients: see
+	// registryAuth.
+	Registry http.Handler
 
 	// Limits; zero takes the default in brackets. Streams (watch, logs -f)
 	// are exempt from WriteTimeout: each of their writes gets its own.
@@ -273,6 +277,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/tokens/rotate-admin", s.admin(s.handleRotateAdmin))
 	mux.HandleFunc("POST /api/v1/deployments/{name}/undo", s.admin(s.handleUndo))
 	mux.HandleFunc("GET /metrics", s.admin(s.handleMetrics))
+	if s.Registry != nil {
+		mux.Handle("/v2/", s.registryAuth(s.Registry))
+	}
 	// Profiles for a live master, behind the admin token like everything else.
 	mux.HandleFunc("GET /debug/pprof/", s.admin(pprof.Index))
 	mux.HandleFunc("GET /debug/pprof/profile", s.admin(pprof.Profile))
@@ -320,23 +327,33 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 			Error(w, core.Errorf(core.EUNAUTHORIZED, "no token: pass --token or use a config with one (admin.conf in the master's data dir)"))
 			return
 		}
-		hash := HashSecret(tok)
-		s.mu.Lock()
-		ok, gen := s.admins[hash], s.adminGen
-		s.mu.Unlock()
-		if !ok {
-			if _, err := s.Tokens.FindToken(r.Context(), core.TokenAdmin, hash); err != nil {
-				Error(w, core.Errorf(core.EUNAUTHORIZED, "the token was refused: it is not an admin token of this master"))
-				return
-			}
-			s.mu.Lock()
-			if s.adminGen == gen { // not revoked or rotated while we looked
-				s.admins[hash] = true
-			}
-			s.mu.Unlock()
+		if !s.isAdmin(r.Context(), tok) {
+			Error(w, core.Errorf(core.EUNAUTHORIZED, "the token was refused: it is not an admin token of this master"))
+			return
 		}
 		h(w, r)
 	}
+}
+
+// isAdmin reports whether tok is an admin token (verified hashes are
+// cached until tokens are revoked or rotated).
+func (s *Server) isAdmin(ctx context.Context, tok string) bool {
+	hash := HashSecret(tok)
+	s.mu.Lock()
+	ok, gen := s.admins[hash], s.adminGen
+	s.mu.Unlock()
+	if ok {
+		return true
+	}
+	if _, err := s.Tokens.FindToken(ctx, core.TokenAdmin, hash); err != nil {
+		return false
+	}
+	s.mu.Lock()
+	if s.adminGen == gen { // not revoked or rotated while we looked
+		s.admins[hash] = true
+	}
+	s.mu.Unlock()
+	return true
 }
 
 // VersionInfo is what GET /version returns.

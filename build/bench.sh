@@ -12,6 +12,8 @@ for d in dist/linux-amd64 dist/linux-arm64 dist/linux-armv7; do
 done
 echo "== go benchmarks (store, scheduler)"
 go test -run '^$' -bench . -benchmem ./core/... ./sqlite/... | grep -E '^(Benchmark|ok)'
+echo "== registry: a stored blob served by /v2/ (HTTPS, loopback) vs reading the file"
+go test -run '^$' -bench BenchmarkRegistryBlob -benchtime 5x ./cmd/edgemaster/ 2>&1 | grep -E '^(Benchmark|ok|blob )'
 echo "== one master, one agent (root: private containerd)"
 go test -run '^$' -bench BenchmarkCluster -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== node silently lost: 3 workers in network namespaces, link cut 5 times"

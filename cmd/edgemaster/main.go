@@ -21,6 +21,7 @@ import (
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
+	"github.com/edgeorch/edge/images"
 	"github.com/edgeorch/edge/internal/daemon"
 	"github.com/edgeorch/edge/internal/preflight"
 	"github.com/edgeorch/edge/internal/version"
@@ -38,6 +39,7 @@ type Main struct {
 	MQTTURL       string
 	NoMDNS        bool
 	Registries    string
+	ContentDir    string
 	TLSSANs       []string
 	NodeLostGrace time.Duration
 	StartupGrace  time.Duration
@@ -59,6 +61,10 @@ type Main struct {
 	Controllers *core.Controllers
 	API         *api.Server
 	Advertiser  *discovery.Advertiser
+	// RegistriesConfig is --registries, read and checked by ParseFlags.
+	RegistriesConfig *images.RegistriesConfig
+	Content          *images.Store
+	Registry         *images.Registry
 }
 
 func NewMain() *Main { return &Main{} }
@@ -71,7 +77,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.MQTTAddr, "mqtt-addr", ":8883", "embedded MQTT broker (TLS) listen address")
 	fs.StringVar(&m.MQTTURL, "mqtt-url", "", "use this external broker (tcp://host:1883, ssl://...) instead of the embedded one")
 	fs.BoolVar(&m.NoMDNS, "no-mdns", false, "do not advertise _edgemaster._tcp on the LAN")
-	fs.StringVar(&m.Registries, "registries", "", "upstream registries, in k3s registries.yaml format")
+	fs.StringVar(&m.Registries, "registries", "", "upstream registries (mirrors, auth, TLS) the master pulls images through from, in k3s registries.yaml format")
+	fs.StringVar(&m.ContentDir, "content-dir", "", "image content store, served at /v2/ (default DATA_DIR/content)")
 	fs.StringSliceVar(&m.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate")
 	fs.DurationVar(&m.NodeLostGrace, "node-lost-grace", 5*time.Second, "how long a node may be unreachable before its replicas move")
 	fs.DurationVar(&m.StartupGrace, "startup-grace", 30*time.Second, "after a master restart, how long agents have to reconnect before their nodes count as unreachable")
@@ -116,9 +123,9 @@ func (m *Main) ParseFlags(args []string) error {
 		}
 	}
 	if m.Registries != "" {
-		// Accepting it and pulling straight from the registries anyway
-		// would only pretend; the master's registry is not built yet.
-		return fmt.Errorf("--registries is not supported yet: agents pull from the registries their images name; drop the flag")
+		if m.RegistriesConfig, err = images.LoadRegistries(m.Registries); err != nil {
+			return fmt.Errorf("--registries: %w", err)
+		}
 	}
 	return nil
 }
@@ -182,9 +189,22 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Controllers.Open()
+	contentDir := m.ContentDir
+	if contentDir == "" {
+		// Not DATA_DIR/images: that is where image tarballs are dropped
+		// for import.
+		contentDir = filepath.Join(m.DataDir, "content")
+	}
+	if m.Content, err = images.OpenStore(contentDir); err != nil {
+		return err
+	}
+	m.Registry = &images.Registry{Store: m.Content, Registries: m.RegistriesConfig, Log: m.Log}
+	if err := m.Registry.Open(); err != nil {
+		return err
+	}
 	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
 		Version: version.Version, MQTTURL: m.agentMQTTURL, Auth: m.Auth, Bootstrap: m.Bootstrap, Metrics: m.metrics,
-		JoinRate: m.JoinRate, Network: m.Network}
+		JoinRate: m.JoinRate, Network: m.Network, Registry: m.Registry}
 	if err := m.API.Open(); err != nil {
 		return err
 	}
@@ -211,6 +231,10 @@ func (m *Main) Close() error {
 	}
 	if m.API != nil {
 		errs = append(errs, m.API.Close())
+	}
+	if m.Registry != nil {
+		errs = append(errs, m.Registry.Close())
+		m.Registry = nil
 	}
 	if m.Controllers != nil {
 		m.Controllers.Close()
@@ -282,6 +306,11 @@ func (m *Main) metrics() map[string]float64 {
 	}
 	if m.Broker != nil {
 		out["edge_mqtt_connections_refused_total"] = float64(m.Broker.Refused())
+	}
+	if m.Registry != nil {
+		for k, v := range m.Registry.Stats() {
+			out[k] = v
+		}
 	}
 	for _, k := range []core.Kind{core.KindNode, core.KindPod, core.KindDeployment, core.KindDaemonSet, core.KindService} {
 		if objs, err := m.DB.List(context.Background(), k, ""); err == nil {

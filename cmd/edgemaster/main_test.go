@@ -78,9 +78,21 @@ func TestMain_FirstStartAndRestart(t *testing.T) {
 }
 
 func TestMain_BadFlags(t *testing.T) {
-	for _, args := range [][]string{{"--registries", "/etc/hostname"}, {"extra"}, {"--nope"}} {
-		if err := NewMain().ParseFlags(args); err == nil {
-			t.Errorf("ParseFlags(%q) accepted", args)
+	bad := filepath.Join(t.TempDir(), "registries.yaml")
+	os.WriteFile(bad, []byte("mirrors:\n  docker.io:\n    endpoint: [\"ftp://mirror\"]\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--registries", "/etc/hostname"}, "/etc/hostname"},
+		{[]string{"--registries", "/nonexistent.yaml"}, "no such file"},
+		{[]string{"--registries", bad}, `mirrors."docker.io".endpoint[0]`},
+		{[]string{"extra"}, "unexpected"},
+		{[]string{"--nope"}, "nope"},
+	} {
+		err := NewMain().ParseFlags(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseFlags(%q): %v, want an error naming %s", c.args, err, c.want)
 		}
 	}
 }
