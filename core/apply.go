@@ -99,7 +99,7 @@ func applyOne(tx Tx, in Object, net NetworkConfig) (ApplyResult, error) {
 		s.Data, s.StringData = s.Files(), nil
 	}
 	k := KeyOf(obj)
-	res := ApplyResult{Kind: k.Kind, Name: k.Name, Warnings: Warnings(obj)}
+	res := ApplyResult{Kind: k.Kind, Name: k.Name, Warnings: Warnings(in)} // in: decoding's warnings are not cloned
 	m := obj.GetMeta()
 	if k.Kind.Namespaced() {
 		if _, err := tx.Get(Key{Kind: KindNamespace, Name: m.Namespace}); ErrorCode(err) == ENOTFOUND {
@@ -244,11 +244,17 @@ func setSpec(dst, src Object) {
 	}
 }
 
-// Warnings lists the accepted manifest fields that this version does not act
-// on yet, so users are told instead of surprised.
+// Warnings lists what apply says of obj: what decoding its manifest
+// ignored or read differently, and the accepted fields that this version
+// does not act on, so users are told instead of surprised.
 func Warnings(obj Object) []string {
+	w := append([]string(nil), obj.GetMeta().warnings...)
+	return append(w, fieldWarnings(obj)...)
+}
+
+func fieldWarnings(obj Object) []string {
 	if k := obj.GetTypeMeta().Kind; k.Inert() {
-		return []string{string(k) + ": stored, not enforced: there is no RBAC or service account API here (the admin token and node credentials are the access control)"}
+		return []string{string(k) + ": " + inertKinds[k].why}
 	}
 	if s, ok := obj.(*Service); ok && s.Spec.LoadBalancerIP != "" {
 		return []string{"spec.loadBalancerIP: ignored; like k3s' ServiceLB, the service answers on every node's address (status.loadBalancer.ingress)"}
@@ -256,22 +262,8 @@ func Warnings(obj Object) []string {
 	if w := volumeWarnings(obj); w != nil {
 		return w
 	}
-	var spec *PodSpec
-	prefix := "spec"
-	switch o := obj.(type) {
-	case *Pod:
-		spec = &o.Spec
-	case *Deployment:
-		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
-	case *DaemonSet:
-		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
-	case *StatefulSet:
-		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
-	case *Job:
-		spec, prefix = &o.Spec.Template.Spec, "spec.template.spec"
-	case *CronJob:
-		spec, prefix = &o.Spec.JobTemplate.Spec.Template.Spec, "spec.jobTemplate.spec.template.spec"
-	default:
+	spec, prefix := PodSpecOf(obj)
+	if spec == nil {
 		return nil
 	}
 	var w []string
@@ -289,6 +281,16 @@ func Warnings(obj Object) []string {
 		annotations = o.Spec.Template.Metadata.Annotations
 	case *CronJob:
 		annotations = o.Spec.JobTemplate.Spec.Template.Metadata.Annotations
+	}
+	if ds, ok := obj.(*DaemonSet); ok {
+		if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
+			if n, _ := ru.MaxSurge.Scaled(100, true); n > 0 {
+				w = append(w, "spec.updateStrategy.rollingUpdate.maxSurge: not honoured; a node's pod is replaced stop-then-start, maxUnavailable nodes at a time")
+			}
+		}
+	}
+	if spec.RuntimeClassName != "" {
+		w = append(w, fmt.Sprintf("%s.runtimeClassName: ignored; every container runs with runc", prefix))
 	}
 	if d, ok := obj.(*Deployment); ok && d.Spec.ProgressDeadlineSeconds != nil {
 		w = append(w, "spec.progressDeadlineSeconds: not acted on; a rollout waits for slow links instead of failing")
@@ -371,7 +373,8 @@ func Delete(ctx context.Context, s Store, k Key, now time.Time) error {
 				return Errorf(EINVALID, "namespace %q cannot be deleted", k.Name)
 			}
 			for _, kind := range []Kind{KindDeployment, KindDaemonSet, KindStatefulSet, KindCronJob, KindJob, KindService, KindEndpoints, KindConfigMap, KindSecret,
-				KindServiceAccount, KindRole, KindRoleBinding, KindPod, KindPersistentVolumeClaim} {
+				KindServiceAccount, KindRole, KindRoleBinding, KindIngress, KindNetworkPolicy, KindPodDisruptionBudget,
+				KindHorizontalPodAutoscaler, KindPod, KindPersistentVolumeClaim} {
 				objs, err := tx.List(kind, k.Name)
 				if err != nil {
 					return err

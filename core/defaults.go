@@ -35,6 +35,9 @@ func SetDefaults(obj Object) {
 		}
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *DaemonSet:
+		if o.Spec.UpdateStrategy.Type == "" {
+			o.Spec.UpdateStrategy.Type = StrategyRollingUpdate
+		}
 		defaultPodSpec(&o.Spec.Template.Spec)
 	case *StatefulSet:
 		defaultStatefulSet(o)

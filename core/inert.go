@@ -15,13 +15,31 @@ const (
 	KindRoleBinding        Kind = "RoleBinding"
 	KindClusterRole        Kind = "ClusterRole"
 	KindClusterRoleBinding Kind = "ClusterRoleBinding"
+
+	KindIngress                 Kind = "Ingress"
+	KindNetworkPolicy           Kind = "NetworkPolicy"
+	KindPodDisruptionBudget     Kind = "PodDisruptionBudget"
+	KindHorizontalPodAutoscaler Kind = "HorizontalPodAutoscaler"
 )
 
-var inertKinds = map[Kind]bool{KindServiceAccount: true, KindRole: true, KindRoleBinding: true,
-	KindClusterRole: true, KindClusterRoleBinding: true}
+const rbacWhy = "stored, not enforced: there is no RBAC or service account API here (the admin token and node credentials are the access control)"
+
+// inertKinds holds each inert kind's apiVersion and what apply says of it.
+var inertKinds = map[Kind]struct{ apiVersion, why string }{
+	KindServiceAccount:     {"v1", rbacWhy},
+	KindRole:               {"rbac.authorization.k8s.io/v1", rbacWhy},
+	KindRoleBinding:        {"rbac.authorization.k8s.io/v1", rbacWhy},
+	KindClusterRole:        {"rbac.authorization.k8s.io/v1", rbacWhy},
+	KindClusterRoleBinding: {"rbac.authorization.k8s.io/v1", rbacWhy},
+	KindIngress: {"networking.k8s.io/v1", "stored, not served: there is no ingress controller here; " +
+		"a Service of type LoadBalancer answers on every node's address (or use NodePort)"},
+	KindNetworkPolicy:           {"networking.k8s.io/v1", "stored, NOT enforced: pods reach each other and the outside whatever it says"},
+	KindPodDisruptionBudget:     {"policy/v1", "stored, not enforced: drain and rollouts do not wait for it"},
+	KindHorizontalPodAutoscaler: {"autoscaling/v2", "stored, not acted on: there is no metrics API here; replicas stay as applied"},
+}
 
 // Inert reports whether objects of kind k are stored without effect.
-func (k Kind) Inert() bool { return inertKinds[k] }
+func (k Kind) Inert() bool { _, ok := inertKinds[k]; return ok }
 
 // InertObject is an object of an inert kind: its metadata checked like
 // any object's, everything else kept as written.

@@ -119,7 +119,7 @@ func TestDecodeJob_Errors(t *testing.T) {
 		{"unsupported field", job(spec, "spec:\n  podFailurePolicy: {rules: []}\n  template:"), `Job "pi": unknown field "spec.podFailurePolicy"`},
 		{"bad pod spec", job("image: demo:1", "image: ''"), `spec.template.spec.containers[0].image: required`},
 		{"long name", job("name: pi", "name: "+strings.Repeat("a", 64)), `metadata.name: "` + strings.Repeat("a", 64) + `" is 64 characters: a Job's name is its pods' job-name label (at most 63)`},
-		{"old apiVersion", strings.Replace(cronManifest, "batch/v1", "batch/v1beta1", 1), `CronJob "hello": apiVersion "batch/v1beta1" is not supported for CronJob (use batch/v1)`},
+		{"unknown apiVersion", strings.Replace(cronManifest, "batch/v1", "batch/v2alpha1", 1), `CronJob "hello": apiVersion "batch/v2alpha1" is not supported for CronJob (use batch/v1)`},
 		{"schedule missing", cron(`  schedule: "*/5 * * * *"`+"\n", ""), `CronJob "hello": spec.schedule: required`},
 		{"schedule out of range", cron(`"*/5 * * * *"`, `"61 * * * *"`), `CronJob "hello": spec.schedule: "61 * * * *": minute field: 61 is out of range 0-59`},
 		{"schedule fields", cron(`"*/5 * * * *"`, `"*/5 * * *"`), `spec.schedule: "*/5 * * *": expected 5 fields`},

@@ -3,10 +3,10 @@ package core
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -108,22 +108,44 @@ func DecodeManifest(doc []byte) (Object, error) {
 		name, _ = md["name"].(string)
 	}
 	what := fmt.Sprintf("%s %q", kind, name)
-	if want := Kind(kind).APIVersion(); apiVersion != want {
+	var warnings []string
+	want := Kind(kind).APIVersion()
+	old, isOld := oldAPIVersions[Kind(kind)][apiVersion]
+	switch {
+	case apiVersion == want:
+	case isOld:
+		warnings = append(warnings, fmt.Sprintf("apiVersion %s: %s; read as %s", apiVersion, old, want))
+		m["apiVersion"] = want
+	default:
 		return nil, Errorf(EINVALID, "%s: apiVersion %q is not supported for %s (use %s)", what, apiVersion, kind, want)
+	}
+	// Status in an exported manifest is the cluster's to set: dropped
+	// unread (apply would reset it anyway).
+	if _, ok := m["status"]; ok {
+		delete(m, "status")
+		warnings = append(warnings, "status: ignored; the cluster sets it")
+	}
+	if j, err = json.Marshal(m); err != nil {
+		return nil, Errorf(EINVALID, "not valid YAML: %v", err)
 	}
 	// Every problem of the document in one error: the unknown fields and
 	// what validation finds in the rest.
 	var pr problems
 	checkFields(raw, reflect.TypeOf(obj).Elem(), "", &pr)
 	if err := json.Unmarshal(j, obj); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			pr.add(Errorf(EINVALID, "%s: expected %s, got %s", te.Field, te.Type, te.Value))
-		} else {
+		if len(pr.list) == 0 { // else checkFields said it, with the path
 			pr.add(Errorf(EINVALID, "%v", err))
 		}
 		return nil, Errorf(EINVALID, "%s: %s", what, ErrorMessage(pr.err()))
 	}
+	meta := obj.GetMeta()
+	if !Kind(kind).Namespaced() && meta.Namespace != "" {
+		warnings = append(warnings, fmt.Sprintf("metadata.namespace: ignored; a %s is not namespaced", kind))
+		meta.Namespace = ""
+	}
+	warnings = append(warnings, readAsOld(obj, isOld)...)
+	warnings = append(warnings, fixRelativePaths(obj)...)
+	meta.warnings = warnings
 	SetDefaults(obj)
 	pr.add(Validate(obj))
 	if err := pr.err(); err != nil {
@@ -160,7 +182,7 @@ func checkFields(v any, t reflect.Type, path string, pr *problems) {
 	case reflect.Struct:
 		m, ok := v.(map[string]any)
 		if !ok {
-			pr.add(fmt.Errorf("%s: expected a mapping", strings.TrimPrefix(path, ".")))
+			pr.add(fmt.Errorf("%s: expected a mapping, got %s", strings.TrimPrefix(path, "."), jsonKind(v)))
 			return
 		}
 		fields := jsonFields(t)
@@ -187,11 +209,27 @@ func checkFields(v any, t reflect.Type, path string, pr *problems) {
 		}
 		s, ok := v.([]any)
 		if !ok {
-			pr.add(fmt.Errorf("%s: expected a list", strings.TrimPrefix(path, ".")))
+			pr.add(fmt.Errorf("%s: expected a list, got %s", strings.TrimPrefix(path, "."), jsonKind(v)))
 			return
 		}
 		for i, e := range s {
 			checkFields(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), pr)
+		}
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			pr.add(fmt.Errorf("%s: expected a string, got %s (quote it: %q)", strings.TrimPrefix(path, "."), jsonText(v), jsonText(v)))
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			pr.add(fmt.Errorf("%s: expected true or false, got %s", strings.TrimPrefix(path, "."), jsonText(v)))
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		f, ok := v.(float64)
+		if !ok {
+			pr.add(fmt.Errorf("%s: expected a whole number, got %s", strings.TrimPrefix(path, "."), jsonText(v)))
+		} else if f != float64(int64(f)) {
+			pr.add(fmt.Errorf("%s: expected a whole number, got %v", strings.TrimPrefix(path, "."), f))
 		}
 	case reflect.Map:
 		m, ok := v.(map[string]any)
@@ -216,6 +254,9 @@ func jsonFields(t reflect.Type) map[string]reflect.StructField {
 	out := map[string]reflect.StructField{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name == "-" {
 			continue
@@ -232,4 +273,108 @@ func jsonFields(t reflect.Type) map[string]reflect.StructField {
 		out[name] = f
 	}
 	return out
+}
+
+// oldAPIVersions are the beta apiVersions Kubernetes removed, still found
+// in manifests written for older clusters (many Pi clusters are): read as
+// the current version, with a warning. The schemas are the same for the
+// fields this cluster knows but for the defaults readAsOld restores.
+var oldAPIVersions = map[Kind]map[string]string{
+	KindDeployment: {
+		"extensions/v1beta1": "removed in Kubernetes 1.16", "apps/v1beta1": "removed in Kubernetes 1.16",
+		"apps/v1beta2": "removed in Kubernetes 1.16"},
+	KindDaemonSet:               {"extensions/v1beta1": "removed in Kubernetes 1.16", "apps/v1beta2": "removed in Kubernetes 1.16"},
+	KindStatefulSet:             {"apps/v1beta1": "removed in Kubernetes 1.16", "apps/v1beta2": "removed in Kubernetes 1.16"},
+	KindCronJob:                 {"batch/v1beta1": "removed in Kubernetes 1.25"},
+	KindRole:                    {"rbac.authorization.k8s.io/v1beta1": "removed in Kubernetes 1.22"},
+	KindRoleBinding:             {"rbac.authorization.k8s.io/v1beta1": "removed in Kubernetes 1.22"},
+	KindClusterRole:             {"rbac.authorization.k8s.io/v1beta1": "removed in Kubernetes 1.22"},
+	KindClusterRoleBinding:      {"rbac.authorization.k8s.io/v1beta1": "removed in Kubernetes 1.22"},
+	KindIngress:                 {"extensions/v1beta1": "removed in Kubernetes 1.22", "networking.k8s.io/v1beta1": "removed in Kubernetes 1.22"},
+	KindPodDisruptionBudget:     {"policy/v1beta1": "removed in Kubernetes 1.25"},
+	KindHorizontalPodAutoscaler: {"autoscaling/v1": "an older version", "autoscaling/v2beta2": "removed in Kubernetes 1.26"},
+}
+
+// readAsOld restores what the beta versions defaulted differently: a
+// workload without a selector selected its template's labels.
+func readAsOld(obj Object, old bool) []string {
+	if !old {
+		return nil
+	}
+	var w []string
+	if ds, ok := obj.(*DaemonSet); ok && ds.Spec.UpdateStrategy.Type == "" {
+		ds.Spec.UpdateStrategy.Type = DaemonSetOnDelete
+		w = append(w, "spec.updateStrategy: none given; OnDelete, as the old version defaulted it (pods change only when deleted)")
+	}
+	var sel **LabelSelector
+	var labels map[string]string
+	switch o := obj.(type) {
+	case *Deployment:
+		sel, labels = &o.Spec.Selector, o.Spec.Template.Metadata.Labels
+	case *DaemonSet:
+		sel, labels = &o.Spec.Selector, o.Spec.Template.Metadata.Labels
+	case *StatefulSet:
+		sel, labels = &o.Spec.Selector, o.Spec.Template.Metadata.Labels
+	default:
+		return w
+	}
+	if !(*sel).Empty() || len(labels) == 0 {
+		return w
+	}
+	*sel = &LabelSelector{MatchLabels: labels}
+	return append(w, "spec.selector: none given; the template's labels, as the old version defaulted it")
+}
+
+// fixRelativePaths makes a relative volume mountPath absolute, as the
+// kubelet does, with a warning.
+func fixRelativePaths(obj Object) []string {
+	spec, prefix := PodSpecOf(obj)
+	if spec == nil {
+		return nil
+	}
+	var w []string
+	for _, list := range []struct {
+		name string
+		cs   []Container
+	}{{"containers", spec.Containers}, {"initContainers", spec.InitContainers}} {
+		for i := range list.cs {
+			for j := range list.cs[i].VolumeMounts {
+				m := &list.cs[i].VolumeMounts[j]
+				if m.MountPath != "" && !strings.HasPrefix(m.MountPath, "/") {
+					w = append(w, fmt.Sprintf("%s.%s[%d].volumeMounts[%d].mountPath: %q is relative; mounted at /%s", prefix, list.name, i, j, m.MountPath, m.MountPath))
+					m.MountPath = "/" + m.MountPath
+				}
+			}
+		}
+	}
+	return w
+}
+
+// jsonText renders a decoded JSON scalar as the manifest wrote it.
+func jsonText(v any) string {
+	switch x := v.(type) {
+	case map[string]any, []any:
+		return jsonKind(v)
+	case string:
+		return strconv.Quote(x)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// jsonKind names the kind of a decoded JSON value.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "true or false"
+	case float64:
+		return "a number"
+	}
+	return "null"
 }

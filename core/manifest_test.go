@@ -87,7 +87,7 @@ func TestDecodeManifestErrors(t *testing.T) {
 			`spec.template.spec.containers[0].resources.limits.memory: quantity "32MB" has an unknown suffix`},
 		{"bad cpu", strings.Replace(deployYAML, "cpu: 250m", "cpu: lots", 1),
 			`spec.template.spec.containers[0].resources.limits.cpu`},
-		{"wrong type", strings.Replace(deployYAML, "replicas: 2", "replicas: two", 1), `spec.replicas: expected int32, got string`},
+		{"wrong type", strings.Replace(deployYAML, "replicas: 2", "replicas: two", 1), `spec.replicas: expected a whole number, got "two"`},
 		{"missing image", strings.Replace(deployYAML, "image: edge.local/demo:latest", "image: ''", 1),
 			`spec.template.spec.containers[0].image: required`},
 		{"selector mismatch", strings.Replace(deployYAML, "labels: {app: web}\n    spec:", "labels: {app: other}\n    spec:", 1),
@@ -95,8 +95,8 @@ func TestDecodeManifestErrors(t *testing.T) {
 		{"bad name", strings.Replace(deployYAML, "name: web\n  labels", "name: Web_1\n  labels", 1), `metadata.name: "Web_1"`},
 		{"owner refs", "apiVersion: v1\nkind: Pod\nmetadata: {name: p, ownerReferences: []}\nspec: {containers: [{name: c, image: i}]}\n",
 			`field "metadata.ownerReferences" is not supported`},
-		{"apiVersion", strings.Replace(deployYAML, "apps/v1", "extensions/v1beta1", 1), `apiVersion "extensions/v1beta1" is not supported`},
-		{"kind", "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: x}\n", `kind: "Ingress" is not supported`},
+		{"apiVersion", strings.Replace(deployYAML, "apps/v1", "apps/v2", 1), `apiVersion "apps/v2" is not supported`},
+		{"kind", "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: x}\n", `kind: "Gateway" is not supported`},
 		{"capability", strings.Replace(deployYAML, "        ports: [{containerPort: 8080}]\n", "        ports: [{containerPort: 8080}]\n        securityContext: {capabilities: {add: [NET_FLY]}}\n", 1), `capabilities.add[0]: "NET_FLY" is not a Linux capability`},
 		{"seccomp", strings.Replace(deployYAML, "    spec:\n", "    spec:\n      securityContext: {seccompProfile: {type: Localhost}}\n", 1), `Localhost profiles are not supported`},
 		{"configmap key", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {\"a/b\": x}\n", `key "a/b": must be letters`},
@@ -153,8 +153,8 @@ func TestParseKind(t *testing.T) {
 			t.Errorf("ParseKind(%q) = %q, %v", in, k, err)
 		}
 	}
-	if _, err := ParseKind("ingresses"); ErrorCode(err) != EINVALID {
-		t.Fatal("ingresses accepted")
+	if _, err := ParseKind("gateways"); ErrorCode(err) != EINVALID {
+		t.Fatal("gateways accepted")
 	}
 }
 
@@ -211,7 +211,7 @@ spec:
       - name: c
         image: ""
         ports: [{containerPort: 70000}]
-        volumeMounts: [{name: nope, mountPath: relative}]
+        volumeMounts: [{name: nope, mountPath: /data, subPath: ../x}]
         resources: {limits: {memory: 1Mi}}
 `
 	_, err := DecodeManifests([]ManifestFile{{Name: "web.yaml", Data: []byte(doc)}})
@@ -227,7 +227,7 @@ spec:
 		"spec.template.spec.containers[0].image: required",
 		"spec.template.spec.containers[0].ports[0].containerPort: 70000",
 		`spec.template.spec.containers[0].volumeMounts[0].name: volume "nope" is not defined`,
-		`spec.template.spec.containers[0].volumeMounts[0].mountPath: "relative" must be an absolute path`,
+		`spec.template.spec.containers[0].volumeMounts[0].subPath: "../x" must be a relative path without '..'`,
 		`spec.template.spec.containers[0].resources.limits.memory: "1Mi" is below the 4Mi minimum`,
 	} {
 		if !strings.Contains(msg, want) {
@@ -317,5 +317,62 @@ func TestDecode_SpreadAndSelectors(t *testing.T) {
 		if sel.Matches(l) != want {
 			t.Errorf("%s: %v", labels, !want)
 		}
+	}
+}
+
+// Manifests written for older or other clusters: removed beta apiVersions
+// are read as the current one (with the old defaults), exported status and
+// a namespace on a cluster-scoped object are ignored, a relative mountPath
+// is made absolute, Ingress and NetworkPolicy are stored inert; each says
+// so in a warning.
+func TestDecode_ReadAsWritten(t *testing.T) {
+	decode := func(doc string) Object {
+		t.Helper()
+		objs, err := DecodeManifests([]ManifestFile{{Name: "f.yaml", Data: []byte(doc)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return objs[0]
+	}
+	hasWarning := func(o Object, want string) {
+		t.Helper()
+		for _, w := range Warnings(o) {
+			if strings.Contains(w, want) {
+				return
+			}
+		}
+		t.Errorf("%s: warnings %q lack %q", KeyOf(o), Warnings(o), want)
+	}
+	d := decode("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: old}\nspec:\n  template:\n    metadata: {labels: {app: old}}\n    spec:\n      containers: [{name: c, image: x, volumeMounts: [{name: v, mountPath: data}]}]\n      volumes: [{name: v, emptyDir: {}}]\nstatus: {replicas: 1, observedGeneration: 3, conditions: [{type: Available}]}\n").(*Deployment)
+	if d.APIVersion != "apps/v1" || !d.Spec.Selector.Matches(map[string]string{"app": "old"}) || d.Spec.Template.Spec.Containers[0].VolumeMounts[0].MountPath != "/data" {
+		t.Fatalf("old deployment read as %+v", d)
+	}
+	hasWarning(d, "apiVersion extensions/v1beta1: removed in Kubernetes 1.16; read as apps/v1")
+	hasWarning(d, "spec.selector: none given")
+	hasWarning(d, "status: ignored")
+	hasWarning(d, `volumeMounts[0].mountPath: "data" is relative; mounted at /data`)
+	ds := decode("apiVersion: extensions/v1beta1\nkind: DaemonSet\nmetadata: {name: old}\nspec:\n  template:\n    metadata: {labels: {app: old}}\n    spec: {containers: [{name: c, image: x}]}\n").(*DaemonSet)
+	if ds.Spec.UpdateStrategy.Type != DaemonSetOnDelete {
+		t.Fatalf("old DaemonSet strategy %q", ds.Spec.UpdateStrategy.Type)
+	}
+	pv := decode("apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a, namespace: media}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  hostPath: {path: /x}\n")
+	if pv.GetMeta().Namespace != "" {
+		t.Fatal("a PersistentVolume kept a namespace")
+	}
+	hasWarning(pv, "metadata.namespace: ignored; a PersistentVolume is not namespaced")
+	ing := decode("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec: {rules: [{host: web.lan}]}\n")
+	hasWarning(ing, "no ingress controller here")
+	np := decode("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {}}\n")
+	hasWarning(np, "NOT enforced")
+	cr := decode("apiVersion: rbac.authorization.k8s.io/v1beta1\nkind: ClusterRole\nmetadata: {name: \"system:metrics-reader\"}\nrules: []\n")
+	hasWarning(cr, "read as rbac.authorization.k8s.io/v1")
+	ns := decode("apiVersion: v1\nkind: Namespace\nmetadata: {name: media}\nspec: {finalizers: [kubernetes]}\n")
+	if ns.GetMeta().Name != "media" {
+		t.Fatal(ns)
+	}
+	// Still refused: a wrong type, named with its full path.
+	_, err := DecodeManifests([]ManifestFile{{Name: "f.yaml", Data: []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: x, env: [{name: A, value: \"1\"}, {name: B, value: true}]}]\n")}})
+	if err == nil || !strings.Contains(err.Error(), `spec.containers[0].env[1].value: expected a string, got true (quote it: "true")`) {
+		t.Fatalf("err %v", err)
 	}
 }

@@ -32,7 +32,8 @@ const (
 
 // Kinds lists every kind the API serves, in the order apply creates them.
 var Kinds = []Kind{KindNamespace, KindNode, KindConfigMap, KindSecret, KindStorageClass, KindPersistentVolume, KindPersistentVolumeClaim, KindService, KindEndpoints, KindDeployment, KindDaemonSet, KindStatefulSet, KindCronJob, KindJob, KindPod, KindEvent,
-	KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding}
+	KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding,
+	KindIngress, KindNetworkPolicy, KindPodDisruptionBudget, KindHorizontalPodAutoscaler}
 
 // Namespaced reports whether objects of kind k live in a namespace.
 func (k Kind) Namespaced() bool {
@@ -48,8 +49,8 @@ func (k Kind) APIVersion() string {
 	if k == KindJob || k == KindCronJob {
 		return "batch/v1"
 	}
-	if k == KindRole || k == KindRoleBinding || k == KindClusterRole || k == KindClusterRoleBinding {
-		return "rbac.authorization.k8s.io/v1"
+	if i, ok := inertKinds[k]; ok {
+		return i.apiVersion
 	}
 	if k == KindStorageClass {
 		return "storage.k8s.io/v1"
@@ -62,8 +63,13 @@ func (k Kind) Plural() string {
 	if k == KindEndpoints {
 		return "endpoints"
 	}
-	if k == KindStorageClass {
+	switch k {
+	case KindStorageClass:
 		return "storageclasses"
+	case KindIngress:
+		return "ingresses"
+	case KindNetworkPolicy:
+		return "networkpolicies"
 	}
 	return strings.ToLower(string(k)) + "s"
 }
@@ -110,6 +116,14 @@ func ParseKind(s string) (Kind, error) {
 		return KindPersistentVolume, nil
 	case "storageclasses", "storageclass", "sc":
 		return KindStorageClass, nil
+	case "ingresses", "ingress", "ing":
+		return KindIngress, nil
+	case "networkpolicies", "networkpolicy", "netpol":
+		return KindNetworkPolicy, nil
+	case "poddisruptionbudgets", "poddisruptionbudget", "pdb":
+		return KindPodDisruptionBudget, nil
+	case "horizontalpodautoscalers", "horizontalpodautoscaler", "hpa":
+		return KindHorizontalPodAutoscaler, nil
 	case "jobs", "job":
 		return KindJob, nil
 	case "cronjobs", "cronjob", "cj":
@@ -141,6 +155,10 @@ type ObjectMeta struct {
 	// Finalizers in an exported manifest are ignored: claims in use are
 	// protected here without them.
 	Finalizers []string `json:"finalizers,omitempty" edge:"server"`
+
+	// warnings are what decoding the manifest had to say (ignored status,
+	// an old apiVersion); apply reports them. Never stored.
+	warnings []string
 }
 
 // OwnerReference ties a pod to the controller that made it.
@@ -206,7 +224,8 @@ func NewObject(k Kind) (Object, error) {
 		o = &Endpoints{}
 	case KindConfigMap:
 		o = &ConfigMap{}
-	case KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding:
+	case KindServiceAccount, KindRole, KindRoleBinding, KindClusterRole, KindClusterRoleBinding,
+		KindIngress, KindNetworkPolicy, KindPodDisruptionBudget, KindHorizontalPodAutoscaler:
 		o = &InertObject{}
 	case KindSecret:
 		o = &Secret{}

@@ -315,7 +315,7 @@ func PlanDaemonSet(ds *DaemonSet, nodes []*Node, pods []*Pod, newName func(hash 
 				st.NumberReady++
 				st.NumberAvailable++
 			}
-			if replacing == 0 {
+			if ds.Spec.UpdateStrategy.Type != DaemonSetOnDelete && replacing < ds.maxUnavailable(len(want)) {
 				replacing++
 				plan.Delete = append(plan.Delete, stale...)
 			}

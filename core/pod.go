@@ -45,9 +45,9 @@ type PodSpec struct {
 	// TopologySpreadConstraints keep matching pods evenly over the
 	// domains of a node label (hostname: nodes).
 	TopologySpreadConstraints []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
-	HostPID         bool                `json:"hostPID,omitempty"`
-	HostIPC         bool                `json:"hostIPC,omitempty"`
-	HostAliases     []HostAlias         `json:"hostAliases,omitempty"`
+	HostPID                   bool                       `json:"hostPID,omitempty"`
+	HostIPC                   bool                       `json:"hostIPC,omitempty"`
+	HostAliases               []HostAlias                `json:"hostAliases,omitempty"`
 	// DNSPolicy: ClusterFirst (the default) gives the pod the cluster DNS,
 	// Default the node's resolv.conf; ClusterFirstWithHostNet gives a
 	// hostNetwork pod the cluster DNS.
@@ -65,6 +65,7 @@ type PodSpec struct {
 	AutomountServiceAccountToken  *bool                  `json:"automountServiceAccountToken,omitempty"`
 	SchedulerName                 string                 `json:"schedulerName,omitempty"`
 	PriorityClassName             string                 `json:"priorityClassName,omitempty"`
+	RuntimeClassName              string                 `json:"runtimeClassName,omitempty"`
 	ImagePullSecrets              []LocalObjectReference `json:"imagePullSecrets,omitempty"`
 	TerminationGracePeriodSeconds *int64                 `json:"terminationGracePeriodSeconds,omitempty"`
 }
@@ -398,4 +399,24 @@ func Hash(v any) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:10]
+}
+
+// PodSpecOf returns the pod spec an object holds (a pod's own, a
+// workload's template) and its field path; nil for other kinds.
+func PodSpecOf(obj Object) (*PodSpec, string) {
+	switch o := obj.(type) {
+	case *Pod:
+		return &o.Spec, "spec"
+	case *Deployment:
+		return &o.Spec.Template.Spec, "spec.template.spec"
+	case *DaemonSet:
+		return &o.Spec.Template.Spec, "spec.template.spec"
+	case *StatefulSet:
+		return &o.Spec.Template.Spec, "spec.template.spec"
+	case *Job:
+		return &o.Spec.Template.Spec, "spec.template.spec"
+	case *CronJob:
+		return &o.Spec.JobTemplate.Spec.Template.Spec, "spec.jobTemplate.spec.template.spec"
+	}
+	return nil, ""
 }

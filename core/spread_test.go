@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -53,5 +54,42 @@ func TestSpread_DoNotSchedule(t *testing.T) {
 	}
 	if zones["a"] != 3 || zones["b"] != 3 {
 		t.Fatalf("zones %v, want 3/3", zones)
+	}
+}
+
+// A DaemonSet's update replaces maxUnavailable nodes' pods at a time;
+// OnDelete replaces none until they are deleted.
+func TestDaemonSet_UpdateStrategy(t *testing.T) {
+	for _, tt := range []struct {
+		strategy string
+		stopping int
+	}{
+		{"", 1},
+		{"  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 2}}\n", 2},
+		{"  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 50%}}\n", 2},
+		{"  updateStrategy: {type: OnDelete}\n", 0},
+	} {
+		c := newCluster(t)
+		for _, n := range []string{"n1", "n2", "n3", "n4"} {
+			c.AddNode(n, nil, "4", "4Gi")
+		}
+		ds := strings.Replace(logsDaemons, "  selector:", tt.strategy+"  selector:", 1)
+		c.Apply(ds)
+		c.Sync()
+		for _, n := range []string{"n1", "n2", "n3", "n4"} {
+			c.Agent(n)
+		}
+		c.Sync()
+		c.Apply(strings.Replace(ds, "demo:1", "demo:2", 1))
+		c.Sync()
+		stopping := 0
+		for _, p := range c.Pods() {
+			if p.Terminating() {
+				stopping++
+			}
+		}
+		if stopping != tt.stopping {
+			t.Errorf("%q: %d pods stopping at once, want %d", tt.strategy, stopping, tt.stopping)
+		}
 	}
 }

@@ -109,7 +109,7 @@ func Validate(obj Object) error {
 	case *Deployment:
 		return all(validateMeta(&o.Metadata, true, false), validateDeployment(o))
 	case *DaemonSet:
-		return all(validateMeta(&o.Metadata, true, false), validateTemplate(o.Spec.Selector, &o.Spec.Template))
+		return all(validateMeta(&o.Metadata, true, false), validateTemplate(o.Spec.Selector, &o.Spec.Template), validateDaemonSetStrategy(o))
 	case *StatefulSet:
 		return all(validateMeta(&o.Metadata, true, true), validateStatefulSet(o))
 	case *Job:
@@ -121,6 +121,17 @@ func Validate(obj Object) error {
 	case *Endpoints:
 		return all(validateMeta(&o.Metadata, true, true), validateEndpoints(o))
 	case *InertObject:
+		if o.Kind == KindRole || o.Kind == KindClusterRole || o.Kind == KindRoleBinding || o.Kind == KindClusterRoleBinding {
+			// RBAC names are path segments ("system:metrics-reader").
+			m := o.Metadata
+			var pr problems
+			if m.Name == "" || m.Name == "." || m.Name == ".." || strings.ContainsAny(m.Name, "/%") || len(m.Name) > 253 {
+				pr.add(invalid("metadata.name", "%q must not be empty, '.' or '..', nor contain '/' or '%%'", m.Name))
+			}
+			m.Name = "x"
+			pr.add(validateMeta(&m, o.Kind.Namespaced(), false))
+			return pr.err()
+		}
 		return validateMeta(&o.Metadata, o.Kind.Namespaced(), false)
 	case *ConfigMap:
 		return all(validateMeta(&o.Metadata, true, false), validateConfigMap(o))
@@ -695,4 +706,30 @@ func validateDNSConfig(p string, c *PodDNSConfig) error {
 		}
 	}
 	return pr.err()
+}
+
+func validateDaemonSetStrategy(ds *DaemonSet) error {
+	u := ds.Spec.UpdateStrategy
+	switch u.Type {
+	case StrategyRollingUpdate:
+		if ru := u.RollingUpdate; ru != nil {
+			var pr problems
+			for name, v := range map[string]*IntOrString{"maxUnavailable": ru.MaxUnavailable, "maxSurge": ru.MaxSurge} {
+				if v == nil {
+					continue
+				}
+				if n, err := v.Scaled(100, true); err != nil || n < 0 {
+					pr.add(invalid("spec.updateStrategy.rollingUpdate."+name, "must be a non-negative number or percentage"))
+				}
+			}
+			return pr.err()
+		}
+	case DaemonSetOnDelete:
+		if u.RollingUpdate != nil {
+			return invalid("spec.updateStrategy.rollingUpdate", "may not be set when the type is OnDelete")
+		}
+	default:
+		return invalid("spec.updateStrategy.type", "%q: must be RollingUpdate or OnDelete", u.Type)
+	}
+	return nil
 }

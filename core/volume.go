@@ -345,7 +345,7 @@ func validateVolume(v *PersistentVolume) error {
 			pr.add(invalid("spec.nodeAffinity.required", "a local volume must say which node holds it (as Kubernetes requires)"))
 		}
 	default:
-		pr.add(invalid("spec", "one of hostPath or local is required (volumes here are directories on a node; nfs, iscsi, csi and cloud disks are not supported)"))
+		pr.add(invalid("spec", "one of hostPath or local is required (volumes here are directories on a node: nfs, iscsi, csi and cloud disks are not supported)"))
 	}
 	if a := v.Spec.NodeAffinity; a != nil && a.Required != nil {
 		if err := validateAffinity("spec", &Affinity{NodeAffinity: &NodeAffinity{Required: a.Required}}); err != nil {

@@ -347,7 +347,6 @@ func TestVolumes_Validation(t *testing.T) {
 		{"apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  local: {path: /mnt}\n", "spec.nodeAffinity.required: a local volume must say which node"},
 		{"apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  hostPath: {path: relative}\n", `spec.hostPath.path: "relative" must be an absolute path`},
 		{"apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Recycle\n  hostPath: {path: /x}\n", "Recycle is deprecated"},
-		{"apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a, namespace: default}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  hostPath: {path: /x}\n", "metadata.namespace: must be empty"},
 		{"apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: a}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  local: {path: /x}\n  nodeAffinity: {required: {nodeSelectorTerms: [{matchExpressions: [{key: k, operator: Near}]}]}}\n", `spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].operator: "Near"`},
 		{coretest.DeploymentYAML("a", 1, "      volumes: [{name: d, persistentVolumeClaim: {}}]\n"), "spec.template.spec.volumes[0].persistentVolumeClaim.claimName: required"},
 		{coretest.DeploymentYAML("a", 1, "      volumes: [{name: d, persistentVolumeClaim: {claimName: x}, emptyDir: {}}]\n"), "only one of hostPath, emptyDir, configMap, secret or persistentVolumeClaim"},
@@ -383,7 +382,8 @@ status:
   phase: Bound
   capacity: {storage: 5Gi}
 `)
-	if w := res[0].Warnings; len(w) != 2 || !strings.Contains(w[0], `"longhorn" is answered by this cluster's local provisioner`) || !strings.Contains(w[1], "ReadWriteMany") {
+	if w := res[0].Warnings; len(w) != 3 || w[0] != "status: ignored; the cluster sets it" ||
+		!strings.Contains(w[1], `"longhorn" is answered by this cluster's local provisioner`) || !strings.Contains(w[2], "ReadWriteMany") {
 		t.Fatalf("warnings %q", w)
 	}
 	cl := getClaim(c, "mosquitto")

@@ -86,6 +86,37 @@ func (d *DaemonSet) GetMeta() *ObjectMeta   { return &d.Metadata }
 type DaemonSetSpec struct {
 	Selector *LabelSelector  `json:"selector"`
 	Template PodTemplateSpec `json:"template"`
+	// UpdateStrategy: RollingUpdate (default) replaces stale pods on at
+	// most maxUnavailable nodes at a time; OnDelete only when deleted.
+	UpdateStrategy DaemonSetUpdateStrategy `json:"updateStrategy,omitempty"`
+	// MinReadySeconds and RevisionHistoryLimit are accepted as Kubernetes
+	// writes them.
+	MinReadySeconds      int32  `json:"minReadySeconds,omitempty"`
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
+}
+
+const DaemonSetOnDelete = "OnDelete"
+
+type DaemonSetUpdateStrategy struct {
+	Type          string                  `json:"type,omitempty"`
+	RollingUpdate *RollingUpdateDaemonSet `json:"rollingUpdate,omitempty"`
+}
+
+type RollingUpdateDaemonSet struct {
+	MaxUnavailable *IntOrString `json:"maxUnavailable,omitempty"`
+	// MaxSurge is accepted; a node's pod is replaced stop-then-start.
+	MaxSurge *IntOrString `json:"maxSurge,omitempty"`
+}
+
+// maxUnavailable returns how many nodes may be replacing their pod at
+// once, of desired.
+func (ds *DaemonSet) maxUnavailable(desired int) int {
+	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	if ru == nil || ru.MaxUnavailable == nil {
+		return 1
+	}
+	n, _ := ru.MaxUnavailable.Scaled(desired, true)
+	return max(n, 1) // 0 with a surge: replaced one at a time, stop-then-start
 }
 
 type DaemonSetStatus struct {
@@ -228,7 +259,14 @@ type EndpointPort struct {
 type Namespace struct {
 	TypeMeta `json:",inline"`
 	Metadata ObjectMeta      `json:"metadata"`
+	Spec     NamespaceSpec   `json:"spec,omitempty"`
 	Status   NamespaceStatus `json:"status,omitempty"`
+}
+
+// NamespaceSpec's finalizers are accepted as exported namespaces carry
+// them; deleting a namespace deletes its contents here anyway.
+type NamespaceSpec struct {
+	Finalizers []string `json:"finalizers,omitempty"`
 }
 
 func (n *Namespace) GetTypeMeta() *TypeMeta { return &n.TypeMeta }
