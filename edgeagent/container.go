@@ -36,7 +36,7 @@ type ctrState struct {
 	// Always (sidecar.go). passed: the init sequence went on past this
 	// sidecar (it started); retired: the pod's containers are done, so it
 	// is stopped and stays so. All three for the worker goroutine only.
-	init, sidecar    bool
+	init, sidecar   bool
 	passed, retired bool
 	// hook is the postStart hook of the current start while it runs;
 	// hookFailed, the failure it reported, for the exit it caused.
