@@ -35,7 +35,7 @@ type ctrState struct {
 	// init marks an init container; sidecar, one with restartPolicy
 	// Always (sidecar.go). passed: the init sequence went on past this
 	// sidecar (it started); retired: the pod's containers are done, so it
-	// is stopped and stays so. All three for the worker goroutine only.
+	// is stopped and stays so. All for the worker goroutine only.
 	init, sidecar   bool
 	passed, retired bool
 	// hook is the postStart hook of the current start while it runs;
