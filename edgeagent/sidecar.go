@@ -65,10 +65,13 @@ func (w *podWorker) syncSidecars(pod *core.Pod, netReady func() error) time.Dura
 			// Not restarted any more. One still running is only observed
 			// (its exit recorded); one that is gone is not made again.
 			st.retired = true
-			if st.terminated != nil || st.created.IsZero() {
+			if st.terminated != nil {
 				continue
 			}
 			if _, err := w.a.rt.Container(w.a.ctx, containerID(pod, c.Name)); core.ErrorCode(err) == core.ENOTFOUND {
+				st.running, st.waiting, st.ready = nil, nil, false
+				st.terminated = &core.ContainerStateTerminated{ExitCode: 137, Reason: "ContainerStatusUnknown",
+					Message: "the sidecar's container is gone"}
 				continue
 			}
 		}

@@ -299,6 +299,17 @@ func TestWorkerSidecarJob(t *testing.T) {
 			if n := countEvents(h.recorded(), "Killing", "Stopping sidecar proxy"); n != 1 {
 				t.Fatalf("%d Killing events", n)
 			}
+			// A restarted agent reads the finished job back as it was.
+			h = restartAgent(t, h)
+			h.sync()
+			h.sync()
+			if _, starts, _ := h.rt.state(h.id("proxy")); starts != 2 {
+				t.Fatalf("sidecar restarted by a new agent: %d starts", starts)
+			}
+			cs = h.initStatus("proxy")
+			if st := h.podStatus(); st.Phase != tt.phase || cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 143 {
+				t.Fatalf("after an agent restart: phase %s, sidecar %+v", st.Phase, cs)
+			}
 		})
 	}
 	t.Run("OnFailure/failed", func(t *testing.T) { // the container restarts: not done
@@ -312,26 +323,30 @@ func TestWorkerSidecarJob(t *testing.T) {
 	})
 }
 
+// restartAgent is h's pod on a new agent over the same runtime, clock and
+// data directory: an agent restart.
+func restartAgent(t *testing.T, h *workerHarness) *workerHarness {
+	a := newTestAgent(t, h.rt, h.clk, h.a.DataDir)
+	if err := a.init(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	events, err := h.rt.Events(a.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &workerHarness{t: t, clk: h.clk, rt: h.rt, a: a, pod: h.pod, events: events}
+	n.w = a.newWorker(h.pod.Metadata.UID, h.pod.Metadata.Namespace, h.pod.Metadata.Name)
+	a.workers[h.pod.Metadata.UID] = n.w
+	h.pod.Spec.EachContainer(func(c *core.Container, _ bool) { a.byContainer[containerID(h.pod, c.Name)] = h.pod.Metadata.UID })
+	n.w.setPod(h.pod)
+	return n
+}
+
 // A restarted agent adopts a running sidecar without restarting it, keeps
 // it running afterwards, and does not rerun what the init sequence passed.
 func TestWorkerSidecarAdoption(t *testing.T) {
-	restart := func(h *workerHarness) *workerHarness {
-		a := newTestAgent(t, h.rt, h.clk, h.a.DataDir)
-		if err := a.init(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { a.Close() })
-		events, err := h.rt.Events(a.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := &workerHarness{t: t, clk: h.clk, rt: h.rt, a: a, pod: h.pod, events: events}
-		n.w = a.newWorker(h.pod.Metadata.UID, h.pod.Metadata.Namespace, h.pod.Metadata.Name)
-		a.workers[h.pod.Metadata.UID] = n.w
-		h.pod.Spec.EachContainer(func(c *core.Container, _ bool) { a.byContainer[containerID(h.pod, c.Name)] = h.pod.Metadata.UID })
-		n.w.setPod(h.pod)
-		return n
-	}
+	restart := func(h *workerHarness) *workerHarness { return restartAgent(t, h) }
 	t.Run("Initialized", func(t *testing.T) {
 		h := newWorkerHarness(t, sidecarPod("web", core.RestartAlways, sidecar("proxy"), busybox("setup")))
 		h.sync()
