@@ -51,7 +51,7 @@ func newProbes(h *workerHarness) *probes {
 }
 
 func (p *probes) set(cmd string, ok bool) { p.mu.Lock(); p.ok[cmd] = ok; p.mu.Unlock() }
-func (p *probes) count(cmd string) int   { p.mu.Lock(); defer p.mu.Unlock(); return p.calls[cmd] }
+func (p *probes) count(cmd string) int    { p.mu.Lock(); defer p.mu.Unlock(); return p.calls[cmd] }
 
 func (h *workerHarness) taskState(name string) core.TaskState {
 	s, _, _ := h.rt.state(h.id(name))
