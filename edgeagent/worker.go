@@ -540,7 +540,11 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 				}
 			}
 			if len(outlives[i]) > 0 {
-				w.waitTurn(stopped, outlives[i], grace-a.Now().Sub(start))
+				if err := w.waitTurn(stopped, outlives[i], grace-a.Now().Sub(start)); err != nil {
+					close(stopped[i]) // not stopped: the next agent stops it, in order
+					errs[i] = err
+					return
+				}
 				left = min(left, remainingGrace(grace, a.Now().Sub(start)))
 			}
 			// Once begun, a removal finishes even if the agent is
@@ -578,20 +582,21 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	return nil
 }
 
-// waitTurn waits, at most d, until the containers of indexes have stopped
-// (or the agent stops).
-func (w *podWorker) waitTurn(stopped []chan struct{}, indexes []int, d time.Duration) {
+// waitTurn waits, at most d, until the containers of indexes have stopped;
+// errClosing if the agent stops meanwhile.
+func (w *podWorker) waitTurn(stopped []chan struct{}, indexes []int, d time.Duration) error {
 	t, stop := w.a.timer(max(d, 0))
 	defer stop()
 	for _, j := range indexes {
 		select {
 		case <-stopped[j]:
 		case <-t:
-			return
+			return nil
 		case <-w.a.ctx.Done():
-			return
+			return errClosing
 		}
 	}
+	return nil
 }
 
 // containerGrace is the grace period of a pod's container: the pod's, or
