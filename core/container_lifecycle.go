@@ -68,6 +68,21 @@ func (s *PodSpec) EachContainer(f func(c *Container, init bool)) {
 	}
 }
 
+// ContainersAndSidecars returns the containers that run for the pod's
+// life: its containers, then its sidecars (whose ports publish as theirs).
+func (s *PodSpec) ContainersAndSidecars() []*Container {
+	out := make([]*Container, 0, len(s.Containers))
+	for i := range s.Containers {
+		out = append(out, &s.Containers[i])
+	}
+	for i := range s.InitContainers {
+		if s.InitContainers[i].IsSidecar() {
+			out = append(out, &s.InitContainers[i])
+		}
+	}
+	return out
+}
+
 // Images returns the images of the pod's containers and init containers,
 // each once, in order.
 func (s *PodSpec) Images() []string {

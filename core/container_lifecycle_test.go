@@ -279,3 +279,23 @@ func TestRequestsWithInitContainers(t *testing.T) {
 		})
 	}
 }
+
+// A sidecar's ports are the pod's as its containers' are: a service's
+// named targetPort finds them, and its host ports are taken on the node.
+// A plain init container's are not.
+func TestSidecarPorts(t *testing.T) {
+	p := &Pod{Spec: PodSpec{
+		InitContainers: []Container{
+			{Name: "setup", Ports: []ContainerPort{{Name: "setup", ContainerPort: 7000, HostPort: 7000, Protocol: "TCP"}}},
+			{Name: "proxy", RestartPolicy: ContainerRestartAlways, Ports: []ContainerPort{{Name: "proxy", ContainerPort: 15001, HostPort: 15001, Protocol: "TCP"}}},
+		},
+		Containers: []Container{{Name: "app", Ports: []ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: "TCP"}}}}}}
+	for name, want := range map[string]int32{"http": 8080, "proxy": 15001, "setup": 0} {
+		if got := targetPort(ServicePort{Protocol: "TCP", TargetPort: IntOrStr(name)}, p); got != want {
+			t.Errorf("targetPort %q: %d, want %d", name, got, want)
+		}
+	}
+	if keys := hostPortKeys(p); !slices.Equal(keys, []string{"15001/TCP"}) {
+		t.Fatalf("host ports %q", keys)
+	}
+}

@@ -330,16 +330,13 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 // hostPorts lists the pod's ports published on the node.
 func hostPorts(pod *core.Pod) []core.ContainerPort {
 	var out []core.ContainerPort
-	pod.Spec.EachContainer(func(c *core.Container, init bool) {
-		if init && !c.IsSidecar() {
-			return
-		}
+	for _, c := range pod.Spec.ContainersAndSidecars() {
 		for _, p := range c.Ports {
 			if p.HostPort != 0 {
 				out = append(out, p)
 			}
 		}
-	})
+	}
 	return out
 }
 
