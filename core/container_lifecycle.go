@@ -6,7 +6,7 @@ import (
 )
 
 // A container's lifecycle beyond its process: init containers that run
-// before it, a startup probe that holds back the other probes, hooks run
+// before it (sidecars among them, which keep running), a startup probe that holds back the other probes, hooks run
 // after it starts and before it stops, the file it leaves a termination
 // message in, and how its mounts propagate.
 
@@ -68,6 +68,21 @@ func (s *PodSpec) EachContainer(f func(c *Container, init bool)) {
 	}
 }
 
+// ContainersAndSidecars returns the containers that run for the pod's
+// life: its containers, then its sidecars (whose ports publish as theirs).
+func (s *PodSpec) ContainersAndSidecars() []*Container {
+	out := make([]*Container, 0, len(s.Containers))
+	for i := range s.Containers {
+		out = append(out, &s.Containers[i])
+	}
+	for i := range s.InitContainers {
+		if s.InitContainers[i].IsSidecar() {
+			out = append(out, &s.InitContainers[i])
+		}
+	}
+	return out
+}
+
 // Images returns the images of the pod's containers and init containers,
 // each once, in order.
 func (s *PodSpec) Images() []string {
@@ -121,6 +136,15 @@ func defaultContainer(c *Container) {
 	}
 }
 
+// ContainerRestartAlways is the only restartPolicy a container may have:
+// on an init container it makes it a sidecar.
+const ContainerRestartAlways = "Always"
+
+// IsSidecar reports whether c, an init container, is a sidecar (KEP-753):
+// it starts in its place in the init sequence, the next one starts once it
+// has started, and it runs, restarted whenever it exits, for the pod's life.
+func (c *Container) IsSidecar() bool { return c.RestartPolicy == ContainerRestartAlways }
+
 // validateInitContainers checks the init containers as containers, with
 // names unique among all of the pod's (names holds the containers').
 func validateInitContainers(path string, s *PodSpec, volumes map[string]bool, names map[string]bool) error {
@@ -137,17 +161,19 @@ func validateInitContainers(path string, s *PodSpec, volumes map[string]bool, na
 			return invalid(p+".name", "duplicate container name %q (init containers and containers share names)", c.Name)
 		}
 		names[c.Name] = true
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"livenessProbe", c.LivenessProbe != nil}, {"readinessProbe", c.ReadinessProbe != nil},
-			{"startupProbe", c.StartupProbe != nil}, {"lifecycle", c.Lifecycle != nil}} {
-			if f.set {
-				return invalid(p+"."+f.name, "may not be set for init containers (they run to completion)")
-			}
+		if c.RestartPolicy != "" && !c.IsSidecar() {
+			return invalid(p+".restartPolicy", "%q: an init container's restartPolicy can only be Always (a sidecar)", c.RestartPolicy)
 		}
-		if c.RestartPolicy == "Always" {
-			return invalid(p+".restartPolicy", "Always (a sidecar container) is not supported yet; make it one of containers")
+		if !c.IsSidecar() {
+			for _, f := range []struct {
+				name string
+				set  bool
+			}{{"livenessProbe", c.LivenessProbe != nil}, {"readinessProbe", c.ReadinessProbe != nil},
+				{"startupProbe", c.StartupProbe != nil}, {"lifecycle", c.Lifecycle != nil}} {
+				if f.set {
+					return invalid(p+"."+f.name, "may not be set for init containers (they run to completion), only for sidecars (restartPolicy: Always)")
+				}
+			}
 		}
 		if err := validateContainer(p, c, volumes); err != nil {
 			return err
@@ -159,11 +185,10 @@ func validateInitContainers(path string, s *PodSpec, volumes map[string]bool, na
 // validateContainerLifecycle checks what a container has beyond its
 // process: startup probe, hooks, termination message, mount propagation.
 func validateContainerLifecycle(p string, c *Container) error {
-	if c.RestartPolicy != "" && c.RestartPolicy != "Always" {
-		return invalid(p+".restartPolicy", "%q: a container's restartPolicy can only be Always, for an init container (a sidecar, not supported yet)", c.RestartPolicy)
-	}
 	if c.RestartPolicy != "" && !strings.Contains(p, "initContainers[") {
-		return invalid(p+".restartPolicy", "may only be set for init containers (sidecars, not supported yet)")
+		// Kubernetes 1.34's per-container restart rules (KEP-5307) are not
+		// supported: a container restarts per the pod's restartPolicy.
+		return invalid(p+".restartPolicy", "may only be set for init containers (Always: a sidecar); a container restarts per the pod's restartPolicy")
 	}
 	if pr := c.StartupProbe; pr != nil && pr.SuccessThreshold != 1 {
 		return invalid(p+".startupProbe.successThreshold", "%d: must be 1", pr.SuccessThreshold)
@@ -246,14 +271,21 @@ func validateHandler(p string, h *LifecycleHandler) error {
 // Kubernetes.
 func lifecycleWarnings(prefix string, s *PodSpec) []string {
 	var w []string
-	for i, c := range s.Containers {
-		if lc := c.Lifecycle; lc != nil {
+	for _, list := range []struct {
+		field string
+		ctrs  []Container
+	}{{"initContainers", s.InitContainers}, {"containers", s.Containers}} { // a sidecar has hooks too
+		for i, c := range list.ctrs {
+			lc := c.Lifecycle
+			if lc == nil {
+				continue
+			}
 			for _, h := range []struct {
 				name    string
 				handler *LifecycleHandler
 			}{{"postStart", lc.PostStart}, {"preStop", lc.PreStop}} {
 				if h.handler != nil && h.handler.TCPSocket != nil {
-					w = append(w, fmt.Sprintf("%s.containers[%d].lifecycle.%s.tcpSocket: deprecated in Kubernetes (whose kubelet fails it); here the hook connects to the port", prefix, i, h.name))
+					w = append(w, fmt.Sprintf("%s.%s[%d].lifecycle.%s.tcpSocket: deprecated in Kubernetes (whose kubelet fails it); here the hook connects to the port", prefix, list.field, i, h.name))
 				}
 			}
 		}

@@ -135,9 +135,17 @@ func TestDecodeLifecycleErrors(t *testing.T) {
 			`spec.containers[0].volumeMounts[1].mountPropagation: "Slave": must be None, HostToContainer or Bidirectional`},
 		{"bidirectional unprivileged", replace("mountPropagation: HostToContainer", "mountPropagation: Bidirectional"),
 			`spec.containers[0].volumeMounts[1].mountPropagation: Bidirectional is only allowed for privileged containers`},
-		{"sidecar", replace(initProbe, initProbe+"    restartPolicy: Always\n"),
-			`spec.initContainers[1].restartPolicy: Always (a sidecar container) is not supported yet`},
+		{"init restartPolicy OnFailure", replace(initProbe, initProbe+"    restartPolicy: OnFailure\n"),
+			`spec.initContainers[1].restartPolicy: "OnFailure": an init container's restartPolicy can only be Always (a sidecar)`},
+		{"init restartPolicy Never", replace(initProbe, initProbe+"    restartPolicy: Never\n"),
+			`spec.initContainers[1].restartPolicy: "Never": an init container's restartPolicy can only be Always`},
+		{"sidecar probe checked", replace(initProbe, initProbe+"    restartPolicy: Always\n    startupProbe: {exec: {command: [x]}, successThreshold: 2}\n"),
+			`spec.initContainers[1].startupProbe.successThreshold: 2: must be 1`},
+		{"sidecar hook checked", replace(initProbe, initProbe+"    restartPolicy: Always\n    lifecycle: {preStop: {}}\n"),
+			`spec.initContainers[1].lifecycle.preStop: exactly one of`},
 		{"container restartPolicy", replace("    startupProbe:", "    restartPolicy: Always\n    startupProbe:"),
+			`spec.containers[0].restartPolicy: may only be set for init containers`},
+		{"container restartPolicy Never", replace("    startupProbe:", "    restartPolicy: Never\n    startupProbe:"),
 			`spec.containers[0].restartPolicy: may only be set for init containers`},
 		{"init mount propagation", replace("volumeMounts: [{name: work, mountPath: /work}]", "volumeMounts: [{name: work, mountPath: /work, mountPropagation: Bidirectional}]"),
 			`spec.initContainers[0].volumeMounts[0].mountPropagation: Bidirectional is only allowed for privileged containers`},
@@ -168,8 +176,63 @@ func TestDecodeLifecycleErrors(t *testing.T) {
 	}
 }
 
+// An init container with restartPolicy Always is a sidecar: it may have
+// probes and hooks (which a plain init container may not), and they are
+// defaulted and checked as a container's.
+func TestDecodeSidecar(t *testing.T) {
+	sidecar := "  - name: init-b\n    image: busybox\n    restartPolicy: Always\n" +
+		"    startupProbe: {exec: {command: [test, -f, /work/up]}, periodSeconds: 1}\n" +
+		"    readinessProbe: {httpGet: {port: 9000}}\n" +
+		"    livenessProbe: {tcpSocket: {port: 9000}}\n" +
+		"    lifecycle: {postStart: {exec: {command: [sh, -c, x]}}, preStop: {tcpSocket: {port: 9000}}}\n"
+	doc := strings.Replace(lifecyclePod, "  - name: init-b\n    image: busybox\n", sidecar, 1)
+	obj, err := decodeOne(t, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := obj.(*Pod).Spec
+	c := s.InitContainers[1]
+	if !c.IsSidecar() || s.InitContainers[0].IsSidecar() || s.Containers[0].IsSidecar() {
+		t.Fatalf("sidecars: %q %q %q", s.InitContainers[0].RestartPolicy, c.RestartPolicy, s.Containers[0].RestartPolicy)
+	}
+	if p := c.ReadinessProbe; p == nil || p.PeriodSeconds != 10 || p.HTTPGet.Path != "/" || c.StartupProbe.FailureThreshold != 3 {
+		t.Fatalf("sidecar probes not defaulted: %+v", c)
+	}
+	if c.Lifecycle.PostStart == nil || c.Lifecycle.PreStop.TCPSocket == nil {
+		t.Fatalf("sidecar lifecycle %+v", c.Lifecycle)
+	}
+	// A sidecar's tcpSocket hook warns as a container's does.
+	if w := Warnings(obj); len(w) != 1 || !strings.HasPrefix(w[0], "spec.initContainers[1].lifecycle.preStop.tcpSocket: deprecated") {
+		t.Fatalf("warnings %q", w)
+	}
+	// The same fields on the plain init container before it are refused.
+	plain := strings.Replace(doc, "    command: [sh, -c, \"echo a >> /work/order\"]\n",
+		"    command: [sh, -c, \"echo a >> /work/order\"]\n    readinessProbe: {httpGet: {port: 9000}}\n", 1)
+	if _, err := decodeOne(t, plain); err == nil || !strings.Contains(err.Error(), "spec.initContainers[0].readinessProbe: may not be set for init containers") {
+		t.Fatalf("a plain init container with a readiness probe: %v", err)
+	}
+}
+
+// A pod is Ready only when its sidecars are too.
+func TestPodReadyWithSidecar(t *testing.T) {
+	p := &Pod{Spec: PodSpec{
+		InitContainers: []Container{{Name: "setup"}, {Name: "proxy", RestartPolicy: ContainerRestartAlways}},
+		Containers:     []Container{{Name: "app"}}}}
+	p.Status = PodStatus{Phase: PodRunning,
+		InitContainerStatuses: []ContainerStatus{{Name: "setup", Ready: false}, {Name: "proxy", Ready: false}},
+		ContainerStatuses:     []ContainerStatus{{Name: "app", Ready: true}}}
+	if p.Ready() {
+		t.Fatal("ready while its sidecar is not")
+	}
+	p.Status.InitContainerStatuses[1].Ready = true
+	if !p.Ready() {
+		t.Fatal("not ready with its container and sidecar ready (a plain init container's readiness does not count)")
+	}
+}
+
 // A pod requests, per resource, the larger of its containers' sum and its
 // largest init container's: they run one at a time, before the containers.
+// Sidecars run beside both (Kubernetes' rule).
 func TestRequestsWithInitContainers(t *testing.T) {
 	ctr := func(cpu, mem string) Container {
 		c := Container{Name: "c", Image: "i", Resources: ResourceRequirements{Requests: ResourceList{}}}
@@ -179,6 +242,11 @@ func TestRequestsWithInitContainers(t *testing.T) {
 		if mem != "" {
 			c.Resources.Requests["memory"] = Quantity(mem)
 		}
+		return c
+	}
+	side := func(cpu, mem string) Container {
+		c := ctr(cpu, mem)
+		c.RestartPolicy = ContainerRestartAlways
 		return c
 	}
 	limited := Container{Name: "l", Image: "i", Resources: ResourceRequirements{Limits: ResourceList{"cpu": "2", "memory": "64Mi"}}}
@@ -192,6 +260,16 @@ func TestRequestsWithInitContainers(t *testing.T) {
 		{"init above the sum", []Container{ctr("1", "512Mi"), ctr("50m", "1Gi")}, []Container{ctr("100m", "64Mi")}, 1000, 1 << 30},
 		{"per resource", []Container{ctr("500m", "16Mi")}, []Container{ctr("100m", "64Mi")}, 500, 64 << 20},
 		{"init limits as requests", []Container{limited}, []Container{ctr("100m", "")}, 2000, 64 << 20},
+		// Sidecars add to the containers' sum, and to the init containers
+		// that start after them (not before).
+		{"sidecar adds to the sum", []Container{side("100m", "32Mi")}, []Container{ctr("100m", "64Mi")}, 200, 96 << 20},
+		{"init after a sidecar", []Container{side("100m", "32Mi"), ctr("500m", "100Mi")}, []Container{ctr("100m", "64Mi")}, 600, 132 << 20},
+		{"init before a sidecar", []Container{ctr("500m", "100Mi"), side("100m", "32Mi")}, []Container{ctr("100m", "64Mi")}, 500, 100 << 20},
+		{"sidecars accumulate", []Container{side("100m", "10Mi"), side("200m", "20Mi"), ctr("1", "1Mi"), side("300m", "30Mi")},
+			[]Container{ctr("50m", "1Mi")}, 1300, 61 << 20},
+		{"only sidecars", []Container{side("100m", "10Mi"), side("200m", "20Mi")}, []Container{ctr("", "")}, 300, 30 << 20},
+		// The corpus' unifi: mongo as a sidecar of 200m/1Gi beside 510m/2080Mi.
+		{"unifi", []Container{side("200m", "1Gi")}, []Container{ctr("500m", "2Gi"), ctr("10m", "32Mi")}, 710, 3<<30 + 32<<20},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := PodSpec{InitContainers: tt.init, Containers: tt.ctrs}
@@ -199,5 +277,25 @@ func TestRequestsWithInitContainers(t *testing.T) {
 				t.Fatalf("requests %dm %d bytes, want %dm %d", cpu, mem, tt.cpu, tt.mem)
 			}
 		})
+	}
+}
+
+// A sidecar's ports are the pod's as its containers' are: a service's
+// named targetPort finds them, and its host ports are taken on the node.
+// A plain init container's are not.
+func TestSidecarPorts(t *testing.T) {
+	p := &Pod{Spec: PodSpec{
+		InitContainers: []Container{
+			{Name: "setup", Ports: []ContainerPort{{Name: "setup", ContainerPort: 7000, HostPort: 7000, Protocol: "TCP"}}},
+			{Name: "proxy", RestartPolicy: ContainerRestartAlways, Ports: []ContainerPort{{Name: "proxy", ContainerPort: 15001, HostPort: 15001, Protocol: "TCP"}}},
+		},
+		Containers: []Container{{Name: "app", Ports: []ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: "TCP"}}}}}}
+	for name, want := range map[string]int32{"http": 8080, "proxy": 15001, "setup": 0} {
+		if got := targetPort(ServicePort{Protocol: "TCP", TargetPort: IntOrStr(name)}, p); got != want {
+			t.Errorf("targetPort %q: %d, want %d", name, got, want)
+		}
+	}
+	if keys := hostPortKeys(p); !slices.Equal(keys, []string{"15001/TCP"}) {
+		t.Fatalf("host ports %q", keys)
 	}
 }

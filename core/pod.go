@@ -33,7 +33,8 @@ type PodSpec struct {
 	RestartPolicy RestartPolicy     `json:"restartPolicy,omitempty"`
 	HostNetwork   bool              `json:"hostNetwork,omitempty"`
 	// InitContainers run one after the other, each to completion, before
-	// the containers start (container_lifecycle.go).
+	// the containers start; a sidecar among them (restartPolicy: Always)
+	// only has to start, and then runs beside them (container_lifecycle.go).
 	InitContainers []Container `json:"initContainers,omitempty"`
 	// Hostname and Subdomain name the pod in DNS: with a headless service
 	// named Subdomain, HOSTNAME.SUBDOMAIN.NS.svc resolves to the pod.
@@ -113,7 +114,7 @@ type Container struct {
 	ReadinessProbe           *Probe               `json:"readinessProbe,omitempty"`
 	StartupProbe             *Probe               `json:"startupProbe,omitempty"`
 	Lifecycle                *Lifecycle           `json:"lifecycle,omitempty"`
-	RestartPolicy            string               `json:"restartPolicy,omitempty"` // rejected: sidecars are not supported yet
+	RestartPolicy            string               `json:"restartPolicy,omitempty"` // Always, on an init container only: a sidecar
 	VolumeMounts             []VolumeMount        `json:"volumeMounts,omitempty"`
 	SecurityContext          *SecurityContext     `json:"securityContext,omitempty"`
 	// Stdin, StdinOnce and TTY are accepted with a warning (Job manifests
@@ -302,8 +303,8 @@ func (s *PodStatus) SetCondition(c PodCondition) {
 	s.Conditions = append(s.Conditions, c)
 }
 
-// Ready reports whether every container of the pod is ready, and its node
-// has not stopped answering since.
+// Ready reports whether every container of the pod, and every sidecar, is
+// ready, and its node has not stopped answering since.
 func (p *Pod) Ready() bool {
 	if p.Status.Phase != PodRunning || len(p.Status.ContainerStatuses) == 0 {
 		return false
@@ -316,7 +317,22 @@ func (p *Pod) Ready() bool {
 			return false
 		}
 	}
+	for _, c := range p.Status.InitContainerStatuses {
+		if !c.Ready && p.Spec.isSidecar(c.Name) {
+			return false
+		}
+	}
 	return true
+}
+
+// isSidecar reports whether the init container name is a sidecar.
+func (s *PodSpec) isSidecar(name string) bool {
+	for i := range s.InitContainers {
+		if s.InitContainers[i].Name == name {
+			return s.InitContainers[i].IsSidecar()
+		}
+	}
+	return false
 }
 
 // Terminal reports whether the pod has finished and will not run again.
@@ -344,22 +360,32 @@ func (s *PodSpec) GracePeriod() int64 {
 	return 30
 }
 
-// Requests returns the pod's cpu (millicores) and memory (bytes) requests:
-// per resource, the larger of the containers' sum and the largest init
-// container's (they run one at a time, before the containers), as in
-// Kubernetes. A container with limits but no requests requests its limits.
-// The spec must have been validated.
+// Requests returns the pod's cpu (millicores) and memory (bytes) requests,
+// per resource as in Kubernetes: the larger of the containers' sum plus
+// every sidecar's, and of what any init container needs while it runs (its
+// own request plus the sidecars started before it: init containers run one
+// at a time, sidecars stay). A container with limits but no requests
+// requests its limits. The spec must have been validated.
 func (s *PodSpec) Requests() (milliCPU, memory int64) {
 	for i := range s.Containers {
 		cpu, mem := s.Containers[i].requests()
 		milliCPU += cpu
 		memory += mem
 	}
+	var initCPU, initMem, sideCPU, sideMem int64 // sideX: the sidecars so far
 	for i := range s.InitContainers {
-		cpu, mem := s.InitContainers[i].requests()
-		milliCPU, memory = max(milliCPU, cpu), max(memory, mem)
+		c := &s.InitContainers[i]
+		cpu, mem := c.requests()
+		if c.IsSidecar() {
+			sideCPU, sideMem = sideCPU+cpu, sideMem+mem
+			milliCPU, memory = milliCPU+cpu, memory+mem
+			cpu, mem = sideCPU, sideMem
+		} else {
+			cpu, mem = cpu+sideCPU, mem+sideMem
+		}
+		initCPU, initMem = max(initCPU, cpu), max(initMem, mem)
 	}
-	return milliCPU, memory
+	return max(milliCPU, initCPU), max(memory, initMem)
 }
 
 // requests returns the container's cpu and memory requests, its limits

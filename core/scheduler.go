@@ -40,7 +40,7 @@ type NodeUsage struct {
 // hostPortKeys lists the "port/protocol" host ports pod takes.
 func hostPortKeys(p *Pod) []string {
 	var out []string
-	for _, c := range p.Spec.Containers {
+	for _, c := range p.Spec.ContainersAndSidecars() {
 		for _, cp := range c.Ports {
 			if cp.HostPort != 0 {
 				out = append(out, fmt.Sprintf("%d/%s", cp.HostPort, cp.Protocol))
@@ -48,7 +48,7 @@ func hostPortKeys(p *Pod) []string {
 		}
 	}
 	if p.Spec.HostNetwork { // its container ports are the node's
-		for _, c := range p.Spec.Containers {
+		for _, c := range p.Spec.ContainersAndSidecars() {
 			for _, cp := range c.Ports {
 				if cp.HostPort == 0 {
 					out = append(out, fmt.Sprintf("%d/%s", cp.ContainerPort, cp.Protocol))

@@ -248,8 +248,8 @@ func EndpointsFor(svc *Service, pods []*Pod) *Endpoints {
 }
 
 // targetPort resolves a service port's target in pod p: a number as is,
-// a name through the pod's container ports (0 if it has none of that name
-// and protocol).
+// a name through the pod's container ports, sidecars' too (0 if it has
+// none of that name and protocol).
 func targetPort(sp ServicePort, p *Pod) int32 {
 	if !sp.TargetPort.IsString {
 		if sp.TargetPort.IntVal != 0 {
@@ -257,7 +257,7 @@ func targetPort(sp ServicePort, p *Pod) int32 {
 		}
 		return sp.Port
 	}
-	for _, c := range p.Spec.Containers {
+	for _, c := range p.Spec.ContainersAndSidecars() {
 		for _, cp := range c.Ports {
 			if cp.Name == sp.TargetPort.StrVal && cp.Protocol == sp.Protocol {
 				return cp.ContainerPort

@@ -32,8 +32,12 @@ type ctrState struct {
 	// (after the pod's status went out: on a busy node that write waits
 	// behind other containers' creation, and the pod is running already).
 	record map[string]string
-	// init marks an init container.
-	init bool
+	// init marks an init container; sidecar, one with restartPolicy
+	// Always (sidecar.go). passed: the init sequence went on past this
+	// sidecar (it started); retired: the pod's containers are done, so it
+	// is stopped and stays so. All for the worker goroutine only.
+	init, sidecar   bool
+	passed, retired bool
 	// hook is the postStart hook of the current start while it runs;
 	// hookFailed, the failure it reported, for the exit it caused.
 	hook       *hookRun

@@ -106,6 +106,7 @@ type fakeRuntime struct {
 	ctrs     map[string]*fakeContainer
 	created  int                         // containers ever created
 	signals  map[string][]syscall.Signal // by container id, kept after removal
+	sigLog   []string                    // "id SIGNAL" of every signal, in order
 	subs     map[chan core.RuntimeEvent]bool
 	nsubs    int // subscriptions ever made
 	// calls lists the calls of Events and Containers, in order.
@@ -345,6 +346,7 @@ func (r *fakeRuntime) Signal(_ context.Context, id string, sig syscall.Signal) e
 		return err
 	}
 	r.signals[id] = append(r.signals[id], sig)
+	r.sigLog = append(r.sigLog, id+" "+sig.String())
 	if sig == syscall.SIGKILL || (sig == syscall.SIGTERM && !r.trapTERM[c.info.Labels[labelContainer]]) {
 		r.stopLocked(c, 128+int32(sig), false)
 	}
@@ -637,4 +639,11 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// signalLog returns every signal sent, in order, as "id signal".
+func (r *fakeRuntime) signalLog() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.sigLog...)
 }

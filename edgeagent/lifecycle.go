@@ -13,13 +13,20 @@ import (
 )
 
 // A container's lifecycle around its process: init containers run to
-// completion before the containers, postStart and preStop hooks, and the
-// termination message it leaves behind.
+// completion before the containers (sidecars, sidecar.go, only have to
+// start), postStart and preStop hooks, and the termination message it
+// leaves behind.
 
 // restartPolicy is the policy a container restarts by: an init container
-// of an Always pod restarts only when it fails (it is meant to finish).
+// of an Always pod restarts only when it fails (it is meant to finish); a
+// sidecar always, whatever the pod's, until its pod's work is done.
 func restartPolicy(pod *core.Pod, st *ctrState) core.RestartPolicy {
-	if st.init && pod.Spec.RestartPolicy == core.RestartAlways {
+	switch {
+	case st.sidecar && st.retired:
+		return core.RestartNever
+	case st.sidecar:
+		return core.RestartAlways
+	case st.init && pod.Spec.RestartPolicy == core.RestartAlways:
 		return core.RestartOnFailure
 	}
 	return pod.Spec.RestartPolicy
@@ -29,9 +36,11 @@ func restartPolicy(pod *core.Pod, st *ctrState) core.RestartPolicy {
 func completed(st *ctrState) bool { return st.terminated != nil && st.terminated.ExitCode == 0 }
 
 // syncInit runs the pod's init containers, one after the other, each to
-// completion, and reports whether they all completed. Once a container of
-// the pod exists they did (it is only created after them): an agent that
-// restarts then only reads back how they ended, and never runs them again.
+// completion, and reports whether they all completed. A sidecar among them
+// only has to start for the next one to; it is kept running meanwhile
+// (and after, by syncSidecars). Once a container of the pod exists they
+// did (it is only created after them): an agent that restarts then only
+// reads back how they ended, and never runs them again.
 func (w *podWorker) syncInit(pod *core.Pod, netReady func() error) (initialized bool, next time.Duration) {
 	next = w.a.Resync
 	if w.initDone || len(pod.Spec.InitContainers) == 0 {
@@ -50,8 +59,21 @@ func (w *podWorker) syncInit(pod *core.Pod, netReady func() error) (initialized 
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		st := w.state(c.Name)
-		st.init = true
-		if completed(st) {
+		st.init, st.sidecar = true, c.IsSidecar()
+		if !st.sidecar && completed(st) {
+			continue
+		}
+		// A sidecar started above is recorded before this one's create,
+		// as the containers' starts are (sync).
+		for _, prev := range pod.Spec.InitContainers[:i] {
+			w.recordStart(containerID(pod, prev.Name), w.state(prev.Name))
+		}
+		if st.sidecar {
+			next = min(next, w.syncSidecar(pod, c, st, netReady))
+			if !st.passed && !sidecarStarted(c, st) {
+				return false, next // the next one waits for it to start
+			}
+			st.passed = true // later exits restart it, holding nothing back
 			continue
 		}
 		d := w.syncContainer(pod, c, st, netReady)
@@ -59,19 +81,24 @@ func (w *podWorker) syncInit(pod *core.Pod, netReady func() error) (initialized 
 			w.event(c.Name, core.EventNormal, "Completed", "Init container %s completed", c.Name)
 			continue // the next one starts in this pass
 		}
-		return false, d
+		return false, min(d, next)
 	}
 	w.initDone = true
 	return true, next
 }
 
 // observeInit reads back how the init containers of an initialized pod
-// ended, for its status; one whose container is gone completed.
+// ended, for its status; one whose container is gone completed. Sidecars
+// are left to syncSidecars, which adopts them running.
 func (w *podWorker) observeInit(pod *core.Pod) {
 	a := w.a
 	for _, c := range pod.Spec.InitContainers {
 		st := w.state(c.Name)
 		st.init = true
+		if c.IsSidecar() {
+			st.sidecar, st.passed = true, true
+			continue
+		}
 		st.terminated = &core.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}
 		id := containerID(pod, c.Name)
 		info, err := a.rt.Container(a.ctx, id)

@@ -28,6 +28,10 @@ const (
 	// removes the container without knowing the pod (adopted, and no
 	// longer wanted).
 	labelGrace = "edge.pod.grace"
+	// labelSidecar marks a sidecar with its place among the pod's init
+	// containers: an agent that removes it without knowing the pod still
+	// stops it after the containers, and sidecars in reverse order.
+	labelSidecar = "edge.sidecar"
 )
 
 // containerID names a pod's container in the runtime: readable in
@@ -134,6 +138,9 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 		labelPodUID: pod.Metadata.UID, labelPodName: pod.Metadata.Name, labelPodNamespace: pod.Metadata.Namespace,
 		labelContainer: c.Name, labelRestarts: "0",
 		labelGrace: strconv.FormatInt(pod.Spec.GracePeriod(), 10),
+	}
+	if i := sidecarIndex(pod, c.Name); i >= 0 {
+		labels[labelSidecar] = strconv.Itoa(i)
 	}
 	cfg := &core.ContainerConfig{
 		ID: containerID(pod, c.Name), Image: image, Labels: labels,

@@ -226,6 +226,12 @@ func (w *podWorker) sync() time.Duration {
 			next = min(next, pd)
 		}
 	}
+	// Sidecars, once the init sequence is past them all, are kept running
+	// here, after the containers: whether those are done decides whether
+	// a sidecar that exited restarts.
+	if initialized {
+		next = min(next, w.syncSidecars(pod, netReady))
+	}
 	if err := netReady(); err != nil {
 		for _, c := range pod.Spec.Containers {
 			st := w.state(c.Name)
@@ -244,6 +250,12 @@ func (w *podWorker) sync() time.Duration {
 			}
 		}
 	})
+	// A job's containers are done: its sidecars stop, after the status
+	// went out with the pod's phase (stopping them can take their grace
+	// period); the next pass records how they ended.
+	if initialized && w.workDone(pod) && w.retireSidecars(pod) {
+		next = 0
+	}
 	return max(next, 10*time.Millisecond)
 }
 
@@ -318,7 +330,7 @@ func (w *podWorker) setupNetwork(pod *core.Pod) error {
 // hostPorts lists the pod's ports published on the node.
 func hostPorts(pod *core.Pod) []core.ContainerPort {
 	var out []core.ContainerPort
-	for _, c := range pod.Spec.Containers {
+	for _, c := range pod.Spec.ContainersAndSidecars() {
 		for _, p := range c.Ports {
 			if p.HostPort != 0 {
 				out = append(out, p)
@@ -361,6 +373,17 @@ func (w *podWorker) updateStatus(pod *core.Pod) {
 		}
 		earliest(s)
 		cs := w.containerStatus(pod, &c, s)
+		if c.IsSidecar() {
+			// Reported as a container: ready per its probe, and its
+			// readiness is the pod's. Its exits never fail the pod.
+			cs.Started = new(bool)
+			*cs.Started = sidecarStarted(&c, s)
+			if !cs.Ready {
+				allReady = false
+			}
+			st.InitContainerStatuses = append(st.InitContainerStatuses, cs)
+			continue
+		}
 		cs.Ready = completed(s) // as the kubelet reports a finished init container
 		if t := s.terminated; t != nil && t.ExitCode != 0 && !shouldRestart(restartPolicy(pod, s), t.ExitCode) {
 			initFailed = true
@@ -457,7 +480,7 @@ func (w *podWorker) containerStatus(pod *core.Pod, c *core.Container, s *ctrStat
 func (w *podWorker) incompleteInit(pod *core.Pod) string {
 	var names []string
 	for _, c := range pod.Spec.InitContainers {
-		if s := w.ctrs[c.Name]; s == nil || !completed(s) {
+		if s := w.ctrs[c.Name]; s == nil || (!c.IsSidecar() && !completed(s)) || (c.IsSidecar() && !s.passed) {
 			names = append(names, c.Name)
 		}
 	}
@@ -489,22 +512,46 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	w.mu.Unlock()
 	var wg sync.WaitGroup
 	errs := make([]error, len(ctrs))
+	// Containers of a pod stop together, each with the full grace, but a
+	// sidecar waits for those it outlives to stop before its SIGTERM, and
+	// then has what is left of the grace (its preStop hook runs at once,
+	// as the kubelet's).
+	outlives := stopOrder(pod, ctrs)
+	stopped := make([]chan struct{}, len(ctrs))
+	for i := range stopped {
+		stopped[i] = make(chan struct{})
+	}
+	start := a.Now()
 	for i, c := range ctrs {
 		grace := containerGrace(pod, c)
 		if i == 0 {
 			w.event("", core.EventNormal, "Killing", "Stopping the pod's containers (grace period %s)", grace)
 		}
 		wg.Add(1)
-		go func() { // containers of a pod stop together, each with the full grace
+		go func() {
 			defer wg.Done()
+			left := grace
 			if pod != nil {
 				if ctr := findContainer(pod, c.Labels[labelContainer]); ctr != nil {
-					grace = w.preStop(pod, ctr, c.ID, grace) // what is left of it after the hook
+					left = w.preStop(pod, ctr, c.ID, left) // what is left of it after the hook
 				}
+			}
+			if len(outlives[i]) > 0 {
+				if err := w.waitTurn(stopped, outlives[i], grace-a.Now().Sub(start)); err != nil {
+					close(stopped[i]) // not stopped: the next agent stops it, in order
+					errs[i] = err
+					return
+				}
+				left = min(left, remainingGrace(grace, a.Now().Sub(start)))
 			}
 			// Once begun, a removal finishes even if the agent is
 			// stopping, except for waiting out the grace period.
-			errs[i] = a.removeContainer(context.WithoutCancel(ctx), c.ID, grace)
+			err := a.stopTask(context.WithoutCancel(ctx), c.ID, left)
+			close(stopped[i])
+			if err == nil {
+				err = a.rt.RemoveContainer(context.WithoutCancel(ctx), c.ID)
+			}
+			errs[i] = err
 		}()
 	}
 	wg.Wait()
@@ -529,6 +576,23 @@ func (w *podWorker) teardown(pod *core.Pod) error {
 	os.RemoveAll(w.podDir())
 	os.RemoveAll(filepath.Join(w.a.RunDir, "pods", w.uid)) // its secrets
 	os.RemoveAll(w.logDir())
+	return nil
+}
+
+// waitTurn waits, at most d, until the containers of indexes have stopped;
+// errClosing if the agent stops meanwhile.
+func (w *podWorker) waitTurn(stopped []chan struct{}, indexes []int, d time.Duration) error {
+	t, stop := w.a.timer(max(d, 0))
+	defer stop()
+	for _, j := range indexes {
+		select {
+		case <-stopped[j]:
+		case <-t:
+			return nil
+		case <-w.a.ctx.Done():
+			return errClosing
+		}
+	}
 	return nil
 }
 
@@ -565,6 +629,15 @@ var errClosing = errors.New("agent stopping")
 // during the grace period the task is left running with its SIGTERM, not
 // killed early: the next agent adopts it and stops it again.
 func (a *Agent) stopTask(ctx context.Context, id string, grace time.Duration) error {
+	if err := a.signalStop(ctx, id, grace); err != nil {
+		return err
+	}
+	return a.rt.DeleteTask(ctx, id)
+}
+
+// signalStop stops a container's task as stopTask does, but keeps it, so
+// that its exit can still be read (a job's sidecars).
+func (a *Agent) signalStop(ctx context.Context, id string, grace time.Duration) error {
 	st, err := a.rt.Task(ctx, id)
 	if core.ErrorCode(err) == core.ENOTFOUND {
 		return nil
@@ -586,7 +659,7 @@ func (a *Agent) stopTask(ctx context.Context, id string, grace time.Duration) er
 			}
 		}
 	}
-	return a.rt.DeleteTask(ctx, id)
+	return nil
 }
 
 // waitExit waits up to d for exited; stopped is true if the task stopped.

@@ -68,6 +68,34 @@ func TestPodStatusInit(t *testing.T) {
 	}
 }
 
+// Sidecars count in READY as containers, and one that started lets the
+// init sequence go on, as kubectl shows them.
+func TestPodSidecar(t *testing.T) {
+	started := func(b bool) *bool { return &b }
+	p := &core.Pod{Spec: core.PodSpec{NodeName: "n",
+		InitContainers: []core.Container{{Name: "setup"}, {Name: "proxy", RestartPolicy: "Always"}, {Name: "migrate"}},
+		Containers:     []core.Container{{Name: "app"}}}}
+	p.Status = core.PodStatus{Phase: core.PodPending, InitContainerStatuses: []core.ContainerStatus{
+		{Name: "setup", Ready: true, State: core.ContainerState{Terminated: &core.ContainerStateTerminated{Reason: "Completed"}}},
+		{Name: "proxy", Started: started(false), State: core.ContainerState{Running: &core.ContainerStateRunning{}}},
+		{Name: "migrate", State: core.ContainerState{Waiting: &core.ContainerStateWaiting{Reason: "PodInitializing"}}}}}
+	if s, r := PodStatus(p), podReady(p); s != "Init:1/3" || r != "0/2" {
+		t.Fatalf("sidecar starting: STATUS %q READY %q, want Init:1/3 0/2", s, r)
+	}
+	p.Status.InitContainerStatuses[1].Started, p.Status.InitContainerStatuses[1].Ready = started(true), true
+	p.Status.InitContainerStatuses[2].State = core.ContainerState{Running: &core.ContainerStateRunning{}}
+	if s, r := PodStatus(p), podReady(p); s != "Init:2/3" || r != "1/2" {
+		t.Fatalf("sidecar started: STATUS %q READY %q, want Init:2/3 1/2", s, r)
+	}
+	p.Status.InitContainerStatuses[2] = p.Status.InitContainerStatuses[0]
+	p.Status.InitContainerStatuses[2].Name = "migrate"
+	p.Status.Phase = core.PodRunning
+	p.Status.ContainerStatuses = []core.ContainerStatus{{Name: "app", Ready: true, State: core.ContainerState{Running: &core.ContainerStateRunning{}}}}
+	if s, r := PodStatus(p), podReady(p); s != "Running" || r != "2/2" {
+		t.Fatalf("running: STATUS %q READY %q, want Running 2/2", s, r)
+	}
+}
+
 func run(args ...string) (string, string, error) {
 	var o, e bytes.Buffer
 	err := Run(context.Background(), args, strings.NewReader(""), &o, &e)

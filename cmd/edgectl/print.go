@@ -203,6 +203,8 @@ func initStatus(p *core.Pod) (string, bool) {
 		switch t, w := c.State.Terminated, c.State.Waiting; {
 		case t != nil && t.ExitCode == 0:
 			continue
+		case c.Started != nil && *c.Started && isSidecar(p, c.Name):
+			continue // a sidecar that started lets the next one start
 		case t != nil && t.Reason != "":
 			return "Init:" + t.Reason, true
 		case t != nil && t.Signal != 0:
@@ -218,14 +220,36 @@ func initStatus(p *core.Pod) (string, bool) {
 	return "", false
 }
 
+// podReady renders READY: ready of all, sidecars counted as containers
+// (as kubectl does).
 func podReady(p *core.Pod) string {
-	ready := 0
+	ready, total := 0, len(p.Spec.Containers)
 	for _, c := range p.Status.ContainerStatuses {
 		if c.Ready {
 			ready++
 		}
 	}
-	return fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
+	for _, c := range p.Spec.InitContainers {
+		if c.IsSidecar() {
+			total++
+		}
+	}
+	for _, c := range p.Status.InitContainerStatuses {
+		if c.Ready && isSidecar(p, c.Name) {
+			ready++
+		}
+	}
+	return fmt.Sprintf("%d/%d", ready, total)
+}
+
+// isSidecar reports whether p's init container name is a sidecar.
+func isSidecar(p *core.Pod, name string) bool {
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == name {
+			return c.IsSidecar()
+		}
+	}
+	return false
 }
 
 func restarts(p *core.Pod) string {
@@ -234,7 +258,7 @@ func restarts(p *core.Pod) string {
 		n += c.RestartCount
 	}
 	var last *core.Time
-	for _, c := range p.Status.ContainerStatuses {
+	for _, c := range slices.Concat(p.Status.InitContainerStatuses, p.Status.ContainerStatuses) { // a sidecar's restarts too
 		if t := c.LastState.Terminated; t != nil && t.FinishedAt != nil && (last == nil || t.FinishedAt.After(last.Time)) {
 			last = t.FinishedAt
 		}
