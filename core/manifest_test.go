@@ -376,3 +376,19 @@ func TestDecode_ReadAsWritten(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestDecode_ExternalIPs(t *testing.T) {
+	svc := "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: [{port: 80}]\n  externalIPs: [%s]\n"
+	objs, err := DecodeManifests([]ManifestFile{{Name: "s.yaml", Data: []byte(fmt.Sprintf(svc, "192.168.1.240"))}})
+	if err != nil || objs[0].(*Service).Spec.ExternalIPs[0] != "192.168.1.240" {
+		t.Fatalf("%v %v", objs, err)
+	}
+	if _, err := DecodeManifests([]ManifestFile{{Name: "s.yaml", Data: []byte(fmt.Sprintf(svc, "192.168.1.240, 127.0.0.1"))}}); err == nil ||
+		!strings.Contains(err.Error(), `spec.externalIPs[1]: "127.0.0.1" is not a usable IPv4 address`) {
+		t.Fatalf("loopback external IP: %v", err)
+	}
+	ns := netService(objs[0].(*Service), nil)
+	if len(ns.ExternalIPs) != 1 {
+		t.Fatalf("network state lacks the external IP: %+v", ns)
+	}
+}

@@ -167,8 +167,11 @@ type NetService struct {
 	ExternalLocal bool `json:"externalLocal,omitempty"`
 	// PublishNotReady: pods are endpoints before they are ready (the
 	// service's publishNotReadyAddresses), whatever their node sees.
-	PublishNotReady bool          `json:"publishNotReady,omitempty"`
-	Endpoints       []NetEndpoint `json:"endpoints,omitempty"`
+	PublishNotReady bool `json:"publishNotReady,omitempty"`
+	// ExternalIPs are addresses the network routes to the nodes; the
+	// service's ports answer on them too.
+	ExternalIPs []string      `json:"externalIPs,omitempty"`
+	Endpoints   []NetEndpoint `json:"endpoints,omitempty"`
 }
 
 // NetEndpoint is one pod behind a service.
@@ -250,7 +253,7 @@ func netService(s *Service, e *Endpoints) NetService {
 	ns := NetService{Namespace: s.Metadata.Namespace, Name: s.Metadata.Name, Type: s.Spec.Type,
 		ClusterIP: s.Spec.ClusterIP, Ports: ports,
 		ExternalLocal:   s.Spec.ExternalTrafficPolicy == TrafficPolicyLocal && s.Spec.Type != ServiceClusterIP,
-		PublishNotReady: s.Spec.PublishNotReadyAddresses}
+		PublishNotReady: s.Spec.PublishNotReadyAddresses, ExternalIPs: s.Spec.ExternalIPs}
 	if s.Spec.SessionAffinity == AffinityClientIP {
 		ns.AffinityTimeout = s.AffinityTimeout()
 	}

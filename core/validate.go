@@ -628,6 +628,11 @@ func validateService(s *Service) error {
 	default:
 		pr.add(invalid("spec.externalTrafficPolicy", "%q: must be Cluster or Local", s.Spec.ExternalTrafficPolicy))
 	}
+	for i, e := range s.Spec.ExternalIPs {
+		if a, err := netip.ParseAddr(e); err != nil || !a.Is4() || a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || a.IsLinkLocalUnicast() {
+			pr.add(invalid(fmt.Sprintf("spec.externalIPs[%d]", i), "%q is not a usable IPv4 address", e))
+		}
+	}
 	if s.Spec.LoadBalancerIP != "" && s.Spec.Type != ServiceLoadBalancer {
 		pr.add(invalid("spec.loadBalancerIP", "may only be set for type LoadBalancer"))
 	}

@@ -173,7 +173,10 @@ type ServiceSpec struct {
 	PublishNotReadyAddresses bool `json:"publishNotReadyAddresses,omitempty"`
 	// LoadBalancerIP is accepted for manifests written for MetalLB; like
 	// k3s' ServiceLB this cluster answers on every node's address instead.
-	LoadBalancerIP string   `json:"loadBalancerIP,omitempty"`
+	LoadBalancerIP string `json:"loadBalancerIP,omitempty"`
+	// ExternalIPs are addresses routed to the nodes (by the LAN's router
+	// or a VIP) on which the service's ports answer, as kube-proxy does.
+	ExternalIPs    []string `json:"externalIPs,omitempty"`
 	IPFamilies     []string `json:"ipFamilies,omitempty"`
 	IPFamilyPolicy string   `json:"ipFamilyPolicy,omitempty"`
 	// AllocateLoadBalancerNodePorts and InternalTrafficPolicy are accepted

@@ -312,7 +312,21 @@ func (r *renderer) port(s *core.NetService, i int, cip netip.Addr) {
 	if external && sp.NodePort > 0 && sp.NodePort <= 65535 {
 		nodePort = sp.NodePort
 	}
-	lb := s.Type == core.ServiceLoadBalancer && r.nodeIP.IsValid()
+	// The service port is also opened on the node's address (a
+	// LoadBalancer, k3s ServiceLB style) and on its externalIPs (routed to
+	// the nodes by the network, as kube-proxy expects).
+	var extAddrs []netip.Addr
+	if s.Type == core.ServiceLoadBalancer && r.nodeIP.IsValid() {
+		extAddrs = append(extAddrs, r.nodeIP)
+	}
+	for _, e := range s.ExternalIPs {
+		if a, err := netip.ParseAddr(e); err == nil && a.Is4() && !slices.Contains(extAddrs, a) {
+			extAddrs = append(extAddrs, a)
+		} else if err != nil || !a.Is4() {
+			r.skip("service %s: external IP %q is not IPv4", name, e)
+		}
+	}
+	lb := len(extAddrs) > 0
 	if !cip.IsValid() && nodePort == 0 && !lb {
 		return // nothing to reach it by yet
 	}
@@ -330,8 +344,8 @@ func (r *renderer) port(s *core.NetService, i int, cip netip.Addr) {
 		if nodePort > 0 {
 			dp.frontends = append(dp.frontends, frontend{port: uint16(nodePort)})
 		}
-		if lb {
-			dp.frontends = append(dp.frontends, frontend{r.nodeIP, uint16(sp.Port)})
+		for _, a := range extAddrs {
+			dp.frontends = append(dp.frontends, frontend{a, uint16(sp.Port)})
 		}
 		for _, b := range all {
 			dp.backends = append(dp.backends, b.ip)
@@ -351,8 +365,8 @@ func (r *renderer) port(s *core.NetService, i int, cip netip.Addr) {
 		if nodePort > 0 {
 			filter.add(chainServices, "-m addrtype --dst-type LOCAL", match(nodePort), c, reject)
 		}
-		if lb {
-			filter.add(chainServices, "-d", r.nodeIP.String()+"/32", match(sp.Port), c, reject)
+		for _, a := range extAddrs {
+			filter.add(chainServices, "-d", a.String()+"/32", match(sp.Port), c, reject)
 		}
 		return
 	}
@@ -396,9 +410,12 @@ func (r *renderer) port(s *core.NetService, i int, cip netip.Addr) {
 	if nodePort > 0 {
 		nat.add(chainNodePorts, match(nodePort), comment(name), "-j", ext)
 	}
-	if lb {
-		// k3s ServiceLB style: the service port opened on the node's address.
-		nat.add(chainServices, "-d", r.nodeIP.String()+"/32", match(sp.Port), comment(name+" loadbalancer IP"), "-j", ext)
+	for _, a := range extAddrs {
+		what := " external IP"
+		if a == r.nodeIP && s.Type == core.ServiceLoadBalancer {
+			what = " loadbalancer IP" // k3s ServiceLB style: the service port on the node's address
+		}
+		nat.add(chainServices, "-d", a.String()+"/32", match(sp.Port), comment(name+what), "-j", ext)
 	}
 	if !s.ExternalLocal {
 		nat.add(ext, comment("masquerade traffic for "+name+" external destinations"), "-j", chainMarkMasq)
@@ -421,8 +438,8 @@ func (r *renderer) port(s *core.NetService, i int, cip netip.Addr) {
 		if nodePort > 0 {
 			filter.add(chainServices, "-m addrtype --dst-type LOCAL", match(nodePort), c, "-j DROP")
 		}
-		if lb {
-			filter.add(chainServices, "-d", r.nodeIP.String()+"/32", match(sp.Port), c, "-j DROP")
+		for _, a := range extAddrs {
+			filter.add(chainServices, "-d", a.String()+"/32", match(sp.Port), c, "-j DROP")
 		}
 		return
 	}

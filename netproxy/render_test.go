@@ -446,3 +446,30 @@ func ExampleRender() {
 	// ! -s 10.42.0.0/16 -d 10.43.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "default/web:http cluster IP" -j EDGE-MARK-MASQ
 	// -m comment --comment "default/web:http -> 10.42.1.5:8080" -j EDGE-SEP-…
 }
+
+// A service's externalIPs open its ports on those addresses, through the
+// external chain (masqueraded, or local-only with ExternalLocal), with or
+// without a node address; without endpoints they are rejected.
+func TestRenderExternalIPs(t *testing.T) {
+	st := testState()
+	web := &st.Services[0]
+	web.ExternalIPs = []string{"192.168.50.200", "bogus", "192.168.50.200"}
+	id := "default/web:http:TCP"
+	ext, svc := chainName("EDGE-EXT-", id), chainName("EDGE-SVC-", id)
+	for _, nodeIP := range []string{"192.168.50.1", ""} {
+		nat, _ := Render(st, "a", nodeIP, nil)
+		want := "-d 192.168.50.200/32 -p tcp -m tcp --dport 80 -m comment --comment \"default/web:http external IP\" -j " + ext
+		if got := rules(nat, "EDGE-SERVICES"); !has(got, want) || strings.Count(string(nat), "192.168.50.200") != 1 {
+			t.Errorf("node IP %q: external IP rule missing or repeated: %q", nodeIP, got)
+		}
+		if er := rules(nat, ext); len(er) != 2 || target(er[0]) != "EDGE-MARK-MASQ" || er[1] != "-j "+svc {
+			t.Errorf("%s: %q", ext, er)
+		}
+	}
+	idle := &st.Services[5]
+	idle.ExternalIPs = []string{"192.168.50.201"}
+	_, filter := Render(st, "a", "192.168.50.1", nil)
+	if fr := rules(filter, "EDGE-SERVICES"); !has(fr, "-d 192.168.50.201/32 -p tcp -m tcp --dport 80 -m comment --comment \"default/idle:http has no endpoints\" -j REJECT --reject-with icmp-port-unreachable") {
+		t.Errorf("no reject for an external IP without endpoints: %q", fr)
+	}
+}
