@@ -420,9 +420,13 @@ func TestContainerdDevice(t *testing.T) {
 	if err != nil || len(devs) != 1 || devs[0].HostPath != dev || devs[0].Permissions != "rwm" {
 		t.Fatalf("devices: %+v, %v", devs, err)
 	}
+	// The script's output goes to a file on a mounted directory: a
+	// container this short may exit before its log is copied.
+	out := t.TempDir()
 	run := func(id string, devs []core.Device, script string) string {
 		cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Devices: devs,
-			Command: []string{"sh", "-c", script}}
+			Mounts:  []core.Mount{{Source: out, Destination: "/out"}},
+			Command: []string{"sh", "-c", "(" + script + ") >/out/" + id + " 2>&1"}}
 		if err := r.CreateContainer(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -441,7 +445,7 @@ func TestContainerdDevice(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the container did not finish")
 		}
-		b, _ := os.ReadFile(logPath)
+		b, _ := os.ReadFile(filepath.Join(out, id))
 		return string(b)
 	}
 	if out := run("dev.app.1", devs, "ls -l /dev/ttyACM0; cat /dev/ttyACM0"); !strings.Contains(out, "240,   7") || !strings.Contains(out, "No such device or address") {
