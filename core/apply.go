@@ -289,6 +289,11 @@ func fieldWarnings(obj Object) []string {
 			}
 		}
 	}
+	if sts, ok := obj.(*StatefulSet); ok {
+		if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.MaxUnavailable != nil {
+			w = append(w, "spec.updateStrategy.rollingUpdate.maxUnavailable: not honoured; one pod is updated at a time")
+		}
+	}
 	if spec.RuntimeClassName != "" {
 		w = append(w, fmt.Sprintf("%s.runtimeClassName: ignored; every container runs with runc", prefix))
 	}

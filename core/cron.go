@@ -106,7 +106,7 @@ func parseCronField(expr string, f cronField) (set uint64, star bool, err error)
 		rng, stepStr, hasStep := strings.Cut(part, "/")
 		step := 1
 		if hasStep {
-			if step, err = strconv.Atoi(stepStr); err != nil || step < 1 {
+			if step, err = strconv.Atoi(stepStr); err != nil || step < 1 || step > f.max {
 				return 0, false, fmt.Errorf("%s field: step %q is not a positive number", f.name, stepStr)
 			}
 		}

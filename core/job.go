@@ -251,15 +251,15 @@ func validateJobSpec(path string, s *JobSpec) error {
 	if err := validateLabels(path+".template.metadata.labels", s.Template.Metadata.Labels); err != nil {
 		return err
 	}
-	if sel := s.Selector; sel != nil {
-		if err := validateLabels(path+".selector.matchLabels", sel.MatchLabels); err != nil {
+	if sel := s.Selector; !sel.Empty() {
+		if err := validateSelector(path+".selector", sel, false); err != nil {
 			return err
 		}
-		if len(sel.MatchLabels) > 0 && !MatchLabels(sel.MatchLabels, s.Template.Metadata.Labels) {
-			return invalid(path+".template.metadata.labels", "must match %s.selector.matchLabels %v", path, sel.MatchLabels)
+		if !sel.Matches(s.Template.Metadata.Labels) {
+			return invalid(path+".template.metadata.labels", "must match %s.selector %s", path, sel)
 		}
 	}
-	if s.ManualSelector != nil && *s.ManualSelector && (s.Selector == nil || len(s.Selector.MatchLabels) == 0) {
+	if s.ManualSelector != nil && *s.ManualSelector && s.Selector.Empty() {
 		return invalid(path+".selector", "required when manualSelector is true")
 	}
 	switch rp := s.Template.Spec.RestartPolicy; rp {

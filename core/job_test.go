@@ -114,7 +114,7 @@ func TestDecodeJob_Errors(t *testing.T) {
 		{"negative ttl", job(spec, "spec:\n  ttlSecondsAfterFinished: -1\n  template:"), `spec.ttlSecondsAfterFinished: must be >= 0, got -1`},
 		{"replacement policy", job(spec, "spec:\n  podReplacementPolicy: Never\n  template:"), `spec.podReplacementPolicy: "Never": must be TerminatingOrFailed or Failed`},
 		{"selector mismatch", job(spec, "spec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: db}}"),
-			`Job "pi": spec.template.metadata.labels: must match spec.selector.matchLabels map[app:web]`},
+			`Job "pi": spec.template.metadata.labels: must match spec.selector app=web`},
 		{"manual selector without one", job(spec, "spec:\n  manualSelector: true\n  template:"), `spec.selector: required when manualSelector is true`},
 		{"unsupported field", job(spec, "spec:\n  podFailurePolicy: {rules: []}\n  template:"), `Job "pi": unknown field "spec.podFailurePolicy"`},
 		{"bad pod spec", job("image: demo:1", "image: ''"), `spec.template.spec.containers[0].image: required`},

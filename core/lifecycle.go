@@ -52,8 +52,10 @@ func (c *Controllers) nodeLostGrace(p *Pod) time.Duration {
 }
 
 // evictAt returns when a pod on n must go for n's NoExecute taints: now
-// for a taint it does not tolerate, after tolerationSeconds for one it
-// tolerates for a while; zero when it may stay.
+// for a taint it does not tolerate, tolerationSeconds after the taint (or
+// the pod, if it came later: a pod pinned to a tainted node gets its own
+// time) for one it tolerates for a while, the shortest of them as in
+// Kubernetes; zero when it may stay.
 func evictAt(p *Pod, n *Node, started time.Time) (time.Time, *Taint) {
 	var at time.Time
 	var why *Taint
@@ -65,21 +67,28 @@ func evictAt(p *Pod, n *Node, started time.Time) (time.Time, *Taint) {
 		if t.TimeAdded != nil {
 			added = t.TimeAdded.Time
 		}
+		if c := p.Metadata.CreationTimestamp; c != nil && c.After(added) {
+			added = c.Time
+		}
 		var tolerated *Toleration
+		forever := false
 		for j, tol := range p.Spec.Tolerations {
-			if tol.Tolerates(t) {
-				if tolerated == nil || tol.TolerationSeconds == nil ||
-					(tolerated.TolerationSeconds != nil && *tol.TolerationSeconds > *tolerated.TolerationSeconds) {
-					tolerated = &p.Spec.Tolerations[j]
-				}
+			if !tol.Tolerates(t) {
+				continue
+			}
+			if tol.TolerationSeconds == nil {
+				forever = true
+				continue
+			}
+			if tolerated == nil || *tol.TolerationSeconds < *tolerated.TolerationSeconds {
+				tolerated = &p.Spec.Tolerations[j]
 			}
 		}
-		when := added
-		switch {
-		case tolerated == nil:
-		case tolerated.TolerationSeconds == nil:
+		if forever && tolerated == nil {
 			continue // tolerated for ever
-		default:
+		}
+		when := added
+		if tolerated != nil {
 			when = added.Add(time.Duration(max(*tolerated.TolerationSeconds, 0)) * time.Second)
 		}
 		if at.IsZero() || when.Before(at) {

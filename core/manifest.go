@@ -139,11 +139,19 @@ func DecodeManifest(doc []byte) (Object, error) {
 		return nil, Errorf(EINVALID, "%s: %s", what, ErrorMessage(pr.err()))
 	}
 	meta := obj.GetMeta()
+	if meta.Annotations[AnnotationProvisionedBy] == LocalProvisioner {
+		// Only the cluster's own provisioner marks a volume whose
+		// directory it may delete.
+		delete(meta.Annotations, AnnotationProvisionedBy)
+		warnings = append(warnings, fmt.Sprintf("metadata.annotations: %s=%s removed; only volumes this cluster provisions carry it", AnnotationProvisionedBy, LocalProvisioner))
+	}
 	if !Kind(kind).Namespaced() && meta.Namespace != "" {
 		warnings = append(warnings, fmt.Sprintf("metadata.namespace: ignored; a %s is not namespaced", kind))
 		meta.Namespace = ""
 	}
-	warnings = append(warnings, readAsOld(obj, isOld)...)
+	if isOld {
+		warnings = append(warnings, readAsOld(obj, apiVersion)...)
+	}
 	warnings = append(warnings, fixRelativePaths(obj)...)
 	meta.warnings = warnings
 	SetDefaults(obj)
@@ -175,7 +183,20 @@ func checkFields(v any, t reflect.Type, path string, pr *problems) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if v == nil || reflect.PointerTo(t).Implements(unmarshalerType) {
+	if v == nil {
+		return
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		// A type with its own decoder (a quantity, an int-or-string):
+		// decode the value alone, so a wrong one is named by its path.
+		b, _ := json.Marshal(v)
+		if err := json.Unmarshal(b, reflect.New(t).Interface()); err != nil {
+			if path == "" {
+				pr.add(err)
+			} else {
+				pr.add(fmt.Errorf("%s: %v", strings.TrimPrefix(path, "."), err))
+			}
+		}
 		return
 	}
 	switch t.Kind() {
@@ -296,15 +317,28 @@ var oldAPIVersions = map[Kind]map[string]string{
 }
 
 // readAsOld restores what the beta versions defaulted differently: a
-// workload without a selector selected its template's labels.
-func readAsOld(obj Object, old bool) []string {
-	if !old {
-		return nil
-	}
+// workload without a selector selected its template's labels, DaemonSets
+// and StatefulSets updated OnDelete, extensions/v1beta1 Deployments
+// rolled one pod at a time.
+func readAsOld(obj Object, oldVersion string) []string {
 	var w []string
-	if ds, ok := obj.(*DaemonSet); ok && ds.Spec.UpdateStrategy.Type == "" {
-		ds.Spec.UpdateStrategy.Type = DaemonSetOnDelete
-		w = append(w, "spec.updateStrategy: none given; OnDelete, as the old version defaulted it (pods change only when deleted)")
+	switch o := obj.(type) {
+	case *DaemonSet:
+		if o.Spec.UpdateStrategy.Type == "" {
+			o.Spec.UpdateStrategy.Type = DaemonSetOnDelete
+			w = append(w, "spec.updateStrategy: none given; OnDelete, as the old version defaulted it (pods change only when deleted)")
+		}
+	case *StatefulSet:
+		if o.Spec.UpdateStrategy.Type == "" {
+			o.Spec.UpdateStrategy.Type = StatefulSetOnDelete
+			w = append(w, "spec.updateStrategy: none given; OnDelete, as the old version defaulted it (pods change only when deleted)")
+		}
+	case *Deployment:
+		if o.Spec.Strategy.Type == "" && oldVersion == "extensions/v1beta1" {
+			one := IntOrInt(1)
+			o.Spec.Strategy = DeploymentStrategy{Type: StrategyRollingUpdate, RollingUpdate: &RollingUpdateStrategy{MaxSurge: &one, MaxUnavailable: &one}}
+			w = append(w, "spec.strategy: none given; RollingUpdate with maxSurge 1 and maxUnavailable 1, as the old version defaulted it")
+		}
 	}
 	var sel **LabelSelector
 	var labels map[string]string

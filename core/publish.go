@@ -156,7 +156,7 @@ func (c *Controllers) publish(ctx context.Context) error {
 		for _, o := range nodeSecrets {
 			fp.WriteString(o.Metadata.UID + "@" + o.Metadata.ResourceVersion + ",")
 		}
-		nodeVolumes := claimVolumes(byNode[name], claimsByName, volumesByName)
+		nodeVolumes := claimVolumes(n, byNode[name], claimsByName, volumesByName)
 		released := releasedOn(name, volumes)
 		for _, v := range nodeVolumes {
 			fp.WriteString(v.Namespace + "/" + v.Claim + "=" + v.Path + ",")

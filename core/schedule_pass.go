@@ -68,6 +68,19 @@ func (c *Controllers) schedule(ctx context.Context, s *snapshot) error {
 				return err
 			}
 		}
+		// A claim another pod provisioned in this pass must be bound by
+		// now (that pod's write may have been skipped).
+		for _, claim := range sched.pinnedClaims[next.Metadata.UID] {
+			obj, err := tx.Get(KeyOf(claim))
+			if ErrorCode(err) == ENOTFOUND {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if !obj.(*PersistentVolumeClaim).Bound() {
+				return nil // next pass
+			}
+		}
 		return tx.Put(next)
 	})
 }

@@ -160,6 +160,8 @@ type Scheduler struct {
 
 	volumes    *volumeIndex                        // claims and volumes (nil: pods use none)
 	provisions map[string][]*PersistentVolumeClaim // pod uid -> claims to provision where it went
+	// pinnedClaims: pod uid -> claims another pod of this pass provisions
+	pinnedClaims map[string][]*PersistentVolumeClaim
 }
 
 // Schedule picks a node for pod. It filters out nodes that are not Ready,
@@ -344,12 +346,14 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		u.HostPorts[k] = true
 	}
 	u.Active = append(u.Active, pod)
-	if vols != nil && len(vols.provision) > 0 {
+	if vols != nil {
 		sc.volumes.place(vols, name)
+		sc.volumes.placeOnce(pod)
 		if sc.provisions == nil {
-			sc.provisions = map[string][]*PersistentVolumeClaim{}
+			sc.provisions, sc.pinnedClaims = map[string][]*PersistentVolumeClaim{}, map[string][]*PersistentVolumeClaim{}
 		}
 		sc.provisions[pod.Metadata.UID] = vols.provision
+		sc.pinnedClaims[pod.Metadata.UID] = vols.pinnedClaims
 	}
 	return name, ""
 }

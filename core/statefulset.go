@@ -222,6 +222,9 @@ type StatefulSetPlan struct {
 // ordinal first and one at a time, and updates one pod at a time from the
 // highest ordinal down (RollingUpdate, down to the partition); Parallel
 // creates and removes all at once.
+//
+// existingClaims maps the names of the namespace's claims to whether they
+// are live (false: being deleted).
 func PlanStatefulSet(s *StatefulSet, pods []*Pod, existingClaims map[string]bool) (StatefulSetPlan, StatefulSetStatus) {
 	var plan StatefulSetPlan
 	hash := TemplateHash(&s.Spec.Template)
@@ -289,7 +292,10 @@ func PlanStatefulSet(s *StatefulSet, pods []*Pod, existingClaims map[string]bool
 		}
 	}
 	if s.retention().WhenScaled == ReclaimDelete {
-		for name := range existingClaims {
+		for name, live := range existingClaims {
+			if !live {
+				continue
+			}
 			for j := range s.Spec.VolumeClaimTemplates {
 				t := &s.Spec.VolumeClaimTemplates[j]
 				rest, ok := strings.CutPrefix(name, t.Metadata.Name+"-"+s.Metadata.Name+"-")
@@ -301,25 +307,37 @@ func PlanStatefulSet(s *StatefulSet, pods []*Pod, existingClaims map[string]bool
 		}
 		sort.Strings(plan.DeleteClaim)
 	}
-	// Scale up, in order.
+	// claimsReady adds ordinal i's missing claims to the plan, and
+	// reports false while one is still being deleted (its pod waits:
+	// it would start on the old data's claim and lose it).
+	claimsReady := func(i int) bool {
+		ready := true
+		for j := range s.Spec.VolumeClaimTemplates {
+			c := s.newClaim(&s.Spec.VolumeClaimTemplates[j], i)
+			switch live, ok := existingClaims[c.Metadata.Name]; {
+			case !ok:
+				plan.Claims = append(plan.Claims, c)
+			case !live:
+				ready = false
+			}
+		}
+		return ready
+	}
+	// Scale up, in order. A running pod whose claim went gets it back, as
+	// Kubernetes' controller does.
 	for i := first; i < first+n; i++ {
 		if byOrdinal[i] != nil {
+			claimsReady(i)
 			if !parallel && !byOrdinal[i].Ready() {
 				break
 			}
 			continue
 		}
-		if terminatingName(pods, s.PodName(i)) {
+		if terminatingName(pods, s.PodName(i)) || !claimsReady(i) {
 			if !parallel {
 				break
 			}
 			continue
-		}
-		for j := range s.Spec.VolumeClaimTemplates {
-			c := s.newClaim(&s.Spec.VolumeClaimTemplates[j], i)
-			if !existingClaims[c.Metadata.Name] {
-				plan.Claims = append(plan.Claims, c)
-			}
 		}
 		plan.Create = append(plan.Create, s.newPod(i, hash))
 		if !parallel {
@@ -362,12 +380,12 @@ func (c *Controllers) syncStatefulSets(ctx context.Context, s *snapshot, byOwner
 		if claims[cl.Metadata.Namespace] == nil {
 			claims[cl.Metadata.Namespace] = map[string]bool{}
 		}
-		claims[cl.Metadata.Namespace][cl.Metadata.Name] = true
+		claims[cl.Metadata.Namespace][cl.Metadata.Name] = cl.Metadata.DeletionTimestamp == nil
 	}
 	for _, sts := range s.statefulsets {
 		owners[sts.Metadata.UID] = true
 		plan, st := PlanStatefulSet(sts, byOwner[sts.Metadata.UID], claims[sts.Metadata.Namespace])
-		if len(plan.Create)+len(plan.Delete)+len(plan.DeleteClaim) == 0 && JSONEqual(st, sts.Status) {
+		if len(plan.Create)+len(plan.Delete)+len(plan.DeleteClaim)+len(plan.Claims) == 0 && JSONEqual(st, sts.Status) {
 			continue
 		}
 		err := c.writeStatefulSet(ctx, sts, plan, st, now)
@@ -380,6 +398,11 @@ func (c *Controllers) syncStatefulSets(ctx context.Context, s *snapshot, byOwner
 
 func (c *Controllers) writeStatefulSet(ctx context.Context, sts *StatefulSet, plan StatefulSetPlan, st StatefulSetStatus, now time.Time) error {
 	return c.updateObject(ctx, sts, func(tx Tx, cur Object) error {
+		// Deletes first: a failed pod goes, and its namesake is made in
+		// the same transaction.
+		if err := c.applyPlan(tx, Plan{Delete: plan.Delete}, now); err != nil {
+			return err
+		}
 		for _, cl := range plan.Claims {
 			if _, err := tx.Get(KeyOf(cl)); ErrorCode(err) == ENOTFOUND {
 				if err := tx.Create(cl); err != nil {
@@ -390,15 +413,14 @@ func (c *Controllers) writeStatefulSet(ctx context.Context, sts *StatefulSet, pl
 			}
 		}
 		for _, p := range plan.Create {
-			if _, err := tx.Get(KeyOf(p)); ErrorCode(err) != ENOTFOUND {
-				return err // its namesake is still there (nil: next pass)
+			if _, err := tx.Get(KeyOf(p)); err == nil {
+				continue // its namesake is still stopping: next pass
+			} else if ErrorCode(err) != ENOTFOUND {
+				return err
 			}
 			if err := tx.Create(p); err != nil {
 				return err
 			}
-		}
-		if err := c.applyPlan(tx, Plan{Delete: plan.Delete}, now); err != nil {
-			return err
 		}
 		for _, name := range plan.DeleteClaim {
 			obj, err := tx.Get(Key{Kind: KindPersistentVolumeClaim, Namespace: sts.Metadata.Namespace, Name: name})
@@ -440,6 +462,11 @@ func validateStatefulSet(s *StatefulSet) error {
 	case StatefulSetRollingUpdate:
 		if ru := u.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition < 0 {
 			pr.add(invalid("spec.updateStrategy.rollingUpdate.partition", "must be >= 0"))
+		}
+		if ru := u.RollingUpdate; ru != nil && ru.MaxUnavailable != nil {
+			if n, err := ru.MaxUnavailable.Scaled(100, true); err != nil || n < 1 {
+				pr.add(invalid("spec.updateStrategy.rollingUpdate.maxUnavailable", "must be a positive number or percentage"))
+			}
 		}
 	case StatefulSetOnDelete:
 		if u.RollingUpdate != nil {

@@ -675,8 +675,8 @@ func validateHTTPHeaders(p string, headers []HTTPHeader) error {
 		if !httpTokenRe.MatchString(h.Name) {
 			return invalid(fmt.Sprintf("%s[%d].name", p, i), "%q is not an HTTP header name", h.Name)
 		}
-		if strings.ContainsAny(h.Value, "\r\n") {
-			return invalid(fmt.Sprintf("%s[%d].value", p, i), "must not contain a line break")
+		if strings.IndexFunc(h.Value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) >= 0 {
+			return invalid(fmt.Sprintf("%s[%d].value", p, i), "must not contain control characters")
 		}
 	}
 	return nil

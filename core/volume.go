@@ -46,6 +46,8 @@ const (
 	LocalProvisioner = "edge.io/local-path"
 	// AnnotationProvisionedBy is set on provisioned volumes, as Kubernetes.
 	AnnotationProvisionedBy = "pv.kubernetes.io/provisioned-by"
+	// NoProvisioner is the provisioner of classes of hand-made volumes.
+	NoProvisioner = "kubernetes.io/no-provisioner"
 	// ResourceStorage is the resource name of a claim's size and of a
 	// node's capacity for local volumes.
 	ResourceStorage = "storage"

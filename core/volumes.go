@@ -23,14 +23,19 @@ type volumeIndex struct {
 	// this pass.
 	used   map[string]int64
 	pinned map[string]string
-	// users counts the live pods using each claim (namespace/name).
+	// users are the pods bound to a node, and not finished, that use each
+	// claim (namespace/name): a pending pod does not hold a claim (as
+	// Kubernetes' pvc-protection), or one waiting for a claim being
+	// deleted would keep it for ever.
 	users map[string][]*Pod
+	// once holds the ReadWriteOncePod claims a pod took in this pass.
+	once map[string]bool
 }
 
 func newVolumeIndex(s *snapshot) *volumeIndex {
 	vi := &volumeIndex{claims: map[string]*PersistentVolumeClaim{}, volumes: map[string]*PersistentVolume{},
 		classes: map[string]*StorageClass{}, nodes: map[string]*Node{}, used: map[string]int64{}, pinned: map[string]string{},
-		users: map[string][]*Pod{}}
+		users: map[string][]*Pod{}, once: map[string]bool{}}
 	for _, c := range s.claims {
 		vi.claims[c.Metadata.Namespace+"/"+c.Metadata.Name] = c
 	}
@@ -48,7 +53,7 @@ func newVolumeIndex(s *snapshot) *volumeIndex {
 	}
 	if len(s.claims)+len(s.volumes) > 0 {
 		for _, p := range s.pods {
-			if p.Terminal() {
+			if p.Terminal() || p.Spec.NodeName == "" {
 				continue
 			}
 			for _, name := range p.Spec.ClaimNames() {
@@ -76,10 +81,13 @@ func volumeNode(v *PersistentVolume) string {
 
 // podVolumes is what a pending pod's claims ask of its node.
 type podVolumes struct {
-	bound     []*PersistentVolume      // volumes of bound claims
-	pinned    []string                 // nodes of claims provisioned this pass
-	provision []*PersistentVolumeClaim // claims to provision where the pod goes
-	storage   int64                    // their requests
+	bound  []*PersistentVolume // volumes of bound claims
+	pinned []string            // nodes of claims provisioned this pass
+	// pinnedClaims are those claims: the pod's write checks they were
+	// provisioned indeed.
+	pinnedClaims []*PersistentVolumeClaim
+	provision    []*PersistentVolumeClaim // claims to provision where the pod goes
+	storage      int64                    // their requests
 }
 
 // forPod resolves a pod's claims, or says why the pod cannot be placed at
@@ -98,11 +106,14 @@ func (vi *volumeIndex) forPod(p *Pod) (*podVolumes, string) {
 			return nil, fmt.Sprintf("persistentvolumeclaim %q not found", name)
 		case c.Metadata.DeletionTimestamp != nil:
 			return nil, fmt.Sprintf("persistentvolumeclaim %q is being deleted", name)
-		case slices.Contains(c.Spec.AccessModes, ReadWriteOncePod) && len(vi.users[k]) > 1:
+		case slices.Contains(c.Spec.AccessModes, ReadWriteOncePod):
 			for _, other := range vi.users[k] {
-				if other.Metadata.UID != p.Metadata.UID && other.Spec.NodeName != "" {
+				if other.Metadata.UID != p.Metadata.UID {
 					return nil, fmt.Sprintf("persistentvolumeclaim %q is ReadWriteOncePod and used by pod %q", name, other.Metadata.Name)
 				}
+			}
+			if vi.once[k] {
+				return nil, fmt.Sprintf("persistentvolumeclaim %q is ReadWriteOncePod and another pod was just placed with it", name)
 			}
 		}
 		if c.Bound() {
@@ -115,6 +126,7 @@ func (vi *volumeIndex) forPod(p *Pod) (*podVolumes, string) {
 		}
 		if n, ok := vi.pinned[k]; ok {
 			pv.pinned = append(pv.pinned, n)
+			pv.pinnedClaims = append(pv.pinnedClaims, c)
 			continue
 		}
 		if c.Spec.VolumeName != "" {
@@ -123,10 +135,26 @@ func (vi *volumeIndex) forPod(p *Pod) (*podVolumes, string) {
 				return nil, fmt.Sprintf("persistentvolumeclaim %q is not bound yet (%s)", name, c.Status.Message)
 			}
 		}
+		if vi.staticOnly(c) {
+			return nil, fmt.Sprintf("persistentvolumeclaim %q (class %q) waits for a PersistentVolume of its class: this class is not provisioned", name, c.StorageClass())
+		}
 		pv.provision = append(pv.provision, c)
 		pv.storage += c.Request()
 	}
 	return pv, ""
+}
+
+// staticOnly reports whether c binds only to volumes made by hand: the
+// empty class (as in Kubernetes), the classes conventionally used for
+// them ("manual", "local-storage"), and a StorageClass whose provisioner
+// is kubernetes.io/no-provisioner.
+func (vi *volumeIndex) staticOnly(c *PersistentVolumeClaim) bool {
+	switch sc := c.StorageClass(); sc {
+	case "", "manual", "local-storage":
+		return true
+	default:
+		return vi.classes[sc] != nil && vi.classes[sc].Provisioner == NoProvisioner
+	}
 }
 
 // fits says whether node n can hold the pod's volumes, and if not why.
@@ -159,6 +187,16 @@ func (vi *volumeIndex) place(pv *podVolumes, node string) {
 		vi.pinned[c.Metadata.Namespace+"/"+c.Metadata.Name] = node
 	}
 	vi.used[node] += pv.storage
+}
+
+// placeOnce records the ReadWriteOncePod claims a placed pod took.
+func (vi *volumeIndex) placeOnce(p *Pod) {
+	for _, name := range p.Spec.ClaimNames() {
+		k := p.Metadata.Namespace + "/" + name
+		if c := vi.claims[k]; c != nil && slices.Contains(c.Spec.AccessModes, ReadWriteOncePod) {
+			vi.once[k] = true
+		}
+	}
 }
 
 // provision creates the volume of claim c on node, binding both, in tx. It
@@ -318,7 +356,7 @@ func (c *Controllers) syncVolumes(ctx context.Context, s *snapshot, now time.Tim
 			}
 		default:
 			v := vi.staticMatch(claim)
-			if v == nil && (claim.Spec.VolumeName == "" || vi.volumes[claim.Spec.VolumeName] == nil) {
+			if v == nil && !vi.staticOnly(claim) && (claim.Spec.VolumeName == "" || vi.volumes[claim.Spec.VolumeName] == nil) {
 				// A pod placed past the scheduler (nodeName, a DaemonSet's)
 				// has its claim provisioned where it is.
 				var node *Node
@@ -341,6 +379,9 @@ func (c *Controllers) syncVolumes(ctx context.Context, s *snapshot, now time.Tim
 			}
 			if v == nil {
 				msg := "waiting for first consumer to be created before binding"
+				if vi.staticOnly(claim) {
+					msg = fmt.Sprintf("waiting for a PersistentVolume of class %q to match (this class is not provisioned)", claim.StorageClass())
+				}
 				if claim.Spec.VolumeName != "" && vi.volumes[claim.Spec.VolumeName] != nil {
 					msg = fmt.Sprintf("persistentvolume %q is not available to this claim (bound elsewhere, released, or of another class)", claim.Spec.VolumeName)
 				}
@@ -456,7 +497,7 @@ func deleteClaim(tx Tx, c *PersistentVolumeClaim, now time.Time) error {
 	}
 	for _, o := range pods {
 		p := o.(*Pod)
-		if !p.Terminal() && slices.Contains(p.Spec.ClaimNames(), c.Metadata.Name) {
+		if !p.Terminal() && p.Spec.NodeName != "" && slices.Contains(p.Spec.ClaimNames(), c.Metadata.Name) {
 			next := Clone(c)
 			next.Metadata.DeletionTimestamp = NewTime(now)
 			return tx.Put(next)
@@ -479,8 +520,10 @@ func deleteVolume(tx Tx, v *PersistentVolume, now time.Time) error {
 	return tx.Put(next)
 }
 
-// claimVolumes returns where the claims of a node's pods are.
-func claimVolumes(pods []*Pod, claims map[string]*PersistentVolumeClaim, volumes map[string]*PersistentVolume) []ClaimVolume {
+// claimVolumes returns where the claims of a node's pods are, on that
+// node: a volume on another node is not sent (a DaemonSet's or a pinned
+// pod there waits, saying so, instead of starting on an empty directory).
+func claimVolumes(node *Node, pods []*Pod, claims map[string]*PersistentVolumeClaim, volumes map[string]*PersistentVolume) []ClaimVolume {
 	if len(claims) == 0 {
 		return nil
 	}
@@ -498,7 +541,7 @@ func claimVolumes(pods []*Pod, claims map[string]*PersistentVolumeClaim, volumes
 				continue
 			}
 			pv := volumes[c.Spec.VolumeName]
-			if pv == nil {
+			if pv == nil || !pv.FitsNode(node.Metadata.Labels) {
 				continue
 			}
 			seen[k] = true

@@ -210,12 +210,12 @@ func (w *podWorker) action(ctx context.Context, pod *core.Pod, c *core.Container
 		// The Host header the kubelet sends: the probe's host, else the
 		// pod's address (a virtual host keyed on "probe" would 404).
 		host := httpGet.Host
-		if host == "" {
+		if host == "" && !pod.Spec.HostNetwork {
 			w.mu.Lock()
 			host = w.podIP
 			w.mu.Unlock()
 		}
-		if host == "" || pod.Spec.HostNetwork {
+		if host == "" {
 			host = "127.0.0.1"
 		}
 		req.Host = net.JoinHostPort(host, strconv.Itoa(port))

@@ -41,13 +41,18 @@ func (a *Agent) claimVolume(namespace, claim string) (core.ClaimVolume, bool) {
 func (w *podWorker) claimDir(p *core.Pod, src *core.PersistentVolumeClaimVolumeSource) (string, error) {
 	v, ok := w.a.claimVolume(p.Metadata.Namespace, src.ClaimName)
 	if !ok {
-		return "", fmt.Errorf("persistentvolumeclaim %q is not bound to a volume on this node yet", src.ClaimName)
+		return "", fmt.Errorf("persistentvolumeclaim %q has no volume on this node (not bound yet, or its volume is on another node)", src.ClaimName)
 	}
 	if v.Provisioned {
 		// A path outside VolumeDir (the agent's --volume-dir changed since
 		// it was provisioned) is still used; only removal is confined to
 		// VolumeDir.
 		if _, err := os.Stat(v.Path); os.IsNotExist(err) {
+			if !w.a.insideVolumeDir(v.Path) {
+				// Made elsewhere (another --volume-dir): an empty new one
+				// would hide that its data is not here.
+				return "", fmt.Errorf("persistentvolumeclaim %q: its volume %s is missing at %s, outside this node's volume directory %s", src.ClaimName, v.Volume, v.Path, w.a.VolumeDir)
+			}
 			if err := os.MkdirAll(v.Path, 0o777); err != nil {
 				return "", fmt.Errorf("persistentvolumeclaim %q: %w", src.ClaimName, err)
 			}
