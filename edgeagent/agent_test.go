@@ -24,7 +24,8 @@ func TestTailOffset(t *testing.T) {
 		n    int
 		want string
 	}{{-1, "one\ntwo\nthree\n"}, {0, ""}, {1, "three\n"}, {2, "two\nthree\n"}, {3, "one\ntwo\nthree\n"}, {10, "one\ntwo\nthree\n"}} {
-		off, err := tailOffset(f, tt.n)
+		st, _ := f.Stat()
+		off, err := tailOffset(f, st.Size(), tt.n)
 		if err != nil {
 			t.Fatal(err)
 		}

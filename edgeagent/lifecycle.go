@@ -288,20 +288,21 @@ func readHead(path string, n int64) string {
 	return string(b)
 }
 
-// logTail returns the last lines of the log at path, at most limit bytes.
+// logTail returns the last lines of the log at path (across its rotated
+// files), at most limit bytes.
 func logTail(path string, lines, limit int) string {
-	f, err := os.Open(path)
+	files, err := openLogs(path)
+	if err != nil || len(files) == 0 {
+		return ""
+	}
+	defer closeAll(files)
+	m, err := newMultiFile(files)
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(fi.Size()-int64(limit), 0)
-	b := make([]byte, fi.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
+	off := max(m.size-int64(limit), 0)
+	b := make([]byte, m.size-off)
+	if _, err := m.ReadAt(b, off); err != nil && err != io.EOF {
 		return ""
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))

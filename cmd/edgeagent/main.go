@@ -24,30 +24,37 @@ import (
 	"github.com/edgeorch/edge/mqtt"
 )
 
-func main() { daemon.Main("edgeagent", NewMain(), "shutting down; pods keep running") }
+func main() {
+	if edgeagent.IsLogDriver(os.Args[1:]) { // run by containerd's shim for a container's output
+		os.Exit(edgeagent.RunLogDriver(os.Args[1:]))
+	}
+	daemon.Main("edgeagent", NewMain(), "shutting down; pods keep running")
+}
 
 // Main is the agent process.
 type Main struct {
-	Master     string
-	Token      string
-	Name       string
-	DataDir    string
-	Containerd string
-	Labels     map[string]string
-	KeepAlive  time.Duration
-	MDNSIfaces []string
-	CNIBinDir  string
-	CNIConfDir string
-	PodCIDR    string
-	Bridge     string
-	NodeIP     string
-	NoProxy    bool
-	Cleanup    bool
-	Reserved   map[string]string
-	VolumeDir  string
-	Storage    string
-	Debug      bool
-	PprofAddr  string
+	Master      string
+	Token       string
+	Name        string
+	DataDir     string
+	Containerd  string
+	Labels      map[string]string
+	KeepAlive   time.Duration
+	MDNSIfaces  []string
+	CNIBinDir   string
+	CNIConfDir  string
+	PodCIDR     string
+	Bridge      string
+	NodeIP      string
+	NoProxy     bool
+	Cleanup     bool
+	Reserved    map[string]string
+	VolumeDir   string
+	Storage     string
+	Debug       bool
+	PprofAddr   string
+	LogMaxSize  string
+	LogMaxFiles int
 
 	Log        *slog.Logger
 	Agent      *edgeagent.Agent
@@ -81,6 +88,8 @@ func (m *Main) ParseFlags(args []string) error {
 		"capacity kept from pods for the OS, containerd and the agent, e.g. cpu=100m,memory=256Mi (default cpu=100m, memory a quarter of RAM up to 256Mi)")
 	fs.StringVar(&m.VolumeDir, "volume-dir", "", "where persistent volumes provisioned for claims live (default DATA_DIR/storage)")
 	fs.StringVar(&m.Storage, "storage-capacity", "", "storage that claims on this node may reserve, e.g. 20Gi (default: the size of the volume directory's filesystem)")
+	fs.StringVar(&m.LogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size")
+	fs.IntVar(&m.LogMaxFiles, "container-log-max-files", edgeagent.DefaultContainerLogMaxFiles, "log files kept per container, the live one included (at least 2)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -110,6 +119,12 @@ func (m *Main) ParseFlags(args []string) error {
 		if _, err := core.Quantity(v).MilliValue(); err != nil {
 			return fmt.Errorf("--system-reserved %s=%s: %v", k, v, err)
 		}
+	}
+	if n, err := core.Quantity(m.LogMaxSize).Value(); err != nil || n < 1024 {
+		return fmt.Errorf("--container-log-max-size %q: want a size of at least 1Ki, such as 10Mi", m.LogMaxSize)
+	}
+	if m.LogMaxFiles < 2 {
+		return fmt.Errorf("--container-log-max-files %d: want at least 2 (the live file and one rotated)", m.LogMaxFiles)
 	}
 	n := &core.Node{TypeMeta: core.TypeMeta{Kind: core.KindNode}, Metadata: core.ObjectMeta{Name: m.Name, Labels: m.Labels}}
 	if err := core.Validate(n); err != nil {
@@ -142,6 +157,14 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Agent = &edgeagent.Agent{Name: m.Name, DataDir: m.DataDir, Containerd: m.Containerd, Labels: m.Labels,
 		NodeIP: m.NodeIP, Version: version.Version, Log: m.Log, VolumeDir: m.VolumeDir}
+	m.Agent.ContainerLogMaxSize, _ = core.Quantity(m.LogMaxSize).Value() // checked by ParseFlags
+	m.Agent.ContainerLogMaxFiles = m.LogMaxFiles
+	// The shim runs this very binary to write container logs.
+	if exe, err := os.Executable(); err == nil {
+		m.Agent.LogDriver = exe
+	} else {
+		m.Log.Warn("container logs are not rotated: cannot find the agent's executable", "err", err)
+	}
 	if m.Storage != "" {
 		n, err := core.Quantity(m.Storage).Value()
 		if err != nil || n <= 0 {
