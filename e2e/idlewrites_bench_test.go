@@ -57,6 +57,10 @@ func BenchmarkIdleWrites(b *testing.B) {
 	fmt.Printf("disk writes per idle hour, %d quiet pods, %s measured (floor 0):\n", pods, took.Round(time.Second))
 	fmt.Printf("  agent       %10.0f bytes/hour (%d bytes)\n", perHour(aw), aw)
 	fmt.Printf("  log drivers %10.0f bytes/hour (%d bytes, %d processes)\n", perHour(dw), dw, len(drivers))
+	for _, p := range drivers[:min(1, len(drivers))] {
+		fmt.Printf("  a log driver's memory: RSS %.1f MB, of which anonymous %.1f MB, PSS %.1f MB\n",
+			float64(procKB(p, "status", "VmRSS"))/1024, float64(procKB(p, "status", "RssAnon"))/1024, float64(procKB(p, "smaps_rollup", "Pss"))/1024)
+	}
 	fmt.Printf("  master      %10.0f bytes/hour (%d bytes)\n", perHour(mw), mw)
 	if len(changed) > 0 {
 		fmt.Printf("  files changed under the agent's data dir: %s\n", strings.Join(changed, ", "))

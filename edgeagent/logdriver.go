@@ -91,7 +91,10 @@ func RunLogDriver(args []string) int {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	var streams []*os.File
-	for fd, name := range map[int]string{3: "stdout", 4: "stderr"} {
+	for fd, name := range []string{3: "stdout", 4: "stderr"} {
+		if name == "" {
+			continue
+		}
 		// Non-blocking, the runtime polls it: reads can time out (partialLineWait).
 		unix.SetNonblock(fd, true)
 		streams = append(streams, os.NewFile(uintptr(fd), name))
