@@ -87,6 +87,7 @@ func RunLogDriver(args []string) int {
 	}
 	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(50)
+	debug.FreeOSMemory() // what the agent's package initialisation left behind
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
