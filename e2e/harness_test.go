@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/edgemaster", "../cmd/edgeagent", "../cmd/edgectl")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/edgemaster", "../cmd/edgeagent", "../cmd/edgectl", "../cmd/edge-logdriver")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Println("e2e: build failed:", err)

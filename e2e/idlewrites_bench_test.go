@@ -90,7 +90,8 @@ func sumWriteBytes(pids []int) int64 {
 	return n
 }
 
-// logDriverPIDs finds the log driver processes writing under dir.
+// logDriverPIDs finds the log driver processes writing under dir (their
+// command line holds --edge-log-driver PATH).
 func logDriverPIDs(dir string) []int {
 	entries, _ := os.ReadDir("/proc")
 	var pids []int

@@ -87,6 +87,14 @@ func TestLogRotation(t *testing.T) {
 		}
 		return dirs[0]
 	}()
+	// The shim runs the small driver binary installed beside the agent.
+	drivers := logDriverPIDs(logDir)
+	if len(drivers) != 1 {
+		t.Fatalf("%d log driver processes for the pod, want 1", len(drivers))
+	}
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", drivers[0])); filepath.Base(exe) != "edge-logdriver" {
+		t.Fatalf("log driver process runs %q, want edge-logdriver", exe)
+	}
 	// While lines pour out, the files never exceed the caps.
 	var peak int64
 	waitFor(t, 2*time.Minute, "line 29999 in the follower's output", func() error {

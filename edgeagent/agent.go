@@ -24,6 +24,7 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/internal/backoff"
 	"github.com/edgeorch/edge/internal/fsutil"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 // Agent runs a node's pods. Configure the fields, then Open.
@@ -74,9 +75,10 @@ type Agent struct {
 	ContainerLogMaxSize  int64
 	ContainerLogMaxFiles int
 	// LogDriver is the executable containerd's shim runs to write and
-	// rotate each container's log: one whose main runs RunLogDriver on the
-	// arguments IsLogDriver recognises (the agent's own). Empty: the shim
-	// appends to the log file itself, with no rotation.
+	// rotate each container's log: edge-logdriver, or any whose main runs
+	// logrotate.RunDriver on the arguments logrotate.IsDriver recognises
+	// (the agent's own). Empty: the shim appends to the log file itself,
+	// with no rotation.
 	LogDriver string
 
 	rt core.Runtime
@@ -179,10 +181,10 @@ func (a *Agent) setDefaults() {
 		a.VolumeDir = filepath.Join(a.DataDir, "storage")
 	}
 	if a.ContainerLogMaxSize == 0 {
-		a.ContainerLogMaxSize = DefaultContainerLogMaxSize
+		a.ContainerLogMaxSize = logrotate.DefaultMaxSize
 	}
 	if a.ContainerLogMaxFiles == 0 {
-		a.ContainerLogMaxFiles = DefaultContainerLogMaxFiles
+		a.ContainerLogMaxFiles = logrotate.DefaultMaxFiles
 	}
 	a.releasing = map[string]bool{}
 	if a.timer == nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 func TestTailOffset(t *testing.T) {
@@ -25,7 +26,7 @@ func TestTailOffset(t *testing.T) {
 		want string
 	}{{-1, "one\ntwo\nthree\n"}, {0, ""}, {1, "three\n"}, {2, "two\nthree\n"}, {3, "one\ntwo\nthree\n"}, {10, "one\ntwo\nthree\n"}} {
 		st, _ := f.Stat()
-		off, err := tailOffset(f, st.Size(), tt.n)
+		off, err := logrotate.TailOffset(f, st.Size(), tt.n)
 		if err != nil {
 			t.Fatal(err)
 		}

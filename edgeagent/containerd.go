@@ -25,6 +25,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 // containerdRuntime is core.Runtime on containerd's Go client: the only
@@ -43,7 +44,8 @@ type containerdRuntime struct {
 	// container of a burst that all use one image.
 	unpacked sync.Map
 	// logDriver runs as the shim's log driver for every task (see
-	// logdriver.go), with these caps; empty: a file the shim appends to.
+	// internal/logrotate), with these caps; empty: a file the shim
+	// appends to.
 	logDriver   string
 	logMaxSize  int64
 	logMaxFiles int
@@ -469,7 +471,7 @@ func (r *containerdRuntime) StartTask(ctx context.Context, id, logPath string) e
 	}
 	logIO := cio.LogFile(logPath)
 	if r.logDriver != "" {
-		logIO = cio.BinaryIO(r.logDriver, logDriverArgs(logPath, r.logMaxSize, r.logMaxFiles))
+		logIO = cio.BinaryIO(r.logDriver, logrotate.DriverArgs(logPath, r.logMaxSize, r.logMaxFiles))
 	}
 	task, err := c.NewTask(ctx, logIO)
 	if err != nil {

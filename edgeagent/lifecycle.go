@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 // A container's lifecycle around its process: init containers run to
@@ -291,17 +292,17 @@ func readHead(path string, n int64) string {
 // logTail returns the last lines of the log at path (across its rotated
 // files), at most limit bytes.
 func logTail(path string, lines, limit int) string {
-	files, err := openLogs(path)
+	files, err := logrotate.OpenFiles(path)
 	if err != nil || len(files) == 0 {
 		return ""
 	}
-	defer closeAll(files)
-	m, err := newMultiFile(files)
+	defer logrotate.CloseAll(files)
+	m, err := logrotate.NewMultiFile(files)
 	if err != nil {
 		return ""
 	}
-	off := max(m.size-int64(limit), 0)
-	b := make([]byte, m.size-off)
+	off := max(m.Size-int64(limit), 0)
+	b := make([]byte, m.Size-off)
 	if _, err := m.ReadAt(b, off); err != nil && err != io.EOF {
 		return ""
 	}

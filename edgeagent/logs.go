@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 // Logs writes a container's log to w: the last req.Tail lines (all if
@@ -42,7 +43,7 @@ var logPoll = 200 * time.Millisecond
 // negative), then, with follow, what is written next until ctx or
 // agentCtx ends or finished says the writer has gone.
 func streamLog(ctx, agentCtx context.Context, path string, tail int, follow bool, finished func() bool, w func([]byte) error) error {
-	files, err := openLogs(path)
+	files, err := logrotate.OpenFiles(path)
 	if err != nil {
 		return err
 	}
@@ -55,18 +56,18 @@ func streamLog(ctx, agentCtx context.Context, path string, tail int, follow bool
 		}
 	}()
 	if len(files) > 0 {
-		m, err := newMultiFile(files)
+		m, err := logrotate.NewMultiFile(files)
 		if err != nil {
-			closeAll(files)
+			logrotate.CloseAll(files)
 			return err
 		}
-		start, err := tailOffset(m, m.size, tail)
+		start, err := logrotate.TailOffset(m, m.Size, tail)
 		if err != nil {
-			closeAll(files)
+			logrotate.CloseAll(files)
 			return err
 		}
-		i, o := m.locate(start)
-		closeAll(files[:i])
+		i, o := m.Locate(start)
+		logrotate.CloseAll(files[:i])
 		for j, g := range files[i:] {
 			if f != nil {
 				f.Close()
@@ -76,7 +77,7 @@ func streamLog(ctx, agentCtx context.Context, path string, tail int, follow bool
 				off = o
 			}
 			if off, err = copyFrom(f, off, w); err != nil {
-				closeAll(files[i+j+1:])
+				logrotate.CloseAll(files[i+j+1:])
 				return err
 			}
 		}
@@ -126,7 +127,7 @@ func followLog(path string, f *os.File, off int64, w func([]byte) error) (*os.Fi
 			return f, off, err
 		}
 	}
-	next, err := logsAfter(path, f)
+	next, err := logrotate.FilesAfter(path, f)
 	if err != nil || len(next) == 0 {
 		return f, off, err
 	}
@@ -136,7 +137,7 @@ func followLog(path string, f *os.File, off int64, w func([]byte) error) (*os.Fi
 	for i, g := range next {
 		f, off = g, 0
 		if off, err = copyFrom(f, off, w); err != nil {
-			closeAll(next[i+1:])
+			logrotate.CloseAll(next[i+1:])
 			return f, off, err
 		}
 		if i < len(next)-1 {

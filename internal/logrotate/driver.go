@@ -1,4 +1,4 @@
-package edgeagent
+package logrotate
 
 import (
 	"bytes"
@@ -20,9 +20,10 @@ import (
 
 // The log driver writes a container's stdout and stderr to its log files
 // and rotates them. containerd's shim runs it, one process per task, given
-// a binary:// log URI naming the agent's own executable (the runtime's
-// StartTask): the shim hands it the read ends of the container's output
-// pipes as fds 3 and 4 and waits on fd 5 until it is ready.
+// a binary:// log URI naming the driver's executable (edge-logdriver
+// beside the agent, else the agent itself): the shim hands it the read
+// ends of the container's output pipes as fds 3 and 4 and waits on fd 5
+// until it is ready.
 //
 // Why a driver process, and not one of the alternatives:
 //   - the shim writing a file:// log itself (as before) cannot rotate: the
@@ -36,58 +37,62 @@ import (
 // The driver is a child of the shim, so it keeps writing and rotating
 // while the agent is stopped, restarted or upgraded, and a restarted agent
 // has nothing to re-attach. It costs a small process per running
-// container (about 2 MB of private memory; its code pages are the agent
-// binary's, shared). It never blocks the container on the disk: a reader
-// per stream moves output into a bounded buffer (logDriverBuffer), a
-// writer empties it; when a slow or failing disk lets the buffer fill,
-// whole lines are dropped and a marker line says how many bytes. It must
-// never exit while the container runs (the container would get EPIPE), so
-// write errors only drop lines, and SIGTERM (the shim deleting the task)
-// only bounds how long it drains what is left.
+// container: about 1 MB of private memory as edge-logdriver, whose binary
+// holds nothing but this package, 3.7 MB when the agent's binary runs it
+// (what its packages' initialisation allocates stays on the heap).
+//
+// It never blocks the container on the disk: a reader per stream moves
+// output into a bounded buffer (driverBuffer), a writer empties it; when a
+// slow or failing disk lets the buffer fill, whole lines are dropped and a
+// marker line says how many bytes. It must never exit while the container
+// runs (the container would get EPIPE), so write errors only drop lines,
+// and SIGTERM (the shim deleting the task) only bounds how long it drains
+// what is left.
 
-// logDriverFlag is the flag that marks a log driver's command line; its
+// DriverFlag is the flag that marks a log driver's command line; its
 // value is the log path.
-const logDriverFlag = "--edge-log-driver"
+const DriverFlag = "--edge-log-driver"
 
 const (
-	logDriverBuffer = 1 << 20  // output held in memory while the disk is slow
-	maxLogLine      = 16 << 10 // a line longer than this is written in pieces
+	driverBuffer = 1 << 20  // output held in memory while the disk is slow
+	maxLogLine   = 16 << 10 // a line longer than this is written in pieces
 	// partialLineWait: output without a line end (a prompt) is written once
 	// the stream has been quiet this long.
 	partialLineWait = 250 * time.Millisecond
-	// logDriverStopGrace bounds the drain after SIGTERM (the shim kills
+	// driverStopGrace bounds the drain after SIGTERM (the shim kills
 	// the driver after 12 s).
-	logDriverStopGrace = 5 * time.Second
+	driverStopGrace = 5 * time.Second
 )
 
-// logDriverArgs are the arguments that make the shim run the log driver
+// DriverArgs are the arguments that make the shim run the log driver
 // for the log at path. The shim passes them in random order (they are a
 // URI's query): flag pairs, each name with its value.
-func logDriverArgs(path string, maxSize int64, maxFiles int) map[string]string {
+func DriverArgs(path string, maxSize int64, maxFiles int) map[string]string {
 	return map[string]string{
-		logDriverFlag: path,
+		DriverFlag:    path,
 		"--max-size":  strconv.FormatInt(maxSize, 10),
 		"--max-files": strconv.Itoa(maxFiles),
 	}
 }
 
-// IsLogDriver reports whether a command line (without the program name)
-// is the log driver's: the agent's main runs RunLogDriver then.
-func IsLogDriver(args []string) bool { return slices.Contains(args, logDriverFlag) }
+// IsDriver reports whether a command line (without the program name)
+// is the log driver's: the agent's main runs RunDriver then (the
+// fallback when edge-logdriver is not installed beside it).
+func IsDriver(args []string) bool { return slices.Contains(args, DriverFlag) }
 
-// RunLogDriver is the log driver process; it returns the exit status.
-func RunLogDriver(args []string) int {
-	fs := flag.NewFlagSet("edgeagent log driver", flag.ContinueOnError)
-	path := fs.String(logDriverFlag[2:], "", "log file")
-	maxSize := fs.Int64("max-size", DefaultContainerLogMaxSize, "rotate at this size")
-	maxFiles := fs.Int("max-files", DefaultContainerLogMaxFiles, "files kept, the live one included")
+// RunDriver is the log driver process; it returns the exit status.
+func RunDriver(args []string) int {
+	fs := flag.NewFlagSet("edge-logdriver", flag.ContinueOnError)
+	path := fs.String(DriverFlag[2:], "", "log file")
+	maxSize := fs.Int64("max-size", DefaultMaxSize, "rotate at this size")
+	maxFiles := fs.Int("max-files", DefaultMaxFiles, "files kept, the live one included")
 	if err := fs.Parse(args); err != nil || *path == "" {
-		fmt.Fprintln(os.Stderr, "edgeagent log driver: run by containerd's shim, not by hand")
+		fmt.Fprintln(os.Stderr, "edge-logdriver: containerd's shim runs it for a container's output (a binary:// log URI)")
 		return 2
 	}
 	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(50)
-	debug.FreeOSMemory() // what the agent's package initialisation left behind
+	debug.FreeOSMemory() // what package initialisation left behind (the agent's binary)
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
@@ -105,15 +110,15 @@ func RunLogDriver(args []string) int {
 		w.Write([]byte{0})
 		w.Close()
 	}
-	d := &logDriver{path: *path, maxSize: *maxSize, maxFiles: *maxFiles, bufferMax: logDriverBuffer, partialWait: partialLineWait}
+	d := &driver{path: *path, maxSize: *maxSize, maxFiles: *maxFiles, bufferMax: driverBuffer, partialWait: partialLineWait}
 	sigs := make(chan struct{})
 	go func() { <-stop; close(sigs) }()
 	d.run(streams, ready, sigs)
 	return 0
 }
 
-// logDriver moves output from streams into a log file (see above).
-type logDriver struct {
+// driver moves output from streams into a log file (see above).
+type driver struct {
 	path        string
 	maxSize     int64
 	maxFiles    int
@@ -129,7 +134,7 @@ type logDriver struct {
 }
 
 // run copies until every stream ends, or until stopGrace after stop.
-func (d *logDriver) run(streams []*os.File, ready func(), stop <-chan struct{}) {
+func (d *driver) run(streams []*os.File, ready func(), stop <-chan struct{}) {
 	d.wake = make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	for _, s := range streams {
@@ -150,7 +155,7 @@ func (d *logDriver) run(streams []*os.File, ready func(), stop <-chan struct{}) 
 		defer lock.Close()
 		unix.Flock(int(lock.Fd()), unix.LOCK_EX)
 	}
-	out, _ := openLogFile(d.path, d.maxSize, d.maxFiles) // on error, every write tries again
+	out, _ := OpenFile(d.path, d.maxSize, d.maxFiles) // on error, every write tries again
 	defer out.Close()
 	var deadline <-chan time.Time
 	for {
@@ -161,7 +166,7 @@ func (d *logDriver) run(streams []*os.File, ready func(), stop <-chan struct{}) 
 			d.finish(out)
 			return
 		case <-stop:
-			stop, deadline = nil, time.After(logDriverStopGrace)
+			stop, deadline = nil, time.After(driverStopGrace)
 		case <-deadline:
 			d.finish(out)
 			return
@@ -170,7 +175,7 @@ func (d *logDriver) run(streams []*os.File, ready func(), stop <-chan struct{}) 
 }
 
 // read moves what s delivers into the buffer, a line or more at a time.
-func (d *logDriver) read(s *os.File) {
+func (d *driver) read(s *os.File) {
 	buf := make([]byte, 32<<10)
 	var partial []byte // the start of a line
 	for {
@@ -211,7 +216,7 @@ func (d *logDriver) read(s *os.File) {
 }
 
 // put queues rec for the writer, or drops it if the buffer is full.
-func (d *logDriver) put(rec []byte) {
+func (d *driver) put(rec []byte) {
 	if len(rec) == 0 {
 		return
 	}
@@ -233,7 +238,7 @@ func (d *logDriver) put(rec []byte) {
 
 // markDropped queues a line saying how much was dropped since the last
 // one; the caller holds d.mu.
-func (d *logDriver) markDropped() {
+func (d *driver) markDropped() {
 	if d.dropped == 0 {
 		return
 	}
@@ -244,7 +249,7 @@ func (d *logDriver) markDropped() {
 }
 
 // flush writes what is queued, in one write when it can.
-func (d *logDriver) flush(out *logFile) {
+func (d *driver) flush(out *File) {
 	d.mu.Lock()
 	q := d.queue
 	d.queue, d.queued = nil, 0
@@ -266,7 +271,7 @@ func (d *logDriver) flush(out *logFile) {
 }
 
 // finish writes what is left, and how much was dropped at the end.
-func (d *logDriver) finish(out *logFile) {
+func (d *driver) finish(out *File) {
 	d.flush(out)
 	d.mu.Lock()
 	d.markDropped()

@@ -1,4 +1,10 @@
-package edgeagent
+// Package logrotate writes container logs as a set of rotated files, and
+// reads them back as one: the log driver process that containerd's shim
+// runs for each container task (RunDriver), and the agent's side of
+// `edgectl logs` (OpenFiles, FilesAfter, MultiFile, TailOffset). It imports
+// nothing but the standard library and x/sys, so the driver binary
+// (cmd/edge-logdriver) stays small: one runs per container.
+package logrotate
 
 import (
 	"bytes"
@@ -18,15 +24,15 @@ import (
 // has no real-time clock, and a clock stepped back by NTP after boot would
 // sort a newer file before an older one.
 
-// Default log caps per container, the kubelet's
-// (--container-log-max-size, --container-log-max-files).
+// Default caps per container, the kubelet's (--container-log-max-size,
+// --container-log-max-files).
 const (
-	DefaultContainerLogMaxSize  = 10 << 20
-	DefaultContainerLogMaxFiles = 5
+	DefaultMaxSize  = 10 << 20
+	DefaultMaxFiles = 5
 )
 
-// rotatedName is the name of the n-th rotated file of the log at path.
-func rotatedName(path string, n uint64) string {
+// RotatedName is the name of the n-th rotated file of the log at path.
+func RotatedName(path string, n uint64) string {
 	return path + "." + strconv.FormatUint(n, 10)
 }
 
@@ -52,13 +58,13 @@ func rotatedSeqs(path string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// logFile writes a container's log, rotating it at maxSize bytes and
+// File writes a container's log, rotating it at maxSize bytes and
 // keeping maxFiles files (the live one included). It cuts files at line
 // ends, so that every kept file starts with a whole line, unless one line
 // is longer than a whole file. One process at a time writes a log (the log
 // driver holds a lock for it). It does not sync: log lines are not worth
 // an SD card's erase cycles, and the page cache writes them out in bulk.
-type logFile struct {
+type File struct {
 	path     string
 	maxSize  int64 // 0: never rotate
 	maxFiles int   // at least 2
@@ -68,8 +74,8 @@ type logFile struct {
 	seq  uint64 // the newest rotated file's number
 }
 
-func openLogFile(path string, maxSize int64, maxFiles int) (*logFile, error) {
-	l := &logFile{path: path, maxSize: maxSize, maxFiles: max(maxFiles, 2)}
+func OpenFile(path string, maxSize int64, maxFiles int) (*File, error) {
+	l := &File{path: path, maxSize: maxSize, maxFiles: max(maxFiles, 2)}
 	seqs, err := rotatedSeqs(path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -81,7 +87,7 @@ func openLogFile(path string, maxSize int64, maxFiles int) (*logFile, error) {
 	return l, l.open()
 }
 
-func (l *logFile) open() error {
+func (l *File) open() error {
 	if err := os.MkdirAll(filepath.Dir(l.path), 0o755); err != nil {
 		return err
 	}
@@ -99,7 +105,7 @@ func (l *logFile) open() error {
 }
 
 // Write appends p, rotating first whenever p does not fit in the live file.
-func (l *logFile) Write(p []byte) (int, error) {
+func (l *File) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		if l.f == nil {
@@ -139,12 +145,12 @@ func (l *logFile) Write(p []byte) (int, error) {
 
 // rotate renames the live file to the next number, removes the files
 // beyond the cap and starts a new live file. Readers that hold the old
-// file open read it to its end, then move on (see Agent.Logs).
-func (l *logFile) rotate() error {
+// file open read it to its end, then move on (see FilesAfter).
+func (l *File) rotate() error {
 	l.f.Close()
 	l.f = nil
 	l.seq++
-	if err := os.Rename(l.path, rotatedName(l.path, l.seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Rename(l.path, RotatedName(l.path, l.seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	seqs, err := rotatedSeqs(l.path)
@@ -156,15 +162,15 @@ func (l *logFile) rotate() error {
 }
 
 // prune removes the oldest rotated files beyond maxFiles-1.
-func (l *logFile) prune(seqs []uint64) {
+func (l *File) prune(seqs []uint64) {
 	if extra := len(seqs) - (l.maxFiles - 1); extra > 0 {
 		for _, n := range seqs[:extra] {
-			os.Remove(rotatedName(l.path, n))
+			os.Remove(RotatedName(l.path, n))
 		}
 	}
 }
 
-func (l *logFile) Close() error {
+func (l *File) Close() error {
 	if l.f == nil {
 		return nil
 	}
@@ -173,11 +179,11 @@ func (l *logFile) Close() error {
 	return err
 }
 
-// openLogs opens the files of the log at path as they stand, oldest first,
+// OpenFiles opens the files of the log at path as they stand, oldest first,
 // the live one last (when it exists). The live file is opened first: if it
 // is rotated meanwhile, the listing finds it under its new name and stops
 // there, so the files returned follow one another with no gap.
-func openLogs(path string) ([]*os.File, error) {
+func OpenFiles(path string) ([]*os.File, error) {
 	cur, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		cur = nil
@@ -193,11 +199,11 @@ func openLogs(path string) ([]*os.File, error) {
 	}
 	var files []*os.File
 	for _, n := range seqs {
-		f, err := os.Open(rotatedName(path, n))
+		f, err := os.Open(RotatedName(path, n))
 		if err != nil {
 			continue // pruned since the listing: it was the oldest
 		}
-		if cur != nil && sameFile(f, cur) {
+		if cur != nil && SameFile(f, cur) {
 			f.Close()
 			break
 		}
@@ -209,24 +215,24 @@ func openLogs(path string) ([]*os.File, error) {
 	return files, nil
 }
 
-// logsAfter opens the files of the log at path written after f, in order
+// FilesAfter opens the files of the log at path written after f, in order
 // (all of them for a nil f). If f is gone (a reader more than maxFiles
 // rotations behind), it returns all that are left.
-func logsAfter(path string, f *os.File) ([]*os.File, error) {
-	files, err := openLogs(path)
+func FilesAfter(path string, f *os.File) ([]*os.File, error) {
+	files, err := OpenFiles(path)
 	if err != nil || f == nil {
 		return files, err
 	}
 	for i, g := range files {
-		if sameFile(g, f) {
-			closeAll(files[:i+1])
+		if SameFile(g, f) {
+			CloseAll(files[:i+1])
 			return files[i+1:], nil
 		}
 	}
 	return files, nil
 }
 
-func sameFile(a, b *os.File) bool {
+func SameFile(a, b *os.File) bool {
 	sa, err := a.Stat()
 	if err != nil {
 		return false
@@ -235,34 +241,34 @@ func sameFile(a, b *os.File) bool {
 	return err == nil && os.SameFile(sa, sb)
 }
 
-func closeAll(files []*os.File) {
+func CloseAll(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
 }
 
-// multiFile reads files one after the other as one, at their sizes when
+// MultiFile reads files one after the other as one, at their sizes when
 // it was made.
-type multiFile struct {
+type MultiFile struct {
 	files []*os.File
 	sizes []int64
-	size  int64
+	Size  int64 // of all of them
 }
 
-func newMultiFile(files []*os.File) (*multiFile, error) {
-	m := &multiFile{files: files}
+func NewMultiFile(files []*os.File) (*MultiFile, error) {
+	m := &MultiFile{files: files}
 	for _, f := range files {
 		st, err := f.Stat()
 		if err != nil {
 			return nil, err
 		}
 		m.sizes = append(m.sizes, st.Size())
-		m.size += st.Size()
+		m.Size += st.Size()
 	}
 	return m, nil
 }
 
-func (m *multiFile) ReadAt(p []byte, off int64) (int, error) {
+func (m *MultiFile) ReadAt(p []byte, off int64) (int, error) {
 	n := 0
 	for i, f := range m.files {
 		if off >= m.sizes[i] {
@@ -286,8 +292,8 @@ func (m *multiFile) ReadAt(p []byte, off int64) (int, error) {
 	return n, io.EOF
 }
 
-// locate turns an offset into the file that holds it and the offset in it.
-func (m *multiFile) locate(off int64) (int, int64) {
+// Locate turns an offset into the file that holds it and the offset in it.
+func (m *MultiFile) Locate(off int64) (int, int64) {
 	for i, s := range m.sizes {
 		if off < s {
 			return i, off
@@ -297,9 +303,9 @@ func (m *multiFile) locate(off int64) (int, int64) {
 	return len(m.files) - 1, m.sizes[len(m.sizes)-1]
 }
 
-// tailOffset returns where the last n lines of the size bytes of r start
+// TailOffset returns where the last n lines of the size bytes of r start
 // (0 for n < 0).
-func tailOffset(r io.ReaderAt, size int64, n int) (int64, error) {
+func TailOffset(r io.ReaderAt, size int64, n int) (int64, error) {
 	if n < 0 {
 		return 0, nil
 	}
