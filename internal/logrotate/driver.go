@@ -110,7 +110,7 @@ func RunDriver(args []string) int {
 		w.Write([]byte{0})
 		w.Close()
 	}
-	d := &driver{path: *path, maxSize: *maxSize, maxFiles: *maxFiles, bufferMax: driverBuffer, partialWait: partialLineWait}
+	d := &driver{path: *path, maxSize: *maxSize, maxFiles: *maxFiles, bufferMax: driverBuffer, partialWait: partialLineWait, stopGrace: driverStopGrace}
 	sigs := make(chan struct{})
 	go func() { <-stop; close(sigs) }()
 	d.run(streams, ready, sigs)
@@ -124,6 +124,7 @@ type driver struct {
 	maxFiles    int
 	bufferMax   int
 	partialWait time.Duration
+	stopGrace   time.Duration
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -133,7 +134,7 @@ type driver struct {
 	buf     []byte // writer only
 }
 
-// run copies until every stream ends, or until stopGrace after stop.
+// run copies until every stream ends, or until d.stopGrace after stop.
 func (d *driver) run(streams []*os.File, ready func(), stop <-chan struct{}) {
 	d.wake = make(chan struct{}, 1)
 	var wg sync.WaitGroup
@@ -166,7 +167,7 @@ func (d *driver) run(streams []*os.File, ready func(), stop <-chan struct{}) {
 			d.finish(out)
 			return
 		case <-stop:
-			stop, deadline = nil, time.After(driverStopGrace)
+			stop, deadline = nil, time.After(d.stopGrace)
 		case <-deadline:
 			d.finish(out)
 			return

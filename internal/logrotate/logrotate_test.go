@@ -300,3 +300,40 @@ func TestLogDriverSlowDisk(t *testing.T) {
 		t.Fatalf("log starts %q", all[:20])
 	}
 }
+
+// TestDriverStop: after SIGTERM (the shim deleting the task) the driver
+// drains for a while, then exits even if a stream stays open (a process
+// of the container's that outlived it).
+func TestDriverStop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	defer r.Close()
+	d := &driver{path: path, maxSize: 1 << 20, maxFiles: 2, bufferMax: 1 << 20, partialWait: time.Second, stopGrace: 50 * time.Millisecond}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.run([]*os.File{r}, nil, stop)
+	}()
+	fmt.Fprint(w, "last words\nno end")
+	deadline := time.Now().Add(10 * time.Second)
+	for b, _ := os.ReadFile(path); !strings.HasPrefix(string(b), "last words\n"); b, _ = os.ReadFile(path) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log %q", b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the driver did not exit after SIGTERM")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "last words\n" && string(b) != "last words\nno end" {
+		t.Fatalf("log %q", b)
+	}
+}
