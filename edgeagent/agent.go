@@ -24,7 +24,6 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/internal/backoff"
 	"github.com/edgeorch/edge/internal/fsutil"
-	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 // Agent runs a node's pods. Configure the fields, then Open.
@@ -65,10 +64,6 @@ type Agent struct {
 	// reserve there, in bytes (0: the size of its filesystem).
 	VolumeDir       string
 	StorageCapacity int64
-	// Resync is how often every pod is checked without an event (default
-	// 30s): the runtime's exit events wake a pod at once, this is the net
-	// under them, and polling costs an idle Pi CPU.
-	Resync time.Duration
 	// ContainerLogMaxSize (bytes per file) and ContainerLogMaxFiles (files
 	// kept, the live one included) cap each container's log; zero: 10 MiB
 	// and 5, the kubelet's defaults.
@@ -76,10 +71,14 @@ type Agent struct {
 	ContainerLogMaxFiles int
 	// LogDriver is the executable containerd's shim runs to write and
 	// rotate each container's log: edge-logdriver, or any whose main runs
-	// logrotate.RunDriver on the arguments logrotate.IsDriver recognises
+	// RunLogDriver on the arguments IsLogDriver recognises
 	// (the agent's own). Empty: the shim appends to the log file itself,
 	// with no rotation.
 	LogDriver string
+	// Resync is how often every pod is checked without an event (default
+	// 30s): the runtime's exit events wake a pod at once, this is the net
+	// under them, and polling costs an idle Pi CPU.
+	Resync time.Duration
 
 	rt core.Runtime
 	// releasing holds the released volume paths being removed.
@@ -181,10 +180,10 @@ func (a *Agent) setDefaults() {
 		a.VolumeDir = filepath.Join(a.DataDir, "storage")
 	}
 	if a.ContainerLogMaxSize == 0 {
-		a.ContainerLogMaxSize = logrotate.DefaultMaxSize
+		a.ContainerLogMaxSize = DefaultContainerLogMaxSize
 	}
 	if a.ContainerLogMaxFiles == 0 {
-		a.ContainerLogMaxFiles = logrotate.DefaultMaxFiles
+		a.ContainerLogMaxFiles = DefaultContainerLogMaxFiles
 	}
 	a.releasing = map[string]bool{}
 	if a.timer == nil {

@@ -4,11 +4,43 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/internal/logrotate"
 )
+
+// Default caps of each container's log, the kubelet's.
+const (
+	DefaultContainerLogMaxSize  = logrotate.DefaultMaxSize
+	DefaultContainerLogMaxFiles = logrotate.DefaultMaxFiles
+)
+
+// IsLogDriver reports whether a command line (without the program name) is
+// the one containerd's shim gives the log driver (logrotate.RunDriver):
+// the agent's binary serves as its own log driver when edge-logdriver is
+// not installed beside it.
+func IsLogDriver(args []string) bool { return logrotate.IsDriver(args) }
+
+// RunLogDriver runs the log driver and returns its exit status.
+func RunLogDriver(args []string) int { return logrotate.RunDriver(args) }
+
+// FindLogDriver returns the program for Agent.LogDriver: edge-logdriver
+// beside the running executable (small is true), else the executable
+// itself, which must then run RunLogDriver when IsLogDriver.
+func FindLogDriver() (path string, small bool, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", false, err
+	}
+	if p := filepath.Join(filepath.Dir(exe), "edge-logdriver"); unix.Access(p, unix.X_OK) == nil {
+		return p, true, nil
+	}
+	return exe, false, nil
+}
 
 // Logs writes a container's log to w: the last req.Tail lines (all if
 // negative), across its rotated files, then, with req.Follow, what it

@@ -14,49 +14,45 @@ import (
 
 	ctrlog "github.com/containerd/log"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/edgeorch/edge/api"
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/edgeagent"
 	"github.com/edgeorch/edge/internal/daemon"
-	"github.com/edgeorch/edge/internal/logrotate"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
 )
 
 func main() {
-	if logrotate.IsDriver(os.Args[1:]) { // run by containerd's shim for a container's output, without edge-logdriver
-		os.Exit(logrotate.RunDriver(os.Args[1:]))
+	if edgeagent.IsLogDriver(os.Args[1:]) { // run by containerd's shim for a container's output, without edge-logdriver
+		os.Exit(edgeagent.RunLogDriver(os.Args[1:]))
 	}
 	daemon.Main("edgeagent", NewMain(), "shutting down; pods keep running")
 }
 
 // Main is the agent process.
 type Main struct {
-	Master      string
-	Token       string
-	Name        string
-	DataDir     string
-	Containerd  string
-	Labels      map[string]string
-	KeepAlive   time.Duration
-	MDNSIfaces  []string
-	CNIBinDir   string
-	CNIConfDir  string
-	PodCIDR     string
-	Bridge      string
-	NodeIP      string
-	NoProxy     bool
-	Cleanup     bool
-	Reserved    map[string]string
-	VolumeDir   string
-	Storage     string
-	Debug       bool
-	PprofAddr   string
-	LogMaxSize  string
-	LogMaxFiles int
+	Master     string
+	Token      string
+	Name       string
+	DataDir    string
+	Containerd string
+	Labels     map[string]string
+	KeepAlive  time.Duration
+	MDNSIfaces []string
+	CNIBinDir  string
+	CNIConfDir string
+	PodCIDR    string
+	Bridge     string
+	NodeIP     string
+	NoProxy    bool
+	Cleanup    bool
+	Reserved   map[string]string
+	VolumeDir  string
+	Storage    string
+	Debug      bool
+	PprofAddr  string
 
 	Log        *slog.Logger
 	Agent      *edgeagent.Agent
@@ -64,6 +60,10 @@ type Main struct {
 	Conn       *mqtt.Agent
 	CNI        *edgeagent.CNI
 	Services   *nodeServices
+
+	// Container log caps: --container-log-max-size, --container-log-max-files.
+	LogMaxSize  string
+	LogMaxFiles int
 }
 
 func NewMain() *Main { return &Main{} }
@@ -91,7 +91,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.VolumeDir, "volume-dir", "", "where persistent volumes provisioned for claims live (default DATA_DIR/storage)")
 	fs.StringVar(&m.Storage, "storage-capacity", "", "storage that claims on this node may reserve, e.g. 20Gi (default: the size of the volume directory's filesystem)")
 	fs.StringVar(&m.LogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size")
-	fs.IntVar(&m.LogMaxFiles, "container-log-max-files", logrotate.DefaultMaxFiles, "log files kept per container, the live one included (at least 2)")
+	fs.IntVar(&m.LogMaxFiles, "container-log-max-files", edgeagent.DefaultContainerLogMaxFiles, "log files kept per container, the live one included (at least 2)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -159,9 +159,6 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Agent = &edgeagent.Agent{Name: m.Name, DataDir: m.DataDir, Containerd: m.Containerd, Labels: m.Labels,
 		NodeIP: m.NodeIP, Version: version.Version, Log: m.Log, VolumeDir: m.VolumeDir}
-	m.Agent.ContainerLogMaxSize, _ = core.Quantity(m.LogMaxSize).Value() // checked by ParseFlags
-	m.Agent.ContainerLogMaxFiles = m.LogMaxFiles
-	m.Agent.LogDriver = logDriver(m.Log)
 	if m.Storage != "" {
 		n, err := core.Quantity(m.Storage).Value()
 		if err != nil || n <= 0 {
@@ -174,6 +171,16 @@ func (m *Main) Run(ctx context.Context) error {
 		for k, v := range m.Reserved {
 			m.Agent.SystemReserved[k] = core.Quantity(v)
 		}
+	}
+	m.Agent.ContainerLogMaxSize, _ = core.Quantity(m.LogMaxSize).Value() // checked by ParseFlags
+	m.Agent.ContainerLogMaxFiles = m.LogMaxFiles
+	if drv, small, err := edgeagent.FindLogDriver(); err != nil {
+		m.Log.Warn("container logs are not rotated: cannot find the agent's executable", "err", err)
+	} else {
+		if !small {
+			m.Log.Info("edge-logdriver is not installed beside edgeagent: the agent's own binary writes container logs, with more memory per container")
+		}
+		m.Agent.LogDriver = drv
 	}
 	if cni, err := m.network(); err != nil {
 		m.Log.Warn("pod networking disabled: pods get a loopback-only namespace", "err", err)
@@ -228,22 +235,6 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Conn.TLS = tlsConfig
 	}
 	return m.Conn.Open()
-}
-
-// logDriver is the program the shim runs to write container logs:
-// edge-logdriver beside this binary, else this binary itself (more memory
-// per container, same behaviour).
-func logDriver(log *slog.Logger) string {
-	exe, err := os.Executable()
-	if err != nil {
-		log.Warn("container logs are not rotated: cannot find the agent's executable", "err", err)
-		return ""
-	}
-	if small := filepath.Join(filepath.Dir(exe), "edge-logdriver"); unix.Access(small, unix.X_OK) == nil {
-		return small
-	}
-	log.Info("edge-logdriver is not installed beside the agent: the agent's own binary writes container logs, with more memory per container", "want", filepath.Join(filepath.Dir(exe), "edge-logdriver"))
-	return exe
 }
 
 func (m *Main) network() (*edgeagent.CNI, error) {
