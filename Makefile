@@ -6,7 +6,7 @@ VERSION_FLAG := -X github.com/edgeorch/edge/internal/version.Version=$(VERSION)
 # The master links SQLite (cgo) and is built fully static, so one binary runs
 # on any Pi OS; agent and edgectl are pure Go.
 STATIC_TAGS := netgo osusergo sqlite_omit_load_extension
-CMDS := edgemaster edgeagent edgectl
+CMDS := edgemaster edgeagent edgectl edge-logdriver
 
 .PHONY: all build deps-demo deps-test demo test unit e2e test-arm64 bench cross clean cluster cluster-down fuzz
 
@@ -73,7 +73,7 @@ cross:
 	  GOOS=linux GOARCH=$$arch GOARM=7 CGO_ENABLED=1 CC=$$cc $(GO) build -trimpath -tags "$(STATIC_TAGS)" \
 	    -ldflags "-s -w $(VERSION_FLAG) -extldflags -static" -o $$out/edgemaster ./cmd/edgemaster; \
 	  GOOS=linux GOARCH=$$arch GOARM=7 CGO_ENABLED=0 $(GO) build -trimpath \
-	    -ldflags "-s -w $(VERSION_FLAG)" -o $$out/ ./cmd/edgeagent ./cmd/edgectl; \
+	    -ldflags "-s -w $(VERSION_FLAG)" -o $$out/ ./cmd/edgeagent ./cmd/edgectl ./cmd/edge-logdriver; \
 	  echo "built $$out: $$(cd $$out && ls | tr '\n' ' ')"; \
 	done
 

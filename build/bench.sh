@@ -6,7 +6,7 @@ build/deps.sh test
 echo "== binary sizes (stripped)"
 make -s cross >/dev/null
 for d in dist/linux-amd64 dist/linux-arm64 dist/linux-armv7; do
-	for b in edgemaster edgeagent edgectl; do
+	for b in edgemaster edgeagent edgectl edge-logdriver; do
 		printf "%-18s %-11s %6.1f MB\n" "$d" "$b" "$(echo "$(stat -c %s $d/$b) / 1048576" | bc -l)"
 	done
 done
@@ -16,6 +16,8 @@ echo "== registry: a stored blob served by /v2/ (HTTPS, loopback) vs reading the
 go test -run '^$' -bench BenchmarkRegistryBlob -benchtime 5x ./cmd/edgemaster/ 2>&1 | grep -E '^(Benchmark|ok|blob )'
 echo "== one master, one agent (root: private containerd)"
 go test -run '^$' -bench BenchmarkCluster -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
+echo "== disk writes of an idle node: agent, container log drivers, master (EDGE_BENCH_IDLE, default 60s, per hour)"
+go test -run '^$' -bench BenchmarkIdleWrites -benchtime 1x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== node silently lost: 3 workers in network namespaces, link cut 5 times"
 go test -run '^$' -bench BenchmarkNodeLost -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== service rules: 100 services x 10 endpoints on one node (in a network namespace)"

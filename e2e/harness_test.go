@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/edgemaster", "../cmd/edgeagent", "../cmd/edgectl")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/edgemaster", "../cmd/edgeagent", "../cmd/edgectl", "../cmd/edge-logdriver")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Println("e2e: build failed:", err)
@@ -219,6 +219,7 @@ type cluster struct {
 	client     *api.Client
 	config     string
 	masterArgs []string // extra flags for edgemaster
+	agentExtra []string // extra flags for edgeagent
 	apiURL     string
 	token      string
 	apiPort    int // kept across master restarts, as a real master's are
@@ -236,9 +237,16 @@ func freePort(t testing.TB) int {
 
 func newCluster(t testing.TB, masterArgs ...string) *cluster {
 	t.Helper()
+	return newClusterAgentArgs(t, nil, masterArgs...)
+}
+
+// newClusterAgentArgs is newCluster with extra flags for the agent.
+func newClusterAgentArgs(t testing.TB, agentArgs []string, masterArgs ...string) *cluster {
+	t.Helper()
 	dir := t.TempDir()
 	suffix := fmt.Sprintf("%d", os.Getpid()%10000)
-	c := &cluster{t: t, root: t, dir: dir, node: "e2e-" + suffix, bridge: "edge-e2e" + suffix, podCIDR: "10.99.7.0/24", masterArgs: masterArgs}
+	c := &cluster{t: t, root: t, dir: dir, node: "e2e-" + suffix, bridge: "edge-e2e" + suffix, podCIDR: "10.99.7.0/24",
+		masterArgs: masterArgs, agentExtra: agentArgs}
 	c.ctrd = startContainerd(t)
 	c.ctrd.importDemoImage(t, "edge.local/demo:latest")
 	c.startMaster()
@@ -309,6 +317,7 @@ func (c *cluster) agentArgs() []string {
 		// program the host's iptables, routes or DNS. The fleet's agents,
 		// each in its namespace, test services.
 		"--disable-proxy"}
+	args = append(args, c.agentExtra...)
 	// EDGE_E2E_AGENT_ARGS adds flags, for experiments (--cni-bin-dir /none).
 	return append(args, strings.Fields(os.Getenv("EDGE_E2E_AGENT_ARGS"))...)
 }

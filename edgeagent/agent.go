@@ -65,6 +65,17 @@ type Agent struct {
 	// reserve there, in bytes (0: the size of its filesystem).
 	VolumeDir       string
 	StorageCapacity int64
+	// ContainerLogMaxSize (bytes per file) and ContainerLogMaxFiles (files
+	// kept, the live one included) cap each container's log; zero: 10 MiB
+	// and 5, the kubelet's defaults.
+	ContainerLogMaxSize  int64
+	ContainerLogMaxFiles int
+	// LogDriver is the executable containerd's shim runs to write and
+	// rotate each container's log: edge-logdriver, or any whose main runs
+	// RunLogDriver on the arguments IsLogDriver recognises
+	// (the agent's own). Empty: the shim appends to the log file itself,
+	// with no rotation.
+	LogDriver string
 	// Resync is how often every pod is checked without an event (default
 	// 30s): the runtime's exit events wake a pod at once, this is the net
 	// under them, and polling costs an idle Pi CPU.
@@ -178,6 +189,12 @@ func (a *Agent) setDefaults() {
 	if a.VolumeDir == "" {
 		a.VolumeDir = filepath.Join(a.DataDir, "storage")
 	}
+	if a.ContainerLogMaxSize == 0 {
+		a.ContainerLogMaxSize = DefaultContainerLogMaxSize
+	}
+	if a.ContainerLogMaxFiles == 0 {
+		a.ContainerLogMaxFiles = DefaultContainerLogMaxFiles
+	}
 	a.releasing = map[string]bool{}
 	if a.timer == nil {
 		a.timer = realTimer
@@ -237,6 +254,7 @@ func (a *Agent) init() error {
 		if err != nil {
 			return err
 		}
+		r.logDriver, r.logMaxSize, r.logMaxFiles = a.LogDriver, a.ContainerLogMaxSize, a.ContainerLogMaxFiles
 		a.rt, a.closeRT = r, r.Close
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 func TestTailOffset(t *testing.T) {
@@ -24,7 +25,8 @@ func TestTailOffset(t *testing.T) {
 		n    int
 		want string
 	}{{-1, "one\ntwo\nthree\n"}, {0, ""}, {1, "three\n"}, {2, "two\nthree\n"}, {3, "one\ntwo\nthree\n"}, {10, "one\ntwo\nthree\n"}} {
-		off, err := tailOffset(f, tt.n)
+		st, _ := f.Stat()
+		off, err := logrotate.TailOffset(f, st.Size(), tt.n)
 		if err != nil {
 			t.Fatal(err)
 		}

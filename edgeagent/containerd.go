@@ -25,6 +25,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 // containerdRuntime is core.Runtime on containerd's Go client: the only
@@ -42,6 +43,12 @@ type containerdRuntime struct {
 	// costs several round trips (manifest, config, snapshot), for every
 	// container of a burst that all use one image.
 	unpacked sync.Map
+	// logDriver runs as the shim's log driver for every task (see
+	// internal/logrotate), with these caps; empty: a file the shim
+	// appends to.
+	logDriver   string
+	logMaxSize  int64
+	logMaxFiles int
 
 	ctx    context.Context // ends the event streams on Close
 	cancel context.CancelFunc
@@ -462,7 +469,11 @@ func (r *containerdRuntime) StartTask(ctx context.Context, id, logPath string) e
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return err
 	}
-	task, err := c.NewTask(ctx, cio.LogFile(logPath))
+	logIO := cio.LogFile(logPath)
+	if r.logDriver != "" {
+		logIO = cio.BinaryIO(r.logDriver, logrotate.DriverArgs(logPath, r.logMaxSize, r.logMaxFiles))
+	}
+	task, err := c.NewTask(ctx, logIO)
 	if err != nil {
 		return coreError(err)
 	}

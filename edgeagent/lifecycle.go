@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/logrotate"
 )
 
 // A container's lifecycle around its process: init containers run to
@@ -322,20 +323,21 @@ func readHead(path string, n int64) string {
 	return string(b)
 }
 
-// logTail returns the last lines of the log at path, at most limit bytes.
+// logTail returns the last lines of the log at path (across its rotated
+// files), at most limit bytes.
 func logTail(path string, lines, limit int) string {
-	f, err := os.Open(path)
+	files, err := logrotate.OpenFiles(path)
+	if err != nil || len(files) == 0 {
+		return ""
+	}
+	defer logrotate.CloseAll(files)
+	m, err := logrotate.NewMultiFile(files)
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(fi.Size()-int64(limit), 0)
-	b := make([]byte, fi.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
+	off := max(m.Size-int64(limit), 0)
+	b := make([]byte, m.Size-off)
+	if _, err := m.ReadAt(b, off); err != nil && err != io.EOF {
 		return ""
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))

@@ -26,7 +26,12 @@ import (
 	"github.com/edgeorch/edge/mqtt"
 )
 
-func main() { daemon.Main("edgeagent", NewMain(), "shutting down; pods keep running") }
+func main() {
+	if edgeagent.IsLogDriver(os.Args[1:]) { // run by containerd's shim for a container's output, without edge-logdriver
+		os.Exit(edgeagent.RunLogDriver(os.Args[1:]))
+	}
+	daemon.Main("edgeagent", NewMain(), "shutting down; pods keep running")
+}
 
 // Main is the agent process.
 type Main struct {
@@ -60,6 +65,10 @@ type Main struct {
 	Conn       *mqtt.Agent
 	CNI        *edgeagent.CNI
 	Services   *nodeServices
+
+	// Container log caps: --container-log-max-size, --container-log-max-files.
+	LogMaxSize  string
+	LogMaxFiles int
 }
 
 func NewMain() *Main { return &Main{} }
@@ -86,6 +95,8 @@ func (m *Main) ParseFlags(args []string) error {
 		"capacity kept from pods for the OS, containerd and the agent, e.g. cpu=100m,memory=256Mi (default cpu=100m, memory a quarter of RAM up to 256Mi)")
 	fs.StringVar(&m.VolumeDir, "volume-dir", "", "where persistent volumes provisioned for claims live (default DATA_DIR/storage)")
 	fs.StringVar(&m.Storage, "storage-capacity", "", "storage that claims on this node may reserve, e.g. 20Gi (default: the size of the volume directory's filesystem)")
+	fs.StringVar(&m.LogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size")
+	fs.IntVar(&m.LogMaxFiles, "container-log-max-files", edgeagent.DefaultContainerLogMaxFiles, "log files kept per container, the live one included (at least 2)")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -123,6 +134,12 @@ func (m *Main) ParseFlags(args []string) error {
 		if _, err := core.Quantity(v).MilliValue(); err != nil {
 			return fmt.Errorf("--system-reserved %s=%s: %v", k, v, err)
 		}
+	}
+	if n, err := core.Quantity(m.LogMaxSize).Value(); err != nil || n < 1024 {
+		return fmt.Errorf("--container-log-max-size %q: want a size of at least 1Ki, such as 10Mi", m.LogMaxSize)
+	}
+	if m.LogMaxFiles < 2 {
+		return fmt.Errorf("--container-log-max-files %d: want at least 2 (the live file and one rotated)", m.LogMaxFiles)
 	}
 	n := &core.Node{TypeMeta: core.TypeMeta{Kind: core.KindNode}, Metadata: core.ObjectMeta{Name: m.Name, Labels: m.Labels}}
 	if err := core.Validate(n); err != nil {
@@ -178,6 +195,16 @@ func (m *Main) Run(ctx context.Context) error {
 		for k, v := range m.Reserved {
 			m.Agent.SystemReserved[k] = core.Quantity(v)
 		}
+	}
+	m.Agent.ContainerLogMaxSize, _ = core.Quantity(m.LogMaxSize).Value() // checked by ParseFlags
+	m.Agent.ContainerLogMaxFiles = m.LogMaxFiles
+	if drv, small, err := edgeagent.FindLogDriver(); err != nil {
+		m.Log.Warn("container logs are not rotated: cannot find the agent's executable", "err", err)
+	} else {
+		if !small {
+			m.Log.Info("edge-logdriver is not installed beside edgeagent: the agent's own binary writes container logs, with more memory per container")
+		}
+		m.Agent.LogDriver = drv
 	}
 	if cni, err := m.network(); err != nil {
 		m.Log.Warn("pod networking disabled: pods get a loopback-only namespace", "err", err)
