@@ -322,8 +322,8 @@ spec:
 		}
 	})
 	t.Run("UnknownKind", func(t *testing.T) {
-		_, stderr, err := c.edgectl("get", "ingresses")
-		if err == nil || !strings.Contains(stderr, `unknown resource type "ingresses"`) {
+		_, stderr, err := c.edgectl("get", "gateways")
+		if err == nil || !strings.Contains(stderr, `unknown resource type "gateways"`) {
 			t.Fatalf("err %v, stderr %q", err, stderr)
 		}
 	})
