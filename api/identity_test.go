@@ -349,3 +349,21 @@ func TestJoin_LongNodeName(t *testing.T) {
 		t.Fatalf("a 64-character node name: %v", err)
 	}
 }
+
+// An agent newer than its master (here: a protocol it does not speak) is
+// refused at join, saying which side to upgrade; the node is not made.
+func TestJoin_VersionSkew(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	cl := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash))
+	_, err := cl.JoinWith(ctx, api.JoinRequest{Node: "pi-9", NodePassword: strings.Repeat("p", 32), Version: "v9.0.0", Protocol: core.ProtocolVersion + 1})
+	if core.ErrorCode(err) != core.EINVALID || !strings.Contains(core.ErrorMessage(err), "upgrade the master first") {
+		t.Fatalf("join of a newer agent: %v", err)
+	}
+	if _, err := e.db.Get(ctx, core.Key{Kind: core.KindNode, Name: "pi-9"}); core.ErrorCode(err) != core.ENOTFOUND {
+		t.Fatalf("the refused node was registered: %v", err)
+	}
+	if _, err := cl.JoinWith(ctx, api.JoinRequest{Node: "pi-9", NodePassword: strings.Repeat("p", 32), Version: "v0.1.0", Protocol: core.ProtocolVersion}); err != nil {
+		t.Fatalf("join of a current agent: %v", err)
+	}
+}

@@ -32,7 +32,10 @@ type Credentials struct {
 // last credentials in the data dir, and joins with the token when it has
 // none that fit.
 type Membership struct {
-	Token   string // join token
+	Token string // join token
+	// Version is the agent's, sent when joining: a master that does not
+	// serve it refuses, saying which side to upgrade.
+	Version string
 	Master  string // API URL; "" finds the master with Discover
 	Node    string
 	DataDir string
@@ -127,7 +130,8 @@ func (m *Membership) joinOnce(ctx context.Context, jt JoinToken, password, proof
 		master = url
 		m.log().Info("found the master by mDNS", "url", master)
 	}
-	resp, err := NewClient(master, jt.String(), PinnedTLS(jt.CAHash)).JoinWith(ctx, JoinRequest{Node: m.Node, NodePassword: password, MQTTPassword: proof})
+	resp, err := NewClient(master, jt.String(), PinnedTLS(jt.CAHash)).JoinWith(ctx, JoinRequest{Node: m.Node, NodePassword: password, MQTTPassword: proof,
+		Version: m.Version, Protocol: core.ProtocolVersion})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,9 @@ type JoinRequest struct {
 	// MQTTPassword is the agent's current MQTT password, if it has one:
 	// proof of identity for a node that joined before node passwords.
 	MQTTPassword string `json:"mqttPassword,omitempty"`
+	// Version and Protocol are the agent's (core.CheckAgentVersion).
+	Version  string `json:"version,omitempty"`
+	Protocol int    `json:"protocol,omitempty"`
 }
 
 // JoinResponse carries what an agent needs to talk to the broker.
@@ -52,6 +55,13 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
 		Error(w, core.Errorf(core.EINVALID, "join request: %v", err))
 		return
+	}
+	if req.Version != "" || req.Protocol != 0 {
+		if err := core.CheckAgentVersion(s.Version, req.Version, req.Protocol); err != nil {
+			s.Log.Warn("refused a join: version skew", "node", req.Node, "agent", req.Version, "master", s.Version)
+			Error(w, err)
+			return
+		}
 	}
 	n := &core.Node{TypeMeta: core.TypeMeta{Kind: core.KindNode}, Metadata: core.ObjectMeta{Name: req.Node}}
 	if err := core.Validate(n); err != nil {

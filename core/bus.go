@@ -38,6 +38,8 @@ type NodeReport struct {
 	Pods   []PodReport       `json:"pods"`
 	// DesiredHash is the hash of the desired state the agent has acted on.
 	DesiredHash string `json:"desiredHash,omitempty"`
+	// Protocol is the agent's protocol version (0: before it was sent, 1).
+	Protocol int `json:"protocol,omitempty"`
 }
 
 // PodReport is the observed status of one pod on a node.

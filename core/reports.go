@@ -14,6 +14,10 @@ type Reports struct {
 	// DesiredHash receives the desired-state hash each report says its
 	// agent acts on (Controllers.CheckDesired); nil: ignored.
 	DesiredHash func(node, hash string)
+	// MasterVersion is this master's version: an agent it does not serve
+	// (CheckAgentVersion) has its node marked NotReady, saying which side
+	// to upgrade, and its pods' reports ignored. "": not checked.
+	MasterVersion string
 	// Known says whether node still has a credential. A report of a node
 	// that has none (deleted while its report waited in a queue) is dropped
 	// instead of registering the node again. Nil: every node is known.
@@ -47,6 +51,11 @@ func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 	}
 	if r.DesiredHash != nil {
 		r.DesiredHash(rep.Node, rep.DesiredHash)
+	}
+	if r.MasterVersion != "" {
+		if err := CheckAgentVersion(r.MasterVersion, rep.Status.NodeInfo.KubeletVersion, rep.Protocol); err != nil {
+			return r.refuseSkew(ctx, rep.Node, err, now)
+		}
 	}
 	return r.Store.Update(ctx, func(tx Tx) error {
 		obj, err := tx.Get(Key{Kind: KindNode, Name: rep.Node})
@@ -217,4 +226,22 @@ func (r *Reports) NodeEvents(ctx context.Context, node string, events []PodEvent
 		return nil
 	}
 	return r.Store.Update(ctx, func(tx Tx) error { return StoreEvents(tx, node, events, now) })
+}
+
+// refuseSkew marks a known node NotReady for a version skew; what its
+// agent reports is not taken (it may mean something else to this master).
+func (r *Reports) refuseSkew(ctx context.Context, node string, skew error, now time.Time) error {
+	return r.Store.Update(ctx, func(tx Tx) error {
+		obj, err := tx.Get(Key{Kind: KindNode, Name: node})
+		if ErrorCode(err) == ENOTFOUND {
+			return nil // registers once its version is served
+		} else if err != nil {
+			return err
+		}
+		n := Clone(obj.(*Node))
+		if !n.SetReady(ConditionFalse, ReasonVersionSkew, versionSkewMessage(skew), NewTime(now)) {
+			return nil
+		}
+		return tx.Put(n)
+	})
 }

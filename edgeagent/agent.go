@@ -211,7 +211,13 @@ func (a *Agent) init() error {
 		return errors.New("agent: name, data dir and containerd socket are required")
 	}
 	a.setDefaults()
-	for _, d := range []string{a.DataDir, filepath.Join(a.DataDir, "logs"), filepath.Join(a.DataDir, "pods"), filepath.Join(a.RunDir, "netns")} {
+	if err := os.MkdirAll(a.DataDir, 0o755); err != nil {
+		return err
+	}
+	if err := a.checkFormat(); err != nil {
+		return err
+	}
+	for _, d := range []string{filepath.Join(a.DataDir, "logs"), filepath.Join(a.DataDir, "pods"), filepath.Join(a.RunDir, "netns")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -697,7 +703,7 @@ func (a *Agent) Snapshot() *core.NodeReport {
 	for _, w := range a.workers {
 		workers = append(workers, w)
 	}
-	rep := &core.NodeReport{Node: a.Name, Labels: a.nodeLabels(), Status: a.node, Pods: []core.PodReport{}}
+	rep := &core.NodeReport{Node: a.Name, Labels: a.nodeLabels(), Status: a.node, Pods: []core.PodReport{}, Protocol: core.ProtocolVersion}
 	if a.desired != nil {
 		rep.DesiredHash = a.desired.Hash
 	}

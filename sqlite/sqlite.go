@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,6 +135,32 @@ func (db *DB) migrate() error {
 		return err
 	}
 	sort.Strings(names)
+	// A database a newer master migrated holds what this one would not
+	// understand, and would lose on its next write: refused, not opened.
+	rows, err := db.db.Query(`SELECT name FROM migrations`)
+	if err != nil {
+		return err
+	}
+	var newer []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return err
+		}
+		if i := sort.SearchStrings(names, name); i == len(names) || names[i] != name {
+			newer = append(newer, name)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(newer) > 0 {
+		return core.Errorf(core.EINVALID, "the database was written by a newer edgemaster (schema %s): run that version or newer; downgrades are not supported", strings.Join(newer, ", "))
+	}
+	// Each migration runs in its own transaction: one that fails leaves
+	// the database as the last one left it.
 	for _, name := range names {
 		if err := db.migrateFile(name); err != nil {
 			return fmt.Errorf("%s: %w", name, err)

@@ -1,8 +1,13 @@
 package sqlite_test
 
 import (
+	"bytes"
+	"database/sql"
+	"strings"
+
 	"context"
 	"errors"
+	_ "github.com/mattn/go-sqlite3"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -382,5 +387,33 @@ func TestDB_SurvivesKill9(t *testing.T) {
 	objs, err := db.List(context.Background(), core.KindPod, "")
 	if err != nil || len(objs) != 50 {
 		t.Fatalf("%d pods after kill -9, want 50 (%v)", len(objs), err)
+	}
+}
+
+// A database a newer master migrated is refused by an older one, naming
+// the schema it does not know; the file is left as it was.
+func TestOpen_RefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db := sqlite.NewDB(path)
+	if err := db.Open(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`INSERT INTO migrations (name) VALUES ('migration/999_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	before, _ := os.ReadFile(path)
+	db = sqlite.NewDB(path)
+	err = db.Open()
+	if err == nil || !strings.Contains(err.Error(), "newer edgemaster (schema migration/999_future.sql)") {
+		t.Fatalf("open: %v", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Fatal("the refused database was changed")
 	}
 }

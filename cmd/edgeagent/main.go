@@ -238,7 +238,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Agent.Open(); err != nil {
 		return err
 	}
-	m.Membership = &api.Membership{Token: m.Token, Master: m.Master, Node: m.Name, DataDir: m.DataDir, Log: m.Log,
+	m.Membership = &api.Membership{Token: m.Token, Master: m.Master, Node: m.Name, DataDir: m.DataDir, Log: m.Log, Version: version.Version,
 		Discover: func(ctx context.Context, caHash string) (string, error) {
 			found, err := discovery.Find(ctx, caHash, m.MDNSIfaces, m.Log)
 			if err != nil {

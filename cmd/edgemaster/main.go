@@ -167,7 +167,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.Auth.Load(ctx); err != nil {
 		return err
 	}
-	reports := &core.Reports{Store: m.DB, Now: time.Now}
+	reports := &core.Reports{Store: m.DB, Now: time.Now, MasterVersion: version.Version}
 	if m.MQTTURL == "" { // an external broker authenticates nodes its own way
 		reports.Known = m.Auth.Known
 	}
