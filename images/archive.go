@@ -171,11 +171,19 @@ func (a *archive) read(r io.Reader) (int64, error) {
 	cr := &countReader{r: src}
 	tr := tar.NewReader(cr)
 	entries := 0
+	var pad int64 // padding after the previous entry's data
 	for {
+		before := cr.n
 		h, err := tr.Next()
 		if err == io.EOF {
+			// A tar ends with zero blocks; without them the data stopped
+			// between two files.
+			if entries > 0 && cr.n-before-pad < 512 {
+				return 0, invalidf("truncated: the data ends after %d bytes, between two files, with no end-of-archive marker", cr.n)
+			}
 			break
 		}
+		pad = 0
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				return 0, invalidf("truncated: the data ends in the middle of a file header (after %d bytes)", cr.n)
@@ -217,6 +225,7 @@ func (a *archive) read(r io.Reader) (int64, error) {
 				}
 				return 0, err
 			}
+			pad = (512 - h.Size%512) % 512
 			if d, ok := blobName(name); ok && d != st.d {
 				return 0, invalidf("%s holds content whose digest is %s: the archive is corrupt", name, st.d)
 			}
