@@ -1,6 +1,7 @@
 package images
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -31,8 +32,9 @@ var airgapSuffixes = []string{".tar", ".tar.gz", ".tgz"}
 // size, modification time and inode, recorded in the store's index, so an
 // unchanged file is read once, however often the master starts. A bad
 // tarball is logged and remembered, and the others are imported all the
-// same. A missing dir is no error.
-func (s *Store) ImportDir(dir string, log *slog.Logger) []ImportedImage {
+// same. A missing dir is no error. Cancelling ctx stops it between
+// files or in the middle of one (that file is imported at the next call).
+func (s *Store) ImportDir(ctx context.Context, dir string, log *slog.Logger) []ImportedImage {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -46,6 +48,9 @@ func (s *Store) ImportDir(dir string, log *slog.Logger) []ImportedImage {
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
 	var out []ImportedImage
 	for _, e := range ents {
+		if ctx.Err() != nil {
+			return out
+		}
 		if !hasAirgapSuffix(e.Name()) {
 			continue
 		}
@@ -62,7 +67,10 @@ func (s *Store) ImportDir(dir string, log *slog.Logger) []ImportedImage {
 			continue
 		}
 		rec := &ImportedFile{Key: key, At: s.Now().UTC()}
-		res, err := s.importFile(p)
+		res, err := s.importFile(ctx, p)
+		if ctx.Err() != nil {
+			return out // not recorded: the next start imports it
+		}
 		if err != nil {
 			rec.Error = err.Error()
 			log.Error("air-gap images: tarball refused; fix or remove it (it is tried again once it changes)", "file", p, "err", err)
@@ -87,13 +95,13 @@ func (s *Store) ImportDir(dir string, log *slog.Logger) []ImportedImage {
 	return out
 }
 
-func (s *Store) importFile(p string) (*ImportResult, error) {
+func (s *Store) importFile(ctx context.Context, p string) (*ImportResult, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return s.Import(f, ImportOptions{})
+	return s.Import(&ctxReader{ctx: ctx, r: f}, ImportOptions{})
 }
 
 func hasAirgapSuffix(name string) bool {

@@ -95,9 +95,10 @@ type staged struct {
 
 // archive is what reading a tar stream left in the staging directory.
 type archive struct {
-	dir   string
-	files map[string]staged // cleaned path -> content
-	links map[string]string // cleaned path -> cleaned path it points at
+	dir    string
+	noSync bool              // tests that run thousands of imports
+	files  map[string]staged // cleaned path -> content
+	links  map[string]string // cleaned path -> cleaned path it points at
 }
 
 func invalidf(format string, args ...any) error {
@@ -121,7 +122,7 @@ func (s *Store) Import(r io.Reader, opt ImportOptions) (*ImportResult, error) {
 		return nil, fmt.Errorf("images: import: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	a := &archive{dir: dir, files: map[string]staged{}, links: map[string]string{}}
+	a := &archive{dir: dir, files: map[string]staged{}, links: map[string]string{}, noSync: s.noSync}
 	n, err := a.read(r)
 	if err != nil {
 		return nil, err
@@ -215,6 +216,13 @@ func (a *archive) read(r io.Reader) (int64, error) {
 		switch h.Typeflag {
 		case tar.TypeDir:
 		case tar.TypeReg, tar.TypeRegA:
+			for k := range h.PAXRecords {
+				if strings.HasPrefix(k, "GNU.sparse.") {
+					// Its holes would be read as zeros: a few bytes of archive
+					// could claim terabytes.
+					return 0, invalidf("%s is a sparse file: image archives hold none", name)
+				}
+			}
 			if isMetadata(name) && h.Size > MaxManifestSize {
 				return 0, invalidf("%s is %d bytes, over the %d-byte limit for manifests", name, h.Size, MaxManifestSize)
 			}
@@ -330,8 +338,10 @@ func (a *archive) stage(r io.Reader, size int64) (staged, error) {
 	if n != size {
 		return staged{}, io.ErrUnexpectedEOF
 	}
-	if err := f.Sync(); err != nil {
-		return staged{}, err
+	if !a.noSync {
+		if err := f.Sync(); err != nil {
+			return staged{}, err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return staged{}, err
@@ -723,8 +733,10 @@ func (s *Store) commitImport(a *archive, imgs []pendingImage) (*ImportResult, er
 			res.Blobs++
 		}
 	}
-	if err := syncDir(filepath.Join(s.Dir, "blobs", "sha256")); err != nil {
-		return nil, err
+	if !s.noSync {
+		if err := syncDir(filepath.Join(s.Dir, "blobs", "sha256")); err != nil {
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

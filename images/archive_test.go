@@ -3,6 +3,7 @@ package images
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"compress/gzip"
 	"encoding/json"
 	"io"
@@ -470,7 +471,7 @@ func TestImportDir(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not an image"), 0o644)
 	s := openStore(t)
 	log := slog.New(slog.DiscardHandler)
-	got := s.ImportDir(dir, log)
+	got := s.ImportDir(context.Background(), dir, log)
 	if len(got) != 3 {
 		t.Fatalf("imported %+v", got)
 	}
@@ -481,7 +482,7 @@ func TestImportDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s2.ImportDir(dir, log); len(got) != 0 {
+	if got := s2.ImportDir(context.Background(), dir, log); len(got) != 0 {
 		t.Fatalf("imported again after a restart: %+v", got)
 	}
 	if rec := s2.idx.Imported["bad.tar"]; rec == nil || !strings.Contains(rec.Error, "truncated") {
@@ -490,10 +491,10 @@ func TestImportDir(t *testing.T) {
 	// Replaced: imported again.
 	os.WriteFile(filepath.Join(dir, "a.tar"), ociArchive(t, "edge.local/a:2", "a2"), 0o644)
 	os.Chtimes(filepath.Join(dir, "a.tar"), time.Now(), time.Now().Add(time.Hour))
-	if got := s2.ImportDir(dir, log); len(got) != 1 || got[0].Ref() != "edge.local/a:2" {
+	if got := s2.ImportDir(context.Background(), dir, log); len(got) != 1 || got[0].Ref() != "edge.local/a:2" {
 		t.Fatalf("replaced file: %+v", got)
 	}
-	if s2.ImportDir(filepath.Join(dir, "none"), log) != nil {
+	if s2.ImportDir(context.Background(), filepath.Join(dir, "none"), log) != nil {
 		t.Fatal("a missing directory imported something")
 	}
 }

@@ -29,6 +29,7 @@ func FuzzImport(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s.noSync = true
 		res, err := s.Import(bytes.NewReader(data), ImportOptions{})
 		if ents, _ := os.ReadDir(s.ingestDir()); len(ents) != 0 {
 			t.Fatalf("ingest holds %d entries", len(ents))

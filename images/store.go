@@ -48,6 +48,7 @@ type Store struct {
 	mu        sync.Mutex
 	idx       storeIndex
 	lastSaved map[string]time.Time // repo:tag -> last-used time as saved
+	noSync    bool                 // imports skip fsync (fuzzing only)
 }
 
 // ImageTag is one tag of a repository.
