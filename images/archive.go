@@ -49,6 +49,11 @@ const (
 	maxIndexDepth = 4
 	// maxLayers bounds the layers of one image (Docker's own limit is 127).
 	maxLayers = 1000
+	// maxManifests bounds the manifests of one image (an index's
+	// platforms and attestations).
+	maxManifests = 1000
+	// maxImages bounds the images of one archive.
+	maxImages = 1000
 )
 
 // Layer and config media types of Docker's manifests.
@@ -226,7 +231,7 @@ func (a *archive) read(r io.Reader) (int64, error) {
 			if isMetadata(name) && h.Size > MaxManifestSize {
 				return 0, invalidf("%s is %d bytes, over the %d-byte limit for manifests", name, h.Size, MaxManifestSize)
 			}
-			st, err := a.stage(tr, h.Size)
+			st, err := a.stage(&sparseGuard{r: tr, cr: cr, start: cr.n}, h.Size)
 			if err != nil {
 				if errors.Is(err, io.ErrUnexpectedEOF) {
 					return 0, invalidf("truncated: %s should have %d bytes, the data ends before", name, h.Size)
@@ -266,6 +271,25 @@ func (a *archive) read(r io.Reader) (int64, error) {
 		return 0, invalidf("truncated or damaged after the last file: %v", err)
 	}
 	return cr.n, nil
+}
+
+// sparseGuard refuses a file that yields more bytes than the archive
+// holds for it: a sparse file, whose holes read as zeros (a few bytes of
+// archive could claim terabytes).
+type sparseGuard struct {
+	r     io.Reader
+	cr    *countReader
+	start int64
+	n     int64
+}
+
+func (g *sparseGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	g.n += int64(n)
+	if g.n > g.cr.n-g.start {
+		return n, invalidf("a sparse file: image archives hold none")
+	}
+	return n, err
 }
 
 type countReader struct {
@@ -465,6 +489,9 @@ func (a *archive) ociImages(name reference.Named) ([]pendingImage, error) {
 	if len(idx.Manifests) == 0 {
 		return nil, invalidf("index.json lists no image")
 	}
+	if len(idx.Manifests) > maxImages {
+		return nil, invalidf("index.json lists %d images (at most %d in one archive)", len(idx.Manifests), maxImages)
+	}
 	if name != nil && len(idx.Manifests) > 1 {
 		if _, tagged := name.(reference.Tagged); tagged {
 			return nil, invalidf("--name %s names one image, the layout holds %d: give a repository without a tag (each image keeps its org.opencontainers.image.ref.name tag)", reference.FamiliarString(name), len(idx.Manifests))
@@ -514,6 +541,12 @@ func (a *archive) ociImages(name reference.Named) ([]pendingImage, error) {
 func (a *archive) walk(img *pendingImage, desc ocispec.Descriptor, what string, depth int) error {
 	if depth > maxIndexDepth {
 		return invalidf("%s: indexes nest deeper than %d", what, maxIndexDepth)
+	}
+	if _, done := img.manifests[desc.Digest]; done {
+		return nil // listed twice (a fuzzer's index of itself a thousand times, nested)
+	}
+	if len(img.manifests) >= maxManifests {
+		return invalidf("%s: more than %d manifests in one image", what, maxManifests)
 	}
 	st, err := a.blob(desc.Digest, desc.Size, what)
 	if err != nil {
@@ -576,6 +609,9 @@ func (a *archive) dockerImages(name reference.Named) ([]pendingImage, error) {
 	}
 	if len(entries) == 0 {
 		return nil, invalidf("manifest.json lists no image")
+	}
+	if len(entries) > maxImages {
+		return nil, invalidf("manifest.json lists %d images (at most %d in one archive)", len(entries), maxImages)
 	}
 	if name != nil && len(entries) > 1 {
 		return nil, invalidf("--name names one image, the archive holds %d", len(entries))

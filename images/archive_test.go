@@ -498,3 +498,20 @@ func TestImportDir(t *testing.T) {
 		t.Fatal("a missing directory imported something")
 	}
 }
+
+// WriteDockerArchive's output imports, and its layer is an uncompressed
+// docker layer.
+func TestImport_WriteDockerArchive(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteDockerArchive(&buf, testSpec("edge.local/d:3", "d")); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t)
+	res, err := s.Import(&buf, ImportOptions{})
+	if err != nil || res.Images[0].Ref() != "edge.local/d:3" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if p := serve(t, s, "edge.local/d", "3"); p.Layers[0].MediaType != MediaTypeDockerLayer {
+		t.Fatalf("%+v", p)
+	}
+}
