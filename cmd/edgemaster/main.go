@@ -33,24 +33,24 @@ func main() { daemon.Main("edgemaster", NewMain(), "shutting down") }
 
 // Main is the master process.
 type Main struct {
-	DataDir       string
-	APIAddr       string
-	MQTTAddr      string
-	MQTTURL       string
-	NoMDNS        bool
-	Registries    string
-	ContentDir    string
+	DataDir    string
+	APIAddr    string
+	MQTTAddr   string
+	MQTTURL    string
+	NoMDNS     bool
+	Registries string
+	ContentDir string
 	// ImageCacheSize is --image-cache-size: the content store's disk
 	// budget, a size or a percentage of its disk.
 	ImageCacheSize  string
 	ImageGCInterval time.Duration
-	TLSSANs       []string
-	NodeLostGrace time.Duration
-	StartupGrace  time.Duration
-	MaxNodes      int
-	JoinRate      float64
-	Debug         bool
-	Network       core.NetworkConfig
+	TLSSANs         []string
+	NodeLostGrace   time.Duration
+	StartupGrace    time.Duration
+	MaxNodes        int
+	JoinRate        float64
+	Debug           bool
+	Network         core.NetworkConfig
 	// Check runs the preflight checks (edgemaster check) instead of the master.
 	Check  bool
 	Stdout io.Writer // where check prints; default os.Stdout
