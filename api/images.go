@@ -37,6 +37,12 @@ func (s *Server) handleImportImages(w http.ResponseWriter, r *http.Request) {
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
 			err = core.Errorf(core.EUNAVAILABLE, "the archive stopped arriving for %v: nothing was imported", s.ReadTimeout)
+		} else if r.Context().Err() == nil {
+			// Refused before its end: read the rest (for a minute at most),
+			// or closing the connection on unread bytes resets it and the
+			// client never sees why.
+			rc.SetReadDeadline(time.Now().Add(time.Minute))
+			io.Copy(io.Discard, r.Body)
 		}
 		Error(w, err)
 		return

@@ -131,6 +131,21 @@ func TestImage(t *testing.T) {
 		if _, err := store.Tag("edge.local/bad", "1"); err == nil {
 			t.Fatal("a truncated archive was imported")
 		}
+		// Refused at its first entry, with megabytes still to come: the
+		// answer still reaches the client.
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		tw.WriteHeader(&tar.Header{Name: "../evil", Mode: 0o644, Size: 1, Typeflag: tar.TypeReg})
+		tw.Write([]byte("x"))
+		big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20)
+		tw.WriteHeader(&tar.Header{Name: "big", Mode: 0o644, Size: int64(len(big)), Typeflag: tar.TypeReg})
+		tw.Write(big)
+		tw.Close()
+		writeFile(t, bad, buf.String())
+		_, _, err = run("--config", cfg, "image", "import", bad)
+		if err == nil || !strings.Contains(api.ErrorString(err), `"../evil" climbs out of the archive`) {
+			t.Fatalf("path traversal: %v", err)
+		}
 	})
 	t.Run("List", func(t *testing.T) {
 		// A node that reports holding app:1.
