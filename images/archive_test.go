@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgeorch/edge/core"
@@ -515,3 +516,59 @@ func TestImport_WriteDockerArchive(t *testing.T) {
 		t.Fatalf("%+v", p)
 	}
 }
+
+// A multi-platform OCI layout (index.json -> an index of two platform
+// manifests) imports whole; one platform missing is refused by name.
+func TestImport_OCIIndex(t *testing.T) {
+	blobs := map[string][]byte{}
+	var platforms []ocispec.Descriptor
+	for _, arch := range []string{"amd64", "arm64"} {
+		spec := testSpec("edge.local/multi:1", arch)
+		spec.Architecture = arch
+		var buf bytes.Buffer
+		if err := WriteOCIArchive(&buf, spec); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range readTar(t, buf.Bytes()) {
+			if strings.HasPrefix(e.name, "blobs/") {
+				blobs[e.name] = e.data
+			} else if e.name == "index.json" {
+				var idx ocispec.Index
+				json.Unmarshal(e.data, &idx)
+				d := idx.Manifests[0]
+				d.Annotations = nil
+				platforms = append(platforms, d)
+			}
+		}
+	}
+	inner, _ := json.Marshal(ocispec.Index{Versioned: specsVersioned(), MediaType: ocispec.MediaTypeImageIndex, Manifests: platforms})
+	innerDesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(inner), Size: int64(len(inner)),
+		Annotations: map[string]string{ocispec.AnnotationRefName: "edge.local/multi:1"}}
+	blobs[blobPath(innerDesc.Digest)] = inner
+	top, _ := json.Marshal(ocispec.Index{Versioned: specsVersioned(), MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{innerDesc}})
+	build := func(skip string) []byte {
+		entries := []tarEntry{{name: "oci-layout", data: []byte(`{"imageLayoutVersion":"1.0.0"}`)}, {name: "index.json", data: top}}
+		for n, b := range blobs {
+			if n != skip {
+				entries = append(entries, tarEntry{name: n, data: b})
+			}
+		}
+		return writeTar(t, entries)
+	}
+	s := openStore(t)
+	res, err := s.Import(bytes.NewReader(build("")), ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Images[0].Ref() != "edge.local/multi:1" || res.Images[0].MediaType != ocispec.MediaTypeImageIndex || res.Blobs != 7 {
+		t.Fatalf("%+v", res)
+	}
+	serve(t, s, "edge.local/multi", "1")
+	s = openStore(t)
+	if _, err := s.Import(bytes.NewReader(build(blobPath(platforms[1].Digest))), ImportOptions{}); err == nil || !strings.Contains(err.Error(), "manifests[1] (linux/arm64) "+platforms[1].Digest.String()+" is not in the archive") {
+		t.Fatalf("a platform missing: %v", err)
+	}
+	assertEmpty(t, s)
+}
+
+func specsVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }
