@@ -327,8 +327,9 @@ func ParseBudget(s, dir string) (int64, error) {
 
 // Collector runs the store's garbage collection: every Interval, and soon
 // after Kick (an image removed or imported). A run is skipped while a pod
-// waits for an image (a pull may be under way whose blobs are not all
-// named yet) or while the registry pulls blobs through.
+// waits for an image its node does not hold (a pull may be under way whose
+// blobs are not all named yet; not one in ImagePullBackOff, which waits
+// for its retry) or while the registry pulls blobs through.
 type Collector struct {
 	Store *Store
 	// Budget is the disk budget in bytes (negative: only blobs no image
@@ -431,11 +432,19 @@ func (c *Collector) RunOnce(ctx context.Context) (GCResult, error) {
 		}
 		for _, p := range pods {
 			waiting := p.Status.Phase == core.PodPending && !p.Terminating()
+			// An image whose pull failed and waits for its retry is not being
+			// pulled: one that does not exist must not stop collection for good.
+			backoff := map[string]bool{}
+			for _, cs := range append(append([]core.ContainerStatus(nil), p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+				if w := cs.State.Waiting; w != nil && (w.Reason == "ImagePullBackOff" || w.Reason == "ErrImagePull" || w.Reason == "InvalidImageName") {
+					backoff[cs.Image] = true
+				}
+			}
 			for _, img := range p.Spec.Images() {
 				for _, k := range usedKeys(img) {
 					used[k] = true
 				}
-				if n := byName[p.Spec.NodeName]; waiting && n != nil && !n.HasImage(img) {
+				if n := byName[p.Spec.NodeName]; waiting && n != nil && !n.HasImage(img) && !backoff[img] {
 					return GCResult{}, fmt.Errorf("%w: pod %s/%s waits for %s", ErrGCBusy, p.Metadata.Namespace, p.Metadata.Name, img)
 				}
 			}

@@ -173,6 +173,17 @@ func TestCollector(t *testing.T) {
 	if _, err := c.RunOnce(ctx); !errors.Is(err, ErrGCBusy) || !strings.Contains(err.Error(), "waits for new:1") {
 		t.Fatalf("pod waiting for an image: %v", err)
 	}
+	// A pull that failed and waits for its retry does not hold collection.
+	cluster.Update(ctx, func(tx core.Tx) error {
+		o, _ := tx.Get(core.KeyOf(pod))
+		p := core.Clone(o.(*core.Pod))
+		p.Status.ContainerStatuses = []core.ContainerStatus{{Name: "d", Image: "new:1", State: core.ContainerState{Waiting: &core.ContainerStateWaiting{Reason: "ImagePullBackOff"}}}}
+		return tx.Put(p)
+	})
+	if _, err := c.RunOnce(ctx); err != nil {
+		t.Fatalf("pod in ImagePullBackOff: %v", err)
+	}
+	putImage(t, s, "docker.io/library/idle", "latest", "i")
 	// The pod runs now (its node pulled new:1).
 	cluster.Update(ctx, func(tx core.Tx) error {
 		o, _ := tx.Get(core.KeyOf(pod))
