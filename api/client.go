@@ -54,11 +54,17 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, err
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.send(req)
+}
+
+// send adds the token to req, sends it and turns an error answer into a
+// *core.Error.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -93,6 +99,19 @@ func (c *Client) doJSON(ctx context.Context, method, path string, q url.Values, 
 	if err != nil {
 		return err
 	}
+	return decodeAnswer(resp, out)
+}
+
+// doRequest sends req and decodes its JSON answer into out.
+func (c *Client) doRequest(req *http.Request, out any) error {
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	return decodeAnswer(resp, out)
+}
+
+func decodeAnswer(resp *http.Response, out any) error {
 	defer resp.Body.Close()
 	if out == nil {
 		return nil

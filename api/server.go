@@ -53,6 +53,9 @@ type Server struct {
 	// (nil: no registry). The server authenticates its clients: see
 	// registryAuth.
 	Registry http.Handler
+	// Images imports, lists and removes the registry's images (nil: the
+	// image endpoints answer not found).
+	Images core.ImageService
 
 	// Limits; zero takes the default in brackets. Streams (watch, logs -f)
 	// are exempt from WriteTimeout: each of their writes gets its own.
@@ -277,6 +280,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/tokens/rotate-admin", s.admin(s.handleRotateAdmin))
 	mux.HandleFunc("POST /api/v1/deployments/{name}/undo", s.admin(s.handleUndo))
 	mux.HandleFunc("GET /metrics", s.admin(s.handleMetrics))
+	mux.HandleFunc("POST /api/v1/images/import", s.admin(s.handleImportImages))
+	mux.HandleFunc("GET /api/v1/images", s.admin(s.handleListImages))
+	mux.HandleFunc("DELETE /api/v1/images", s.admin(s.handleRemoveImage))
+	mux.HandleFunc("POST /api/v1/images/prefetch", s.admin(s.handlePrefetch))
 	if s.Registry != nil {
 		mux.Handle("/v2/", s.registryAuth(s.Registry))
 	}

@@ -88,6 +88,7 @@ func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 		if r.isOnline(rep.Node) {
 			changed = node.SetReady(ConditionTrue, "AgentReady", "agent is connected", NewTime(now)) || changed
 		}
+		changed = node.prunePrefetch() || changed // images it was asked to fetch and holds now
 		if node.Metadata.UID == "" {
 			node.SetReady(ConditionUnknown, "Registered", "agent has not connected yet", NewTime(now))
 			if r.isOnline(rep.Node) {

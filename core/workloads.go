@@ -213,14 +213,20 @@ func (c *Controllers) canStop(d *Deployment, p *Pod, n *Node, now time.Time) boo
 }
 
 // prefetch returns, per node, the images of rollouts that will replace pods
-// there and that the node does not hold yet.
+// there and that the node does not hold yet, after those the node was
+// explicitly asked to fetch (AnnotationPrefetch).
 func prefetch(deployments []*Deployment, pods []*Pod, nodes []*Node, hash func(*Deployment) string) map[string][]string {
 	byName := map[string]*Node{}
+	out := map[string][]string{}
 	for _, n := range nodes {
 		byName[n.Metadata.Name] = n
+		for _, img := range n.PrefetchList() {
+			if !n.HasImage(img) && !contains(out[n.Metadata.Name], img) {
+				out[n.Metadata.Name] = append(out[n.Metadata.Name], img)
+			}
+		}
 	}
 	byOwner := podsByOwner(pods)
-	out := map[string][]string{}
 	for _, d := range deployments {
 		hash := hash(d)
 		for _, p := range byOwner[d.Metadata.UID] {

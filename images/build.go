@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -145,9 +146,85 @@ func descriptor(mediaType string, data []byte) ocispec.Descriptor {
 	return ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
 }
 
+// WriteDockerArchive writes spec as `docker save` does (its classic
+// format: manifest.json, repositories, <config digest>.json and
+// <layer id>/layer.tar, uncompressed), named spec.Name.
+func WriteDockerArchive(w io.Writer, spec *ImageSpec) error {
+	raw, diffID, err := buildRawLayer(spec.Files)
+	if err != nil {
+		return err
+	}
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := ocispec.Image{
+		Created:  &created,
+		Platform: ocispec.Platform{Architecture: spec.Architecture, OS: "linux", Variant: spec.Variant},
+		Config:   ocispec.ImageConfig{Cmd: spec.Cmd, Env: spec.Env, WorkingDir: "/"},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	cfgName := digest.FromBytes(cfgJSON).Encoded() + ".json"
+	layerID := diffID.Encoded() // docker's layer IDs are another hash; any name does
+	man, err := json.Marshal([]map[string]any{{"Config": cfgName, "RepoTags": []string{spec.Name}, "Layers": []string{layerID + "/layer.tar"}}})
+	if err != nil {
+		return err
+	}
+	repo, tag := spec.Name, "latest"
+	if i := strings.LastIndexByte(spec.Name, ':'); i > strings.LastIndexByte(spec.Name, '/') {
+		repo, tag = spec.Name[:i], spec.Name[i+1:]
+	}
+	repos, err := json.Marshal(map[string]map[string]string{repo: {tag: layerID}})
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	for _, e := range []struct {
+		name string
+		data []byte
+	}{
+		{layerID + "/", nil},
+		{layerID + "/VERSION", []byte("1.0")},
+		{layerID + "/layer.tar", raw},
+		{cfgName, cfgJSON},
+		{"manifest.json", man},
+		{"repositories", repos},
+	} {
+		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), ModTime: created, Typeflag: tar.TypeReg}
+		if strings.HasSuffix(e.name, "/") {
+			h.Typeflag, h.Mode = tar.TypeDir, 0o755
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
 // buildLayer returns the gzipped layer tar and the digest of the
 // uncompressed tar (the diff ID).
 func buildLayer(files []File) ([]byte, digest.Digest, error) {
+	raw, diffID, err := buildRawLayer(files)
+	if err != nil {
+		return nil, "", err
+	}
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	if _, err := zw.Write(raw); err != nil {
+		return nil, "", err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, "", err
+	}
+	return gz.Bytes(), diffID, nil
+}
+
+// buildRawLayer returns the uncompressed layer tar and its digest.
+func buildRawLayer(files []File) ([]byte, digest.Digest, error) {
 	files = append([]File(nil), files...)
 	sort.SliceStable(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	var raw bytes.Buffer
@@ -177,14 +254,5 @@ func buildLayer(files []File) ([]byte, digest.Digest, error) {
 		return nil, "", err
 	}
 	sum := sha256.Sum256(raw.Bytes())
-	diffID := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:]))
-	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-	if _, err := zw.Write(raw.Bytes()); err != nil {
-		return nil, "", err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, "", err
-	}
-	return gz.Bytes(), diffID, nil
+	return raw.Bytes(), digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:])), nil
 }

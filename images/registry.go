@@ -110,6 +110,14 @@ func (r *Registry) Close() error {
 	return r.Store.Flush()
 }
 
+// Pulling reports whether blobs are being pulled through from upstream
+// (the garbage collector waits for them).
+func (r *Registry) Pulling() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.flights) > 0
+}
+
 // Stats returns counters for /metrics.
 func (r *Registry) Stats() map[string]float64 {
 	blobs, size, _ := r.Store.Usage()
@@ -348,7 +356,9 @@ func (r *Registry) getManifest(ctx context.Context, ref Repository, tagOrDigest 
 		return r.pullManifest(ctx, ref, tag)
 	}
 	r.Store.Touch(repo, tag)
-	if r.TagTTL > 0 && !r.fresh(repo, tag) {
+	// An imported (pinned) tag is the cluster's own: an upstream tag of the
+	// same name never replaces it.
+	if r.TagTTL > 0 && !t.Pinned && !r.fresh(repo, tag) {
 		// Short: on a link that is down, the stored tag is the answer, and
 		// the next check waits another TagTTL.
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -459,3 +459,29 @@ func TestRegistry_UpstreamCredentials(t *testing.T) {
 		t.Errorf("wrong credentials: %s %s", resp.Status, body)
 	}
 }
+
+// An imported (pinned) tag is the cluster's own: an upstream tag of the
+// same name is never asked about, nor pulled over it.
+func TestRegistry_ImportedTagStays(t *testing.T) {
+	up := regtest.Start(t, regtest.Options{})
+	up.PushRandom(t, "edge/app", "latest", 1000, 1)
+	m := newMaster(t, up.RegistriesYAML("docker.io"), func(r *images.Registry) { r.TagTTL = time.Nanosecond })
+	var buf bytes.Buffer
+	spec := &images.ImageSpec{Name: "docker.io/edge/app:latest", Architecture: "amd64", Files: []images.File{{Path: "/f", Mode: 0o644, Data: []byte("mine")}}}
+	if err := images.WriteOCIArchive(&buf, spec); err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.store.Import(&buf, images.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		resp, _ := m.get(t, "GET", "/v2/edge/app/manifests/latest?ns=docker.io", "Accept", acceptAll)
+		if resp.Header.Get("Docker-Content-Digest") != res.Images[0].Digest.String() {
+			t.Fatalf("served %s, imported %s", resp.Header.Get("Docker-Content-Digest"), res.Images[0].Digest)
+		}
+	}
+	if n := up.Requests("HEAD", "/manifests/latest") + up.Requests("GET", "/manifests/latest"); n != 0 {
+		t.Fatalf("the upstream was asked %d times about an imported tag", n)
+	}
+}

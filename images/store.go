@@ -33,7 +33,7 @@ import (
 // manifest. Nothing is read into memory but manifests.
 //
 // Each tag records when it was last pulled and whether it is pinned, for
-// the garbage collector and `edgectl image ls` to come. Last-used times are
+// the garbage collector (gc.go) and `edgectl image ls`. Last-used times are
 // kept in memory and written at most every LastUsedWrite (SD cards wear).
 type Store struct {
 	Dir string
@@ -42,9 +42,13 @@ type Store struct {
 	// before a pull rewrites the index [1h].
 	LastUsedWrite time.Duration
 
+	// gcMu keeps the collector's sweep (writer) away from imports that
+	// have moved blobs in but not yet tagged them (readers).
+	gcMu      sync.RWMutex
 	mu        sync.Mutex
 	idx       storeIndex
 	lastSaved map[string]time.Time // repo:tag -> last-used time as saved
+	noSync    bool                 // imports skip fsync (fuzzing only)
 }
 
 // ImageTag is one tag of a repository.
@@ -72,6 +76,9 @@ type repoIndex struct {
 type storeIndex struct {
 	Version      int                   `json:"version"`
 	Repositories map[string]*repoIndex `json:"repositories"`
+	// Imported records the tarballs of DATA_DIR/images already imported
+	// (or refused), so each is read once.
+	Imported map[string]*ImportedFile `json:"imported,omitempty"`
 }
 
 // OpenStore opens (creating) the store in dir, and removes what crashed
@@ -97,7 +104,7 @@ func (s *Store) Open() error {
 	// Writers of this process are all gone; what is left is from a crash.
 	if ents, err := os.ReadDir(s.ingestDir()); err == nil {
 		for _, e := range ents {
-			os.Remove(filepath.Join(s.ingestDir(), e.Name()))
+			os.RemoveAll(filepath.Join(s.ingestDir(), e.Name())) // import-* staging dirs too
 		}
 	}
 	s.idx = storeIndex{Version: 1, Repositories: map[string]*repoIndex{}}

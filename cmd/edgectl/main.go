@@ -71,7 +71,12 @@ Commands:
   cordon|uncordon|drain NODE
   taint NODE KEY[=VALUE]:EFFECT[-]
   rollout status|history|undo deployment/NAME [--to-revision N]
-  image import FILE.tar | image ls
+  image import FILE.tar|DIR [--name REF]
+                               store an image archive (OCI layout, docker save)
+                               on the master, pinned
+  image ls | rm REF            list (with the nodes holding each) or remove images
+  image prefetch IMAGE [-l k=v] [--timeout 5m]
+                               have nodes pull an image before a rollout
   token create [--ttl 24h]     make a join token for new nodes
   token ls | rm ID             list join tokens, revoke one (at once)
   token rotate-admin           replace the admin token (updates this config)

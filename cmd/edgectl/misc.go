@@ -11,10 +11,6 @@ import (
 	"github.com/edgeorch/edge/internal/version"
 )
 
-func (c *cli) image(ctx context.Context, args []string) error {
-	return fmt.Errorf("image import/ls are not available in this version yet: import images on a node with 'ctr -n edge images import FILE.tar' (the images work will add them)")
-}
-
 func (c *cli) discover(ctx context.Context, args []string) error {
 	var g globals
 	var wait time.Duration

@@ -33,20 +33,24 @@ func main() { daemon.Main("edgemaster", NewMain(), "shutting down") }
 
 // Main is the master process.
 type Main struct {
-	DataDir       string
-	APIAddr       string
-	MQTTAddr      string
-	MQTTURL       string
-	NoMDNS        bool
-	Registries    string
-	ContentDir    string
-	TLSSANs       []string
-	NodeLostGrace time.Duration
-	StartupGrace  time.Duration
-	MaxNodes      int
-	JoinRate      float64
-	Debug         bool
-	Network       core.NetworkConfig
+	DataDir    string
+	APIAddr    string
+	MQTTAddr   string
+	MQTTURL    string
+	NoMDNS     bool
+	Registries string
+	ContentDir string
+	// ImageCacheSize is --image-cache-size: the content store's disk
+	// budget, a size or a percentage of its disk.
+	ImageCacheSize  string
+	ImageGCInterval time.Duration
+	TLSSANs         []string
+	NodeLostGrace   time.Duration
+	StartupGrace    time.Duration
+	MaxNodes        int
+	JoinRate        float64
+	Debug           bool
+	Network         core.NetworkConfig
 	// Check runs the preflight checks (edgemaster check) instead of the master.
 	Check  bool
 	Stdout io.Writer // where check prints; default os.Stdout
@@ -65,6 +69,10 @@ type Main struct {
 	RegistriesConfig *images.RegistriesConfig
 	Content          *images.Store
 	Registry         *images.Registry
+	Collector        *images.Collector
+
+	airgap     chan struct{} // closed once DATA_DIR/images was imported
+	stopAirgap context.CancelFunc
 }
 
 func NewMain() *Main { return &Main{} }
@@ -79,6 +87,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.NoMDNS, "no-mdns", false, "do not advertise _edgemaster._tcp on the LAN")
 	fs.StringVar(&m.Registries, "registries", "", "upstream registries (mirrors, auth, TLS) the master pulls images through from, in k3s registries.yaml format")
 	fs.StringVar(&m.ContentDir, "content-dir", "", "image content store, served at /v2/ (default DATA_DIR/content)")
+	fs.StringVar(&m.ImageCacheSize, "image-cache-size", "10Gi", "disk budget of the image store: a size (10Gi, 500M) or a percentage of its disk (25%); the least recently pulled images that no pod uses and that were not imported go first")
+	fs.DurationVar(&m.ImageGCInterval, "image-gc-interval", 10*time.Minute, "how often the image store is collected")
 	fs.StringSliceVar(&m.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate")
 	fs.DurationVar(&m.NodeLostGrace, "node-lost-grace", 5*time.Second, "how long a node may be unreachable before its replicas move")
 	fs.DurationVar(&m.StartupGrace, "startup-grace", 30*time.Second, "after a master restart, how long agents have to reconnect before their nodes count as unreachable")
@@ -198,13 +208,35 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Content, err = images.OpenStore(contentDir); err != nil {
 		return err
 	}
+	if m.ImageCacheSize == "" {
+		m.ImageCacheSize = "10Gi"
+	}
+	budget, err := images.ParseBudget(m.ImageCacheSize, contentDir)
+	if err != nil {
+		return fmt.Errorf("--image-cache-size: %w", err)
+	}
 	m.Registry = &images.Registry{Store: m.Content, Registries: m.RegistriesConfig, Log: m.Log}
 	if err := m.Registry.Open(); err != nil {
 		return err
 	}
+	m.Collector = &images.Collector{Store: m.Content, Budget: budget, Cluster: m.DB, Busy: m.Registry.Pulling,
+		Interval: m.ImageGCInterval, Log: m.Log}
+	m.Collector.Open()
+	// Tarballs dropped in DATA_DIR/images are imported once each, in the
+	// background: a large or bad one never holds the master's start.
+	var actx context.Context
+	actx, m.stopAirgap = context.WithCancel(context.Background())
+	m.airgap = make(chan struct{})
+	go func() {
+		defer close(m.airgap)
+		if imgs := m.Content.ImportDir(actx, filepath.Join(m.DataDir, "images"), m.Log); len(imgs) > 0 {
+			m.Collector.Kick()
+		}
+	}()
 	m.API = &api.Server{Addr: m.APIAddr, PKI: m.PKI, Store: m.DB, Tokens: m.DB, Bus: m.Bus, Log: m.Log,
 		Version: version.Version, MQTTURL: m.agentMQTTURL, Auth: m.Auth, Bootstrap: m.Bootstrap, Metrics: m.metrics,
-		JoinRate: m.JoinRate, Network: m.Network, Registry: m.Registry}
+		JoinRate: m.JoinRate, Network: m.Network, Registry: m.Registry,
+		Images: &images.Service{Store: m.Content, Collector: m.Collector}}
 	if err := m.API.Open(); err != nil {
 		return err
 	}
@@ -231,6 +263,13 @@ func (m *Main) Close() error {
 	}
 	if m.API != nil {
 		errs = append(errs, m.API.Close())
+	}
+	if m.airgap != nil {
+		m.stopAirgap() // an import cut short leaves nothing, and runs again at the next start
+		<-m.airgap
+	}
+	if m.Collector != nil {
+		m.Collector.Close()
 	}
 	if m.Registry != nil {
 		errs = append(errs, m.Registry.Close())
