@@ -69,6 +69,7 @@ func TestMain(m *testing.M) {
 // waitFor polls cond until it returns nil or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
+	timeout = slow(timeout)
 	deadline := time.Now().Add(timeout)
 	var err error
 	for {
@@ -135,7 +136,7 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
 	p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
-	case <-time.After(grace):
+	case <-time.After(slow(grace)):
 		p.cmd.Process.Kill()
 		<-p.done
 	}
@@ -432,6 +433,10 @@ type podJSON struct {
 					Reason  string `json:"reason"`
 					Message string `json:"message"`
 				} `json:"waiting"`
+				Terminated *struct {
+					Reason   string `json:"reason"`
+					ExitCode int    `json:"exitCode"`
+				} `json:"terminated"`
 			} `json:"state"`
 		} `json:"containerStatuses"`
 	} `json:"status"`
@@ -484,8 +489,9 @@ func (e *containerdEnv) containerCount(t testing.TB) int {
 	return len(ctrs)
 }
 
-// memoryLimit reads the memory cgroup limit of a container (v1 or v2).
-func (e *containerdEnv) memoryLimit(t testing.TB, id string) string {
+// cgroupFile reads a file of a container's cgroup: on cgroup v1 file v1
+// in the hierarchy of controller, on v2 file v2 of the unified hierarchy.
+func (e *containerdEnv) cgroupFile(t testing.TB, id, controller, v1, v2 string) string {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "edge")
 	c, err := e.client.LoadContainer(ctx, id)
@@ -497,11 +503,13 @@ func (e *containerdEnv) memoryLimit(t testing.TB, id string) string {
 		t.Fatal(err)
 	}
 	path := spec.Linux.CgroupsPath
-	for _, f := range []string{filepath.Join("/sys/fs/cgroup/memory", path, "memory.limit_in_bytes"), filepath.Join("/sys/fs/cgroup", path, "memory.max")} {
-		if b, err := os.ReadFile(f); err == nil {
-			return strings.TrimSpace(string(b))
-		}
+	f := filepath.Join("/sys/fs/cgroup", controller, path, v1)
+	if fileExists("/sys/fs/cgroup/cgroup.controllers") {
+		f = filepath.Join("/sys/fs/cgroup", path, v2)
 	}
-	t.Fatalf("no memory cgroup file for %s (cgroupsPath %s)", id, path)
-	return ""
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatalf("cgroup of %s (cgroupsPath %s): %v", id, path, err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,7 +100,7 @@ func startContainerd(t *testing.T) *containerdRuntime {
 			t.Logf("containerd log:\n%s", logs.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(slow(20 * time.Second))
 	for {
 		_, err := r.Version(context.Background())
 		if err == nil {
@@ -153,10 +154,31 @@ func removeCgroups(parent string) {
 	}
 }
 
-// cgroupFile reads a file of container id's memory cgroup.
+// slow stretches a deadline by EDGE_TEST_TIMEOUT_SCALE (make test-cgroup2
+// sets it: its VM emulates the CPU, about ten times slower).
+func slow(d time.Duration) time.Duration {
+	if f, err := strconv.ParseFloat(os.Getenv("EDGE_TEST_TIMEOUT_SCALE"), 64); err == nil && f > 1 {
+		return time.Duration(float64(d) * f)
+	}
+	return d
+}
+
+// cgroupFile reads a file of container id's cgroup: v1 in the memory
+// hierarchy, v2 in the unified one.
 func cgroupFile(r *containerdRuntime, id, v1, v2 string) (string, error) {
-	path := filepath.Join("/sys/fs/cgroup/memory", r.cgroupParent, id, v1)
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+	return controllerFile(r, id, "memory", v1, v2)
+}
+
+func cgroupV2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
+// controllerFile reads a file of container id's cgroup: v1 in the
+// hierarchy of controller, v2 in the unified one.
+func controllerFile(r *containerdRuntime, id, controller, v1, v2 string) (string, error) {
+	path := filepath.Join("/sys/fs/cgroup", controller, r.cgroupParent, id, v1)
+	if cgroupV2() {
 		path = filepath.Join("/sys/fs/cgroup", r.cgroupParent, id, v2)
 	}
 	b, err := os.ReadFile(path)
@@ -165,7 +187,7 @@ func cgroupFile(r *containerdRuntime, id, v1, v2 string) (string, error) {
 
 func waitEvent(t *testing.T, events <-chan core.RuntimeEvent, want core.RuntimeEvent) {
 	t.Helper()
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(slow(30 * time.Second))
 	for {
 		select {
 		case ev, ok := <-events:
@@ -225,6 +247,18 @@ func TestContainerdRuntime(t *testing.T) {
 	}
 	if limit, err := cgroupFile(r, id, "memory.limit_in_bytes", "memory.max"); err != nil || limit != "33554432" {
 		t.Fatalf("memory limit %q: %v", limit, err)
+	}
+	// 50ms of CPU per 100ms, 512 shares (v2: cpu.weight 20, runc's
+	// 1 + (512-2)*9999/262142), at most 64 processes.
+	want := map[[2]string]string{{"cpu", "cpu.cfs_quota_us"}: "50000", {"cpu", "cpu.cfs_period_us"}: "100000",
+		{"cpu", "cpu.shares"}: "512", {"pids", "pids.max"}: "64"}
+	if cgroupV2() {
+		want = map[[2]string]string{{"", "cpu.max"}: "50000 100000", {"", "cpu.weight"}: "20", {"", "pids.max"}: "64"}
+	}
+	for f, w := range want {
+		if got, err := controllerFile(r, id, f[0], f[1], f[1]); err != nil || got != w {
+			t.Fatalf("%s = %q (%v), want %q", f[1], got, err, w)
+		}
 	}
 	switch swap, err := cgroupFile(r, id, "memory.memsw.limit_in_bytes", "memory.swap.max"); {
 	case !r.swap:
@@ -379,7 +413,7 @@ func TestContainerdSecurityContext(t *testing.T) {
 	}
 	select {
 	case <-wait:
-	case <-time.After(30 * time.Second):
+	case <-time.After(slow(30 * time.Second)):
 		t.Fatal("the container did not finish")
 	}
 	b, _ := os.ReadFile(logPath)
@@ -438,7 +472,7 @@ func TestContainerdDevice(t *testing.T) {
 		}
 		select {
 		case <-wait:
-		case <-time.After(30 * time.Second):
+		case <-time.After(slow(30 * time.Second)):
 			t.Fatal("the container did not finish")
 		}
 		b, _ := os.ReadFile(logPath)
@@ -489,7 +523,7 @@ func TestContainerdTerminationMessageFile(t *testing.T) {
 		if st.ExitCode != 3 {
 			t.Fatalf("exit %d", st.ExitCode)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(slow(30 * time.Second)):
 		t.Fatal("the container did not finish")
 	}
 	if msg := w.terminationMessage(&core.Pod{}, c, 3); msg != "config missing\n" {
