@@ -261,7 +261,7 @@ func TestContainerdRuntime(t *testing.T) {
 		}
 	}
 	switch swap, err := cgroupFile(r, id, "memory.memsw.limit_in_bytes", "memory.swap.max"); {
-	case !r.swap:
+	case !r.cgroups.swap:
 		t.Logf("host without swap accounting: swap not capped (the container started)")
 	case err != nil:
 		t.Fatalf("swap limit: %v", err)
