@@ -340,6 +340,56 @@ func TestContainerdOOM(t *testing.T) {
 	}
 }
 
+// Where the kernel's memory controller is off (Raspberry Pi OS's default
+// for long; make test-cgroup2 boots its VM so once), a container with a
+// memory limit is refused, saying how to turn the controller on, rather
+// than run unlimited; one without a memory limit runs.
+func TestContainerdMemoryControllerOff(t *testing.T) {
+	if memoryControllerOn() {
+		t.Skip("the memory controller is on (make test-cgroup2 runs this with it off)")
+	}
+	r := startContainerd(t)
+	ctx := context.Background()
+	limited := &core.ContainerConfig{ID: "mem.app.1", Image: testImage, HostNetwork: true, Command: []string{"true"},
+		Resources: core.ContainerResources{MemoryLimit: 32 << 20, PidsLimit: 64}}
+	if err := r.CreateContainer(ctx, limited); core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "cgroup_enable=memory") {
+		t.Fatalf("a memory limit without the controller: %v", err)
+	}
+	id := "nomem.app.1"
+	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Command: []string{"true"},
+		Resources: core.ContainerResources{CPUQuota: 50000, CPUPeriod: cpuPeriod, CPUShares: 512, PidsLimit: 64}}
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartTask(ctx, id, filepath.Join(t.TempDir(), "app.log")); err != nil {
+		t.Fatal(err)
+	}
+	wait, err := r.WaitTask(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-wait:
+		if st.ExitCode != 0 {
+			t.Fatalf("exit %d", st.ExitCode)
+		}
+	case <-time.After(slow(30 * time.Second)):
+		t.Fatal("the container did not finish")
+	}
+	r.DeleteTask(ctx, id)
+	r.RemoveContainer(ctx, id)
+}
+
+// memoryControllerOn says whether this host's kernel has a memory cgroup
+// controller to use.
+func memoryControllerOn() bool {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return strings.Contains(" "+strings.TrimSpace(string(b))+" ", " memory ")
+	}
+	_, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+	return err == nil
+}
+
 // oomKills reads the kernel's count from either cgroup version.
 func TestOOMKills(t *testing.T) {
 	root := t.TempDir()
