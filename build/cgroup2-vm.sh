@@ -74,7 +74,12 @@ flock 9 # one run at a time prepares the cache
 # cached kernel is used as it is: no network or apt lists are needed again.
 moddir=$(ls -1d "$CACHE"/kernel/lib/modules/*-amd64 2>/dev/null | tail -1 || true)
 if [ -z "$moddir" ]; then
-	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+	resolve() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+	pkg=$(resolve)
+	if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then
+		apt-get update -qq >&2 || true
+		pkg=$(resolve)
+	fi
 	[ -n "$pkg" ] || die "cannot resolve linux-image-amd64 to a kernel package (run apt-get update)"
 	echo "cgroup2-vm: fetching $pkg into $CACHE (once)" >&2
 	rm -rf "$CACHE/dl" "$CACHE/kernel"
