@@ -43,10 +43,7 @@ spec:
 // adoption, delete; then bad input and a missing image.
 func TestCluster(t *testing.T) {
 	needRoot(t)
-	// The agent is killed and restarted below to show adoption: its pods
-	// must not move meanwhile, however long the restart takes (the default
-	// grace is 5s, and make test-cgroup2 runs this under an emulated CPU).
-	c := newCluster(t, "--node-lost-grace", "10m")
+	c := newCluster(t)
 	t.Run("Spine", func(t *testing.T) { c.t = t; testSpine(t, c) })
 	t.Run("OOMKill", func(t *testing.T) { c.t = t; testOOMKill(t, c) })
 	t.Run("MissingImage", func(t *testing.T) { c.t = t; testMissingImage(t, c) })

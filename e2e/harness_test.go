@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -243,6 +244,14 @@ func freePort(t testing.TB) int {
 
 func newCluster(t testing.TB, masterArgs ...string) *cluster {
 	t.Helper()
+	// One node: its pods have nowhere to move when it is lost, and the
+	// tests restart its agent (adoption, offline restarts), which must not
+	// race the 5s default grace however long a restart takes (make
+	// test-cgroup2 runs them under an emulated CPU). The fleet tests
+	// cover node loss.
+	if !slices.Contains(masterArgs, "--node-lost-grace") {
+		masterArgs = append(masterArgs, "--node-lost-grace", "10m")
+	}
 	dir := t.TempDir()
 	suffix := fmt.Sprintf("%d", os.Getpid()%10000)
 	c := &cluster{t: t, root: t, dir: dir, node: "e2e-" + suffix, bridge: "edge-e2e" + suffix, podCIDR: "10.99.7.0/24", masterArgs: masterArgs}

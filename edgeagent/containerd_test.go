@@ -185,6 +185,27 @@ func controllerFile(r *containerdRuntime, id, controller, v1, v2 string) (string
 	return strings.TrimSpace(string(b)), err
 }
 
+// endOfOutput ends what a test container prints: see waitLog.
+const endOfOutput = "END-OF-OUTPUT"
+
+// waitLog returns a container's log once it holds endOfOutput: the shim
+// copies the output on its own, and may still be at it when the exit is
+// reported (seen under the emulated CPU of make test-cgroup2).
+func waitLog(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(slow(10 * time.Second))
+	for {
+		b, err := os.ReadFile(path)
+		if strings.Contains(string(b), endOfOutput) {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log of the container lacks its end (%v):\n%s", err, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func waitEvent(t *testing.T, events <-chan core.RuntimeEvent, want core.RuntimeEvent) {
 	t.Helper()
 	timeout := time.After(slow(30 * time.Second))
@@ -447,7 +468,7 @@ func TestContainerdSecurityContext(t *testing.T) {
 	id := "sec.app.1"
 	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, UID: &uid, GID: &gid, AdditionalGIDs: []uint32{2000},
 		ReadOnlyRoot: true, NoNewPrivileges: true, CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_NET_BIND_SERVICE"}, SeccompDefault: true,
-		Command: []string{"sh", "-c", "id; touch /x 2>/dev/null && echo writable || echo read-only; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"}}
+		Command: []string{"sh", "-c", "id; touch /x 2>/dev/null && echo writable || echo read-only; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; echo " + endOfOutput}}
 	if err := r.CreateContainer(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -466,8 +487,7 @@ func TestContainerdSecurityContext(t *testing.T) {
 	case <-time.After(slow(30 * time.Second)):
 		t.Fatal("the container did not finish")
 	}
-	b, _ := os.ReadFile(logPath)
-	out := string(b)
+	out := waitLog(t, logPath)
 	for _, want := range []string{"uid=1000", "gid=3000", "2000", "read-only", "CapBnd:\t0000000000000400", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -506,7 +526,7 @@ func TestContainerdDevice(t *testing.T) {
 	}
 	run := func(id string, devs []core.Device, script string) string {
 		cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Devices: devs,
-			Command: []string{"sh", "-c", script}}
+			Command: []string{"sh", "-c", "exec 2>&1; " + script + "; echo " + endOfOutput}}
 		if err := r.CreateContainer(ctx, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -525,8 +545,7 @@ func TestContainerdDevice(t *testing.T) {
 		case <-time.After(slow(30 * time.Second)):
 			t.Fatal("the container did not finish")
 		}
-		b, _ := os.ReadFile(logPath)
-		return string(b)
+		return waitLog(t, logPath)
 	}
 	if out := run("dev.app.1", devs, "ls -l /dev/ttyACM0; cat /dev/ttyACM0"); !strings.Contains(out, "240,   7") || !strings.Contains(out, "No such device or address") {
 		t.Errorf("with the device rule:\n%s", out)
