@@ -29,8 +29,8 @@
 #   CGVM_MEM=2048      guest RAM, MiB           CGVM_CPUS=2   vCPUs
 #   CGVM_TIMEOUT=secs  kill the VM after that long (exit 124); default 1200
 #   CGVM_ACCEL=tcg     or kvm where /dev/kvm is real hardware virtualisation
-#   CGVM_CPU=Nehalem   TCG CPU model (x86-64-v2; "max" was slower, and hung once)
-#   CGVM_APPEND=...    more kernel command line (e.g. cgroup.memory=noswap)
+#   CGVM_CPU=Nehalem   TCG CPU model (x86-64-v2, enough for Go's amd64 binaries)
+#   CGVM_APPEND=...    more kernel command line (e.g. cgroup_disable=memory)
 #   CGVM_DEBUG=1       kernel console and boot marks on stderr, keep the run dir
 #                      (2: also xtrace of COMMAND). Otherwise the console's tail
 #                      is printed only if the VM dies without reporting a status.
