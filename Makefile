@@ -61,7 +61,7 @@ fuzz:
 
 # The agent's real-containerd tests and the e2e spine again, in a VM that
 # boots with cgroup v2 only, as Raspberry Pi OS does (Debian's kernel under
-# qemu, software-emulated; the host's containerd and runc): 4-5 minutes.
+# qemu, software-emulated; the host's containerd and runc): 4-7 minutes.
 test-cgroup2: deps-test
 	GO=$(GO) build/test-cgroup2.sh
 
