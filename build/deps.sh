@@ -26,6 +26,8 @@ arm-linux-gnueabihf-gcc gcc-arm-linux-gnueabihf
 /usr/arm-linux-gnueabihf/lib/libc.a libc6-dev-armhf-cross
 qemu-aarch64-static qemu-user-static
 gcc gcc
+qemu-system-x86_64 qemu-system-x86
+xz xz-utils
 "
 case $profile in
 demo) needs=$demo_needs ;;

@@ -45,6 +45,7 @@ func TestCluster(t *testing.T) {
 	needRoot(t)
 	c := newCluster(t)
 	t.Run("Spine", func(t *testing.T) { c.t = t; testSpine(t, c) })
+	t.Run("OOMKill", func(t *testing.T) { c.t = t; testOOMKill(t, c) })
 	t.Run("MissingImage", func(t *testing.T) { c.t = t; testMissingImage(t, c) })
 	t.Run("BadInput", func(t *testing.T) { c.t = t; testBadInput(t, c) })
 	t.Run("ForeignTopic", func(t *testing.T) { c.t = t; testForeignTopic(t, c) })
@@ -118,9 +119,21 @@ func testSpine(t *testing.T, c *cluster) {
 	}
 	pods := c.runningPods(2, "app=spine")
 	tasks := c.waitTasks(2)
+	// The limits, as the kernel holds them (cgroup v1 or v2): 32Mi, 250m
+	// of CPU (a quota of 25ms per 100ms) and the agent's default pids cap.
 	for id := range tasks {
-		if got := c.ctrd.memoryLimit(t, id); got != "33554432" {
-			t.Fatalf("memory limit of %s = %s, want 33554432", id, got)
+		for _, l := range []struct{ controller, v1, v2, want string }{
+			{"memory", "memory.limit_in_bytes", "memory.max", "33554432"},
+			{"cpu", "cpu.cfs_quota_us", "cpu.max", "25000"},
+			{"pids", "pids.max", "pids.max", "1024"},
+		} {
+			got := c.ctrd.cgroupFile(t, id, l.controller, l.v1, l.v2)
+			if l.v2 == "cpu.max" {
+				got = strings.TrimSuffix(got, " 100000") // v2: "QUOTA PERIOD"
+			}
+			if got != l.want {
+				t.Fatalf("%s of %s = %q, want %s", l.v2, id, got, l.want)
+			}
 		}
 	}
 	for _, p := range pods {
@@ -205,6 +218,46 @@ func testSpine(t *testing.T, c *cluster) {
 		}
 		if n := len(c.podsJSON("app=spine")); n != 0 {
 			return fmt.Errorf("%d pods", n)
+		}
+		return nil
+	})
+}
+
+// A container that outgrows its memory limit is killed by the kernel, and
+// its status says OOMKilled (the runtime's OOM event, or the cgroup's
+// count: memory.oom_control on v1, memory.events on v2).
+func testOOMKill(t *testing.T, c *cluster) {
+	c.apply(`apiVersion: v1
+kind: Pod
+metadata: {name: hog, labels: {app: hog}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: edge.local/demo:latest
+    command: ["tail", "/dev/zero"]
+    resources: {limits: {memory: 16Mi}}
+`)
+	waitFor(t, 60*time.Second, "the pod OOM-killed", func() error {
+		for _, p := range c.podsJSON("app=hog") {
+			cs := p.Status.ContainerStatuses
+			if len(cs) != 1 || cs[0].State.Terminated == nil {
+				return fmt.Errorf("status %+v", p.Status)
+			}
+			if term := cs[0].State.Terminated; term.Reason != "OOMKilled" || term.ExitCode != 137 || p.Status.Phase != "Failed" {
+				return fmt.Errorf("phase %s, terminated %+v", p.Status.Phase, *term)
+			}
+			return nil
+		}
+		return fmt.Errorf("no pod yet")
+	})
+	c.mustEdgectl("delete", "pod", "hog")
+	waitFor(t, 30*time.Second, "the pod and its container to go", func() error {
+		if n := len(c.podsJSON("app=hog")); n != 0 {
+			return fmt.Errorf("%d pods", n)
+		}
+		if n := c.ctrd.containerCount(t); n != 0 {
+			return fmt.Errorf("%d containers", n)
 		}
 		return nil
 	})

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,6 +45,12 @@ func TestMain(m *testing.M) {
 		notRoot = "e2e needs root (containerd, cgroups, network namespaces): run make test as root"
 		os.Exit(m.Run())
 	}
+	// EDGE_E2E_BIN names a directory of binaries built beforehand (make
+	// test-cgroup2 builds on the host and runs the tests in a VM).
+	if dir := os.Getenv("EDGE_E2E_BIN"); dir != "" {
+		binDir = dir
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "edge-e2e-bin")
 	if err != nil {
 		panic(err)
@@ -63,6 +70,7 @@ func TestMain(m *testing.M) {
 // waitFor polls cond until it returns nil or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
+	timeout = slow(timeout)
 	deadline := time.Now().Add(timeout)
 	var err error
 	for {
@@ -129,7 +137,7 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
 	p.cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
-	case <-time.After(grace):
+	case <-time.After(slow(grace)):
 		p.cmd.Process.Kill()
 		<-p.done
 	}
@@ -243,6 +251,14 @@ func newCluster(t testing.TB, masterArgs ...string) *cluster {
 // newClusterAgentArgs is newCluster with extra flags for the agent.
 func newClusterAgentArgs(t testing.TB, agentArgs []string, masterArgs ...string) *cluster {
 	t.Helper()
+	// One node: its pods have nowhere to move when it is lost, and the
+	// tests restart its agent (adoption, offline restarts), which must not
+	// race the 5s default grace however long a restart takes (make
+	// test-cgroup2 runs them under an emulated CPU). The fleet tests
+	// cover node loss.
+	if !slices.Contains(masterArgs, "--node-lost-grace") {
+		masterArgs = append(masterArgs, "--node-lost-grace", "10m")
+	}
 	dir := t.TempDir()
 	suffix := fmt.Sprintf("%d", os.Getpid()%10000)
 	c := &cluster{t: t, root: t, dir: dir, node: "e2e-" + suffix, bridge: "edge-e2e" + suffix, podCIDR: "10.99.7.0/24",
@@ -435,6 +451,10 @@ type podJSON struct {
 					Reason  string `json:"reason"`
 					Message string `json:"message"`
 				} `json:"waiting"`
+				Terminated *struct {
+					Reason   string `json:"reason"`
+					ExitCode int    `json:"exitCode"`
+				} `json:"terminated"`
 			} `json:"state"`
 		} `json:"containerStatuses"`
 	} `json:"status"`
@@ -487,8 +507,9 @@ func (e *containerdEnv) containerCount(t testing.TB) int {
 	return len(ctrs)
 }
 
-// memoryLimit reads the memory cgroup limit of a container (v1 or v2).
-func (e *containerdEnv) memoryLimit(t testing.TB, id string) string {
+// cgroupFile reads a file of a container's cgroup: on cgroup v1 file v1
+// in the hierarchy of controller, on v2 file v2 of the unified hierarchy.
+func (e *containerdEnv) cgroupFile(t testing.TB, id, controller, v1, v2 string) string {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "edge")
 	c, err := e.client.LoadContainer(ctx, id)
@@ -500,11 +521,13 @@ func (e *containerdEnv) memoryLimit(t testing.TB, id string) string {
 		t.Fatal(err)
 	}
 	path := spec.Linux.CgroupsPath
-	for _, f := range []string{filepath.Join("/sys/fs/cgroup/memory", path, "memory.limit_in_bytes"), filepath.Join("/sys/fs/cgroup", path, "memory.max")} {
-		if b, err := os.ReadFile(f); err == nil {
-			return strings.TrimSpace(string(b))
-		}
+	f := filepath.Join("/sys/fs/cgroup", controller, path, v1)
+	if fileExists("/sys/fs/cgroup/cgroup.controllers") {
+		f = filepath.Join("/sys/fs/cgroup", path, v2)
 	}
-	t.Fatalf("no memory cgroup file for %s (cgroupsPath %s)", id, path)
-	return ""
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatalf("cgroup of %s (cgroupsPath %s): %v", id, path, err)
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -262,6 +262,14 @@ func (a *Agent) init() error {
 		}
 		r.logDriver, r.logMaxSize, r.logMaxFiles = a.LogDriver, a.ContainerLogMaxSize, a.ContainerLogMaxFiles
 		a.rt, a.closeRT = r, r.Close
+		version := "v1"
+		if r.cgroups.v2 {
+			version = "v2"
+		}
+		a.Log.Info("cgroups", "version", version, "parent", a.CgroupParent, "memory", r.cgroups.memory, "swapLimit", r.cgroups.swap)
+		if !r.cgroups.memory {
+			a.Log.Warn("containers with a memory limit will not start: " + memoryOffHelp)
+		}
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	return nil

@@ -36,9 +36,7 @@ type containerdRuntime struct {
 	namespace    string
 	cgroupParent string
 	cgroupRoot   string // /sys/fs/cgroup
-	// swap is whether the host accounts swap, so that a swap limit can be
-	// set (see swapAccounting).
-	swap bool
+	cgroups      cgroupSupport
 	// unpacked holds the digests of images known to be unpacked: checking
 	// costs several round trips (manifest, config, snapshot), for every
 	// container of a burst that all use one image.
@@ -63,8 +61,8 @@ func newContainerdRuntime(socket, namespace, cgroupParent string) (*containerdRu
 	if err != nil {
 		return nil, err
 	}
-	r := &containerdRuntime{client: c, namespace: namespace, cgroupParent: cgroupParent, cgroupRoot: "/sys/fs/cgroup",
-		swap: swapAccounting("/sys/fs/cgroup")}
+	r := &containerdRuntime{client: c, namespace: namespace, cgroupParent: cgroupParent, cgroupRoot: "/sys/fs/cgroup"}
+	r.cgroups = probeCgroups(r.cgroupRoot, cgroupParent)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
@@ -173,7 +171,12 @@ func (r *containerdRuntime) CreateContainer(ctx context.Context, cfg *core.Conta
 			return core.Errorf(core.EINVALID, "runAsNonRoot is set and image %s runs as root (user %q): set runAsUser", cfg.Image, ic.Config.User)
 		}
 	}
-	opts := append(imageSpecOpts(img, cfg), containerSpecOpts(cfg, r.cgroupParent+"/"+cfg.ID, r.swap)...)
+	if cfg.Resources.MemoryLimit > 0 && !r.cgroups.memory {
+		// Fail closed: running it unlimited would let it take the node's
+		// memory from every other pod.
+		return core.Errorf(core.EINVALID, "cannot enforce the memory limit: %s", memoryOffHelp)
+	}
+	opts := append(imageSpecOpts(img, cfg), containerSpecOpts(cfg, r.cgroupParent+"/"+cfg.ID, r.cgroups.swap)...)
 	create := func() error {
 		_, err := r.client.NewContainer(ctx, cfg.ID, containerd.WithImage(img), containerd.WithNewSnapshot(cfg.ID, img),
 			containerd.WithNewSpec(opts...), containerd.WithContainerLabels(cfg.Labels))
@@ -211,7 +214,7 @@ func imageSpecOpts(img containerd.Image, cfg *core.ContainerConfig) []oci.SpecOp
 
 // containerSpecOpts are the rest of a container's OCI spec: environment,
 // limits, namespaces, mounts, privileges. swap says whether the host can
-// cap swap (swapAccounting).
+// cap swap (cgroupSupport.swap).
 func containerSpecOpts(cfg *core.ContainerConfig, cgroupPath string, swap bool) []oci.SpecOpts {
 	var opts []oci.SpecOpts
 	if len(cfg.Env) > 0 {
@@ -226,7 +229,9 @@ func containerSpecOpts(cfg *core.ContainerConfig, cgroupPath string, swap bool) 
 		if swap {
 			// memory+swap = memory: no swap beyond the limit (cgroup v1
 			// memory.memsw.limit_in_bytes; runc turns it into
-			// memory.swap.max=0 on v2).
+			// memory.swap.max=0 on v2). Where swap is not accounted runc
+			// would fail the start (v1, and v2 as of runc 1.1), and there
+			// is no swap to cap.
 			opts = append(opts, oci.WithMemorySwap(res.MemoryLimit))
 		}
 	}
@@ -327,22 +332,6 @@ func containerSpecOpts(cfg *core.ContainerConfig, cgroupPath string, swap bool) 
 		opts = append(opts, seccomp.WithDefaultProfile())
 	}
 	return opts
-}
-
-// swapAccounting reports whether the host's memory cgroup accounts swap,
-// which a swap limit needs. On cgroup v1 runc writes the limit to
-// memory.memsw.limit_in_bytes and fails the container's start if the
-// kernel has no swap accounting (no memsw files: booted without
-// swapaccount=1, long the default of Raspberry Pi OS), so the limit is set
-// only where those files exist, as containerd's CRI plugin does. On cgroup
-// v2 runc ignores a missing memory.swap.max when asked for no swap, so the
-// limit is always safe there.
-func swapAccounting(cgroupRoot string) bool {
-	if _, err := os.Stat(filepath.Join(cgroupRoot, "cgroup.controllers")); err == nil {
-		return true // cgroup v2 (unified)
-	}
-	_, err := os.Stat(filepath.Join(cgroupRoot, "memory", "memory.memsw.limit_in_bytes"))
-	return err == nil
 }
 
 func infoOf(c containerd.Container, ctx context.Context) (*core.ContainerInfo, error) {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,7 +100,7 @@ func startContainerd(t *testing.T) *containerdRuntime {
 			t.Logf("containerd log:\n%s", logs.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(slow(20 * time.Second))
 	for {
 		_, err := r.Version(context.Background())
 		if err == nil {
@@ -153,19 +154,61 @@ func removeCgroups(parent string) {
 	}
 }
 
-// cgroupFile reads a file of container id's memory cgroup.
+// slow stretches a deadline by EDGE_TEST_TIMEOUT_SCALE (make test-cgroup2
+// sets it: its VM emulates the CPU, about ten times slower).
+func slow(d time.Duration) time.Duration {
+	if f, err := strconv.ParseFloat(os.Getenv("EDGE_TEST_TIMEOUT_SCALE"), 64); err == nil && f > 1 {
+		return time.Duration(float64(d) * f)
+	}
+	return d
+}
+
+// cgroupFile reads a file of container id's cgroup: v1 in the memory
+// hierarchy, v2 in the unified one.
 func cgroupFile(r *containerdRuntime, id, v1, v2 string) (string, error) {
-	path := filepath.Join("/sys/fs/cgroup/memory", r.cgroupParent, id, v1)
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+	return controllerFile(r, id, "memory", v1, v2)
+}
+
+func cgroupV2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
+// controllerFile reads a file of container id's cgroup: v1 in the
+// hierarchy of controller, v2 in the unified one.
+func controllerFile(r *containerdRuntime, id, controller, v1, v2 string) (string, error) {
+	path := filepath.Join("/sys/fs/cgroup", controller, r.cgroupParent, id, v1)
+	if cgroupV2() {
 		path = filepath.Join("/sys/fs/cgroup", r.cgroupParent, id, v2)
 	}
 	b, err := os.ReadFile(path)
 	return strings.TrimSpace(string(b)), err
 }
 
+// endOfOutput ends what a test container prints: see waitLog.
+const endOfOutput = "END-OF-OUTPUT"
+
+// waitLog returns a container's log once it holds endOfOutput: the shim
+// copies the output on its own, and may still be at it when the exit is
+// reported (seen under the emulated CPU of make test-cgroup2).
+func waitLog(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(slow(10 * time.Second))
+	for {
+		b, err := os.ReadFile(path)
+		if strings.Contains(string(b), endOfOutput) {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log of the container lacks its end (%v):\n%s", err, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func waitEvent(t *testing.T, events <-chan core.RuntimeEvent, want core.RuntimeEvent) {
 	t.Helper()
-	timeout := time.After(30 * time.Second)
+	timeout := time.After(slow(30 * time.Second))
 	for {
 		select {
 		case ev, ok := <-events:
@@ -226,8 +269,20 @@ func TestContainerdRuntime(t *testing.T) {
 	if limit, err := cgroupFile(r, id, "memory.limit_in_bytes", "memory.max"); err != nil || limit != "33554432" {
 		t.Fatalf("memory limit %q: %v", limit, err)
 	}
+	// 50ms of CPU per 100ms, 512 shares (v2: cpu.weight 20, runc's
+	// 1 + (512-2)*9999/262142), at most 64 processes.
+	want := map[[2]string]string{{"cpu", "cpu.cfs_quota_us"}: "50000", {"cpu", "cpu.cfs_period_us"}: "100000",
+		{"cpu", "cpu.shares"}: "512", {"pids", "pids.max"}: "64"}
+	if cgroupV2() {
+		want = map[[2]string]string{{"", "cpu.max"}: "50000 100000", {"", "cpu.weight"}: "20", {"", "pids.max"}: "64"}
+	}
+	for f, w := range want {
+		if got, err := controllerFile(r, id, f[0], f[1], f[1]); err != nil || got != w {
+			t.Fatalf("%s = %q (%v), want %q", f[1], got, err, w)
+		}
+	}
 	switch swap, err := cgroupFile(r, id, "memory.memsw.limit_in_bytes", "memory.swap.max"); {
-	case !r.swap:
+	case !r.cgroups.swap:
 		t.Logf("host without swap accounting: swap not capped (the container started)")
 	case err != nil:
 		t.Fatalf("swap limit: %v", err)
@@ -306,6 +361,56 @@ func TestContainerdOOM(t *testing.T) {
 	}
 }
 
+// Where the kernel's memory controller is off (Raspberry Pi OS's default
+// for long; make test-cgroup2 boots its VM so once), a container with a
+// memory limit is refused, saying how to turn the controller on, rather
+// than run unlimited; one without a memory limit runs.
+func TestContainerdMemoryControllerOff(t *testing.T) {
+	if memoryControllerOn() {
+		t.Skip("the memory controller is on (make test-cgroup2 runs this with it off)")
+	}
+	r := startContainerd(t)
+	ctx := context.Background()
+	limited := &core.ContainerConfig{ID: "mem.app.1", Image: testImage, HostNetwork: true, Command: []string{"true"},
+		Resources: core.ContainerResources{MemoryLimit: 32 << 20, PidsLimit: 64}}
+	if err := r.CreateContainer(ctx, limited); core.ErrorCode(err) != core.EINVALID || !strings.Contains(err.Error(), "cgroup_enable=memory") {
+		t.Fatalf("a memory limit without the controller: %v", err)
+	}
+	id := "nomem.app.1"
+	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Command: []string{"true"},
+		Resources: core.ContainerResources{CPUQuota: 50000, CPUPeriod: cpuPeriod, CPUShares: 512, PidsLimit: 64}}
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartTask(ctx, id, filepath.Join(t.TempDir(), "app.log")); err != nil {
+		t.Fatal(err)
+	}
+	wait, err := r.WaitTask(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-wait:
+		if st.ExitCode != 0 {
+			t.Fatalf("exit %d", st.ExitCode)
+		}
+	case <-time.After(slow(30 * time.Second)):
+		t.Fatal("the container did not finish")
+	}
+	r.DeleteTask(ctx, id)
+	r.RemoveContainer(ctx, id)
+}
+
+// memoryControllerOn says whether this host's kernel has a memory cgroup
+// controller to use.
+func memoryControllerOn() bool {
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return strings.Contains(" "+strings.TrimSpace(string(b))+" ", " memory ")
+	}
+	_, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+	return err == nil
+}
+
 // oomKills reads the kernel's count from either cgroup version.
 func TestOOMKills(t *testing.T) {
 	root := t.TempDir()
@@ -363,7 +468,7 @@ func TestContainerdSecurityContext(t *testing.T) {
 	id := "sec.app.1"
 	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, UID: &uid, GID: &gid, AdditionalGIDs: []uint32{2000},
 		ReadOnlyRoot: true, NoNewPrivileges: true, CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_NET_BIND_SERVICE"}, SeccompDefault: true,
-		Command: []string{"sh", "-c", "id; touch /x 2>/dev/null && echo writable || echo read-only; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"}}
+		Command: []string{"sh", "-c", "id; touch /x 2>/dev/null && echo writable || echo read-only; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; echo " + endOfOutput}}
 	if err := r.CreateContainer(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -379,11 +484,10 @@ func TestContainerdSecurityContext(t *testing.T) {
 	}
 	select {
 	case <-wait:
-	case <-time.After(30 * time.Second):
+	case <-time.After(slow(30 * time.Second)):
 		t.Fatal("the container did not finish")
 	}
-	b, _ := os.ReadFile(logPath)
-	out := string(b)
+	out := waitLog(t, logPath)
 	for _, want := range []string{"uid=1000", "gid=3000", "2000", "read-only", "CapBnd:\t0000000000000400", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -442,7 +546,7 @@ func TestContainerdDevice(t *testing.T) {
 		}
 		select {
 		case <-wait:
-		case <-time.After(30 * time.Second):
+		case <-time.After(slow(30 * time.Second)):
 			t.Fatal("the container did not finish")
 		}
 		b, _ := os.ReadFile(filepath.Join(out, id))
@@ -493,7 +597,7 @@ func TestContainerdTerminationMessageFile(t *testing.T) {
 		if st.ExitCode != 3 {
 			t.Fatalf("exit %d", st.ExitCode)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(slow(30 * time.Second)):
 		t.Fatal("the container did not finish")
 	}
 	if msg := w.terminationMessage(&core.Pod{}, c, 3); msg != "config missing\n" {

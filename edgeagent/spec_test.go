@@ -2,8 +2,6 @@ package edgeagent
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -51,28 +49,6 @@ func TestSpecMemoryAndSwap(t *testing.T) {
 	cfg.Resources.MemoryLimit = 0
 	if r := spec(t, cfg, true).Linux.Resources; r.Memory != nil && (r.Memory.Limit != nil || r.Memory.Swap != nil) {
 		t.Fatalf("no limit, yet memory %+v", r.Memory)
-	}
-}
-
-// swapAccounting tells a cgroup v1 host with memsw files from one without
-// (swapaccount=0, Raspberry Pi OS's old default); cgroup v2 is always safe.
-func TestSwapAccounting(t *testing.T) {
-	root := t.TempDir()
-	v1 := filepath.Join(root, "v1")
-	os.MkdirAll(filepath.Join(v1, "memory"), 0o755)
-	os.WriteFile(filepath.Join(v1, "memory", "memory.limit_in_bytes"), nil, 0o644)
-	if swapAccounting(v1) {
-		t.Fatal("v1 without memsw files: swap accounting reported")
-	}
-	os.WriteFile(filepath.Join(v1, "memory", "memory.memsw.limit_in_bytes"), nil, 0o644)
-	if !swapAccounting(v1) {
-		t.Fatal("v1 with memsw files: no swap accounting reported")
-	}
-	v2 := filepath.Join(root, "v2")
-	os.MkdirAll(v2, 0o755)
-	os.WriteFile(filepath.Join(v2, "cgroup.controllers"), []byte("cpu memory pids\n"), 0o644)
-	if !swapAccounting(v2) {
-		t.Fatal("cgroup v2: no swap accounting reported")
 	}
 }
 
