@@ -169,7 +169,7 @@ func (r *fakeRuntime) Image(_ context.Context, ref string) (core.ContainerImage,
 	return img, nil
 }
 
-func (r *fakeRuntime) PullImage(ctx context.Context, ref string) (core.ContainerImage, error) {
+func (r *fakeRuntime) PullImage(ctx context.Context, ref string, _ func(core.PullProgress)) (core.ContainerImage, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pulls[ref]++
