@@ -548,9 +548,10 @@ func pullThroughScenario(t testing.TB, pf *pullFleet) pullFigures {
 			for _, p := range list.Items {
 				for _, cs := range p.Status.ContainerStatuses {
 					if w := cs.State.Waiting; w != nil && w.Message != "" {
+						m := w.Reason + ": " + w.Message
 						progMu.Lock()
-						if len(progress) == 0 || progress[len(progress)-1] != w.Message {
-							progress = append(progress, w.Message)
+						if len(progress) == 0 || progress[len(progress)-1] != m {
+							progress = append(progress, m)
 						}
 						progMu.Unlock()
 					}
@@ -564,12 +565,20 @@ func pullThroughScenario(t testing.TB, pf *pullFleet) pullFigures {
 		}
 		return fmt.Errorf("%d bytes through", pf.link.toClient.Load())
 	})
-	// Down until the node has tried again (and failed) at least once.
-	waitFor(t, 3*time.Minute, "wp to try the dead link", func() error {
-		if pf.link.refused.Load() == 0 {
-			return errors.New("no attempt yet")
+	// Down until the pod says the pull failed (the node tried again, and
+	// backs off): the resume then comes from a new attempt.
+	waitFor(t, 3*time.Minute, "wp to report the dead link", func() error {
+		progMu.Lock()
+		defer progMu.Unlock()
+		for _, m := range progress {
+			if strings.HasPrefix(m, "ErrImagePull: ") || strings.HasPrefix(m, "ImagePullBackOff: ") {
+				if pf.link.refused.Load() == 0 {
+					return errors.New("no connection refused yet")
+				}
+				return nil
+			}
 		}
-		return nil
+		return fmt.Errorf("waiting messages %q", progress)
 	})
 	resumeAt := time.Now()
 	pf.link.Up()
@@ -585,7 +594,7 @@ func pullThroughScenario(t testing.TB, pf *pullFleet) pullFigures {
 	t.Logf("pull took %s; waiting messages seen:\n  %s", time.Since(start).Round(time.Second), strings.Join(progress, "\n  "))
 	seen := false
 	for _, m := range progress {
-		seen = seen || (strings.HasPrefix(m, `Pulling image "pt/big:v1": `) && strings.Contains(m, fmt.Sprintf("/%.1f MB", float64(bigNeeded+big.Blobs[1].Size)/1e6)))
+		seen = seen || (strings.HasPrefix(m, `ContainerCreating: Pulling image "pt/big:v1": `) && strings.Contains(m, fmt.Sprintf("/%.1f MB", float64(bigNeeded+big.Blobs[1].Size)/1e6)))
 	}
 	if !seen {
 		t.Errorf("no pull progress (done/total MB) in the pod's status")

@@ -188,7 +188,11 @@ func (r *containerdRuntime) PullImage(ctx context.Context, ref string, progress 
 		}
 		if t.fetched.Load() == before {
 			// Nothing came through: the link (or the master) is down.
-			return core.ContainerImage{}, &core.Error{Code: core.EUNAVAILABLE, Message: err.Error()}
+			msg := err.Error()
+			if p := t.snapshot(); p.Total > 0 && p.Done > 0 {
+				msg += fmt.Sprintf(" (%.1f/%.1f MB kept: the next attempt resumes there)", float64(p.Done)/1e6, float64(p.Total)/1e6)
+			}
+			return core.ContainerImage{}, &core.Error{Code: core.EUNAVAILABLE, Message: msg}
 		}
 		d := b.Next()
 		t.setRetry(fmt.Sprintf("transfer cut (%v); resuming in %s", shortErr(err), d.Round(time.Second)))
