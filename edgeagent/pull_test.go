@@ -260,4 +260,3 @@ func TestContainerdPullThroughMaster(t *testing.T) {
 		}
 	})
 }
-
