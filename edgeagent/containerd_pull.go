@@ -263,7 +263,7 @@ func transient(err error) bool {
 	}
 	s := err.Error()
 	for _, m := range []string{"connection reset", "broken pipe", "unexpected EOF", "i/o timeout", "connection refused",
-		"no route to host", "network is unreachable", "TLS handshake", "failed to read expected number of bytes", "httpReadSeeker"} {
+		"no route to host", "network is unreachable", "TLS handshake", "failed to read expected number of bytes"} {
 		if strings.Contains(s, m) {
 			return true
 		}
