@@ -393,7 +393,7 @@ func TestPullThrough(t *testing.T) {
 	needRoot(t)
 	pf := newPullFleet(t, 3)
 	fig := pullThroughScenario(t, pf)
-	t.Logf("uplink %d bytes for %d nodes needing %d bytes each (%.2fx the image); link drop at 50%% of a %d-byte layer: %d bytes delivered for %d needed (%d re-sent; the master counted %d more than needed)",
+	t.Logf("uplink %d bytes for %d nodes needing %d bytes each (%.2fx the image); link drop at 50%% of a %d-byte layer: %d bytes delivered for %d needed (%d beyond the image: TLS, HTTP and re-sent; the master sent %d more, lost in flight)",
 		fig.uplinkBytes, fig.nodes, fig.imageBytes, float64(fig.uplinkBytes)/float64(fig.imageBytes), fig.bigLayer,
 		fig.bigDelivered, fig.bigNeeded, fig.bigDelivered-fig.bigNeeded, fig.masterResent)
 
