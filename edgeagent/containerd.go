@@ -57,6 +57,8 @@ type containerdRuntime struct {
 	mirror          atomic.Pointer[pullMirror]
 	pullReportEvery time.Duration
 	logger          *slog.Logger
+	pullsMu         sync.Mutex
+	pulls           map[string]int // pulls under way, by lease
 
 	ctx    context.Context // ends the event streams on Close
 	cancel context.CancelFunc

@@ -157,10 +157,28 @@ func (r *containerdRuntime) pullLease(ctx context.Context, ref string) (context.
 // returns, so that the caller reports it and retries on its own schedule.
 func (r *containerdRuntime) PullImage(ctx context.Context, ref string, progress func(core.PullProgress)) (core.ContainerImage, error) {
 	ctx = r.ns(ctx)
+	// Two pods (or a prefetch) may pull one image at once: the lease goes
+	// when the last of them is done, not under the feet of the others
+	// (taken and dropped under pullsMu).
+	r.pullsMu.Lock()
 	ctx, lease, err := r.pullLease(ctx, ref)
 	if err != nil {
+		r.pullsMu.Unlock()
 		return core.ContainerImage{}, coreError(err)
 	}
+	if r.pulls == nil {
+		r.pulls = map[string]int{}
+	}
+	r.pulls[lease]++
+	r.pullsMu.Unlock()
+	defer func() {
+		r.pullsMu.Lock()
+		r.pulls[lease]--
+		if r.pulls[lease] == 0 {
+			delete(r.pulls, lease)
+		}
+		r.pullsMu.Unlock()
+	}()
 	t := &pullTracker{size: map[digest.Digest]int64{}, have: map[digest.Digest]int64{}}
 	if progress != nil {
 		progress(core.PullProgress{})
@@ -173,9 +191,13 @@ func (r *containerdRuntime) PullImage(ctx context.Context, ref string, progress 
 		img, err := r.pullOnce(ctx, ref, t)
 		if err == nil {
 			// The image holds its content now.
-			if err := r.client.LeasesService().Delete(context.WithoutCancel(ctx), leases.Lease{ID: lease}); err != nil && !errdefs.IsNotFound(err) {
-				r.log().Warn("removing a pull's lease failed; it expires by itself", "image", ref, "err", err)
+			r.pullsMu.Lock()
+			if r.pulls[lease] == 1 {
+				if err := r.client.LeasesService().Delete(context.WithoutCancel(ctx), leases.Lease{ID: lease}); err != nil && !errdefs.IsNotFound(err) {
+					r.log().Warn("removing a pull's lease failed; it expires by itself", "image", ref, "err", err)
+				}
 			}
+			r.pullsMu.Unlock()
 			return imageOf(img), nil
 		}
 		if bad, got := digestMismatch(err); bad != "" {

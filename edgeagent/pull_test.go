@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -188,6 +189,46 @@ func TestContainerdPullThroughMaster(t *testing.T) {
 		for _, name := range []string{"docker.io/pt/a:v1", "docker.io/pt/b:v1"} {
 			if _, err := r.Image(ctx, name); err != nil {
 				t.Errorf("%s after the pull: %v", name, err)
+			}
+		}
+	})
+
+	t.Run("ConcurrentPulls", func(t *testing.T) {
+		// Two images sharing a layer, and one of them twice, at once: the
+		// layer still comes once (the ingest's lock), and the second pull
+		// of an image keeps the first's lease until it is done too.
+		c := up.PushLayered(t, "pt/c", "v1", bb, runtime.GOARCH, regtest.Layer{Size: 4 * mib, Seed: 5})
+		d := up.PushLayered(t, "pt/d", "v1", bb, runtime.GOARCH, regtest.Layer{Size: 4 * mib, Seed: 5}, regtest.Layer{Size: mib, Seed: 6})
+		var wg sync.WaitGroup
+		errs := make(chan error, 3)
+		for _, name := range []string{"docker.io/pt/c:v1", "docker.io/pt/d:v1", "docker.io/pt/c:v1"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := r.PullImage(ctx, name, nil); err != nil {
+					errs <- fmt.Errorf("%s: %w", name, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		for _, img := range []*regtest.Image{c, d} {
+			for _, bl := range img.Blobs[2:] {
+				if gets, _, _ := m.stats(bl.Digest); gets != 1 {
+					t.Errorf("blob %s fetched %d times from the master, want once", bl.Digest, gets)
+				}
+			}
+		}
+		ls, err := r.client.LeasesService().List(namespaces.WithNamespace(ctx, "edge"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			if strings.HasPrefix(l.ID, "edge-pull-") {
+				t.Errorf("lease %s is left after the pulls completed", l.ID)
 			}
 		}
 	})
