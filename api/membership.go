@@ -19,7 +19,11 @@ import (
 // restarted while the master is down, it can still reach the broker when
 // the master returns.
 type Credentials struct {
-	Master   string `json:"master"` // the --master it joined with ("" when found by mDNS)
+	Master string `json:"master"` // the --master it joined with ("" when found by mDNS)
+	// API is the master's API URL as last joined (given or found by
+	// mDNS): where the node pulls images (its /v2/). Files written before
+	// it existed lack it.
+	API      string `json:"api,omitempty"`
 	CAHash   string `json:"caHash"`
 	Node     string `json:"node"`
 	MQTTURL  string `json:"mqttURL"`
@@ -63,7 +67,12 @@ func (m *Membership) Credentials(ctx context.Context) (*Credentials, error) {
 		var c Credentials
 		if json.Unmarshal(b, &c) == nil && c.CAHash == jt.CAHash && c.Node == m.Node && (m.Master == "" || m.Master == c.Master) {
 			if _, err := os.Stat(m.passwordPath()); err == nil {
-				return &c, nil
+				if c.API != "" || c.Master != "" {
+					return &c, nil
+				}
+				// Found by mDNS and saved before the API URL was kept: join
+				// again (with the node password) to learn where to pull from.
+				return m.join(ctx, jt, "")
 			}
 			// Joined before node passwords were kept: join once more, with
 			// the saved credential as proof, to bind one.
@@ -136,7 +145,7 @@ func (m *Membership) joinOnce(ctx context.Context, jt JoinToken, password, proof
 		return nil, err
 	}
 	m.log().Info("joined the cluster", "master", master)
-	return &Credentials{Master: m.Master, CAHash: jt.CAHash, Node: m.Node, MQTTURL: resp.MQTTURL, Password: resp.MQTTPassword, CACert: resp.CACert}, nil
+	return &Credentials{Master: m.Master, API: master, CAHash: jt.CAHash, Node: m.Node, MQTTURL: resp.MQTTURL, Password: resp.MQTTPassword, CACert: resp.CACert}, nil
 }
 
 // nodePassword returns the node password, making one up (and keeping it,

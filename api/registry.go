@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/edgeorch/edge/core"
 )
 
 // registryAuth lets a /v2/ request through if it carries
@@ -21,7 +23,8 @@ import (
 // slow link is not cut while it moves.
 func (s *Server) registryAuth(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.registryAllowed(r) {
+		client, ok := s.registryClient(r)
+		if !ok {
 			msg := "authentication required: the admin token (Bearer, or Basic with any user name), or a node's name and credential (Basic)"
 			if r.Header.Get("Authorization") != "" {
 				msg = "the credentials were refused: not an admin token of this master, nor a node's current credential"
@@ -35,22 +38,25 @@ func (s *Server) registryAuth(h http.Handler) http.Handler {
 		}
 		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: s.WriteTimeout}
 		dw.rc.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
-		h.ServeHTTP(dw, r)
+		h.ServeHTTP(dw, r.WithContext(core.WithRequester(r.Context(), client)))
 	})
 }
 
-func (s *Server) registryAllowed(r *http.Request) bool {
+// registryClient names who a /v2/ request comes from ("admin", or the
+// node's name: the registry counts what each pulls); ok is false if its
+// credentials are not admitted.
+func (s *Server) registryClient(r *http.Request) (client string, ok bool) {
 	if tok := bearer(r); tok != "" {
-		return s.isAdmin(r.Context(), tok)
+		return "admin", s.isAdmin(r.Context(), tok)
 	}
 	user, pass, ok := r.BasicAuth()
 	if !ok || pass == "" {
-		return false
+		return "", false
 	}
 	if s.Auth != nil && s.Auth.CheckMQTT(user, pass) {
-		return true
+		return user, true
 	}
-	return s.isAdmin(r.Context(), pass)
+	return "admin", s.isAdmin(r.Context(), pass)
 }
 
 // deadlineWriter pushes the write deadline forward as a response moves

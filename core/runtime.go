@@ -29,7 +29,11 @@ type Runtime interface {
 	// ENOTFOUND otherwise.
 	Image(ctx context.Context, ref string) (ContainerImage, error)
 	// PullImage fetches ref from its registry and makes it ready to run.
-	PullImage(ctx context.Context, ref string) (ContainerImage, error)
+	// progress (may be nil) is called now and then while it runs, never
+	// after PullImage returns. A pull cut short keeps what it fetched: the
+	// next one resumes there. EUNAVAILABLE: the registry cannot be reached;
+	// EINVALID: it sent content that does not match its digest (refused).
+	PullImage(ctx context.Context, ref string, progress func(PullProgress)) (ContainerImage, error)
 	// Images lists the images present.
 	Images(ctx context.Context) ([]ContainerImage, error)
 
@@ -85,6 +89,15 @@ type ContainerImage struct {
 	Name string // normalised reference, e.g. docker.io/library/busybox:latest
 	ID   string // digest of its manifest or index
 	Size int64  // bytes of its manifest or index (what containerd reports)
+}
+
+// PullProgress is how far a pull got: bytes of the image's content the
+// node holds (fetched now, or before an interruption) of Total; Total is 0
+// until the image's manifest is known. Retry, when set, says why the
+// transfer stopped and that it resumes.
+type PullProgress struct {
+	Done, Total int64
+	Retry       string
 }
 
 // ContainerConfig is everything a container is created from. The agent

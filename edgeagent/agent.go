@@ -5,8 +5,9 @@
 // crash-safely, and the pods' log files; everything else is read back from
 // container labels, so a restarted agent adopts its running containers
 // instead of duplicating them. It never talks to the master except through
-// its Reporter and the callbacks the wiring sets, and only containerd.go
-// knows containerd.
+// its Reporter, the callbacks the wiring sets and the registry mirror it
+// pulls images through (SetMirror), and only containerd.go (with
+// containerd_pull.go, image pulls) knows containerd.
 package edgeagent
 
 import (
@@ -128,6 +129,9 @@ type Agent struct {
 	imgList []core.NodeImage // the last listing, for reports
 	imgAt   time.Time
 	fetchMu sync.Mutex // one prefetch at a time: a slow link has no room for more
+
+	mirrorMu sync.Mutex
+	mirror   *Mirror // set by SetMirror
 }
 
 // Network sets up and tears down a pod's network in its namespace.
@@ -261,6 +265,12 @@ func (a *Agent) init() error {
 			return err
 		}
 		r.logDriver, r.logMaxSize, r.logMaxFiles = a.LogDriver, a.ContainerLogMaxSize, a.ContainerLogMaxFiles
+		r.logger = a.Log
+		a.mirrorMu.Lock()
+		if a.mirror != nil {
+			r.setMirror(a.mirror)
+		}
+		a.mirrorMu.Unlock()
 		a.rt, a.closeRT = r, r.Close
 		version := "v1"
 		if r.cgroups.v2 {
@@ -597,7 +607,7 @@ func (a *Agent) prefetch(images []string) {
 		go func() {
 			defer a.wg.Done()
 			a.fetchMu.Lock()
-			_, err := a.ensureImage(a.ctx, ref, core.PullIfNotPresent)
+			_, err := a.ensureImage(a.ctx, ref, core.PullIfNotPresent, nil)
 			a.fetchMu.Unlock()
 			if err != nil && a.ctx.Err() == nil {
 				a.Log.Warn("prefetching an image for a rollout failed", "image", ref, "err", err)

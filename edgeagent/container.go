@@ -234,7 +234,31 @@ func (w *podWorker) createContainer(pod *core.Pod, c *core.Container, st *ctrSta
 	if st.waiting == nil {
 		st.waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating"}
 	}
-	img, err := a.ensureImage(ctx, c.Image, c.ImagePullPolicy)
+	// A pull runs in this goroutine, as long as it takes (a large image on
+	// a slow link); the pod's deletion ends it (terminate).
+	pctx, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	w.pullCancel = cancel
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.pullCancel = nil
+		w.mu.Unlock()
+		cancel()
+	}()
+	if w.isTerminating() {
+		cancel()
+	}
+	// Progress goes in the container's waiting message, in the pod's
+	// status (the runtime calls this every few seconds at most, from one
+	// goroutine, and never once PullImage has returned).
+	progress := func(p core.PullProgress) {
+		w.mu.Lock()
+		st.waiting = &core.ContainerStateWaiting{Reason: "ContainerCreating", Message: pullMessage(c.Image, p)}
+		w.mu.Unlock()
+		w.updateStatus(pod)
+	}
+	img, err := a.ensureImage(pctx, c.Image, c.ImagePullPolicy, progress)
 	if err != nil {
 		reason := "ErrImagePull"
 		var pe *pullError
@@ -330,7 +354,11 @@ func (e *pullError) Error() string { return e.msg }
 // already present is never pulled for IfNotPresent; for Always a failed
 // pull falls back to the local copy, so a node on a dead link keeps
 // starting its pods.
-func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPolicy) (core.ContainerImage, error) {
+//
+// A pull has no deadline: a large image on a slow link may take hours, a
+// link that stalls is the runtime's to notice, and the caller cancels ctx
+// when nothing wants the image any more. progress may be nil.
+func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPolicy, progress func(core.PullProgress)) (core.ContainerImage, error) {
 	name := core.NormalizeImage(ref)
 	img, err := a.rt.Image(ctx, name)
 	present := err == nil
@@ -346,9 +374,7 @@ func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPol
 	if !present && policy == core.PullNever {
 		return img, &pullError{reason: "ErrImageNeverPull", msg: fmt.Sprintf("image %q is not present and imagePullPolicy is Never", ref)}
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	pulled, perr := a.rt.PullImage(pctx, name)
+	pulled, perr := a.rt.PullImage(ctx, name, progress)
 	if perr == nil {
 		a.imagesChanged()
 		return pulled, nil
@@ -357,7 +383,7 @@ func (a *Agent) ensureImage(ctx context.Context, ref string, policy core.PullPol
 		a.Log.Warn("pull failed; using the local copy", "image", ref, "err", perr)
 		return img, nil
 	}
-	return img, &pullError{reason: "ErrImagePull", msg: fmt.Sprintf("pull %q: %v", ref, perr)}
+	return img, &pullError{reason: "ErrImagePull", msg: fmt.Sprintf("pull %q: %v", ref, core.ErrorMessage(perr))}
 }
 
 // recordStart writes a started container's labels (start time, restarts,

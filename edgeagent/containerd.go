@@ -3,6 +3,7 @@ package edgeagent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +49,14 @@ type containerdRuntime struct {
 	logDriver   string
 	logMaxSize  int64
 	logMaxFiles int
+	// mirror is where images are pulled from (the master's registry);
+	// nil: each image's own registry. pullReportEvery paces progress
+	// reports [2s].
+	mirror          atomic.Pointer[pullMirror]
+	pullReportEvery time.Duration
+	logger          *slog.Logger
+	pullsMu         sync.Mutex
+	pulls           map[string]int // pulls under way, by lease
 
 	ctx    context.Context // ends the event streams on Close
 	cancel context.CancelFunc
@@ -114,14 +124,6 @@ func imageOf(img containerd.Image) core.ContainerImage {
 
 func (r *containerdRuntime) Image(ctx context.Context, ref string) (core.ContainerImage, error) {
 	img, err := r.client.GetImage(r.ns(ctx), ref)
-	if err != nil {
-		return core.ContainerImage{}, coreError(err)
-	}
-	return imageOf(img), nil
-}
-
-func (r *containerdRuntime) PullImage(ctx context.Context, ref string) (core.ContainerImage, error) {
-	img, err := r.client.Pull(r.ns(ctx), ref, containerd.WithPullUnpack)
 	if err != nil {
 		return core.ContainerImage{}, coreError(err)
 	}

@@ -118,6 +118,9 @@ type fakeRuntime struct {
 	// execCtx, when set, answers instead of exec, and may wait on ctx
 	// (a hook that runs until its deadline).
 	execCtx func(ctx context.Context, id string, cmd []string) (int, error)
+	// pulling, when set, runs inside PullImage before it answers (a pull
+	// that takes a while: it may report progress, or wait on ctx).
+	pulling func(ctx context.Context, ref string, progress func(core.PullProgress)) error
 }
 
 type fakeContainer struct {
@@ -169,7 +172,15 @@ func (r *fakeRuntime) Image(_ context.Context, ref string) (core.ContainerImage,
 	return img, nil
 }
 
-func (r *fakeRuntime) PullImage(ctx context.Context, ref string) (core.ContainerImage, error) {
+func (r *fakeRuntime) PullImage(ctx context.Context, ref string, progress func(core.PullProgress)) (core.ContainerImage, error) {
+	if r.pulling != nil {
+		if err := r.pulling(ctx, ref, progress); err != nil {
+			r.mu.Lock()
+			r.pulls[ref]++
+			r.mu.Unlock()
+			return core.ContainerImage{}, err
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pulls[ref]++

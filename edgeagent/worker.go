@@ -28,6 +28,7 @@ type podWorker struct {
 	pod         *core.Pod
 	terminating bool
 	finished    bool
+	pullCancel  context.CancelFunc // ends the image pull under way, if any
 	netnsPath   string
 	podIP       string
 	ctrs        map[string]*ctrState
@@ -60,6 +61,9 @@ func (w *podWorker) terminate() {
 	w.mu.Lock()
 	changed := !w.terminating
 	w.terminating = true
+	if w.pullCancel != nil {
+		w.pullCancel() // it holds the worker; another pod wanting the image pulls (and resumes) on its own
+	}
 	w.mu.Unlock()
 	if changed {
 		w.kickNow()
@@ -71,6 +75,12 @@ func (w *podWorker) kickNow() {
 	case w.kick <- struct{}{}:
 	default:
 	}
+}
+
+func (w *podWorker) isTerminating() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.terminating
 }
 
 func (w *podWorker) isFinished() bool {

@@ -1,6 +1,7 @@
 package edgeagent
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -456,6 +457,48 @@ func TestWorkerImagePullFailure(t *testing.T) {
 	}
 	if n := countEvents(h.recorded(), "Failed", "Failed to get image edge.local/app:v2"); n != 1 {
 		t.Fatalf("%d pull failure events, want 1", n)
+	}
+}
+
+// While an image comes, its progress is in the container's waiting
+// message (what edgectl describe shows); deleting the pod ends the pull.
+func TestWorkerPullProgress(t *testing.T) {
+	c := busybox("app")
+	c.Image = "edge.local/big:v1"
+	h := newWorkerHarness(t, testPod("web", c))
+	h.rt.addToRegistry(c.Image)
+	var mid core.ContainerStatus
+	h.rt.pulling = func(ctx context.Context, ref string, progress func(core.PullProgress)) error {
+		progress(core.PullProgress{Done: 12_300_000, Total: 45_600_000})
+		mid = h.status("app")
+		return nil
+	}
+	h.sync()
+	if w := mid.State.Waiting; w == nil || w.Reason != "ContainerCreating" || w.Message != `Pulling image "edge.local/big:v1": 12.3/45.6 MB` {
+		t.Fatalf("status while pulling: %+v", mid.State)
+	}
+	if cs := h.status("app"); cs.State.Running == nil {
+		t.Fatalf("after the pull: %+v", cs.State)
+	}
+
+	c2 := busybox("app")
+	c2.Image = "edge.local/huge:v1"
+	h2 := newWorkerHarness(t, testPod("web2", c2))
+	ended := make(chan error, 1)
+	h2.rt.pulling = func(ctx context.Context, ref string, progress func(core.PullProgress)) error {
+		h2.w.terminate() // the pod is deleted while its image comes
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return core.Errorf(core.EUNAVAILABLE, "%v", ctx.Err())
+	}
+	h2.sync()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("the pull's context did not end")
+		}
+	default:
+		t.Fatal("the pull did not end with the pod")
 	}
 }
 

@@ -69,6 +69,7 @@ type Registry struct {
 	checked   map[string]time.Time // repo:tag -> when upstream last confirmed it
 	manifests singleflight.Group
 
+	clients       sync.Map     // client name -> *clientStats
 	waiters       atomic.Int64 // requests following a blob in flight
 	blobFetches   atomic.Int64 // upstream blob GETs started
 	bytesUpstream atomic.Int64
@@ -121,7 +122,7 @@ func (r *Registry) Pulling() bool {
 // Stats returns counters for /metrics.
 func (r *Registry) Stats() map[string]float64 {
 	blobs, size, _ := r.Store.Usage()
-	return map[string]float64{
+	out := map[string]float64{
 		"edge_registry_upstream_blob_fetches_total": float64(r.blobFetches.Load()),
 		"edge_registry_blob_waiters":                float64(r.waiters.Load()),
 		"edge_registry_upstream_bytes_total":        float64(r.bytesUpstream.Load()),
@@ -129,6 +130,35 @@ func (r *Registry) Stats() map[string]float64 {
 		"edge_content_blobs":                        float64(blobs),
 		"edge_content_bytes":                        float64(size),
 	}
+	r.clients.Range(func(k, v any) bool {
+		c := v.(*clientStats)
+		l := fmt.Sprintf("{client=%q}", k)
+		out["edge_registry_client_blob_requests_total"+l] = float64(c.blobGets.Load())
+		out["edge_registry_client_blob_bytes_total"+l] = float64(c.blobBytes.Load())
+		return true
+	})
+	return out
+}
+
+// clientStats counts what one client (a node, or the admin) pulled: how
+// many blob GETs, how many blob bytes served. A node that fetches a layer
+// twice, or restarts one instead of resuming it, shows here.
+type clientStats struct {
+	blobGets, blobBytes atomic.Int64
+}
+
+// client returns the counters of req's client, as the API server named
+// it (core.WithRequester); nil if unnamed.
+func (r *Registry) client(req *http.Request) *clientStats {
+	name := core.Requester(req.Context())
+	if name == "" {
+		return nil
+	}
+	if c, ok := r.clients.Load(name); ok {
+		return c.(*clientStats)
+	}
+	c, _ := r.clients.LoadOrStore(name, &clientStats{})
+	return c.(*clientStats)
 }
 
 // Distribution spec error codes.
@@ -453,10 +483,17 @@ func blobHeaders(w http.ResponseWriter, d digest.Digest) {
 func (r *Registry) serveStored(w http.ResponseWriter, req *http.Request, f *os.File, d digest.Digest) {
 	defer f.Close()
 	blobHeaders(w, d)
-	http.ServeContent(&countingWriter{ResponseWriter: w, n: &r.bytesServed}, req, "", time.Time{}, f)
+	cw := &countingWriter{ResponseWriter: w, n: &r.bytesServed}
+	if c := r.client(req); c != nil {
+		cw.c = &c.blobBytes
+	}
+	http.ServeContent(cw, req, "", time.Time{}, f)
 }
 
 func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, ref Repository, d digest.Digest) {
+	if c := r.client(req); c != nil && req.Method == http.MethodGet {
+		c.blobGets.Add(1)
+	}
 	if f, err := r.Store.OpenBlob(d); err == nil {
 		r.serveStored(w, req, f, d)
 		return
@@ -685,6 +722,9 @@ func (r *Registry) follow(w http.ResponseWriter, req *http.Request, fl *flight) 
 			n, err := io.CopyBuffer(w, io.NewSectionReader(f, off, avail-off), buf)
 			off += n
 			r.bytesServed.Add(n)
+			if c := r.client(req); c != nil {
+				c.blobBytes.Add(n)
+			}
 			if err != nil {
 				return // the client went away
 			}
@@ -707,11 +747,15 @@ func (r *Registry) follow(w http.ResponseWriter, req *http.Request, fl *flight) 
 type countingWriter struct {
 	http.ResponseWriter
 	n *atomic.Int64
+	c *atomic.Int64 // the client's, if named
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
 	c.n.Add(int64(n))
+	if c.c != nil {
+		c.c.Add(int64(n))
+	}
 	return n, err
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -231,6 +232,7 @@ func (m *Main) Run(ctx context.Context) error {
 			if err != nil {
 				return "", "", err
 			}
+			m.setMirror(c) // a new credential
 			return c.MQTTURL, c.Password, nil
 		}}
 	m.Agent.Reporter = m.Conn
@@ -254,11 +256,32 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.setMirror(creds)
 	m.Conn.URL, m.Conn.Password = creds.MQTTURL, creds.Password
 	if strings.HasPrefix(creds.MQTTURL, "ssl://") || strings.HasPrefix(creds.MQTTURL, "tls://") {
 		m.Conn.TLS = tlsConfig
 	}
 	return m.Conn.Open()
+}
+
+// setMirror makes the agent pull every image through the master's
+// registry, with the node's credential, trusting the cluster CA only.
+func (m *Main) setMirror(c *api.Credentials) {
+	u := c.API
+	if u == "" {
+		u = c.Master
+	}
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		m.Log.Warn("the master's API URL is unknown: images are pulled from their registries directly", "url", u)
+		return
+	}
+	tlsConfig, err := api.CATLS([]byte(c.CACert))
+	if err != nil {
+		m.Log.Warn("the cluster CA is unreadable: images are pulled from their registries directly", "err", err)
+		return
+	}
+	m.Agent.SetMirror(&edgeagent.Mirror{Host: pu.Host, TLS: tlsConfig, Username: c.Node, Password: c.Password})
 }
 
 // checks are edgeagent check's, on this machine with the agent's flags.

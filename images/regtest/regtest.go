@@ -351,6 +351,78 @@ func (u *Upstream) PushRandom(t testing.TB, repo, tag string, size int64, seed u
 	return u.push(t, l, repo, tag, []ocispec.Descriptor{md})
 }
 
+// Layer is a layer PushLayered adds: a tar holding one file of Size
+// random bytes (from Seed) at /data/<Seed>. The same Size and Seed make
+// the same blob, so images can share layers.
+type Layer struct {
+	Size int64
+	Seed uint64
+}
+
+// PushLayered pushes repo:tag, an image containers can run: busybox
+// (busyboxPath, for GOARCH arch) as its base layer, then layers. The base
+// layer is the same in every image PushLayered makes.
+func (u *Upstream) PushLayered(t testing.TB, repo, tag, busyboxPath, arch string, layers ...Layer) *Image {
+	t.Helper()
+	l := newLayout(t)
+	spec, err := images.BusyboxImage(repo+":"+tag, busyboxPath, arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := images.WriteOCIArchive(&buf, spec); err != nil {
+		t.Fatal(err)
+	}
+	base := l.addArchive(t, buf.Bytes())
+	cfgDesc, baseLayer := l.blobsOf[base.Digest][0], l.blobsOf[base.Digest][1]
+	cb, err := os.ReadFile(filepath.Join(l.dir, "blobs", "sha256", cfgDesc.Digest.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(cb, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	descs := []ocispec.Descriptor{baseLayer}
+	for _, ly := range layers {
+		pr, pw := io.Pipe()
+		go func() {
+			tw := tar.NewWriter(pw)
+			err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("data/%d", ly.Seed), Mode: 0o644, Size: ly.Size,
+				ModTime: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Typeflag: tar.TypeReg})
+			if err == nil {
+				_, err = io.Copy(tw, io.LimitReader(&seeded{r: mrand.New(mrand.NewPCG(ly.Seed, ly.Seed^0x9e3779b9))}, ly.Size))
+			}
+			if err == nil {
+				err = tw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
+		d := l.addStream(t, pr)
+		d.MediaType = ocispec.MediaTypeImageLayer // uncompressed: its digest is its diff ID
+		descs = append(descs, d)
+		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, d.Digest)
+	}
+	cb, _ = json.Marshal(cfg)
+	cfgDesc = l.addBytes(t, ocispec.MediaTypeImageConfig, cb)
+	m := ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cfgDesc, Layers: descs}
+	m.SchemaVersion = 2
+	mb, _ := json.Marshal(m)
+	md := l.addBytes(t, ocispec.MediaTypeImageManifest, mb)
+	md.Platform = base.Platform
+	l.blobsOf[md.Digest] = append([]ocispec.Descriptor{cfgDesc}, descs...)
+	return u.push(t, l, repo, tag, []ocispec.Descriptor{md})
+}
+
+// Size is the bytes of the image's blobs (config and layers).
+func (img *Image) Size() int64 {
+	var n int64
+	for _, b := range img.Blobs {
+		n += b.Size
+	}
+	return n
+}
+
 type seeded struct{ r *mrand.Rand }
 
 func (s *seeded) Read(p []byte) (int, error) {
