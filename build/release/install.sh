@@ -51,6 +51,7 @@ die() {
 	exit 1
 }
 usage() {
+	echo "Usage:"
 	sed -n '4,8s/^# \{0,1\}//p' "$0"
 	exit "${1:-0}"
 }
@@ -90,6 +91,13 @@ while [ $# -gt 0 ]; do
 	shift
 done
 [ -n "$ACTION" ] || usage 2 >&2
+case $MASTER in "" | https://*) ;; *) die "--master $MASTER: want https://HOST:7443" ;; esac
+case $DATA_DIR in "" | /*) ;; *) die "--data-dir $DATA_DIR: want an absolute path" ;; esac
+# Values go into /etc/edge/edge.env as KEY=value: check them before
+# anything is written.
+for v in "$TOKEN" "$MASTER" "$LABELS" "$DATA_DIR"; do
+	case $v in *[[:space:]\"\'\\]*) die "no spaces, quotes or backslashes in '$v'" ;; esac
+done
 case $RUNTIME in auto | bundled | system) ;; *) die "--runtime $RUNTIME: want auto, bundled or system" ;; esac
 case $ROOT in /*) ;; *) die "--root $ROOT: want an absolute path" ;; esac
 ROOT=${ROOT%/}
@@ -162,7 +170,6 @@ put() {
 
 # setenv KEY VALUE: set KEY in the env file, keeping the rest of it.
 setenv() {
-	case $2 in *[[:space:]\"\'\\]*) die "$1: no spaces, quotes or backslashes in '$2'" ;; esac
 	f=$(r "$ENVFILE")
 	if grep -q "^$1=" "$f"; then
 		v=$(printf '%s' "$2" | sed 's/[|&]/\\&/g')
@@ -239,7 +246,6 @@ install_agent() {
 	fi
 	[ -n "$TOKEN" ] || die "agent: --token TOKEN is required (the master's /var/lib/edge/master/join-token, or 'edgectl token create')"
 	case $TOKEN in K10*::*.*) ;; *) die "agent: --token: want K10<ca-hash>::<id>.<secret>, as in the master's join-token" ;; esac
-	case $MASTER in "" | https://*) ;; *) die "agent: --master $MASTER: want https://HOST:7443" ;; esac
 
 	runtime=$RUNTIME
 	if [ "$runtime" = auto ]; then
