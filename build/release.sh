@@ -103,7 +103,7 @@ runtime() {
 	local t
 	t=$(stamp)
 	goinstall "$arch" "$dir" 0 "no_cri no_btrfs no_devmapper no_zfs no_tracing netgo osusergo" \
-		"-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION -X github.com/containerd/containerd/v2/version.Revision=edge-$VERSION" \
+		"-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
 		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" >&2
 	echo "== $arch: containerd $CONTAINERD_VERSION and its shim: $(took "$t")" >&2
