@@ -242,7 +242,11 @@ install_agent() {
 	[ -n "$TOKEN" ] || TOKEN=$(getenv EDGE_TOKEN)
 	if [ -z "$TOKEN" ]; then # a master on this machine
 		mdir=$(getenv EDGE_MASTER_DATA_DIR)
-		[ -s "$(r "${mdir:-/var/lib/edge/master}/join-token")" ] && TOKEN=$(cat "$(r "${mdir:-/var/lib/edge/master}/join-token")")
+		jt=$(r "${mdir:-/var/lib/edge/master}/join-token")
+		if [ -s "$jt" ]; then
+			TOKEN=$(cat "$jt")
+			say "using the join token of the master on this machine ($jt)"
+		fi
 	fi
 	[ -n "$TOKEN" ] || die "agent: --token TOKEN is required (the master's /var/lib/edge/master/join-token, or 'edgectl token create')"
 	case $TOKEN in K10*::*.*) ;; *) die "agent: --token: want K10<ca-hash>::<id>.<secret>, as in the master's join-token" ;; esac
