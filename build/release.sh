@@ -187,7 +187,7 @@ EOF
 		"$stage"/runtime/containerd-shim-runc-v2 "$stage"/runtime/runc "$stage"/runtime/cni/*
 	# Reproducible: fixed order, owner and times.
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$(git log -1 --format=%ct)" \
-		-C dist -cf - "$name" | gzip -n -9 >"dist/$name.tar.gz"
+		-C dist -cf - "$name" | gzip -n >"dist/$name.tar.gz"
 	rm -rf "$stage"
 	echo "== dist/$name.tar.gz: $(du -h "dist/$name.tar.gz" | cut -f1) ($(took "$t"))"
 done

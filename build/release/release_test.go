@@ -202,6 +202,35 @@ func TestInstall(t *testing.T) {
 	}
 }
 
+// systemd itself checks the installed units (syntax, directives, that
+// ExecStart is executable), where systemd-analyze is installed.
+func TestUnitsVerify(t *testing.T) {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("no systemd-analyze here")
+	}
+	if _, err := os.Stat("/usr/lib/systemd/system/sysinit.target"); err != nil {
+		t.Skip("no systemd units here")
+	}
+	e := newEnv(t, shells(t)[0])
+	e.mustInstall("master")
+	e.mustInstall("agent", "--token", token, "--runtime", "bundled")
+	// The root needs systemd's own units (sysinit.target, ...) and modprobe.
+	os.MkdirAll(filepath.Join(e.root, "usr/lib/systemd"), 0o755)
+	if out, err := exec.Command("cp", "-a", "/usr/lib/systemd/system", filepath.Join(e.root, "usr/lib/systemd/")).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	writeFile(t, filepath.Join(e.root, "sbin/modprobe"), "#!/bin/sh\n", 0o755)
+	var units []string
+	for _, u := range []string{"edgemaster.service", "edgeagent.service", "edge-containerd.service"} {
+		units = append(units, "/etc/systemd/system/"+u)
+	}
+	out, err := exec.Command(sa, append([]string{"verify", "--root=" + e.root}, units...)...).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
 // An agent on a Pi without containerd: the bundled runtime, its unit, the
 // token in the env file; twice is the same as once; an upgrade replaces the
 // binaries; --uninstall removes every file.
