@@ -173,7 +173,7 @@ setenv() {
 	f=$(r "$ENVFILE")
 	if grep -q "^$1=" "$f"; then
 		v=$(printf '%s' "$2" | sed 's/[|&]/\\&/g')
-		sed -i "s|^$1=.*|$1=$v|" "$f"
+		(umask 077 && sed -i "s|^$1=.*|$1=$v|" "$f") # the token is never readable by others
 	else
 		printf '%s=%s\n' "$1" "$2" >>"$f"
 	fi
@@ -188,7 +188,7 @@ getenv() {
 envfile() {
 	if [ ! -f "$(r "$ENVFILE")" ]; then
 		mkdir -p "$(r "$ETC")"
-		cp "$HERE/edge.env" "$(r "$ENVFILE")"
+		(umask 077 && cp "$HERE/edge.env" "$(r "$ENVFILE")")
 	fi
 	chmod 600 "$(r "$ENVFILE")"
 	record "$ENVFILE"
