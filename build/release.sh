@@ -159,7 +159,7 @@ static() {
 }
 
 start=$(stamp)
-rm -f dist/SHA256SUMS
+rm -f dist/SHA256SUMS dist/edge-*-linux-*.tar.gz # an older version's would sit beside
 for arch in $ARCHES; do
 	t=$(stamp)
 	rt=$(runtime "$arch")
