@@ -19,7 +19,6 @@
 # RUNC_VERSION, CNI_PLUGINS_VERSION.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 GO=${GO:-go}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)}
 ARCHES=${RELEASE_ARCHES:-amd64 arm64 armv7}
@@ -29,7 +28,7 @@ RUNC_VERSION=${RUNC_VERSION:-v1.5.3}
 CNI_PLUGINS_VERSION=${CNI_PLUGINS_VERSION:-v1.10.0}
 CNI_PLUGINS="main/bridge ipam/host-local meta/portmap main/loopback"
 MODCACHE=$($GO env GOMODCACHE)
-export GOFLAGS= GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+export GOFLAGS="" GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 
 build/deps.sh release
 mkdir -p "$CACHE"

@@ -369,7 +369,7 @@ stop_pods() {
 	fi
 	for f in /sys/fs/cgroup/edge/*/*/cgroup.procs /sys/fs/cgroup/pids/edge/*/*/cgroup.procs; do
 		[ -f "$f" ] || continue
-		for p in $(cat "$f"); do kill -9 "$p" 2>/dev/null || true; done
+		while read -r p; do kill -9 "$p" 2>/dev/null || true; done <"$f"
 	done
 	# The bundled containerd's shims (the system's containerd keeps its own).
 	for e in /proc/[0-9]*/exe; do

@@ -623,3 +623,28 @@ func writeTarball(t *testing.T, dir, name string) {
 		t.Fatal(err)
 	}
 }
+
+// release.sh ships what these tests install: the same files of this
+// directory, firstboot.sh, and the runtime where install.sh looks for it.
+func TestReleaseShipsWhatInstallUses(t *testing.T) {
+	b, err := os.ReadFile("../release.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(b)
+	want := "cp build/release/{" + strings.Join(shipped, ",") + "} "
+	if !strings.Contains(script, want) {
+		t.Errorf("release.sh does not copy %q", want)
+	}
+	for _, s := range []string{"cp docs/firstboot/firstboot.sh", `"$stage/runtime/"`, `"$stage/runtime/cni/"`,
+		"main/bridge ipam/host-local meta/portmap main/loopback", "cmd/containerd@", "cmd/containerd-shim-runc-v2@", "opencontainers/runc@"} {
+		if !strings.Contains(script, s) {
+			t.Errorf("release.sh lacks %q", s)
+		}
+	}
+	for _, f := range shipped {
+		if _, err := os.Stat(f); err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -55,7 +55,7 @@ x86_64 | amd64) arch=amd64 ;;
 	;;
 esac
 bundle=
-for f in "$BOOT"/edge/edge-*-linux-$arch.tar.gz; do
+for f in "$BOOT"/edge/edge-*-linux-"$arch".tar.gz; do
 	[ -f "$f" ] && bundle=$f # the last in name order
 done
 [ -n "$bundle" ] || {
