@@ -381,6 +381,10 @@ stop_pods() {
 		esac
 	done
 	sleep 1
+	# Their cgroups (v2: /edge/NODE/..., v1: per controller).
+	for c in /sys/fs/cgroup/edge /sys/fs/cgroup/*/edge; do
+		[ -d "$c" ] && { find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true; }
+	done
 	grep -o " /run/edge[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r mnt; do
 		umount -l "$mnt" 2>/dev/null || true
 	done
