@@ -307,7 +307,9 @@ install_agent() {
 	fi
 	put "$HERE/edgeagent.service" "$UNITDIR/edgeagent.service" 644
 	start $units edgeagent.service
-	say "agent installed: systemctl status edgeagent; journalctl -u edgeagent; edgeagent check"
+	data=$(getenv EDGE_DATA_DIR)
+	say "agent installed: systemctl status edgeagent; journalctl -u edgeagent"
+	say "check this node: PATH=$LIB/bin:\$PATH edgeagent check --containerd $(getenv EDGE_CONTAINERD) --cni-bin-dir $cni --data-dir ${data:-/var/lib/edge/agent}"
 }
 
 uninstall() {
