@@ -30,7 +30,7 @@ var shipped = []string{"install.sh", "edge.env", "edgemaster.service", "edgeagen
 // tools install.sh and firstboot.sh may use: the test's PATH has these and
 // nothing else, so a script that needs more fails here.
 var tools = []string{"sh", "cat", "chmod", "cp", "date", "dirname", "grep", "mkdir", "mktemp", "mv", "readlink", "rm",
-	"rmdir", "sed", "sleep", "sort", "tail", "tar", "gzip", "touch", "tr", "kill", "umount"}
+	"rmdir", "sed", "sleep", "sort", "tail", "tar", "gzip", "touch", "tr", "kill", "umount", "id", "find"}
 
 // shell is one way of running the scripts: dash with the host's tools, or
 // busybox's ash with busybox's applets only (as on a minimal image).
@@ -646,5 +646,99 @@ func TestReleaseShipsWhatInstallUses(t *testing.T) {
 		if _, err := os.Stat(f); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// install.sh on the machine's own root (no --root), as on a Pi: it runs
+// inside a private mount namespace where /etc, /usr/local and /var/lib are
+// copy-on-write overlays whose changes land in a temporary directory, /run
+// is empty but for /run/systemd/system (systemd "running"), and
+// /sys/fs/cgroup is empty (so stopping pods finds none of this machine's).
+// systemctl is faked. Root only (as CI runs).
+func TestInstallOnRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a mount namespace)")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare (util-linux)")
+	}
+	e := newEnv(t, shells(t)[0])
+	dir := t.TempDir()
+	// The fake systemctl "starts" the master: it writes a join token.
+	writeFile(t, filepath.Join(e.fake, "systemctl"), `#!/bin/sh
+echo "systemctl $*" >>"$EDGE_TEST_CALLS"
+if [ "$*" = "restart --no-block edgemaster.service" ]; then
+	mkdir -p /var/lib/edge/master && echo "`+token+`" >/var/lib/edge/master/join-token
+fi
+`, 0o755)
+	ns, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Skip(err)
+	}
+	mount, err := exec.LookPath("mount")
+	if err != nil {
+		t.Skip("no mount")
+	}
+	setup := `set -eu
+# Never on this machine's own mounts.
+[ "$(readlink /proc/self/ns/mnt)" != "$PARENT_NS" ] || { echo "not in a new mount namespace"; exit 99; }
+"$MOUNT" --make-rprivate /
+for d in etc usr/local var/lib; do
+	mkdir -p "$DIR/upper/$d" "$DIR/work/$d"
+	"$MOUNT" -t overlay overlay -o "lowerdir=/$d,upperdir=$DIR/upper/$d,workdir=$DIR/work/$d" "/$d"
+done
+"$MOUNT" -t tmpfs tmpfs /run
+mkdir -p /run/systemd/system
+"$MOUNT" -t tmpfs tmpfs /sys/fs/cgroup
+I="$BUNDLE/install.sh"
+echo "== master"; sh "$I" master
+echo "== agent"; sh "$I" agent --runtime bundled --labels zone=lab
+test -f /etc/edge/edge.env && grep '^EDGE_' /etc/edge/edge.env && cat /etc/edge/installed-files
+echo "== uninstall"; sh "$I" --uninstall --purge
+for d in /etc/edge /usr/local/lib/edge /var/lib/edge; do
+	if [ -e "$d" ]; then echo "left: $d"; else echo "gone: $d"; fi
+done
+`
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", setup)
+	cmd.Env = append(e.environ(), "PARENT_NS="+ns, "DIR="+dir, "BUNDLE="+e.bundle, "MOUNT="+mount)
+	outb, err := cmd.CombinedOutput()
+	out := string(outb)
+	if err != nil {
+		if !strings.Contains(out, "== master") {
+			t.Skipf("cannot set up the namespace here: %v\n%s", err, out)
+		}
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"join token (/var/lib/edge/master/join-token): " + token,
+		"using the join token of the master on this machine", "EDGE_TOKEN=" + token, "EDGE_LABELS=zone=lab",
+		"EDGE_CONTAINERD=/run/edge-containerd/containerd.sock", "/usr/local/lib/edge/bin/runc",
+		"running /usr/local/bin/edgeagent --cleanup --data-dir /var/lib/edge/agent", "removed /var/lib/edge", "uninstalled",
+		"gone: /etc/edge", "gone: /usr/local/lib/edge", "gone: /var/lib/edge"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	calls := e.callLog()
+	want := []string{
+		"systemctl daemon-reload", "systemctl enable edgemaster.service", "systemctl restart --no-block edgemaster.service",
+		"systemctl daemon-reload", "systemctl enable edge-containerd.service", "systemctl enable edgeagent.service",
+		"systemctl restart --no-block edge-containerd.service", "systemctl restart --no-block edgeagent.service",
+		"systemctl stop edgeagent.service", "systemctl disable edgeagent.service",
+		"systemctl stop edge-containerd.service", "systemctl disable edge-containerd.service",
+		"systemctl stop edgemaster.service", "systemctl disable edgemaster.service",
+		"edgeagent --cleanup --data-dir /var/lib/edge/agent", "systemctl daemon-reload"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(calls, "\n"), strings.Join(want, "\n"))
+	}
+	// Nothing is left: no file in the overlays' upper layers.
+	filepath.WalkDir(filepath.Join(dir, "upper"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("left behind: %s", p)
+		}
+		return nil
+	})
+	if t.Failed() {
+		t.Log(out)
 	}
 }
