@@ -3,8 +3,9 @@
 // containerd's unit and config); its tests run install.sh and the first-boot
 // snippets of docs/firstboot against temporary directories standing in for
 // a Pi's root filesystem and boot partition (install.sh --root), with
-// systemctl, uname and id faked. They need no network and no root, and
-// touch nothing outside their temporary directories.
+// systemctl, uname and id faked. They need no network, and touch nothing
+// outside their temporary directories; TestInstallOnRoot needs root (a
+// private mount namespace) and is skipped without it.
 package release
 
 import (
