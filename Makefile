@@ -82,8 +82,9 @@ cross:
 # and a static containerd, runc and CNI plugins built from their Go modules
 # (build/release.sh; RELEASE_ARCHES=arm64 for one). Not part of make test.
 .PHONY: release
-release: cross
-	VERSION=$(VERSION) GO=$(GO) build/release.sh
+release:
+	@build/deps.sh release
+	@v=$(VERSION); $(MAKE) --no-print-directory cross VERSION=$$v && VERSION=$$v GO=$(GO) build/release.sh
 
 # A whole cluster on this machine: a LAN of network namespaces with a master,
 # 3 workers (own containerd each, found by mDNS) and a gateway for edgectl.
