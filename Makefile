@@ -84,6 +84,15 @@ cross:
 	  echo "built $$out: $$(cd $$out && ls | tr '\n' ' ')"; \
 	done
 
+# Release tarballs: dist/edge-VERSION-linux-{amd64,arm64,armv7}.tar.gz and
+# dist/SHA256SUMS, each with the static binaries, install.sh, systemd units
+# and a static containerd, runc and CNI plugins built from their Go modules
+# (build/release.sh; RELEASE_ARCHES=arm64 for one). Not part of make test.
+.PHONY: release
+release:
+	@build/deps.sh release
+	@v=$(VERSION); $(MAKE) --no-print-directory cross VERSION=$$v && VERSION=$$v GO=$(GO) build/release.sh
+
 # A whole cluster on this machine: a LAN of network namespaces with a master,
 # 3 workers (own containerd each, found by mDNS) and a gateway for edgectl.
 cluster: deps-demo build

@@ -3,6 +3,7 @@
 # installed. As root it installs what is missing with apt-get; otherwise it
 # says exactly what is missing and fails.
 #   demo: what `make demo` runs on      test: everything `make test` uses
+#   release: what `make release` builds with
 set -eu
 profile=${1:-test}
 
@@ -29,10 +30,23 @@ gcc gcc
 qemu-system-x86_64 qemu-system-x86
 xz xz-utils
 "
+# make release: cross compilers (runc is cgo), static libcs, file, pkg-config
+# (libseccomp for runc), dpkg-deb.
+release_needs="
+aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+arm-linux-gnueabihf-gcc gcc-arm-linux-gnueabihf
+/usr/aarch64-linux-gnu/lib/libc.a libc6-dev-arm64-cross
+/usr/arm-linux-gnueabihf/lib/libc.a libc6-dev-armhf-cross
+gcc gcc
+file file
+pkg-config pkg-config
+dpkg-deb dpkg
+"
 case $profile in
 demo) needs=$demo_needs ;;
 test) needs=$test_needs ;;
-*) echo "deps.sh: unknown profile $profile (demo, test)" >&2; exit 2 ;;
+release) needs=$release_needs ;;
+*) echo "deps.sh: unknown profile $profile (demo, test, release)" >&2; exit 2 ;;
 esac
 
 PATH=$PATH:/usr/sbin:/sbin

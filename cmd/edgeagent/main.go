@@ -77,12 +77,12 @@ func NewMain() *Main { return &Main{} }
 func (m *Main) ParseFlags(args []string) error {
 	fs := pflag.NewFlagSet("edgeagent", pflag.ContinueOnError)
 	host, _ := os.Hostname()
-	fs.StringVar(&m.Master, "master", "", "master API URL (https://host:7443); found by mDNS when empty")
+	fs.StringVar(&m.Master, "master", os.Getenv("EDGE_MASTER"), "master API URL (https://host:7443); found by mDNS when empty; also $EDGE_MASTER")
 	fs.StringVar(&m.Token, "token", os.Getenv("EDGE_TOKEN"), "join token (K10<ca-hash>::<id>.<secret>); also $EDGE_TOKEN")
 	fs.StringVar(&m.Name, "name", strings.ToLower(host), "node name")
 	fs.StringVar(&m.DataDir, "data-dir", "/var/lib/edge/agent", "credentials, last desired state and pod logs")
 	fs.StringVar(&m.Containerd, "containerd", "/run/containerd/containerd.sock", "containerd socket")
-	fs.StringToStringVar(&m.Labels, "labels", nil, "extra node labels k=v,...")
+	fs.StringToStringVar(&m.Labels, "labels", nil, "extra node labels k=v,...; also $EDGE_LABELS")
 	fs.DurationVar(&m.KeepAlive, "keepalive", 3*time.Second, "MQTT keepalive; a silent node is noticed after 1.5x")
 	fs.StringSliceVar(&m.MDNSIfaces, "mdns-interface", nil, "interfaces to look for the master on (default all)")
 	fs.StringVar(&m.CNIBinDir, "cni-bin-dir", "/usr/lib/cni", "CNI plugin binaries")
@@ -107,6 +107,13 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	// The release's systemd unit passes settings through /etc/edge/edge.env;
+	// an empty EDGE_LABELS there means none (an empty --labels is an error).
+	if v := os.Getenv("EDGE_LABELS"); v != "" && !fs.Changed("labels") {
+		if err := fs.Set("labels", v); err != nil {
+			return fmt.Errorf("$EDGE_LABELS: %v", err)
+		}
 	}
 	if *showVersion {
 		fmt.Println("edgeagent", version.Version)

@@ -42,3 +42,34 @@ func TestMain_BadFlags(t *testing.T) {
 		}
 	}
 }
+
+// The release's unit passes the master and labels in the environment
+// (/etc/edge/edge.env); flags win over it.
+func TestMain_Environment(t *testing.T) {
+	t.Setenv("EDGE_TOKEN", "K10"+strings.Repeat("a", 64)+"::abcdef.0123456789abcdef")
+	t.Setenv("EDGE_MASTER", "https://m:7443")
+	t.Setenv("EDGE_LABELS", "zone=shed,tier=edge")
+	m := NewMain()
+	if err := m.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	if m.Master != "https://m:7443" || m.Labels["zone"] != "shed" || m.Labels["tier"] != "edge" || len(m.Labels) != 2 {
+		t.Fatalf("master %q labels %v", m.Master, m.Labels)
+	}
+	m = NewMain()
+	if err := m.ParseFlags([]string{"--master", "https://other:7443", "--labels", "a=b"}); err != nil {
+		t.Fatal(err)
+	}
+	if m.Master != "https://other:7443" || len(m.Labels) != 1 || m.Labels["a"] != "b" {
+		t.Fatalf("flags did not win: master %q labels %v", m.Master, m.Labels)
+	}
+	t.Setenv("EDGE_LABELS", "")
+	m = NewMain()
+	if err := m.ParseFlags(nil); err != nil || len(m.Labels) != 0 {
+		t.Fatalf("empty EDGE_LABELS: %v %v", err, m.Labels)
+	}
+	t.Setenv("EDGE_LABELS", "nolabel")
+	if err := NewMain().ParseFlags(nil); err == nil || !strings.Contains(err.Error(), "EDGE_LABELS") {
+		t.Fatalf("bad EDGE_LABELS: %v", err)
+	}
+}
