@@ -192,9 +192,12 @@ func TestStatefulSetVolumes(t *testing.T) {
 		}
 		return nil
 	})
-	if out := c.mustEdgectl("get", "sts"); !strings.Contains(out, "2/2") {
-		t.Errorf("get sts:\n%s", out)
-	}
+	waitFor(t, 30*time.Second, "get sts to show 2/2 ready", func() error {
+		if out := c.mustEdgectl("get", "sts"); !strings.Contains(out, "2/2") {
+			return fmt.Errorf("%s", out)
+		}
+		return nil
+	})
 	c.mustEdgectl("delete", "sts", "db")
 	waitFor(t, 30*time.Second, "the pods gone", func() error {
 		if n := len(c.podsJSON("app=db")); n != 0 {
