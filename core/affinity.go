@@ -151,30 +151,8 @@ type WeightedPodAffinityTerm struct {
 // Matches reports whether a node's labels satisfy every requirement.
 func (t NodeSelectorTerm) Matches(labels map[string]string) bool {
 	for _, r := range t.MatchExpressions {
-		v, has := labels[r.Key]
-		switch r.Operator {
-		case "In":
-			if !has || !slices.Contains(r.Values, v) {
-				return false
-			}
-		case "NotIn":
-			if has && slices.Contains(r.Values, v) {
-				return false
-			}
-		case "Exists":
-			if !has {
-				return false
-			}
-		case "DoesNotExist":
-			if has {
-				return false
-			}
-		case "Gt", "Lt":
-			n, err1 := strconv.ParseInt(v, 10, 64)
-			want, err2 := strconv.ParseInt(r.Values[0], 10, 64)
-			if !has || err1 != nil || err2 != nil || (r.Operator == "Gt" && n <= want) || (r.Operator == "Lt" && n >= want) {
-				return false
-			}
+		if !matchRequirement(r.Operator, r.Key, r.Values, labels) {
+			return false
 		}
 	}
 	return true

@@ -379,29 +379,37 @@ func (s *LabelSelector) Matches(labels map[string]string) bool {
 		return false
 	}
 	for _, r := range s.MatchExpressions {
-		v, has := labels[r.Key]
-		switch r.Operator {
-		case "In":
-			if !has || !slices.Contains(r.Values, v) {
-				return false
-			}
-		case "NotIn":
-			if has && slices.Contains(r.Values, v) {
-				return false
-			}
-		case "Exists":
-			if !has {
-				return false
-			}
-		case "DoesNotExist":
-			if has {
-				return false
-			}
-		default:
-			return false
+		if r.Operator == "Gt" || r.Operator == "Lt" || !matchRequirement(r.Operator, r.Key, r.Values, labels) {
+			return false // Gt and Lt are node selectors' only
 		}
 	}
 	return true
+}
+
+// matchRequirement reports whether labels satisfy one requirement of a
+// label or node selector: In, NotIn, Exists, DoesNotExist, and (node
+// selectors) Gt and Lt on integer values. An unknown operator matches
+// nothing.
+func matchRequirement(op, key string, values []string, labels map[string]string) bool {
+	v, has := labels[key]
+	switch op {
+	case "In":
+		return has && slices.Contains(values, v)
+	case "NotIn":
+		return !has || !slices.Contains(values, v)
+	case "Exists":
+		return has
+	case "DoesNotExist":
+		return !has
+	case "Gt", "Lt":
+		if !has || len(values) != 1 {
+			return false
+		}
+		n, err1 := strconv.ParseInt(v, 10, 64)
+		want, err2 := strconv.ParseInt(values[0], 10, 64)
+		return err1 == nil && err2 == nil && ((op == "Gt" && n > want) || (op == "Lt" && n < want))
+	}
+	return false
 }
 
 // validateSelector checks a label selector; required says an empty one is
