@@ -379,23 +379,8 @@ func TestContainerdMemoryControllerOff(t *testing.T) {
 	id := "nomem.app.1"
 	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Command: []string{"true"},
 		Resources: core.ContainerResources{CPUQuota: 50000, CPUPeriod: cpuPeriod, CPUShares: 512, PidsLimit: 64}}
-	if err := r.CreateContainer(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.StartTask(ctx, id, filepath.Join(t.TempDir(), "app.log")); err != nil {
-		t.Fatal(err)
-	}
-	wait, err := r.WaitTask(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case st := <-wait:
-		if st.ExitCode != 0 {
-			t.Fatalf("exit %d", st.ExitCode)
-		}
-	case <-time.After(slow(30 * time.Second)):
-		t.Fatal("the container did not finish")
+	if st := runToExit(t, r, cfg, filepath.Join(t.TempDir(), "app.log")); st.ExitCode != 0 {
+		t.Fatalf("exit %d", st.ExitCode)
 	}
 	r.DeleteTask(ctx, id)
 	r.RemoveContainer(ctx, id)
@@ -469,24 +454,8 @@ func TestContainerdSecurityContext(t *testing.T) {
 	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, UID: &uid, GID: &gid, AdditionalGIDs: []uint32{2000},
 		ReadOnlyRoot: true, NoNewPrivileges: true, CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_NET_BIND_SERVICE"}, SeccompDefault: true,
 		Command: []string{"sh", "-c", "id; touch /x 2>/dev/null && echo writable || echo read-only; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; echo " + endOfOutput}}
-	if err := r.CreateContainer(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	logPath := filepath.Join(t.TempDir(), "sec.log")
-	wait, err := func() (<-chan core.TaskStatus, error) {
-		if err := r.StartTask(ctx, id, logPath); err != nil {
-			return nil, err
-		}
-		return r.WaitTask(ctx, id)
-	}()
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-wait:
-	case <-time.After(slow(30 * time.Second)):
-		t.Fatal("the container did not finish")
-	}
+	runToExit(t, r, cfg, logPath)
 	out := waitLog(t, logPath)
 	for _, want := range []string{"uid=1000", "gid=3000", "2000", "read-only", "CapBnd:\t0000000000000400", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 		if !strings.Contains(out, want) {
@@ -531,24 +500,9 @@ func TestContainerdDevice(t *testing.T) {
 		cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, Devices: devs,
 			Mounts:  []core.Mount{{Source: out, Destination: "/out"}},
 			Command: []string{"sh", "-c", "(" + script + ") >/out/" + id + " 2>&1"}}
-		if err := r.CreateContainer(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
 		defer r.RemoveContainer(ctx, id)
-		logPath := filepath.Join(t.TempDir(), id+".log")
-		if err := r.StartTask(ctx, id, logPath); err != nil {
-			t.Fatal(err)
-		}
 		defer r.DeleteTask(ctx, id)
-		wait, err := r.WaitTask(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-wait:
-		case <-time.After(slow(30 * time.Second)):
-			t.Fatal("the container did not finish")
-		}
+		runToExit(t, r, cfg, filepath.Join(t.TempDir(), id+".log"))
 		b, _ := os.ReadFile(filepath.Join(out, id))
 		return string(b)
 	}
@@ -571,7 +525,6 @@ func TestContainerdDevice(t *testing.T) {
 // it exits.
 func TestContainerdTerminationMessageFile(t *testing.T) {
 	r := startContainerd(t)
-	ctx := context.Background()
 	w := &podWorker{a: &Agent{RunDir: t.TempDir()}, uid: "u1"}
 	c := &core.Container{Name: "app"}
 	m, err := w.terminationMount(c)
@@ -582,23 +535,8 @@ func TestContainerdTerminationMessageFile(t *testing.T) {
 	id := "msg.app.1"
 	cfg := &core.ContainerConfig{ID: id, Image: testImage, HostNetwork: true, UID: &uid, ReadOnlyRoot: true, Mounts: []core.Mount{m},
 		Command: []string{"sh", "-c", "echo 'config missing' > /dev/termination-log; exit 3"}}
-	if err := r.CreateContainer(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.StartTask(ctx, id, filepath.Join(t.TempDir(), "app.log")); err != nil {
-		t.Fatal(err)
-	}
-	wait, err := r.WaitTask(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case st := <-wait:
-		if st.ExitCode != 3 {
-			t.Fatalf("exit %d", st.ExitCode)
-		}
-	case <-time.After(slow(30 * time.Second)):
-		t.Fatal("the container did not finish")
+	if st := runToExit(t, r, cfg, filepath.Join(t.TempDir(), "app.log")); st.ExitCode != 3 {
+		t.Fatalf("exit %d", st.ExitCode)
 	}
 	if msg := w.terminationMessage(&core.Pod{}, c, 3); msg != "config missing\n" {
 		t.Fatalf("termination message %q", msg)
@@ -648,4 +586,28 @@ func TestContainerdMountPropagation(t *testing.T) {
 			t.Errorf("%s: the node's new mount seen: exit %d (%v), want %d", id, code, err, want)
 		}
 	}
+}
+
+// runToExit creates cfg's container, starts its task logging to logPath
+// and returns how the task ended; the caller removes task and container.
+func runToExit(t *testing.T, r *containerdRuntime, cfg *core.ContainerConfig, logPath string) core.TaskStatus {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.CreateContainer(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StartTask(ctx, cfg.ID, logPath); err != nil {
+		t.Fatal(err)
+	}
+	wait, err := r.WaitTask(ctx, cfg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case st := <-wait:
+		return st
+	case <-time.After(slow(30 * time.Second)):
+		t.Fatal("the container did not finish")
+	}
+	return core.TaskStatus{}
 }
