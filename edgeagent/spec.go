@@ -124,9 +124,8 @@ func (w *podWorker) containerConfig(pod *core.Pod, c *core.Container, image stri
 	if err != nil {
 		return nil, fmt.Errorf("termination message file: %w", err)
 	}
-	_, ownResolv := w.a.podResolvConf(pod)
+	resolv, ownResolv := w.a.podResolvConf(pod)
 	if ownResolv && pod.Spec.HostNetwork { // no setupNetwork writes it
-		resolv, _ := w.a.podResolvConf(pod)
 		if err := os.MkdirAll(w.podDir(), 0o755); err != nil {
 			return nil, err
 		}
@@ -229,16 +228,16 @@ func (w *podWorker) volumeMounts(p *core.Pod, c *core.Container) ([]core.Mount, 
 				return nil, fmt.Errorf("volume %q fsGroup: %w", m.Name, err)
 			}
 		case v.PersistentVolumeClaim != nil:
-			dir, err := w.claimDir(p, v.PersistentVolumeClaim)
+			cv, err := w.claimDir(p, v.PersistentVolumeClaim)
 			if err != nil {
 				return nil, fmt.Errorf("volume %q: %w", m.Name, err)
 			}
-			if cv, _ := w.a.claimVolume(p.Metadata.Namespace, v.PersistentVolumeClaim.ClaimName); cv.Provisioned {
-				if err := applyFSGroup(p, dir); err != nil {
+			if cv.Provisioned {
+				if err := applyFSGroup(p, cv.Path); err != nil {
 					return nil, fmt.Errorf("volume %q fsGroup: %w", m.Name, err)
 				}
 			}
-			src = dir
+			src = cv.Path
 			if v.PersistentVolumeClaim.ReadOnly {
 				m.ReadOnly = true
 			}

@@ -34,14 +34,15 @@ func (a *Agent) claimVolume(namespace, claim string) (core.ClaimVolume, bool) {
 	return core.ClaimVolume{}, false
 }
 
-// claimDir makes sure a claim's directory exists and returns it. A
+// claimDir makes sure a claim's directory exists and returns where it
+// is. A
 // provisioned one is made world-writable (local-path-provisioner's mode,
 // so an image running as any user can write); a user's path is created
 // only if missing.
-func (w *podWorker) claimDir(p *core.Pod, src *core.PersistentVolumeClaimVolumeSource) (string, error) {
+func (w *podWorker) claimDir(p *core.Pod, src *core.PersistentVolumeClaimVolumeSource) (core.ClaimVolume, error) {
 	v, ok := w.a.claimVolume(p.Metadata.Namespace, src.ClaimName)
 	if !ok {
-		return "", fmt.Errorf("persistentvolumeclaim %q has no volume on this node (not bound yet, or its volume is on another node)", src.ClaimName)
+		return v, fmt.Errorf("persistentvolumeclaim %q has no volume on this node (not bound yet, or its volume is on another node)", src.ClaimName)
 	}
 	if v.Provisioned {
 		// A path outside VolumeDir (the agent's --volume-dir changed since
@@ -51,21 +52,21 @@ func (w *podWorker) claimDir(p *core.Pod, src *core.PersistentVolumeClaimVolumeS
 			if !w.a.insideVolumeDir(v.Path) {
 				// Made elsewhere (another --volume-dir): an empty new one
 				// would hide that its data is not here.
-				return "", fmt.Errorf("persistentvolumeclaim %q: its volume %s is missing at %s, outside this node's volume directory %s", src.ClaimName, v.Volume, v.Path, w.a.VolumeDir)
+				return v, fmt.Errorf("persistentvolumeclaim %q: its volume %s is missing at %s, outside this node's volume directory %s", src.ClaimName, v.Volume, v.Path, w.a.VolumeDir)
 			}
 			if err := os.MkdirAll(v.Path, 0o777); err != nil {
-				return "", fmt.Errorf("persistentvolumeclaim %q: %w", src.ClaimName, err)
+				return v, fmt.Errorf("persistentvolumeclaim %q: %w", src.ClaimName, err)
 			}
 			if err := os.Chmod(v.Path, 0o777); err != nil { // past the umask
-				return "", fmt.Errorf("persistentvolumeclaim %q: %w", src.ClaimName, err)
+				return v, fmt.Errorf("persistentvolumeclaim %q: %w", src.ClaimName, err)
 			}
 		}
-		return v.Path, nil
+		return v, nil
 	}
 	if err := os.MkdirAll(v.Path, 0o755); err != nil {
-		return "", fmt.Errorf("persistentvolumeclaim %q: volume %s at %s: %w", src.ClaimName, v.Volume, v.Path, err)
+		return v, fmt.Errorf("persistentvolumeclaim %q: volume %s at %s: %w", src.ClaimName, v.Volume, v.Path, err)
 	}
-	return v.Path, nil
+	return v, nil
 }
 
 // insideVolumeDir reports whether path is a directory of VolumeDir's own
