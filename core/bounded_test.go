@@ -70,10 +70,10 @@ func TestControllers_SlowStartAndSmallTransactions(t *testing.T) {
 	for _, n := range []string{"n1", "n2", "n3", "n4"} {
 		c.AddNode(n, nil, "1000", "1000Gi")
 	}
-	c.Apply(deployment("big", 2000, ""))
+	c.Apply(deployment("big", 5000, ""))
 	ctx := context.Background()
 	var created []int
-	for pass := 0; pass < 12 && len(c.Pods()) < 2000; pass++ {
+	for pass := 0; pass < 12 && len(c.Pods()) < 5000; pass++ {
 		before := len(c.Pods())
 		counter.reset()
 		if err := c.Ctl.Sync(ctx); err != nil {
@@ -84,7 +84,7 @@ func TestControllers_SlowStartAndSmallTransactions(t *testing.T) {
 			t.Fatalf("pass %d wrote %d objects in one transaction", pass, largest)
 		}
 	}
-	want := []int{32, 64, 128, 256, 500, 500, 500, 20}
+	want := []int{32, 64, 128, 256, 512, 1024, 2000, 984}
 	if len(created) != len(want) {
 		t.Fatalf("pods created per pass = %v, want %v", created, want)
 	}
@@ -93,7 +93,7 @@ func TestControllers_SlowStartAndSmallTransactions(t *testing.T) {
 			t.Fatalf("pods created per pass = %v, want %v", created, want)
 		}
 	}
-	// Scheduling 2000 pending pods is split into transactions too.
+	// Scheduling 5000 pending pods is split into transactions too.
 	c.Sync()
 	for _, p := range c.Pods() {
 		if p.Spec.NodeName == "" {

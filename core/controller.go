@@ -38,9 +38,12 @@ type Controllers struct {
 	// master has lost every session of its embedded broker.
 	StartupGrace time.Duration
 	// MaxCreatesPerPass bounds the pods one pass creates, all workloads
-	// together (default 500); each workload starts with a batch of 32 and
+	// together (default 2000); each workload starts with a batch of 32 and
 	// doubles it while it keeps needing more (Kubernetes' slow start), so a
-	// huge scale-up is spread over passes the API can interleave with.
+	// huge scale-up is spread over passes the API can interleave with. The
+	// creates themselves go in transactions of BatchSize. (500 a pass made
+	// a pass's fixed cost, publishing every node's state, the bulk of a
+	// 10,000-pod rollout: 23 s against 12 s on 1,000 simulated nodes.)
 	MaxCreatesPerPass int
 	// BatchSize bounds the writes of one transaction when scheduling or
 	// marking pods (default 500): no pass holds the store's write lock for
@@ -105,7 +108,7 @@ func (c *Controllers) setDefaults() {
 		c.PrefetchTimeout = 5 * time.Minute
 	}
 	if c.MaxCreatesPerPass == 0 {
-		c.MaxCreatesPerPass = 500
+		c.MaxCreatesPerPass = 2000
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
@@ -243,9 +246,6 @@ func (c *Controllers) Sync(ctx context.Context) error {
 	}
 	if len(s.claims)+len(s.volumes) > 0 {
 		if err := c.syncVolumes(ctx, s, now); err != nil {
-			return err
-		}
-		if s, err = c.load(ctx); err != nil {
 			return err
 		}
 	}

@@ -239,8 +239,9 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 				continue
 			}
 		}
+		u := sc.Usage[n.Metadata.Name] // once: this loop runs for every node and pod
 		var onNode []*Pod
-		if u := sc.Usage[n.Metadata.Name]; u != nil {
+		if u != nil {
 			onNode = u.Active
 		}
 		blocked, antiPenalty := antiAffinity(pod, onNode)
@@ -262,11 +263,10 @@ func (sc *Scheduler) Schedule(pod *Pod) (string, string) {
 		if untolerated(n, pod.Spec.Tolerations, TaintPreferNoSchedule) != nil {
 			preferred -= 100
 		}
-		if u := sc.Usage[n.Metadata.Name]; u != nil && anyTaken(u.HostPorts, ports) {
+		if u != nil && anyTaken(u.HostPorts, ports) {
 			reasons[reasonHostPort]++
 			continue
 		}
-		u := sc.Usage[n.Metadata.Name]
 		if u != nil && ni.Pods > 0 && int64(u.Pods) >= ni.Pods {
 			reasons[reasonPods]++
 			continue

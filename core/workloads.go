@@ -54,7 +54,7 @@ func (c *Controllers) applyPlan(tx Tx, p Plan, now time.Time) error {
 // Batch sizes of slow start.
 const (
 	firstBatch = 32
-	maxBatch   = 500
+	maxBatch   = 2000
 )
 
 // limitCreates trims plan.Create to the workload's current batch and the
@@ -78,28 +78,63 @@ func (c *Controllers) limitCreates(uid string, plan *Plan, budget *int) {
 // unless the workload changed since the snapshot it was planned on (the
 // next pass plans again).
 func (c *Controllers) writeWorkload(ctx context.Context, owner Object, plan Plan, status func(Object) (Object, bool), now time.Time) error {
-	err := c.Store.Update(ctx, func(tx Tx) error {
-		cur, err := tx.Get(KeyOf(owner))
-		if ErrorCode(err) == ENOTFOUND {
+	// A big plan goes in transactions of BatchSize pods, so that the API
+	// gets in between; each checks that the owner is still what the plan
+	// was made from, and the last writes the status.
+	parts := splitPlan(plan, c.BatchSize)
+	for i, part := range parts {
+		stale := false
+		err := c.Store.Update(ctx, func(tx Tx) error {
+			cur, err := tx.Get(KeyOf(owner))
+			if ErrorCode(err) == ENOTFOUND {
+				stale = true
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if cur.GetMeta().ResourceVersion != owner.GetMeta().ResourceVersion {
+				stale = true
+				return nil
+			}
+			if err := c.applyPlan(tx, part, now); err != nil {
+				return err
+			}
+			if i < len(parts)-1 {
+				return nil
+			}
+			if next, changed := status(cur); changed {
+				return tx.Put(next)
+			}
 			return nil
-		} else if err != nil {
+		})
+		if ErrorCode(err) == ECONFLICT || stale {
+			return nil // raced with another writer: the next pass sees it
+		}
+		if err != nil {
 			return err
 		}
-		if cur.GetMeta().ResourceVersion != owner.GetMeta().ResourceVersion {
-			return nil
-		}
-		if err := c.applyPlan(tx, plan, now); err != nil {
-			return err
-		}
-		if next, changed := status(cur); changed {
-			return tx.Put(next)
-		}
-		return nil
-	})
-	if ErrorCode(err) == ECONFLICT {
-		return nil // raced with another writer: the next pass sees it
 	}
-	return err
+	return nil
+}
+
+// splitPlan cuts plan into parts of at most n pods, creates first; there
+// is always at least one part (which may be empty: a status-only write).
+func splitPlan(plan Plan, n int) []Plan {
+	if n <= 0 || len(plan.Create)+len(plan.Delete) <= n {
+		return []Plan{plan}
+	}
+	var parts []Plan
+	for len(plan.Create) > 0 {
+		k := min(n, len(plan.Create))
+		parts = append(parts, Plan{Create: plan.Create[:k]})
+		plan.Create = plan.Create[k:]
+	}
+	for len(plan.Delete) > 0 {
+		k := min(n, len(plan.Delete))
+		parts = append(parts, Plan{Delete: plan.Delete[:k]})
+		plan.Delete = plan.Delete[k:]
+	}
+	return parts
 }
 
 func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.Time) error {
