@@ -2,6 +2,7 @@ package edgeagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -33,20 +34,54 @@ func CgroupParent(node string) string { return "/edge/" + node }
 // ContainerdVersion asks containerd at socket for its version through the
 // containerd client, for edgeagent check. ctx bounds the call.
 func ContainerdVersion(ctx context.Context, socket string) (string, error) {
+	var v string
+	err := withContainerd(ctx, socket, func(c *containerd.Client) error {
+		ver, err := c.Version(ctx)
+		v = "containerd " + ver.Version
+		return err
+	})
+	return v, err
+}
+
+// ContainerdContentRoot asks containerd at socket where its content store
+// is (the content plugin's root): /var/lib/containerd/... for Debian's,
+// /var/lib/edge/containerd/... for the bundled one, whatever a user's
+// config.toml says otherwise. The disk check looks there.
+func ContainerdContentRoot(ctx context.Context, socket string) (string, error) {
+	var root string
+	err := withContainerd(ctx, socket, func(c *containerd.Client) (err error) {
+		root, err = contentRoot(ctx, c)
+		return err
+	})
+	return root, err
+}
+
+func contentRoot(ctx context.Context, c *containerd.Client) (string, error) {
+	resp, err := c.IntrospectionService().Plugins(ctx, "type==io.containerd.content.v1")
+	if err != nil {
+		return "", err
+	}
+	for _, p := range resp.Plugins {
+		if r := p.Exports["root"]; r != "" {
+			return r, nil
+		}
+	}
+	return "", errors.New("containerd names no content store root")
+}
+
+// withContainerd runs fn with a client of containerd at socket, connected
+// within ctx's deadline (at most 3 s).
+func withContainerd(ctx context.Context, socket string, fn func(*containerd.Client) error) error {
 	timeout := 3 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
 	c, err := containerd.New(socket, containerd.WithTimeout(timeout))
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer c.Close()
-	v, err := c.Version(ctx)
-	if err != nil {
-		return "", err
-	}
-	return "containerd " + v.Version, nil
+	return fn(c)
 }
 
 // preflightLoop runs the checks once the agent is open, in the background

@@ -91,3 +91,27 @@ func TestPreflightCondition_Bounded(t *testing.T) {
 		t.Fatalf("the condition does not pass a report's validation: %v", err)
 	}
 }
+
+// The disk check looks where the running containerd keeps its content
+// (the bundled one's is not /var/lib/containerd), as containerd says.
+func TestPreflightDiskLooksAtContainerdRoot(t *testing.T) {
+	r := startContainerd(t)
+	root, err := contentRoot(context.Background(), r.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(root, "edgeagent-ctrd") || !strings.HasSuffix(root, "io.containerd.content.v1.content") {
+		t.Fatalf("content root %q is not the test containerd's", root)
+	}
+	checks := preflight.Agent(preflight.Local(), preflight.AgentConfig{DataDir: t.TempDir(),
+		ContainerdRootOf: func(context.Context) (string, error) { return root, nil }})
+	for _, c := range checks {
+		if c.Name == "disk containerd root" {
+			if res := c.Run(context.Background()); !strings.Contains(res.Detail, root) {
+				t.Fatalf("disk check: %+v, want it about %s", res, root)
+			}
+			return
+		}
+	}
+	t.Fatal("no disk containerd root check")
+}

@@ -295,7 +295,8 @@ func (m *Main) setMirror(c *api.Credentials) {
 func (m *Main) checks() []preflight.Check {
 	return preflight.Agent(preflight.Local(), preflight.AgentConfig{DataDir: m.DataDir, Containerd: m.Containerd,
 		CNIBinDir: m.CNIBinDir, CgroupParent: edgeagent.CgroupParent(m.Name),
-		RuntimeVersion: func(ctx context.Context) (string, error) { return edgeagent.ContainerdVersion(ctx, m.Containerd) }})
+		RuntimeVersion:   func(ctx context.Context) (string, error) { return edgeagent.ContainerdVersion(ctx, m.Containerd) },
+		ContainerdRootOf: func(ctx context.Context) (string, error) { return edgeagent.ContainerdContentRoot(ctx, m.Containerd) }})
 }
 
 func (m *Main) network() (*edgeagent.CNI, error) {

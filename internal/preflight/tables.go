@@ -9,9 +9,12 @@ type AgentConfig struct {
 	DataDir    string
 	Containerd string // socket
 	// ContainerdRoot is containerd's image and snapshot store (default
-	// /var/lib/containerd).
+	// /var/lib/containerd), unless ContainerdRootOf finds it.
 	ContainerdRoot string
-	CNIBinDir      string
+	// ContainerdRootOf asks the running containerd where its store is
+	// (optional; when it fails, ContainerdRoot is checked).
+	ContainerdRootOf func(ctx context.Context) (string, error)
+	CNIBinDir        string
 	// CgroupParent is where the agent makes its containers' cgroups, such
 	// as /edge/NODE.
 	CgroupParent string
@@ -48,7 +51,15 @@ func Agent(h Host, c AgentConfig) []Check {
 		Check{"clock", func(context.Context) Result { return h.Clock() }},
 		Check{"data dir", func(context.Context) Result { return h.Writable(c.DataDir) }},
 		Check{"disk data dir", func(context.Context) Result { return DiskFree(c.DataDir, c.MinFree) }},
-		Check{"disk containerd root", func(context.Context) Result { return DiskFree(c.ContainerdRoot, c.MinFree) }},
+		Check{"disk containerd root", func(ctx context.Context) Result {
+			root := c.ContainerdRoot
+			if c.ContainerdRootOf != nil {
+				if r, err := c.ContainerdRootOf(ctx); err == nil {
+					root = r
+				}
+			}
+			return DiskFree(root, c.MinFree)
+		}},
 	)
 }
 
