@@ -232,6 +232,15 @@ type cluster struct {
 	token      string
 	apiPort    int // kept across master restarts, as a real master's are
 	mqttPort   int
+	bins       string // directory of edgemaster and edgeagent, when not binDir's
+}
+
+// bin is the path of the cluster's edgemaster or edgeagent.
+func (c *cluster) bin(name string) string {
+	if c.bins != "" {
+		return filepath.Join(c.bins, name)
+	}
+	return name
 }
 
 func freePort(t testing.TB) int {
@@ -297,7 +306,7 @@ func (c *cluster) startMaster() {
 	}
 	args := append([]string{"--data-dir", mdir, "--api-addr", fmt.Sprintf("127.0.0.1:%d", c.apiPort),
 		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", c.mqttPort), "--no-mdns"}, c.masterArgs...)
-	c.master = start(c.root, c.dir, "edgemaster", args...) // owned by the test, not a subtest that restarts it
+	c.master = start(c.root, c.dir, c.bin("edgemaster"), args...) // owned by the test, not a subtest that restarts it
 	c.config = filepath.Join(mdir, "admin.conf")
 	waitFor(t, 20*time.Second, "admin.conf", func() error {
 		cfg, err := api.LoadConfig(c.config)
@@ -322,7 +331,7 @@ func (c *cluster) startMaster() {
 }
 
 func (c *cluster) startAgent() {
-	c.agent = start(c.root, c.dir, "edgeagent", c.agentArgs()...)
+	c.agent = start(c.root, c.dir, c.bin("edgeagent"), c.agentArgs()...)
 }
 
 func (c *cluster) agentArgs() []string {
