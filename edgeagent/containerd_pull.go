@@ -330,6 +330,7 @@ func (r *containerdRuntime) pullAny(ctx context.Context, ref string, t *pullTrac
 		}
 		if bad, got := digestMismatch(perr); bad != "" {
 			r.discardIngest(context.WithoutCancel(ctx), bad)
+			t.forget(digest.Digest(bad))
 			r.peers.markBad(p.Name, time.Now().Add(peerBadFor))
 			r.log().Warn("refused a blob from a LAN peer: it does not match its digest; asking the next peer", "image", ref, "peer", p.Name, "blob", bad, "hashes_to", got)
 			t.setRetry(fmt.Sprintf("refused blob %s from peer %s: it does not match its digest", bad, p.Name))
@@ -507,6 +508,13 @@ func (t *pullTracker) wrap(h images.Handler) images.Handler {
 		}
 		return children, nil
 	})
+}
+
+// forget drops what the node held of d (a download discarded).
+func (t *pullTracker) forget(d digest.Digest) {
+	t.mu.Lock()
+	delete(t.have, d)
+	t.mu.Unlock()
 }
 
 func (t *pullTracker) setSource(s string) {
