@@ -256,12 +256,23 @@ func peerError(w http.ResponseWriter, status int, code, msg string) {
 	json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"code": code, "message": msg}}})
 }
 
+// peerWriteStall ends a response whose client takes nothing for that long.
+const peerWriteStall = time.Minute
+
+// countingWriter counts what a response sends and keeps pushing its write
+// deadline forward while the client reads (at most once a second), so a
+// peer that stops reading does not hold the connection for ever.
 type countingWriter struct {
 	http.ResponseWriter
-	n int64
+	n    int64
+	last time.Time
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(c.last) > time.Second {
+		http.NewResponseController(c.ResponseWriter).SetWriteDeadline(now.Add(peerWriteStall))
+		c.last = now
+	}
 	n, err := c.ResponseWriter.Write(p)
 	c.n += int64(n)
 	return n, err
