@@ -28,6 +28,7 @@ type PKI struct {
 	CACert  *x509.Certificate
 	CAPEM   []byte
 	Serving tls.Certificate
+	caKey   *ecdsa.PrivateKey // signs node certificates (SignNode)
 }
 
 // CAHash returns the hex SHA-256 of the CA certificate (DER): what a join
@@ -74,7 +75,7 @@ func LoadOrCreatePKI(dir string, sans []string) (*PKI, error) {
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	srv.Certificate = append(srv.Certificate, caCert.Raw) // send the chain
-	return &PKI{CACert: caCert, CAPEM: caPEM, Serving: srv}, nil
+	return &PKI{CACert: caCert, CAPEM: caPEM, Serving: srv, caKey: caKey}, nil
 }
 
 // ServerTLS returns the serving TLS configuration.

@@ -267,6 +267,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /version", s.handleVersion)
 	mux.HandleFunc("POST /api/v1/join", s.handleJoin)
+	mux.HandleFunc("POST /api/v1/node-certificate", s.handleNodeCertificate) // the node's own credential
 	mux.HandleFunc("GET /api/v1/{resource}", s.admin(s.handleList))
 	mux.HandleFunc("GET /api/v1/{resource}/{name}", s.admin(s.handleGet))
 	mux.HandleFunc("DELETE /api/v1/{resource}/{name}", s.admin(s.handleDelete))

@@ -98,6 +98,8 @@ type ContainerImage struct {
 type PullProgress struct {
 	Done, Total int64
 	Retry       string
+	// Source is where the bytes come from when not the master ("peer w2").
+	Source string
 }
 
 // ContainerConfig is everything a container is created from. The agent

@@ -57,6 +57,7 @@ type containerdRuntime struct {
 	logger          *slog.Logger
 	pullsMu         sync.Mutex
 	pulls           map[string]int // pulls under way, by lease
+	peers           badPeers       // LAN peers that sent a corrupt blob lately
 
 	ctx    context.Context // ends the event streams on Close
 	cancel context.CancelFunc

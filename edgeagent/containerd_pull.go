@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -45,13 +46,32 @@ type Mirror struct {
 	// StallTimeout ends a transfer that receives nothing for that long, so
 	// that a link that died silently is noticed [30s].
 	StallTimeout time.Duration
+	// Peers are the other nodes to fetch from when the master cannot be
+	// reached (nil: none), tried in turn; PeerTLS shows this node's
+	// certificate and trusts the cluster CA only. A peer never gets the
+	// node's credential, and everything it sends is checked against its
+	// digest like what the master sends.
+	Peers   func() []Peer
+	PeerTLS *tls.Config
 }
 
-// pullMirror is a Mirror made ready: its HTTP client and hosts.
+// Peer is another node that may hold an image: its name (what its
+// certificate must say) and the host:port of its peer server.
+type Peer struct {
+	Name, Host string
+}
+
+// pullMirror is a Mirror made ready: its HTTP clients and hosts.
 type pullMirror struct {
 	host   string
 	client *http.Client
 	header http.Header
+
+	peers   func() []Peer
+	peerTLS *tls.Config
+	stall   time.Duration
+	mu      sync.Mutex
+	peerCli map[Peer]*http.Client
 }
 
 func newPullMirror(m *Mirror) *pullMirror {
@@ -59,9 +79,21 @@ func newPullMirror(m *Mirror) *pullMirror {
 	if stall <= 0 {
 		stall = 30 * time.Second
 	}
+	h := http.Header{}
+	// Sent up front: the master would only answer 401 first, a round trip
+	// per connection on a slow link.
+	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(m.Username+":"+m.Password)))
+	pm := &pullMirror{host: m.Host, client: &http.Client{Transport: pullTransport(m.TLS, stall)}, header: h, stall: stall}
+	if m.Peers != nil && m.PeerTLS != nil {
+		pm.peers, pm.peerTLS, pm.peerCli = m.Peers, m.PeerTLS, map[Peer]*http.Client{}
+	}
+	return pm
+}
+
+func pullTransport(tlsConfig *tls.Config, stall time.Duration) *http.Transport {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		Proxy: nil, // the master is on the LAN: no proxy from the environment
+	return &http.Transport{
+		Proxy: nil, // the master and the peers are on the LAN: no proxy from the environment
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := dialer.DialContext(ctx, network, addr)
 			if err != nil {
@@ -69,17 +101,50 @@ func newPullMirror(m *Mirror) *pullMirror {
 			}
 			return &stallConn{Conn: c, timeout: stall}, nil
 		},
-		TLSClientConfig:       m.TLS,
+		TLSClientConfig:       tlsConfig,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 2 * time.Minute, // the master may be pulling through from upstream
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   4,
 	}
-	h := http.Header{}
-	// Sent up front: the master would only answer 401 first, a round trip
-	// per connection on a slow link.
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(m.Username+":"+m.Password)))
-	return &pullMirror{host: m.Host, client: &http.Client{Transport: tr}, header: h}
+}
+
+// peerHosts is the resolver's RegistryHosts for one peer: its client
+// accepts only a certificate of the cluster CA naming that peer.
+func (m *pullMirror) peerHosts(p Peer) docker.RegistryHosts {
+	m.mu.Lock()
+	c := m.peerCli[p]
+	if c == nil {
+		cfg := m.peerTLS.Clone()
+		verify := cfg.VerifyPeerCertificate // the cluster CA's chain
+		cfg.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			if verify != nil {
+				if err := verify(raw, chains); err != nil {
+					return err
+				}
+			}
+			leaf, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			if leaf.Subject.CommonName != p.Name {
+				return fmt.Errorf("peer at %s is %q, not %q", p.Host, leaf.Subject.CommonName, p.Name)
+			}
+			return nil
+		}
+		c = &http.Client{Transport: pullTransport(cfg, m.stall)}
+		m.peerCli[p] = c
+	}
+	m.mu.Unlock()
+	return func(string) ([]docker.RegistryHost, error) {
+		return []docker.RegistryHost{{
+			Client:       c,
+			Host:         p.Host,
+			Scheme:       "https",
+			Path:         "/v2",
+			Capabilities: docker.HostCapabilityPull | docker.HostCapabilityResolve,
+		}}, nil
+	}
 }
 
 // hosts is the resolver's RegistryHosts: the master for every registry.
@@ -188,7 +253,7 @@ func (r *containerdRuntime) PullImage(ctx context.Context, ref string, progress 
 	b := backoff.Backoff{Min: time.Second, Max: 30 * time.Second}
 	for {
 		before := t.fetched.Load()
-		img, err := r.pullOnce(ctx, ref, t)
+		img, err := r.pullAny(ctx, ref, t)
 		if err == nil {
 			// The image holds its content now.
 			r.pullsMu.Lock()
@@ -226,10 +291,104 @@ func (r *containerdRuntime) PullImage(ctx context.Context, ref string, progress 
 	}
 }
 
-func (r *containerdRuntime) pullOnce(ctx context.Context, ref string, t *pullTracker) (containerd.Image, error) {
+// peerBadFor is how long a peer that sent a blob not matching its
+// digest is left out of pulls.
+const peerBadFor = 10 * time.Minute
+
+// pullAny pulls ref through the master; when the master cannot be
+// reached at all, from the LAN peers in turn, each asked once. A peer
+// whose blob does not match its digest is refused (the download
+// discarded, the next peer asked) and left out for peerBadFor. When no
+// peer could give the image, the master's error is returned, with what
+// each peer said.
+func (r *containerdRuntime) pullAny(ctx context.Context, ref string, t *pullTracker) (containerd.Image, error) {
+	m := r.mirror.Load()
+	if m == nil {
+		return r.pullOnce(ctx, ref, t, nil)
+	}
+	t.setSource("")
+	before := t.fetched.Load()
+	img, err := r.pullOnce(ctx, ref, t, m.hosts)
+	if err == nil || m.peers == nil || ctx.Err() != nil || !transient(err) || t.fetched.Load() != before {
+		return img, err
+	}
+	var notes []string
+	for _, p := range m.peers() {
+		if r.peers.isBad(p.Name, time.Now()) {
+			notes = append(notes, p.Name+": left out (it sent a corrupt blob lately)")
+			continue
+		}
+		t.setSource("peer " + p.Name)
+		from := t.fetched.Load()
+		img, perr := r.pullOnce(ctx, ref, t, m.peerHosts(p))
+		if perr == nil {
+			r.log().Info("pulled an image from a LAN peer: the master is unreachable", "image", ref, "peer", p.Name, "bytes", t.fetched.Load()-from)
+			return img, nil
+		}
+		if ctx.Err() != nil {
+			return nil, perr
+		}
+		if bad, got := digestMismatch(perr); bad != "" {
+			r.discardIngest(context.WithoutCancel(ctx), bad)
+			t.forget(digest.Digest(bad))
+			r.peers.markBad(p.Name, time.Now().Add(peerBadFor))
+			r.log().Warn("refused a blob from a LAN peer: it does not match its digest; asking the next peer", "image", ref, "peer", p.Name, "blob", bad, "hashes_to", got)
+			t.setRetry(fmt.Sprintf("refused blob %s from peer %s: it does not match its digest", bad, p.Name))
+			notes = append(notes, fmt.Sprintf("%s: blob %s does not match its digest (it hashes to %s): refused and discarded", p.Name, bad, got))
+			continue
+		}
+		notes = append(notes, p.Name+": "+shortErr(perr))
+	}
+	t.setSource("")
+	return nil, &peersFailed{master: err, notes: notes}
+}
+
+// peersFailed is a pull that could reach neither the master nor a peer
+// that had the image.
+type peersFailed struct {
+	master error
+	notes  []string
+}
+
+func (e *peersFailed) Error() string {
+	if len(e.notes) == 0 {
+		return e.master.Error() + "; no LAN peer known to ask"
+	}
+	return e.master.Error() + "; LAN peers: " + strings.Join(e.notes, "; ")
+}
+
+func (e *peersFailed) Unwrap() error { return e.master }
+
+// badPeers remembers the peers that sent a corrupt blob, until when.
+type badPeers struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (b *badPeers) markBad(name string, until time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.until == nil {
+		b.until = map[string]time.Time{}
+	}
+	b.until[name] = until
+}
+
+func (b *badPeers) isBad(name string, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	u, ok := b.until[name]
+	if ok && !now.Before(u) {
+		delete(b.until, name)
+		return false
+	}
+	return ok
+}
+
+func (r *containerdRuntime) pullOnce(ctx context.Context, ref string, t *pullTracker, hosts docker.RegistryHosts) (containerd.Image, error) {
 	var resolver remotes.Resolver
-	if m := r.mirror.Load(); m != nil {
-		resolver = docker.NewResolver(docker.ResolverOptions{Hosts: m.hosts})
+	if hosts != nil {
+		resolver = docker.NewResolver(docker.ResolverOptions{Hosts: hosts})
 	} else {
 		resolver = docker.NewResolver(docker.ResolverOptions{})
 	}
@@ -321,10 +480,11 @@ func shortErr(err error) string {
 type pullTracker struct {
 	fetched atomic.Int64 // received over the link, all attempts
 
-	mu    sync.Mutex
-	size  map[digest.Digest]int64
-	have  map[digest.Digest]int64
-	retry string
+	mu     sync.Mutex
+	size   map[digest.Digest]int64
+	have   map[digest.Digest]int64
+	retry  string
+	source string // "peer NAME" while a peer is asked; "" for the master
 }
 
 // wrap sees each descriptor the pull handles: a manifest's children are
@@ -350,6 +510,19 @@ func (t *pullTracker) wrap(h images.Handler) images.Handler {
 	})
 }
 
+// forget drops what the node held of d (a download discarded).
+func (t *pullTracker) forget(d digest.Digest) {
+	t.mu.Lock()
+	delete(t.have, d)
+	t.mu.Unlock()
+}
+
+func (t *pullTracker) setSource(s string) {
+	t.mu.Lock()
+	t.source = s
+	t.mu.Unlock()
+}
+
 func (t *pullTracker) setRetry(s string) {
 	t.mu.Lock()
 	t.retry = s
@@ -359,7 +532,7 @@ func (t *pullTracker) setRetry(s string) {
 func (t *pullTracker) snapshot() core.PullProgress {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := core.PullProgress{Retry: t.retry}
+	p := core.PullProgress{Retry: t.retry, Source: t.source}
 	for d, n := range t.size {
 		p.Total += n
 		p.Done += min(t.have[d], n)
@@ -464,6 +637,9 @@ func (r *trackedReader) Close() error { return r.rc.Close() }
 // pullMessage is a container's waiting message while its image comes.
 func pullMessage(image string, p core.PullProgress) string {
 	msg := fmt.Sprintf("Pulling image %q", image)
+	if p.Source != "" {
+		msg += " from " + p.Source
+	}
 	if p.Total > 0 {
 		msg += fmt.Sprintf(": %.1f/%.1f MB", float64(p.Done)/1e6, float64(p.Total)/1e6)
 	}

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	ctrlog "github.com/containerd/log"
@@ -56,6 +58,9 @@ type Main struct {
 	Storage    string
 	Debug      bool
 	PprofAddr  string
+	// PeerPort is where this node serves its image content to LAN peers,
+	// and where it asks theirs (0: neither).
+	PeerPort int
 	// Check runs the preflight checks (edgeagent check) instead of the agent.
 	Check  bool
 	Stdout io.Writer // where check prints; default os.Stdout
@@ -66,6 +71,12 @@ type Main struct {
 	Conn       *mqtt.Agent
 	CNI        *edgeagent.CNI
 	Services   *nodeServices
+	NodeCert   *api.NodeCert
+	PeerServer *edgeagent.PeerServer
+
+	creds    atomic.Pointer[api.Credentials]
+	stopCert context.CancelFunc
+	certDone chan struct{}
 
 	// Container log caps: --container-log-max-size, --container-log-max-files.
 	LogMaxSize  string
@@ -98,6 +109,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Storage, "storage-capacity", "", "storage that claims on this node may reserve, e.g. 20Gi (default: the size of the volume directory's filesystem)")
 	fs.StringVar(&m.LogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size")
 	fs.IntVar(&m.LogMaxFiles, "container-log-max-files", edgeagent.DefaultContainerLogMaxFiles, "log files kept per container, the live one included (at least 2)")
+	fs.IntVar(&m.PeerPort, "peer-port", edgeagent.DefaultPeerPort, "serve this node's images to the cluster's other nodes (TLS, node certificates) on this port, and fetch from theirs when the master is unreachable; 0 disables")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -145,6 +157,9 @@ func (m *Main) ParseFlags(args []string) error {
 	}
 	if n, err := core.Quantity(m.LogMaxSize).Value(); err != nil || n < 1024 {
 		return fmt.Errorf("--container-log-max-size %q: want a size of at least 1Ki, such as 10Mi", m.LogMaxSize)
+	}
+	if m.PeerPort < 0 || m.PeerPort > 65535 {
+		return fmt.Errorf("--peer-port %d: want a port, or 0 to disable LAN peers", m.PeerPort)
 	}
 	if m.LogMaxFiles < 2 {
 		return fmt.Errorf("--container-log-max-files %d: want at least 2 (the live file and one rotated)", m.LogMaxFiles)
@@ -255,6 +270,18 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 			return found.URL(), nil
 		}}
+	if m.PeerPort > 0 {
+		m.NodeCert = &api.NodeCert{DataDir: m.DataDir, Credentials: m.creds.Load, Log: m.Log,
+			IPs: func() []net.IP {
+				if ip := net.ParseIP(m.Agent.HostIP()); ip != nil {
+					return []net.IP{ip}
+				}
+				return nil
+			}}
+		if err := m.NodeCert.Load(); err != nil {
+			m.Log.Warn("ignoring the saved node certificate; asking the master for a new one", "err", err)
+		}
+	}
 	creds, err := m.Membership.Credentials(ctx)
 	if err != nil {
 		return err
@@ -264,6 +291,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.setMirror(creds)
+	if m.PeerPort > 0 {
+		m.startPeers(ctx, creds)
+	}
 	m.Conn.URL, m.Conn.Password = creds.MQTTURL, creds.Password
 	if strings.HasPrefix(creds.MQTTURL, "ssl://") || strings.HasPrefix(creds.MQTTURL, "tls://") {
 		m.Conn.TLS = tlsConfig
@@ -288,7 +318,45 @@ func (m *Main) setMirror(c *api.Credentials) {
 		m.Log.Warn("the cluster CA is unreadable: images are pulled from their registries directly", "err", err)
 		return
 	}
-	m.Agent.SetMirror(&edgeagent.Mirror{Host: pu.Host, TLS: tlsConfig, Username: c.Node, Password: c.Password})
+	m.creds.Store(c)
+	mirror := &edgeagent.Mirror{Host: pu.Host, TLS: tlsConfig, Username: c.Node, Password: c.Password}
+	if m.NodeCert != nil {
+		if peerTLS, err := api.PeerClientTLS([]byte(c.CACert), m.NodeCert); err == nil {
+			port := m.PeerPort
+			mirror.Peers = func() []edgeagent.Peer { return m.Agent.Peers(port) }
+			mirror.PeerTLS = peerTLS
+		}
+	}
+	m.Agent.SetMirror(mirror)
+}
+
+// startPeers keeps the node certificate current and serves the node's
+// image content to its LAN peers. A port that is taken only costs the
+// peers this node's content: the agent runs on.
+func (m *Main) startPeers(ctx context.Context, c *api.Credentials) {
+	ctx, m.stopCert = context.WithCancel(context.WithoutCancel(ctx))
+	m.certDone = make(chan struct{})
+	go func() {
+		defer close(m.certDone)
+		m.NodeCert.Run(ctx)
+	}()
+	serverTLS, err := api.PeerServerTLS([]byte(c.CACert), m.NodeCert)
+	if err != nil {
+		m.Log.Warn("not serving LAN peers", "err", err)
+		return
+	}
+	store, resolve, err := m.Agent.PeerStore()
+	if err != nil {
+		m.Log.Warn("not serving LAN peers", "err", err)
+		return
+	}
+	ps := &edgeagent.PeerServer{Addr: fmt.Sprintf(":%d", m.PeerPort), TLS: serverTLS, Content: store, Resolve: resolve,
+		Member: m.Agent.ClusterMember, Log: m.Log}
+	if err := ps.Open(); err != nil {
+		m.Log.Warn("not serving LAN peers: the peer port is taken (--peer-port)", "err", err)
+		return
+	}
+	m.PeerServer = ps
 }
 
 // checks are edgeagent check's, on this machine with the agent's flags.
@@ -308,6 +376,13 @@ func (m *Main) network() (*edgeagent.CNI, error) {
 
 // Close stops the agent; containers keep running.
 func (m *Main) Close() error {
+	if m.PeerServer != nil {
+		m.PeerServer.Close()
+	}
+	if m.stopCert != nil {
+		m.stopCert()
+		<-m.certDone
+	}
 	if m.Conn != nil {
 		m.Conn.Close()
 	}

@@ -36,7 +36,9 @@ func TestMain_Check(t *testing.T) {
 }
 
 func TestMain_BadFlags(t *testing.T) {
-	for _, args := range [][]string{{"chek"}, {"check", "extra"}, {}} { // {}: no token
+	tok := "K10" + strings.Repeat("a", 64) + "::abcdef.0123456789abcdef"
+	for _, args := range [][]string{{"chek"}, {"check", "extra"}, {}, // {}: no token
+		{"--token", tok, "--peer-port", "-1"}, {"--token", tok, "--peer-port", "70000"}} {
 		if err := NewMain().ParseFlags(args); err == nil {
 			t.Errorf("ParseFlags(%q) accepted", args)
 		}
