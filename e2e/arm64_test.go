@@ -130,7 +130,7 @@ func TestArm64Node(t *testing.T) {
 		// Each node holds the index and its own platform's manifest and
 		// layer, and nothing of the other platform.
 		for _, n := range []struct {
-			h          *Host
+			h           *Host
 			mine, other string
 		}{{w1, "amd64", "arm64"}, {a1, "arm64", "amd64"}} {
 			target, have := nodeContent(t, n.h, image, plats)
