@@ -283,8 +283,18 @@ func enableArm64Binfmt(t *testing.T, qemu string) {
 			return
 		}
 	}
+	// With P (preserve argv[0]) the kernel passes the program's argv[0] on
+	// and qemu must know to expect it: it does when it is run by a name
+	// ending in -binfmt-P, as Debian's qemu-user-static registers it.
+	// Without P a busybox applet started by its name (busybox sh re-execs
+	// /proc/self/exe with argv[0] "sleep") would run as whatever its path
+	// says.
+	interp, flags := "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "PF"
+	if !fileExists(interp) {
+		interp, flags = qemu, "F"
+	}
 	name := fmt.Sprintf("edge-e2e-aarch64-%d", os.Getpid())
-	rule := fmt.Sprintf(":%s:M::%s:%s:%s:F", name, aarch64Magic, aarch64Mask, qemu)
+	rule := fmt.Sprintf(":%s:M::%s:%s:%s:%s", name, aarch64Magic, aarch64Mask, interp, flags)
 	if err := os.WriteFile(filepath.Join(binfmtDir, "register"), []byte(rule), 0o200); err != nil {
 		t.Fatalf("registering %s with binfmt_misc: %v", qemu, err)
 	}
