@@ -169,6 +169,20 @@ func TestArm64Node(t *testing.T) {
 		tf.mustEdgectl("delete", "deployment", "armonly")
 		tf.mustEdgectl("delete", "deployment", "amdonly")
 	})
+
+	// What went wrong under emulation, if anything: the agent's warnings
+	// and errors, and QEMU's own complaints (it writes them to the same
+	// stderr).
+	if p := tf.Proc(a1.Name + "-edgeagent"); p != nil {
+		b, _ := os.ReadFile(p.Log)
+		var odd []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if l != "" && !strings.Contains(l, "level=INFO") && !strings.Contains(l, "level=DEBUG") {
+				odd = append(odd, l)
+			}
+		}
+		t.Logf("arm64 agent: %d log lines not INFO\n%s", len(odd), strings.Join(odd, "\n"))
+	}
 }
 
 const archDS = `apiVersion: apps/v1
