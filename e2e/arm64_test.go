@@ -320,9 +320,22 @@ func enableArm64Binfmt(t *testing.T, qemu string) {
 }
 
 // arm64Handler reports whether a binfmt_misc entry is an enabled handler
-// of arm64 ELF executables (its magic is aarch64Magic, shown in hex).
+// of arm64 ELF executables (its magic is aarch64Magic, shown in hex) that
+// serves containers as this test's would: F (the interpreter opened at
+// registration, so a container need not have it) and P with a qemu that
+// expects it (Debian's registration). Otherwise the test registers its
+// own, which the kernel tries first (the newest entry is).
 func arm64Handler(entry string) bool {
-	return strings.HasPrefix(entry, "enabled\n") && strings.Contains(entry, "\nmagic 7f454c460201010000000000000000000200b700")
+	var interp, flags string
+	for _, l := range strings.Split(entry, "\n") {
+		if v, ok := strings.CutPrefix(l, "interpreter "); ok {
+			interp = v
+		} else if v, ok := strings.CutPrefix(l, "flags: "); ok {
+			flags = v
+		}
+	}
+	return strings.HasPrefix(entry, "enabled\n") && strings.Contains(entry, "\nmagic 7f454c460201010000000000000000000200b700") &&
+		strings.Contains(flags, "F") && strings.Contains(flags, "P") && strings.HasSuffix(interp, "-binfmt-P")
 }
 
 // platformBlobs are the digests of one platform's manifest and layer
