@@ -170,6 +170,19 @@ func TestArm64Node(t *testing.T) {
 		tf.mustEdgectl("delete", "deployment", "amdonly")
 	})
 
+	rss := func(h *Host) string {
+		if p := tf.Proc(h.Name + "-edgeagent"); p != nil {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID))
+			for _, l := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+					return strings.TrimSpace(v)
+				}
+			}
+		}
+		return "?"
+	}
+	t.Logf("agent RSS at the end: amd64 %s, arm64 under qemu-user %s (qemu's translation cache included)", rss(w1), rss(a1))
+
 	// What went wrong under emulation, if anything: the agent's warnings
 	// and errors, and QEMU's own complaints (it writes them to the same
 	// stderr).
