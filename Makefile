@@ -33,12 +33,14 @@ demo: deps-demo build
 # binaries are built without it (the race runtime would distort timings).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /e2e)
 
+# The cross builds come before the end-to-end tests: TestArm64Node runs
+# dist/linux-arm64/edgeagent under qemu.
 test: deps-test
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m $(UNIT_PKGS)
-	$(GO) test -count=1 -timeout 30m ./e2e/...
-	$(MAKE) test-cgroup2
 	$(MAKE) cross
+	EDGE_E2E_ARM64_BIN=$(CURDIR)/dist/linux-arm64 $(GO) test -count=1 -timeout 30m ./e2e/...
+	$(MAKE) test-cgroup2
 	$(MAKE) test-arm64
 
 unit:
@@ -65,10 +67,13 @@ fuzz:
 test-cgroup2: deps-test
 	GO=$(GO) build/test-cgroup2.sh
 
-# core and sqlite (cgo) built for arm64 and run under qemu-user.
+# core and sqlite (cgo) built for arm64 and run under qemu-user; the
+# agent's pull platform as its arm64 and armv7 builds see it.
 test-arm64:
 	GOARCH=arm64 CGO_ENABLED=1 CC=aarch64-linux-gnu-gcc EDGE_TEST_EXEC_WRAPPER=qemu-aarch64-static \
 	$(GO) test -count=1 -tags "$(STATIC_TAGS)" -ldflags "-extldflags -static" -exec qemu-aarch64-static ./core/... ./sqlite/...
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) test -count=1 -exec qemu-aarch64-static -run TestPullPlatform ./edgeagent/
+	GOARCH=arm GOARM=7 CGO_ENABLED=0 $(GO) test -count=1 -exec qemu-arm-static -run TestPullPlatform ./edgeagent/
 
 bench: build
 	build/bench.sh

@@ -61,7 +61,13 @@ echo "$needs" | while read -r what pkg; do
 done | sort -u > "${TMPDIR:-/tmp}/edge-missing.$$"
 missing=$(cat "${TMPDIR:-/tmp}/edge-missing.$$")
 rm -f "${TMPDIR:-/tmp}/edge-missing.$$"
-[ -z "$missing" ] && exit 0
+# The test profile also needs an arm64 static busybox (for the arm64 node
+# test's multi-arch image), fetched once into build/.cache.
+arm64_busybox() {
+	[ "$profile" = test ] || return 0
+	"$(dirname "$0")/arm64-busybox.sh"
+}
+[ -z "$missing" ] && { arm64_busybox; exit 0; }
 
 if [ "$(id -u)" != 0 ]; then
 	echo "missing system packages: $(echo $missing)" >&2
@@ -72,3 +78,4 @@ echo "installing: $(echo $missing)"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+arm64_busybox

@@ -237,20 +237,35 @@ func (f *Fleet) LinkUp(h *Host) error { return run("ip", "-n", f.lanNS(), "link"
 // StartContainerd runs a private containerd for host h (own root, state and
 // socket) and imports the demo image into namespace edge.
 func (f *Fleet) StartContainerd(h *Host) error {
-	config, socket, err := ctrd.WriteConfig(filepath.Join(f.Dir, h.Name, "containerd"))
-	if err != nil {
-		return err
-	}
-	h.Socket = socket
-	if _, err := f.Start(h, h.Name+"-containerd", "containerd", "--config", config); err != nil {
-		return err
-	}
-	c, err := dialContainerd(h.Socket, 20*time.Second)
+	c, err := f.startContainerd(h)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	return importDemo(c)
+}
+
+// StartEmptyContainerd runs a private containerd for h with no image: for
+// a node of another architecture than the demo image's, which pulls what
+// it runs.
+func (f *Fleet) StartEmptyContainerd(h *Host) error {
+	c, err := f.startContainerd(h)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (f *Fleet) startContainerd(h *Host) (*containerd.Client, error) {
+	config, socket, err := ctrd.WriteConfig(filepath.Join(f.Dir, h.Name, "containerd"))
+	if err != nil {
+		return nil, err
+	}
+	h.Socket = socket
+	if _, err := f.Start(h, h.Name+"-containerd", "containerd", "--config", config); err != nil {
+		return nil, err
+	}
+	return dialContainerd(h.Socket, 20*time.Second)
 }
 
 // RestartContainerd starts the host's containerd again with its config.

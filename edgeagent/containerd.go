@@ -23,6 +23,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -68,7 +69,8 @@ type containerdRuntime struct {
 // not wait for containerd: gRPC connects (and reconnects) in the background,
 // and calls fail with EUNAVAILABLE until it answers.
 func newContainerdRuntime(socket, namespace, cgroupParent string) (*containerdRuntime, error) {
-	c, err := containerd.New(socket, containerd.WithDefaultNamespace(namespace), containerd.WithTimeout(5*time.Second))
+	c, err := containerd.New(socket, containerd.WithDefaultNamespace(namespace), containerd.WithTimeout(5*time.Second),
+		containerd.WithDefaultPlatform(pullPlatform()))
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +79,14 @@ func newContainerdRuntime(socket, namespace, cgroupParent string) (*containerdRu
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
 }
+
+// pullPlatform is the platform the node pulls and unpacks of a
+// multi-arch image: the agent's own (GOARCH; for arm, the CPU's variant,
+// from /proc/cpuinfo or, under emulation, uname), which is the node's
+// kubernetes.io/arch label, so that what the scheduler placed by that
+// label is what runs. (containerd's default, made explicit here: the
+// client's platform, not the containerd daemon's.)
+func pullPlatform() platforms.MatchComparer { return platforms.Default() }
 
 // Close ends the event streams and closes the connection.
 func (r *containerdRuntime) Close() error {

@@ -572,3 +572,53 @@ func TestImport_OCIIndex(t *testing.T) {
 }
 
 func specsVersioned() specs.Versioned { return specs.Versioned{SchemaVersion: 2} }
+
+// WriteOCIIndexArchive's multi-platform image imports as one index whose
+// manifests carry their platforms (arm/v7 with its variant), each with
+// its own layer.
+func TestImport_WriteOCIIndexArchive(t *testing.T) {
+	amd, arm64, armv7 := testSpec("", "x86 busybox"), testSpec("", "arm64 busybox"), testSpec("", "armv7 busybox")
+	arm64.Architecture = "arm64"
+	armv7.Architecture, armv7.Variant = "arm", "v7"
+	var buf bytes.Buffer
+	if err := WriteOCIIndexArchive(&buf, "edge.local/multi:2", amd, arm64, armv7); err != nil {
+		t.Fatal(err)
+	}
+	archive := buf.Bytes()
+	s := openStore(t)
+	res, err := s.Import(bytes.NewReader(archive), ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3 configs, 3 layers, 3 manifests, the index.
+	if len(res.Images) != 1 || res.Images[0].Ref() != "edge.local/multi:2" || res.Images[0].MediaType != ocispec.MediaTypeImageIndex || res.Blobs != 10 {
+		t.Fatalf("%+v", res)
+	}
+	serve(t, s, "edge.local/multi", "2") // the index and the first platform's blobs
+	blobs := map[string][]byte{}
+	for _, e := range readTar(t, archive) {
+		blobs[e.name] = e.data
+	}
+	var top ocispec.Index
+	json.Unmarshal(blobs["index.json"], &top)
+	if len(top.Manifests) != 1 || top.Manifests[0].Annotations["io.containerd.image.name"] != "edge.local/multi:2" {
+		t.Fatalf("index.json %+v", top)
+	}
+	p, err := ParseManifest(top.Manifests[0].MediaType, blobs[blobPath(top.Manifests[0].Digest)])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range p.Manifests {
+		got = append(got, d.Platform.OS+"/"+d.Platform.Architecture+"/"+d.Platform.Variant)
+	}
+	if strings.Join(got, " ") != "linux/amd64/ linux/arm64/ linux/arm/v7" {
+		t.Fatalf("platforms %v", got)
+	}
+	if d, ok := p.SelectPlatform("linux", "arm", "v7"); !ok || d.Digest != p.Manifests[2].Digest {
+		t.Fatalf("arm/v7: %v %v", d, ok)
+	}
+	if err := WriteOCIIndexArchive(io.Discard, "x", amd, testSpec("", "again")); err == nil {
+		t.Fatal("two amd64 manifests in one index: no error")
+	}
+}

@@ -71,20 +71,83 @@ func BusyboxImage(name, busyboxPath, arch string) (*ImageSpec, error) {
 // import` and containerd's Import read), with the image name in the
 // io.containerd.image.name annotation.
 func WriteOCIArchive(w io.Writer, spec *ImageSpec) error {
-	layer, diffID, err := buildLayer(spec.Files)
+	m, err := buildManifest(spec)
 	if err != nil {
 		return err
 	}
-	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) // reproducible
+	top := m.desc
+	top.Annotations = nameAnnotations(spec.Name)
+	return writeLayout(w, top, m.blobs)
+}
+
+// WriteOCIIndexArchive writes a multi-platform image: one OCI image index
+// named name, listing one manifest per spec (each spec's Architecture and
+// Variant is its platform; their names are not used). A client pulling
+// name gets the manifest of its own platform, as from a multi-arch image
+// on Docker Hub.
+func WriteOCIIndexArchive(w io.Writer, name string, specs ...*ImageSpec) error {
+	if len(specs) == 0 {
+		return fmt.Errorf("images: an index of no image")
+	}
+	var descs []ocispec.Descriptor
+	var blobs []blob
+	seen := map[string]bool{}
+	for _, spec := range specs {
+		p := spec.Architecture + "/" + spec.Variant
+		if seen[p] {
+			return fmt.Errorf("images: platform linux/%s listed twice", strings.TrimSuffix(p, "/"))
+		}
+		seen[p] = true
+		m, err := buildManifest(spec)
+		if err != nil {
+			return err
+		}
+		descs = append(descs, m.desc)
+		blobs = append(blobs, m.blobs...)
+	}
+	index := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: descs}
+	index.SchemaVersion = 2
+	idxJSON, err := json.Marshal(index)
+	if err != nil {
+		return err
+	}
+	top := descriptor(ocispec.MediaTypeImageIndex, idxJSON)
+	top.Annotations = nameAnnotations(name)
+	return writeLayout(w, top, append(blobs, blob{top.Digest, idxJSON}))
+}
+
+// archiveCreated is every archive's timestamp: the same spec gives the
+// same bytes.
+var archiveCreated = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type blob struct {
+	digest digest.Digest
+	data   []byte
+}
+
+// builtManifest is one platform's image: its manifest's descriptor (with
+// the platform) and its blobs (config, layer, manifest).
+type builtManifest struct {
+	desc  ocispec.Descriptor
+	blobs []blob
+}
+
+func buildManifest(spec *ImageSpec) (*builtManifest, error) {
+	layer, diffID, err := buildLayer(spec.Files)
+	if err != nil {
+		return nil, err
+	}
+	created := archiveCreated
+	platform := ocispec.Platform{Architecture: spec.Architecture, OS: "linux", Variant: spec.Variant}
 	cfg := ocispec.Image{
 		Created:  &created,
-		Platform: ocispec.Platform{Architecture: spec.Architecture, OS: "linux", Variant: spec.Variant},
+		Platform: platform,
 		Config:   ocispec.ImageConfig{Cmd: spec.Cmd, Env: spec.Env, WorkingDir: "/"},
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
 	}
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfgDesc := descriptor(ocispec.MediaTypeImageConfig, cfgJSON)
 	layerDesc := descriptor(ocispec.MediaTypeImageLayerGzip, layer)
@@ -92,15 +155,23 @@ func WriteOCIArchive(w io.Writer, spec *ImageSpec) error {
 	manifest.SchemaVersion = 2
 	manJSON, err := json.Marshal(manifest)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	manDesc := descriptor(ocispec.MediaTypeImageManifest, manJSON)
-	manDesc.Platform = &ocispec.Platform{Architecture: spec.Architecture, OS: "linux", Variant: spec.Variant}
-	manDesc.Annotations = map[string]string{
-		"io.containerd.image.name": spec.Name,
-		ocispec.AnnotationRefName:  refName(spec.Name),
+	manDesc.Platform = &platform
+	return &builtManifest{desc: manDesc, blobs: []blob{{cfgDesc.Digest, cfgJSON}, {layerDesc.Digest, layer}, {manDesc.Digest, manJSON}}}, nil
+}
+
+func nameAnnotations(name string) map[string]string {
+	return map[string]string{
+		"io.containerd.image.name": name,
+		ocispec.AnnotationRefName:  refName(name),
 	}
-	index := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{manDesc}}
+}
+
+// writeLayout writes an OCI image layout whose index.json lists top.
+func writeLayout(w io.Writer, top ocispec.Descriptor, blobs []blob) error {
+	index := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{top}}
 	index.SchemaVersion = 2
 	idxJSON, err := json.Marshal(index)
 	if err != nil {
@@ -108,23 +179,25 @@ func WriteOCIArchive(w io.Writer, spec *ImageSpec) error {
 	}
 	tw := tar.NewWriter(w)
 	put := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: created, Typeflag: tar.TypeReg}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: archiveCreated, Typeflag: tar.TypeReg}); err != nil {
 			return err
 		}
 		_, err := tw.Write(data)
 		return err
 	}
-	for _, e := range []struct {
-		name string
-		data []byte
-	}{
-		{ocispec.ImageLayoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)},
-		{"index.json", idxJSON},
-		{blobPath(cfgDesc.Digest), cfgJSON},
-		{blobPath(layerDesc.Digest), layer},
-		{blobPath(manDesc.Digest), manJSON},
-	} {
-		if err := put(e.name, e.data); err != nil {
+	if err := put(ocispec.ImageLayoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+		return err
+	}
+	if err := put("index.json", idxJSON); err != nil {
+		return err
+	}
+	written := map[digest.Digest]bool{}
+	for _, b := range blobs {
+		if written[b.digest] {
+			continue // shared by two platforms (a layer of no binary)
+		}
+		written[b.digest] = true
+		if err := put(blobPath(b.digest), b.data); err != nil {
 			return err
 		}
 	}
