@@ -134,9 +134,19 @@ func (c *Controllers) publish(ctx context.Context) error {
 		delete(c.republishes, name)
 		c.mu.Unlock()
 	}
+	var pinned []string
+	if c.PinnedImages != nil {
+		pinned = c.PinnedImages()
+	}
 	var fp strings.Builder
 	for _, n := range nodes {
 		name := n.Metadata.Name
+		var nodePinned []string
+		for _, ref := range pinned {
+			if n.HasImage(ref) {
+				nodePinned = append(nodePinned, ref)
+			}
+		}
 		fp.Reset()
 		for _, p := range byNode[name] {
 			fp.WriteString(p.Metadata.UID)
@@ -147,6 +157,9 @@ func (c *Controllers) publish(ctx context.Context) error {
 		for _, img := range fetch[name] {
 			fp.WriteString(img)
 			fp.WriteByte(',')
+		}
+		for _, img := range nodePinned {
+			fp.WriteString("pin:" + img + ",")
 		}
 		fp.WriteString(n.Spec.PodCIDR)
 		nodeCMs, nodeSecrets := configFor(byNode[name], cms, secs)
@@ -172,8 +185,9 @@ func (c *Controllers) publish(ctx context.Context) error {
 			continue
 		}
 		ds := DesiredFor(name, byNode[name])
-		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" || len(nodeCMs)+len(nodeSecrets)+len(nodeVolumes)+len(released) > 0 {
+		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" || len(nodeCMs)+len(nodeSecrets)+len(nodeVolumes)+len(released)+len(nodePinned) > 0 {
 			ds.Prefetch = fetch[name]
+			ds.Pinned = nodePinned
 			ds.PodCIDR = n.Spec.PodCIDR
 			ds.ConfigMaps, ds.Secrets = nodeCMs, nodeSecrets
 			ds.Volumes, ds.Released = nodeVolumes, released
