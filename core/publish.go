@@ -142,9 +142,20 @@ func (c *Controllers) publish(ctx context.Context) error {
 	for _, n := range nodes {
 		name := n.Metadata.Name
 		var nodePinned []string
-		for _, ref := range pinned {
-			if n.HasImage(ref) {
-				nodePinned = append(nodePinned, ref)
+		if len(pinned) > 0 && len(n.Status.Images) > 0 {
+			// Agents report normalised names, as the store keeps them: a
+			// set, not HasImage's normalising of every name for every
+			// pinned image of every node at every pass.
+			held := make(map[string]bool, len(n.Status.Images))
+			for _, img := range n.Status.Images {
+				for _, name := range img.Names {
+					held[name] = true
+				}
+			}
+			for _, ref := range pinned {
+				if held[ref] {
+					nodePinned = append(nodePinned, ref)
+				}
 			}
 		}
 		fp.Reset()
