@@ -27,5 +27,7 @@ echo "== services on the namespace cluster: ready -> reachable, cluster IP vs po
 go test -run '^$' -bench BenchmarkServices -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== pull-through: images to 3 workers through the master (uplink vs image size), a link dropping at 50% of a 32 MiB layer (bytes re-sent)"
 go test -run '^$' -bench BenchmarkPullThrough -benchtime 1x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
+echo "== air-gap import: a ${EDGE_BENCH_IMPORT_MB:-100} MB docker save tarball, edgectl image import into the master vs ctr images import into containerd"
+go test -run '^$' -bench BenchmarkImageImport -benchtime 3x -timeout 30m ./e2e/ 2>&1 | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== simulated fleet: ${EDGE_SIM_NODES:-1000} hollow nodes, ${EDGE_SIM_PODS:-10000} pods on one master"
 go test -run '^$' -bench BenchmarkSimulatedFleet -benchtime 1x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'

@@ -18,6 +18,10 @@ type DesiredState struct {
 	// Prefetch lists images to pull in the background: those of a rollout
 	// that will replace pods on this node.
 	Prefetch []string `json:"prefetch,omitempty"`
+	// Pinned lists the images the node holds that the master pinned
+	// (imported air-gapped): the node's image garbage collection never
+	// removes them.
+	Pinned []string `json:"pinned,omitempty"`
 	// PodCIDR is the node's pod subnet ("" until the master gave one).
 	PodCIDR string `json:"podCIDR,omitempty"`
 	// ConfigMaps and Secrets are those the node's pods use, and no others.

@@ -33,6 +33,10 @@ type Controllers struct {
 	// Online says whether a node's agent is connected; known is false when
 	// nothing was heard of it since this master started. Nil: all known.
 	Online func(node string) (online, known bool)
+	// PinnedImages lists the master's pinned images (REPO:TAG), which each
+	// node is told of when it holds them; nil: none. Called every pass:
+	// it must be cheap.
+	PinnedImages func() []string
 	// StartupGrace is how long after the master starts an agent has to
 	// reconnect before its node turns Unknown (default 30s): a restarted
 	// master has lost every session of its embedded broker.

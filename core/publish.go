@@ -134,9 +134,30 @@ func (c *Controllers) publish(ctx context.Context) error {
 		delete(c.republishes, name)
 		c.mu.Unlock()
 	}
+	var pinned []string
+	if c.PinnedImages != nil {
+		pinned = c.PinnedImages()
+	}
 	var fp strings.Builder
 	for _, n := range nodes {
 		name := n.Metadata.Name
+		var nodePinned []string
+		if len(pinned) > 0 && len(n.Status.Images) > 0 {
+			// Agents report normalised names, as the store keeps them: a
+			// set, not HasImage's normalising of every name for every
+			// pinned image of every node at every pass.
+			held := make(map[string]bool, len(n.Status.Images))
+			for _, img := range n.Status.Images {
+				for _, name := range img.Names {
+					held[name] = true
+				}
+			}
+			for _, ref := range pinned {
+				if held[ref] {
+					nodePinned = append(nodePinned, ref)
+				}
+			}
+		}
 		fp.Reset()
 		for _, p := range byNode[name] {
 			fp.WriteString(p.Metadata.UID)
@@ -147,6 +168,9 @@ func (c *Controllers) publish(ctx context.Context) error {
 		for _, img := range fetch[name] {
 			fp.WriteString(img)
 			fp.WriteByte(',')
+		}
+		for _, img := range nodePinned {
+			fp.WriteString("pin:" + img + ",")
 		}
 		fp.WriteString(n.Spec.PodCIDR)
 		nodeCMs, nodeSecrets := configFor(byNode[name], cms, secs)
@@ -172,8 +196,9 @@ func (c *Controllers) publish(ctx context.Context) error {
 			continue
 		}
 		ds := DesiredFor(name, byNode[name])
-		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" || len(nodeCMs)+len(nodeSecrets)+len(nodeVolumes)+len(released) > 0 {
+		if len(fetch[name]) > 0 || n.Spec.PodCIDR != "" || len(nodeCMs)+len(nodeSecrets)+len(nodeVolumes)+len(released)+len(nodePinned) > 0 {
 			ds.Prefetch = fetch[name]
+			ds.Pinned = nodePinned
 			ds.PodCIDR = n.Spec.PodCIDR
 			ds.ConfigMaps, ds.Secrets = nodeCMs, nodeSecrets
 			ds.Volumes, ds.Released = nodeVolumes, released

@@ -36,6 +36,14 @@ type Runtime interface {
 	PullImage(ctx context.Context, ref string, progress func(PullProgress)) (ContainerImage, error)
 	// Images lists the images present.
 	Images(ctx context.Context) ([]ContainerImage, error)
+	// ImageDisk lists the images present with what each holds on disk and
+	// when a container was last created from it (else when it was
+	// stored), for garbage collection under a disk budget.
+	ImageDisk(ctx context.Context) ([]ImageDisk, error)
+	// RemoveImage deletes image ref (a name ImageDisk listed) and returns
+	// once what no other image or container holds is freed. Removing an
+	// image that is not there is not an error.
+	RemoveImage(ctx context.Context, ref string) error
 
 	// CreateContainer creates a container (its filesystem and process
 	// settings, not its task). ECONFLICT if cfg.ID exists, ENOTFOUND if
@@ -89,6 +97,23 @@ type ContainerImage struct {
 	Name string // normalised reference, e.g. docker.io/library/busybox:latest
 	ID   string // digest of its manifest or index
 	Size int64  // bytes of its manifest or index (what containerd reports)
+}
+
+// ImageDisk is an image present on a node, as its garbage collection
+// weighs it.
+type ImageDisk struct {
+	ContainerImage
+	LastUsed time.Time
+	// Parts are what it holds on disk: its blobs (manifests, config,
+	// layers) and its unpacked snapshots, each under a key that another
+	// image holding the same part shares.
+	Parts []ImagePart
+}
+
+// ImagePart is a blob or snapshot an image holds, and its size in bytes.
+type ImagePart struct {
+	Key  string
+	Size int64
 }
 
 // PullProgress is how far a pull got: bytes of the image's content the

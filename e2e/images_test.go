@@ -24,7 +24,8 @@ import (
 // master as a mirror of edge.local); a DaemonSet runs it; it survives a
 // master restart and the collector (a 1-byte budget: only pins keep
 // anything); a tarball dropped in DATA_DIR/images is imported at start;
-// `image rm` frees the blobs no other image shares.
+// `image rm` frees the blobs no other image shares; the node is told the
+// image it holds is pinned.
 //
 // Agents on this branch still pull from the registries their images name
 // (the agent's pulling through the master is another branch's work), so
@@ -144,6 +145,14 @@ spec:
 	waitFor(t, 60*time.Second, "image ls to show the node holding it", func() error {
 		if ls := c.mustEdgectl("image", "ls"); !strings.Contains(ls, c.node) {
 			return fmt.Errorf("%s", ls)
+		}
+		return nil
+	})
+	// The node is told it holds a pinned image: its own image GC keeps it.
+	waitFor(t, 30*time.Second, "the node's desired state to list the image as pinned", func() error {
+		b, err := os.ReadFile(filepath.Join(c.dir, "agent", "desired.json"))
+		if err != nil || !strings.Contains(string(b), `"pinned":["`+ref+`"]`) {
+			return fmt.Errorf("desired.json: %v", err)
 		}
 		return nil
 	})

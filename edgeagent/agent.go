@@ -7,7 +7,8 @@
 // instead of duplicating them. It never talks to the master except through
 // its Reporter, the callbacks the wiring sets and the registry mirror it
 // pulls images through (SetMirror), and only containerd.go (with
-// containerd_pull.go, image pulls) knows containerd.
+// containerd_pull.go, image pulls, and containerd_gc.go, the image cache's
+// garbage collection) knows containerd.
 package edgeagent
 
 import (
@@ -86,6 +87,17 @@ type Agent struct {
 	// check fails, and reports the outcome as the node's PreflightPassed
 	// condition. Nil: no checks, no condition.
 	Preflight func(ctx context.Context) []preflight.Result
+	// ImageCacheSize bounds, in bytes, the disk the node's images take
+	// (their blobs and unpacked snapshots); 0: unbounded. ImageGCInterval
+	// (default 5m) paces the collector; images used or stored within
+	// ImageGCMinAge (default 10m) stay. See imagegc.go.
+	ImageCacheSize  int64
+	ImageGCInterval time.Duration
+	ImageGCMinAge   time.Duration
+	// Online says whether the master is reachable (the node's MQTT
+	// connection); nil: never. Image GC waits while it is not and a pod
+	// waits for an image.
+	Online func() bool
 
 	rt core.Runtime
 	// releasing holds the released volume paths being removed.
@@ -164,6 +176,10 @@ func (a *Agent) Open() error {
 		a.wg.Add(1)
 		go a.preflightLoop()
 	}
+	if a.ImageCacheSize > 0 {
+		a.wg.Add(1)
+		go a.imageGCLoop()
+	}
 	return nil
 }
 
@@ -198,6 +214,12 @@ func (a *Agent) setDefaults() {
 	}
 	if a.ContainerLogMaxFiles == 0 {
 		a.ContainerLogMaxFiles = DefaultContainerLogMaxFiles
+	}
+	if a.ImageGCInterval == 0 {
+		a.ImageGCInterval = DefaultImageGCInterval
+	}
+	if a.ImageGCMinAge == 0 {
+		a.ImageGCMinAge = DefaultImageGCMinAge
 	}
 	a.releasing = map[string]bool{}
 	if a.timer == nil {

@@ -44,6 +44,10 @@ type containerdRuntime struct {
 	// costs several round trips (manifest, config, snapshot), for every
 	// container of a burst that all use one image.
 	unpacked sync.Map
+	// lastUse (image name -> time.Time of its last recorded use) and
+	// snapUsage (snapshot key -> int64 bytes) spare image GC round trips
+	// (containerd_gc.go).
+	lastUse, snapUsage sync.Map
 	// logDriver runs as the shim's log driver for every task (see
 	// internal/logrotate), with these caps; empty: a file the shim
 	// appends to.
@@ -208,6 +212,8 @@ func (r *containerdRuntime) CreateContainer(ctx context.Context, cfg *core.Conta
 	}
 	if err != nil {
 		r.unpacked.Delete(digest) // its snapshots may have gone: check again next time
+	} else {
+		r.touchImage(ctx, img) // for image GC: least recently used go first
 	}
 	return coreError(err)
 }

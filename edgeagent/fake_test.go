@@ -121,6 +121,11 @@ type fakeRuntime struct {
 	// pulling, when set, runs inside PullImage before it answers (a pull
 	// that takes a while: it may report progress, or wait on ctx).
 	pulling func(ctx context.Context, ref string, progress func(core.PullProgress)) error
+	// Image GC: when each image was stored or last used, what each holds
+	// on disk (default: one part of its own, Size bytes), what was removed.
+	lastUsed map[string]time.Time
+	parts    map[string][]core.ImagePart
+	removed  []string
 }
 
 type fakeContainer struct {
@@ -150,6 +155,56 @@ func (r *fakeRuntime) addImage(ref string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.images[core.NormalizeImage(ref)] = fakeImage(ref)
+	r.used(core.NormalizeImage(ref))
+}
+
+// used records that image name was stored or used now (r.mu held).
+func (r *fakeRuntime) used(name string) {
+	if r.lastUsed == nil {
+		r.lastUsed = map[string]time.Time{}
+	}
+	r.lastUsed[name] = r.now()
+}
+
+// setParts says what image ref holds on disk.
+func (r *fakeRuntime) setParts(ref string, parts ...core.ImagePart) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.parts == nil {
+		r.parts = map[string][]core.ImagePart{}
+	}
+	r.parts[core.NormalizeImage(ref)] = parts
+}
+
+func (r *fakeRuntime) ImageDisk(context.Context) ([]core.ImageDisk, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []core.ImageDisk
+	for name, img := range r.images {
+		parts, ok := r.parts[name]
+		if !ok {
+			parts = []core.ImagePart{{Key: img.ID, Size: img.Size}}
+		}
+		out = append(out, core.ImageDisk{ContainerImage: img, LastUsed: r.lastUsed[name], Parts: parts})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (r *fakeRuntime) RemoveImage(_ context.Context, ref string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.images[ref]; ok {
+		delete(r.images, ref)
+		r.removed = append(r.removed, ref)
+	}
+	return nil
+}
+
+func (r *fakeRuntime) removedImages() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.removed...)
 }
 
 func (r *fakeRuntime) addToRegistry(ref string) {
@@ -189,6 +244,7 @@ func (r *fakeRuntime) PullImage(ctx context.Context, ref string, progress func(c
 		return img, core.Errorf(core.EUNAVAILABLE, "%s: registry unreachable", ref)
 	}
 	r.images[ref] = img
+	r.used(ref)
 	return img, nil
 }
 
@@ -221,6 +277,7 @@ func (r *fakeRuntime) CreateContainer(_ context.Context, cfg *core.ContainerConf
 		return notFound("image", cfg.Image)
 	}
 	r.created++
+	r.used(cfg.Image)
 	c := &fakeContainer{cfg: *cfg, info: core.ContainerInfo{ID: cfg.ID, Image: cfg.Image, Labels: copyLabels(cfg.Labels), CreatedAt: r.now()}}
 	r.ctrs[cfg.ID] = c
 	return nil

@@ -191,32 +191,34 @@ func (s *Store) Collect(budget int64, inUse InUseFunc) (GCResult, error) {
 		res.Before += n
 	}
 	units := s.unitsLocked()
-	refs := map[digest.Digest]int{}
-	var kept int64
-	for _, u := range units {
+	// The policy is core's, shared with the nodes' caches.
+	plan := make([]core.GCImage, len(units))
+	partSizes := make(map[string]int64, len(sizes))
+	for d, n := range sizes {
+		partSizes[d.String()] = n
+	}
+	for i, u := range units {
+		plan[i] = core.GCImage{Name: u.name(), LastUsed: u.lastUsed,
+			Keep: u.pinned || (inUse != nil && inUse(u.repo, u.tag, u.d))}
 		for _, b := range u.blobs {
-			if refs[b]++; refs[b] == 1 {
-				kept += sizes[b]
-			}
+			plan[i].Parts = append(plan[i].Parts, b.String())
 		}
 	}
+	chosen, _, over := core.PlanImageGC(plan, partSizes, budget)
 	removed := map[*gcUnit]bool{}
+	for _, i := range chosen {
+		removed[units[i]] = true
+		res.Removed = append(res.Removed, units[i].name())
+	}
+	refs := map[digest.Digest]int{}
 	for _, u := range units {
-		if budget < 0 || kept <= budget {
-			break
-		}
-		if u.pinned || (inUse != nil && inUse(u.repo, u.tag, u.d)) {
-			continue
-		}
-		removed[u] = true
-		res.Removed = append(res.Removed, u.name())
-		for _, b := range u.blobs {
-			if refs[b]--; refs[b] == 0 {
-				kept -= sizes[b]
+		if !removed[u] {
+			for _, b := range u.blobs {
+				refs[b]++
 			}
 		}
 	}
-	res.OverBudget = budget >= 0 && kept > budget
+	res.OverBudget = over
 	if len(removed) > 0 {
 		for u := range removed {
 			r := s.idx.Repositories[u.repo]

@@ -484,3 +484,20 @@ func (s *Store) saveLocked() error {
 	}
 	return nil
 }
+
+// PinnedRefs lists the pinned tags as REPO:TAG, sorted: nodes are told of
+// those they hold, so that their caches keep them too.
+func (s *Store) PinnedRefs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, r := range s.idx.Repositories {
+		for t, it := range r.Tags {
+			if it.Pinned {
+				out = append(out, name+":"+t)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -140,6 +140,13 @@ func (a *Agent) current() paho.Client {
 	return a.client
 }
 
+// Connected reports whether the connection to the broker is open: the
+// agent's view of whether its master can be reached.
+func (a *Agent) Connected() bool {
+	c := a.current()
+	return c != nil && c.IsConnectionOpen()
+}
+
 // loop connects, and connects again whenever the connection is lost, with
 // capped, jittered backoff between attempts.
 func (a *Agent) loop() {

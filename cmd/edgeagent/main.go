@@ -23,6 +23,7 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/edgeagent"
+	"github.com/edgeorch/edge/images"
 	"github.com/edgeorch/edge/internal/daemon"
 	"github.com/edgeorch/edge/internal/preflight"
 	"github.com/edgeorch/edge/internal/version"
@@ -61,6 +62,8 @@ type Main struct {
 	// PeerPort is where this node serves its image content to LAN peers,
 	// and where it asks theirs (0: neither).
 	PeerPort int
+	// ImageCacheSize is --image-cache-size: the node's image cache budget.
+	ImageCacheSize string
 	// Check runs the preflight checks (edgeagent check) instead of the agent.
 	Check  bool
 	Stdout io.Writer // where check prints; default os.Stdout
@@ -110,6 +113,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.LogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size")
 	fs.IntVar(&m.LogMaxFiles, "container-log-max-files", edgeagent.DefaultContainerLogMaxFiles, "log files kept per container, the live one included (at least 2)")
 	fs.IntVar(&m.PeerPort, "peer-port", edgeagent.DefaultPeerPort, "serve this node's images to the cluster's other nodes (TLS, node certificates) on this port, and fetch from theirs when the master is unreachable; 0 disables")
+	fs.StringVar(&m.ImageCacheSize, "image-cache-size", "0", "disk budget of the node's images (containerd content and unpacked layers): a size (10Gi, 500M) or a percentage of the data dir's disk (25%); least recently used images no pod uses go first; 0: unbounded")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -221,6 +225,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Agent.ContainerLogMaxSize, _ = core.Quantity(m.LogMaxSize).Value() // checked by ParseFlags
 	m.Agent.ContainerLogMaxFiles = m.LogMaxFiles
+	if m.ImageCacheSize != "" && m.ImageCacheSize != "0" {
+		n, err := images.ParseBudget(m.ImageCacheSize, m.DataDir)
+		if err != nil {
+			return fmt.Errorf("--image-cache-size: %w", err)
+		}
+		m.Agent.ImageCacheSize = n
+	}
 	if drv, small, err := edgeagent.FindLogDriver(); err != nil {
 		m.Log.Warn("container logs are not rotated: cannot find the agent's executable", "err", err)
 	} else {
@@ -258,6 +269,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return c.MQTTURL, c.Password, nil
 		}}
 	m.Agent.Reporter = m.Conn
+	m.Agent.Online = m.Conn.Connected
 	// The agent runs its saved pods before the master answers.
 	if err := m.Agent.Open(); err != nil {
 		return err

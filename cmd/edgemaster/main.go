@@ -182,8 +182,17 @@ func (m *Main) Run(ctx context.Context) error {
 		reports.Known = m.Auth.Known
 	}
 	m.Bus = &mqtt.Master{Sink: reports, Log: m.Log}
+	contentDir := m.ContentDir
+	if contentDir == "" {
+		// Not DATA_DIR/images: that is where image tarballs are dropped
+		// for import.
+		contentDir = filepath.Join(m.DataDir, "content")
+	}
+	if m.Content, err = images.OpenStore(contentDir); err != nil {
+		return err
+	}
 	m.Controllers = &core.Controllers{Store: m.DB, Bus: m.Bus, Log: m.Log, NodeLostGrace: m.NodeLostGrace,
-		Online: reports.Online, StartupGrace: m.StartupGrace, Network: m.Network}
+		Online: reports.Online, StartupGrace: m.StartupGrace, Network: m.Network, PinnedImages: m.Content.PinnedRefs}
 	reports.DesiredHash = m.Controllers.CheckDesired
 	if m.MQTTURL == "" {
 		m.Broker = &mqtt.Broker{Addr: m.MQTTAddr, TLS: m.PKI.ServerTLS(), Log: m.Log, CheckPassword: m.Auth.CheckMQTT, Known: m.Auth.Known}
@@ -199,15 +208,6 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Controllers.Open()
-	contentDir := m.ContentDir
-	if contentDir == "" {
-		// Not DATA_DIR/images: that is where image tarballs are dropped
-		// for import.
-		contentDir = filepath.Join(m.DataDir, "content")
-	}
-	if m.Content, err = images.OpenStore(contentDir); err != nil {
-		return err
-	}
 	if m.ImageCacheSize == "" {
 		m.ImageCacheSize = "10Gi"
 	}
