@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edgeorch/edge/api"
+	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/images/regtest"
 )
 
@@ -396,6 +397,50 @@ func TestPullThrough(t *testing.T) {
 	t.Logf("uplink %d bytes for %d nodes needing %d bytes each (%.2fx the image); link drop at 50%% of a %d-byte layer: %d bytes delivered for %d needed (%d beyond the image: TLS, HTTP and re-sent; the master sent %d more, lost in flight)",
 		fig.uplinkBytes, fig.nodes, fig.imageBytes, float64(fig.uplinkBytes)/float64(fig.imageBytes), fig.bigLayer,
 		fig.bigDelivered, fig.bigNeeded, fig.bigDelivered-fig.bigNeeded, fig.masterResent)
+
+	// Warming a node before a rollout: `image prefetch` pulls through the
+	// master onto the selected node only, and the scheduler, fed what the
+	// nodes report holding, places the image's pod there (image locality:
+	// every other score is equal, and w1 would win on its name).
+	t.Run("PrefetchAndLocality", func(t *testing.T) {
+		bb, _ := exec.LookPath("busybox")
+		warm := pf.up.PushLayered(t, "pt/warm", "v1", bb, runtime.GOARCH, regtest.Layer{Size: 1 << 20, Seed: 51})
+		out := pf.mustEdgectl("image", "prefetch", "pt/warm:v1", "-l", core.LabelHostname+"=w2", "--timeout", "3m")
+		if !strings.Contains(out, "prefetching on 1 nodes: w2") || !strings.Contains(out, "w2: holds pt/warm:v1") {
+			t.Fatalf("image prefetch said:\n%s", out)
+		}
+		for _, w := range pf.workers {
+			if held := pf.nodeImages(w.Name)["docker.io/pt/warm:v1"]; held != (w.Name == "w2") {
+				t.Errorf("%s holds pt/warm:v1: %v", w.Name, held)
+			}
+		}
+		ds, _ := needed(warm)
+		for _, d := range ds {
+			if n := pf.up.BlobGets(d); n != 1 {
+				t.Errorf("upstream served %s %d times, want once", d, n)
+			}
+		}
+		pf.apply(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: warm}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: warm}}
+  template:
+    metadata: {labels: {app: warm}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: pt/warm:v1
+        command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+`)
+		pf.waitRunning("warm", 1, 2*time.Minute)
+		if pods := pf.pods("app=warm"); len(pods) != 1 || pods[0].Spec.NodeName != "w2" {
+			t.Fatalf("the pod went to %+v, want w2, the node holding its image", pods)
+		}
+		pf.mustEdgectl("delete", "deployment", "warm")
+	})
 
 	t.Run("CorruptAtMaster", func(t *testing.T) {
 		bb, _ := exec.LookPath("busybox")
