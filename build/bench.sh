@@ -25,7 +25,7 @@ go test -run '^$' -bench '100x10' -benchtime 20x ./netproxy/ | grep -E '^(Benchm
 go test -run '^$' -bench . ./clusterdns/ | grep -E '^(Benchmark|ok)'
 echo "== services on the namespace cluster: ready -> reachable, cluster IP vs pod IP"
 go test -run '^$' -bench BenchmarkServices -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
-echo "== pull-through: images to 3 workers through the master (uplink vs image size), a link dropping at 50% of a 32 MiB layer (bytes re-sent)"
+echo "== pull-through: images to 3 workers through the master (uplink vs image size), a link dropping at 50% of a 48 MiB (50 MB) layer (bytes re-sent)"
 go test -run '^$' -bench BenchmarkPullThrough -benchtime 1x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== air-gap import: a ${EDGE_BENCH_IMPORT_MB:-100} MB docker save tarball, edgectl image import into the master vs ctr images import into containerd"
 go test -run '^$' -bench BenchmarkImageImport -benchtime 3x -timeout 30m ./e2e/ 2>&1 | grep -vE '^(goos|goarch|pkg|cpu):'

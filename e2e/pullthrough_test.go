@@ -508,7 +508,7 @@ func pullThroughScenario(t testing.TB, pf *pullFleet) pullFigures {
 	shared := regtest.Layer{Size: 6 * mib, Seed: 11}
 	app := pf.up.PushLayered(t, "pt/app", "v1", bb, runtime.GOARCH, shared)
 	tool := pf.up.PushLayered(t, "pt/tool", "v1", bb, runtime.GOARCH, shared, regtest.Layer{Size: 2 * mib, Seed: 12})
-	big := pf.up.PushLayered(t, "pt/big", "v1", bb, runtime.GOARCH, regtest.Layer{Size: 32 * mib, Seed: 13})
+	big := pf.up.PushLayered(t, "pt/big", "v1", bb, runtime.GOARCH, regtest.Layer{Size: 48 * mib, Seed: 13})
 	if app.Blobs[2].Digest != tool.Blobs[2].Digest {
 		t.Fatal("the images do not share their layer")
 	}
