@@ -16,6 +16,14 @@ echo "== registry: a stored blob served by /v2/ (HTTPS, loopback) vs reading the
 go test -run '^$' -bench BenchmarkRegistryBlob -benchtime 5x ./cmd/edgemaster/ 2>&1 | grep -E '^(Benchmark|ok|blob )'
 echo "== one master, one agent (root: private containerd)"
 go test -run '^$' -bench BenchmarkCluster -benchtime 5x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
+echo "== agent start to node Ready on cgroup v2 (a throw-away VM, CPU emulated: slower than a Pi)"
+out=build/.cache/cgroup2-bench
+rm -rf "$out" && mkdir -p "$out/bin"
+go build -o "$out/bin/" ./cmd/edgemaster ./cmd/edgeagent ./cmd/edgectl ./cmd/edge-logdriver
+go test -c -o "$out/e2e.test" ./e2e
+CGVM_TIMEOUT=600 build/cgroup2-vm.sh bash -c 'cd e2e && EDGE_TEST_TIMEOUT_SCALE=4 EDGE_E2E_BIN="$PWD/../$1/bin" "../$1/e2e.test" -test.run "^$" -test.bench "BenchmarkCluster/AgentStartToReady" -test.benchtime 5x' cgvm "$out" |
+	grep -E '^(agent start|ok|FAIL)' || echo "the cgroup v2 VM run failed (see make test-cgroup2)"
+rm -rf "$out"
 echo "== disk writes of an idle node: agent, container log drivers, master (EDGE_BENCH_IDLE, default 60s, per hour)"
 go test -run '^$' -bench BenchmarkIdleWrites -benchtime 1x -timeout 30m ./e2e/ | grep -vE '^(goos|goarch|pkg|cpu):'
 echo "== node silently lost: 3 workers in network namespaces, link cut 5 times"

@@ -34,6 +34,58 @@ func BenchmarkCluster(b *testing.B) {
 	b.Run("Apply20Running", func(b *testing.B) { c.t = b; benchApply(b, c, 20) })
 	b.Run("Apply20VsContainerd", func(b *testing.B) { c.t = b; benchVsContainerd(b, c, 20) })
 	b.Run("Idle", func(b *testing.B) { c.t = b; benchIdle(b, c) })
+	b.Run("AgentStartToReady", func(b *testing.B) { c.t = b; benchAgentStart(b, c) })
+}
+
+// benchAgentStart restarts the agent (its data dir kept, as after a
+// reboot or an upgrade) and times its start to the node turning Ready
+// again, as the API shows it, beside the floor of starting the same
+// binary at all (edgeagent --version) in the same run.
+func benchAgentStart(b *testing.B, c *cluster) {
+	var total, floor time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c.agent.stop(syscall.SIGTERM, 10*time.Second)
+		waitFor(b, 60*time.Second, "the node to turn NotReady", func() error {
+			o, err := c.client.Get(context.Background(), core.Key{Kind: core.KindNode, Name: c.node})
+			if err != nil {
+				return err
+			}
+			if o.(*core.Node).Ready() == core.ConditionTrue {
+				return fmt.Errorf("still Ready")
+			}
+			return nil
+		})
+		t0 := time.Now()
+		if out, err := exec.Command(filepath.Join(binDir, "edgeagent"), "--version").CombinedOutput(); err != nil {
+			b.Fatalf("edgeagent --version: %v %s", err, out)
+		}
+		floor += time.Since(t0)
+		b.StartTimer()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		events, err := c.client.Watch(ctx, core.KindNode, "", c.node, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		c.startAgent()
+		ready := false
+		for ev := range events {
+			if n, ok := ev.Object.(*core.Node); ok && n.Metadata.Name == c.node && n.Ready() == core.ConditionTrue {
+				ready = true
+				break
+			}
+		}
+		total += time.Since(start)
+		cancel()
+		if !ready {
+			b.Fatal("the restarted agent's node did not turn Ready in 2 minutes")
+		}
+	}
+	b.StopTimer()
+	ms, floorMS := float64(total.Milliseconds())/float64(b.N), float64(floor.Milliseconds())/float64(b.N)
+	b.ReportMetric(ms, "ms/start-to-ready")
+	fmt.Printf("agent start to node Ready: %.0f ms (mean of %d), beside %.0f ms to run edgeagent --version\n", ms, b.N, floorMS)
 }
 
 // allRunning watches pods until n pods of app=spine run with ready
