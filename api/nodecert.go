@@ -50,7 +50,7 @@ func (p *PKI) SignNode(csrPEM []byte, node string, now time.Time) ([]byte, error
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: node, Organization: []string{"edge:nodes"}},
+		Subject:      pkix.Name{CommonName: node, Organization: []string{nodeOrganization}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(NodeCertValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

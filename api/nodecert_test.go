@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"os"
@@ -96,4 +97,70 @@ func TestNodeCertificate(t *testing.T) {
 			t.Fatalf("pi-1's credential got a certificate for pi-2: %s", other.Certificate().Leaf.Subject.CommonName)
 		}
 	})
+}
+
+// A node certificate is signed by the cluster CA and usable to serve (its
+// peer server), but agents and edgectl check the master by the CA alone
+// (no host names): a node's certificate must not pass for the master's,
+// or any one node could pose as the master's API and broker to the others
+// and to edgectl (collecting their MQTT passwords and the admin token).
+// It still passes for a peer's, and the master's does not.
+func TestNodeCertIsNotTheMasters(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	resp, err := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash)).Join(ctx, "pi-1", nodePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := &api.Credentials{API: e.url, Node: "pi-1", Password: resp.MQTTPassword, CACert: string(e.srv.PKI.CAPEM)}
+	nc := &api.NodeCert{DataDir: t.TempDir(), Credentials: func() *api.Credentials { return creds }}
+	if err := nc.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nodeCert := *nc.Certificate()
+	nodeCert.Certificate = append(nodeCert.Certificate, e.srv.PKI.CACert.Raw) // the chain, as the master sends it
+	handshake := func(t *testing.T, serve tls.Certificate, client *tls.Config) error {
+		t.Helper()
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{serve}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if c, err := ln.Accept(); err == nil {
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		defer func() { <-done }()
+		c, err := tls.Dial("tcp", ln.Addr().String(), client)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	catls, err := api.CATLS(e.srv.PKI.CAPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string]*tls.Config{"CATLS": catls, "PinnedTLS": api.PinnedTLS(e.join.CAHash)} {
+		if err := handshake(t, nodeCert, cfg); err == nil {
+			t.Errorf("%s: a node certificate passes for the master's", name)
+		}
+		if err := handshake(t, e.srv.PKI.Serving, cfg.Clone()); err != nil {
+			t.Errorf("%s: the master's own certificate is refused: %v", name, err)
+		}
+	}
+	peer, err := api.PeerClientTLS(e.srv.PKI.CAPEM, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(t, nodeCert, peer); err != nil {
+		t.Errorf("a node certificate is refused as a peer's: %v", err)
+	}
+	if err := handshake(t, e.srv.PKI.Serving, peer.Clone()); err == nil {
+		t.Error("the master's serving certificate passes for a peer's")
+	}
 }

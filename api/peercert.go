@@ -209,11 +209,11 @@ func PeerServerTLS(caPEM []byte, nc *NodeCert) (*tls.Config, error) {
 }
 
 // PeerClientTLS is the TLS configuration to fetch from peers: it trusts
-// a server whose certificate the cluster CA signed (host names are not
+// a node certificate of the cluster CA (never the master's; host names are not
 // checked: addresses change with DHCP; the fetcher checks the node name)
 // and shows the node certificate.
 func PeerClientTLS(caPEM []byte, nc *NodeCert) (*tls.Config, error) {
-	cfg, err := CATLS(caPEM)
+	cfg, err := caTLS(caPEM, true)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -213,7 +214,7 @@ func PinnedTLS(caHash string) *tls.Config {
 			if got := CAHash(ca.Raw); !strings.EqualFold(got, caHash) {
 				return &PinError{Want: caHash, Got: got}
 			}
-			return verifyLeaf(raw[0], ca)
+			return verifyLeaf(raw[0], ca, false)
 		},
 	}
 }
@@ -226,8 +227,13 @@ func (e *PinError) Error() string {
 		e.Got[:16], e.Want[:min(16, len(e.Want))])
 }
 
-// CATLS returns a client TLS configuration trusting caPEM (edgectl).
-func CATLS(caPEM []byte) (*tls.Config, error) {
+// CATLS returns a client TLS configuration trusting caPEM (edgectl): the
+// master's serving certificate, not a node's (see verifyLeaf).
+func CATLS(caPEM []byte) (*tls.Config, error) { return caTLS(caPEM, false) }
+
+// caTLS trusts a certificate of the CA in caPEM: a node's if node, else
+// the master's.
+func caTLS(caPEM []byte, node bool) (*tls.Config, error) {
 	ca, err := parseCertPEM(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("certificate-authority-data: %w", err)
@@ -239,12 +245,26 @@ func CATLS(caPEM []byte) (*tls.Config, error) {
 			if len(raw) == 0 {
 				return errors.New("no server certificate")
 			}
-			return verifyLeaf(raw[0], ca)
+			return verifyLeaf(raw[0], ca, node)
 		},
 	}, nil
 }
 
-func verifyLeaf(der []byte, ca *x509.Certificate) error {
+// nodeOrganization is the subject organization of every node certificate
+// (SignNode), and of no other certificate of the cluster CA.
+const nodeOrganization = "edge:nodes"
+
+func isNodeCert(c *x509.Certificate) bool {
+	return slices.Contains(c.Subject.Organization, nodeOrganization)
+}
+
+// verifyLeaf checks a server's certificate against the cluster CA. Host
+// names are not checked, so the CA's signature alone would let any node's
+// certificate (it serves LAN peers) pass for the master's: a node could
+// then pose as the master's API and broker to the other nodes and to
+// edgectl. The master's is the CA's one certificate that is not a node's;
+// a peer's must be a node's.
+func verifyLeaf(der []byte, ca *x509.Certificate, node bool) error {
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		return err
@@ -254,6 +274,12 @@ func verifyLeaf(der []byte, ca *x509.Certificate) error {
 	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	if err != nil {
 		return fmt.Errorf("server certificate is not signed by the cluster CA: %w", err)
+	}
+	switch {
+	case !node && isNodeCert(leaf):
+		return fmt.Errorf("server certificate is node %q's, not the master's", leaf.Subject.CommonName)
+	case node && !isNodeCert(leaf):
+		return errors.New("server certificate is not a node's")
 	}
 	return nil
 }
