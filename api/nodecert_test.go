@@ -164,3 +164,47 @@ func TestNodeCertIsNotTheMasters(t *testing.T) {
 		t.Error("the master's serving certificate passes for a peer's")
 	}
 }
+
+// A node certificate is for one name and one cluster CA: a node renamed
+// (--name) or joined to a rebuilt master (a token of another CA) keeps its
+// data dir, and must not keep serving and asking its peers with the old
+// certificate for most of a year (its peers refuse it: another name, not
+// their CA).
+func TestNodeCertFollowsTheNode(t *testing.T) {
+	ctx := context.Background()
+	e := setup(t)
+	join := func(e *env, node string) *api.Credentials {
+		t.Helper()
+		resp, err := api.NewClient(e.url, e.join.String(), api.PinnedTLS(e.join.CAHash)).Join(ctx, node, nodePassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &api.Credentials{API: e.url, Node: node, Password: resp.MQTTPassword, CACert: string(e.srv.PKI.CAPEM)}
+	}
+	creds := join(e, "pi-1")
+	nc := &api.NodeCert{DataDir: t.TempDir(), Credentials: func() *api.Credentials { return creds }}
+	if err := nc.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("Renamed", func(t *testing.T) {
+		creds = join(e, "pi-9")
+		if err := nc.Ensure(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := nc.Certificate().Leaf.Subject.CommonName; got != "pi-9" {
+			t.Errorf("the node is pi-9 now; its certificate still says %q", got)
+		}
+	})
+	t.Run("NewCA", func(t *testing.T) {
+		e2 := setup(t)
+		creds = join(e2, "pi-9")
+		if err := nc.Ensure(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(e2.srv.PKI.CACert)
+		if _, err := nc.Certificate().Leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("joined to another master, the certificate is still the old CA's: %v", err)
+		}
+	})
+}

@@ -75,24 +75,34 @@ func (c *NodeCert) Certificate() *tls.Certificate {
 	return c.cert
 }
 
-// due reports whether the certificate should be (re)requested: none, or a
-// third of its validity left (or expired).
-func (c *NodeCert) due() bool {
+// due reports whether the certificate should be (re)requested: none, a
+// third of its validity left (or expired), or, with creds, not for the
+// node and cluster CA they are (the node was renamed, or joined a rebuilt
+// master, keeping its data dir: its peers would refuse the old one).
+func (c *NodeCert) due(creds *Credentials) bool {
 	cert := c.Certificate()
 	if cert == nil || cert.Leaf == nil {
 		return true
 	}
 	l := cert.Leaf
+	if creds != nil {
+		if l.Subject.CommonName != creds.Node {
+			return true
+		}
+		if ca, err := parseCertPEM([]byte(creds.CACert)); err == nil && l.CheckSignatureFrom(ca) != nil {
+			return true
+		}
+	}
 	return c.now().After(l.NotAfter.Add(-l.NotAfter.Sub(l.NotBefore) / 3))
 }
 
-// Ensure requests a certificate if there is none or it is due for
-// renewal, and keeps it.
+// Ensure requests a certificate if there is none, it is due for renewal
+// or it is not the current node's, and keeps it.
 func (c *NodeCert) Ensure(ctx context.Context) error {
-	if !c.due() {
+	creds := c.Credentials()
+	if !c.due(creds) {
 		return nil
 	}
-	creds := c.Credentials()
 	if creds == nil {
 		return errors.New("no credentials yet")
 	}
