@@ -83,15 +83,21 @@ func newPullMirror(m *Mirror) *pullMirror {
 	// Sent up front: the master would only answer 401 first, a round trip
 	// per connection on a slow link.
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(m.Username+":"+m.Password)))
-	pm := &pullMirror{host: m.Host, client: &http.Client{Transport: pullTransport(m.TLS, stall)}, header: h, stall: stall}
+	pm := &pullMirror{host: m.Host, client: &http.Client{Transport: pullTransport(m.TLS, 10*time.Second, stall)}, header: h, stall: stall}
 	if m.Peers != nil && m.PeerTLS != nil {
 		pm.peers, pm.peerTLS, pm.peerCli = m.Peers, m.PeerTLS, map[Peer]*http.Client{}
 	}
 	return pm
 }
 
-func pullTransport(tlsConfig *tls.Config, stall time.Duration) *http.Transport {
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+// peerDialTimeout is how long a peer gets to take a connection: a LAN's
+// round trip is milliseconds, and each attempt asks the peers in turn, so
+// every node that is switched off or unplugged would otherwise cost each
+// attempt the master's 10 s.
+const peerDialTimeout = 3 * time.Second
+
+func pullTransport(tlsConfig *tls.Config, dial, stall time.Duration) *http.Transport {
+	dialer := &net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy: nil, // the master and the peers are on the LAN: no proxy from the environment
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -132,7 +138,7 @@ func (m *pullMirror) peerHosts(p Peer) docker.RegistryHosts {
 			}
 			return nil
 		}
-		c = &http.Client{Transport: pullTransport(cfg, m.stall)}
+		c = &http.Client{Transport: pullTransport(cfg, peerDialTimeout, m.stall)}
 		m.peerCli[p] = c
 	}
 	m.mu.Unlock()

@@ -11,9 +11,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,4 +254,61 @@ func TestBadPeers(t *testing.T) {
 	if b.isBad("w1", now.Add(peerBadFor)) {
 		t.Fatal("w1 still left out after its time")
 	}
+}
+
+// blackhole is a loopback address whose SYNs go unanswered, as a powered
+// off or unplugged Pi's do on a LAN: a listener with a backlog of one,
+// filled, never accepting.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second) // fills the queue
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return addr
+}
+
+// A peer that does not answer at all (switched off, unplugged) costs a
+// pull attempt a LAN's connect time, not the master's 10 s: every attempt
+// asks each peer in turn, so a fleet with a few nodes down would wait
+// that long per node before reaching one that has the image.
+func TestPeerUnreachableQuickly(t *testing.T) {
+	ca := newTestCA(t)
+	peerTLS, err := api.PeerClientTLS(ca.pki.CAPEM, ca.node(t, "w4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newPullMirror(&Mirror{Host: "127.0.0.1:1", Peers: func() []Peer { return nil }, PeerTLS: peerTLS})
+	p := Peer{Name: "w1", Host: blackhole(t)}
+	hosts, err := m.peerHosts(p)("docker.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp, err := hosts[0].Client.Get("https://" + p.Host + "/v2/")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("an unreachable peer answered")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("an unreachable peer took %s to give up on (%v)", d.Round(time.Millisecond), err)
+	}
+	t.Logf("gave up after %s: %v", time.Since(start).Round(time.Millisecond), err)
 }
