@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/net/netutil"
 
 	"github.com/edgeorch/edge/core"
 )
@@ -52,7 +53,10 @@ type PeerServer struct {
 	// the cluster CA is): a deleted node's certificate stops working
 	// once its peers hear of it.
 	Member func(node string) bool
-	Log    *slog.Logger
+	// MaxConns caps the connections served at once; more wait to be
+	// accepted [256].
+	MaxConns int
+	Log      *slog.Logger
 
 	srv *http.Server
 	ln  net.Listener
@@ -71,10 +75,18 @@ func (s *PeerServer) Open() error {
 	s.ln = ln
 	s.srv = &http.Server{Handler: s, TLSConfig: s.TLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(s.log().Handler(), slog.LevelDebug)}
+	// Anyone on the LAN may connect before showing a certificate, each
+	// connection held for up to the 10 s a handshake may take: a cap, or
+	// a host opening thousands a second would run the node out of memory.
+	maxConns := s.MaxConns
+	if maxConns <= 0 {
+		maxConns = 256
+	}
+	limited := netutil.LimitListener(ln, maxConns)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.srv.ServeTLS(ln, "", "")
+		s.srv.ServeTLS(limited, "", "")
 	}()
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"testing"
@@ -311,4 +312,49 @@ func TestPeerUnreachableQuickly(t *testing.T) {
 		t.Errorf("an unreachable peer took %s to give up on (%v)", d.Round(time.Millisecond), err)
 	}
 	t.Logf("gave up after %s: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+// Anyone on the LAN can open connections to the peer port before showing
+// a certificate: each costs the agent a goroutine and buffers (about 11
+// KB) for the 10 s a handshake may take, so without a cap a host opening
+// thousands a second would run a Pi out of memory. At most MaxConns are
+// served at once; more wait to be accepted.
+func TestPeerServerConnLimit(t *testing.T) {
+	ca := newTestCA(t)
+	store, err := local.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := api.PeerServerTLS(ca.pki.CAPEM, ca.node(t, "w1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit, conns = 16, 200
+	s := &PeerServer{Addr: "127.0.0.1:0", TLS: cfg, Content: store, MaxConns: limit}
+	if err := s.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	g0 := runtime.NumGoroutine()
+	for i := 0; i < conns; i++ {
+		c, err := net.DialTimeout("tcp", s.ListenAddr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello, then nothing
+	}
+	// The server takes up to limit of them at once (a goroutine each);
+	// look for more until a deadline.
+	most := 0
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		most = max(most, runtime.NumGoroutine()-g0)
+		if most > limit+10 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if most < limit || most > limit+10 {
+		t.Errorf("%d connections opened, %d goroutines more on the server: want about %d", conns, most, limit)
+	}
 }
