@@ -161,3 +161,36 @@ func cacheSize(disk []core.ImageDisk) int64 {
 	}
 	return n
 }
+
+// An image's last use is when the last container made from it went, not
+// when that container was made: an image a pod ran for weeks until a
+// minute ago is not the least recently used one.
+func TestContainerdImageLastUsedAtRemoval(t *testing.T) {
+	r := startContainerd(t)
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	if err := r.CreateContainer(ctx, &core.ContainerConfig{ID: "lru-user", Image: testImage, Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The container was made weeks ago.
+	img, err := r.client.ImageService().Get(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weeksAgo := time.Now().Add(-21 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	img.Labels[LabelLastUsed] = weeksAgo
+	if _, err := r.client.ImageService().Update(ctx, img, "labels."+LabelLastUsed); err != nil {
+		t.Fatal(err)
+	}
+	r.lastUse.Delete(testImage)
+	if err := r.RemoveContainer(ctx, "lru-user"); err != nil {
+		t.Fatal(err)
+	}
+	// (The label, not ImageDisk: the image was stored moments ago.)
+	img, err = r.client.ImageService().Get(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used, err := time.Parse(time.RFC3339, img.Labels[LabelLastUsed]); err != nil || time.Since(used) > time.Minute {
+		t.Fatalf("image of a container removed just now: last used %q %v", img.Labels[LabelLastUsed], err)
+	}
+}

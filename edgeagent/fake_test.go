@@ -345,6 +345,9 @@ func (r *fakeRuntime) RemoveContainer(_ context.Context, id string) error {
 	if c.task != nil {
 		return core.Errorf(core.ECONFLICT, "container %q has a task", id)
 	}
+	if _, ok := r.images[c.info.Image]; ok {
+		r.used(c.info.Image)
+	}
 	delete(r.ctrs, id)
 	return nil
 }
