@@ -348,3 +348,35 @@ func TestDecode_SizeLimits(t *testing.T) {
 		t.Fatalf("2001 args: %v", err)
 	}
 }
+
+// A Parallel StatefulSet's scale-up is bounded like a Deployment's: slow
+// start, and no transaction, which makes pods with their claims, writes
+// more than a batch (3,000 replicas were 6,001 objects in one).
+func TestControllers_StatefulSetSlowStartAndSmallTransactions(t *testing.T) {
+	c, counter := countingCluster(t)
+	c.AddNode("n1", nil, "1000", "1000Gi")
+	c.Apply(statefulSetYAML(3000, "  podManagementPolicy: Parallel\n"))
+	ctx := context.Background()
+	var created []int
+	for pass := 0; pass < 40 && len(c.Pods()) < 3000; pass++ {
+		before := len(c.Pods())
+		counter.reset()
+		if err := c.Ctl.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, len(c.Pods())-before)
+		if largest, _ := counter.reset(); largest > 520 {
+			t.Fatalf("pass %d wrote %d objects in one transaction (created per pass: %v)", pass, largest, created)
+		}
+	}
+	if len(c.Pods()) != 3000 || created[0] != 32 {
+		t.Fatalf("%d pods; created per pass %v, want 3000 starting with 32", len(c.Pods()), created)
+	}
+	// Every pod's claim was made with it.
+	for _, p := range c.Pods() {
+		k := core.Key{Kind: core.KindPersistentVolumeClaim, Namespace: "default", Name: "data-" + p.Metadata.Name}
+		if _, err := c.Store.Get(ctx, k); err != nil {
+			t.Fatalf("claim of %s: %v", p.Metadata.Name, err)
+		}
+	}
+}

@@ -17,7 +17,9 @@ func NormalizeImage(ref string) string {
 			domain, rest = first, name[i+1:]
 		}
 	}
-	if domain == "" {
+	if domain == "" || domain == "docker.io" || domain == "index.docker.io" {
+		// "docker.io/busybox" is Docker Hub's official image too, as
+		// Docker and containerd read it.
 		domain = "docker.io"
 		if !strings.Contains(rest, "/") {
 			rest = "library/" + rest

@@ -167,6 +167,13 @@ func TestNormalizeImage(t *testing.T) {
 		"localhost:5000/x":       "localhost:5000/x:latest",
 		"127.0.0.1:5000/a/b:v1":  "127.0.0.1:5000/a/b:v1",
 		"busybox@sha256:abc":     "docker.io/library/busybox@sha256:abc",
+		// Docker Hub named in full: the image a node stored as
+		// docker.io/library/busybox:latest (the pod's image "busybox") is
+		// the one a pod naming docker.io/busybox uses, for the image GC too.
+		"docker.io/busybox":         "docker.io/library/busybox:latest",
+		"index.docker.io/busybox:1": "docker.io/library/busybox:1",
+		"docker.io/user/app":        "docker.io/user/app:latest",
+		"docker.io/library/busybox": "docker.io/library/busybox:latest",
 	} {
 		if got := NormalizeImage(in); got != want {
 			t.Errorf("NormalizeImage(%q) = %q, want %q", in, got, want)

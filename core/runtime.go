@@ -37,8 +37,9 @@ type Runtime interface {
 	// Images lists the images present.
 	Images(ctx context.Context) ([]ContainerImage, error)
 	// ImageDisk lists the images present with what each holds on disk and
-	// when a container was last created from it (else when it was
-	// stored), for garbage collection under a disk budget.
+	// when it was last used: a container created from it, or the last of
+	// those removed (else when it was stored), for garbage collection
+	// under a disk budget.
 	ImageDisk(ctx context.Context) ([]ImageDisk, error)
 	// RemoveImage deletes image ref (a name ImageDisk listed) and returns
 	// once what no other image or container holds is freed. Removing an

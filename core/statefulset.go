@@ -371,7 +371,7 @@ func terminatingName(pods []*Pod, name string) bool {
 }
 
 // syncStatefulSets plans and writes each StatefulSet, one transaction each.
-func (c *Controllers) syncStatefulSets(ctx context.Context, s *snapshot, byOwner map[string][]*Pod, owners map[string]bool, now time.Time) error {
+func (c *Controllers) syncStatefulSets(ctx context.Context, s *snapshot, byOwner map[string][]*Pod, owners map[string]bool, budget *int, now time.Time) error {
 	if len(s.statefulsets) == 0 {
 		return nil
 	}
@@ -385,6 +385,7 @@ func (c *Controllers) syncStatefulSets(ctx context.Context, s *snapshot, byOwner
 	for _, sts := range s.statefulsets {
 		owners[sts.Metadata.UID] = true
 		plan, st := PlanStatefulSet(sts, byOwner[sts.Metadata.UID], claims[sts.Metadata.Namespace])
+		c.limitStatefulSetCreates(sts, &plan, budget)
 		if len(plan.Create)+len(plan.Delete)+len(plan.DeleteClaim)+len(plan.Claims) == 0 && JSONEqual(st, sts.Status) {
 			continue
 		}
@@ -394,6 +395,37 @@ func (c *Controllers) syncStatefulSets(ctx context.Context, s *snapshot, byOwner
 		}
 	}
 	return nil
+}
+
+// limitStatefulSetCreates bounds a StatefulSet's creates like the other
+// workloads' (slow start, the pass's budget), and further so that the one
+// transaction that makes them and their claims stays within BatchSize (a
+// Parallel one of 3,000 replicas wrote 6,001 objects in one); the claims
+// of the pods left for later passes wait with them.
+func (c *Controllers) limitStatefulSetCreates(sts *StatefulSet, plan *StatefulSetPlan, budget *int) {
+	planned := plan.Create
+	tx := max(c.BatchSize/(1+len(sts.Spec.VolumeClaimTemplates)), 1)
+	b := min(*budget, tx)
+	left := b
+	c.limitCreates(sts.Metadata.UID, &plan.Plan, &left)
+	*budget -= b - left
+	if len(plan.Create) == len(planned) {
+		return
+	}
+	later := map[string]bool{}
+	for _, p := range planned[len(plan.Create):] {
+		i := sts.ordinal(p)
+		for j := range sts.Spec.VolumeClaimTemplates {
+			later[sts.ClaimName(&sts.Spec.VolumeClaimTemplates[j], i)] = true
+		}
+	}
+	var claims []*PersistentVolumeClaim
+	for _, cl := range plan.Claims {
+		if !later[cl.Metadata.Name] {
+			claims = append(claims, cl)
+		}
+	}
+	plan.Claims = claims
 }
 
 func (c *Controllers) writeStatefulSet(ctx context.Context, sts *StatefulSet, plan StatefulSetPlan, st StatefulSetStatus, now time.Time) error {

@@ -196,7 +196,7 @@ func (c *Controllers) syncWorkloads(ctx context.Context, s *snapshot, now time.T
 			return err
 		}
 	}
-	if err := c.syncStatefulSets(ctx, s, byOwner, owners, now); err != nil {
+	if err := c.syncStatefulSets(ctx, s, byOwner, owners, &budget, now); err != nil {
 		return err
 	}
 	if err := c.syncCronJobs(ctx, s, now); err != nil {

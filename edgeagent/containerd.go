@@ -213,7 +213,7 @@ func (r *containerdRuntime) CreateContainer(ctx context.Context, cfg *core.Conta
 	if err != nil {
 		r.unpacked.Delete(digest) // its snapshots may have gone: check again next time
 	} else {
-		r.touchImage(ctx, img) // for image GC: least recently used go first
+		r.touchImage(ctx, img.Name()) // for image GC: least recently used go first
 	}
 	return coreError(err)
 }
@@ -422,8 +422,12 @@ func (r *containerdRuntime) RemoveContainer(ctx context.Context, id string) erro
 	} else if err != nil {
 		return coreError(err)
 	}
+	info, ierr := c.Info(ctx, containerd.WithoutRefreshedMetadata)
 	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		return coreError(err)
+	}
+	if ierr == nil && info.Image != "" {
+		r.touchImage(ctx, info.Image) // its image was in use until now
 	}
 	return nil
 }

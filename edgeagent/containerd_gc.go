@@ -27,15 +27,17 @@ const LabelLastUsed = "edge.io/last-used"
 // containers from one image costs one update.
 const lastUseEvery = time.Minute
 
-// touchImage records that a container was just created from img.
-func (r *containerdRuntime) touchImage(ctx context.Context, img containerd.Image) {
+// touchImage records that a container was just created from img, or one
+// made from it removed: an image a pod ran for weeks was used until then,
+// not when its container was created.
+func (r *containerdRuntime) touchImage(ctx context.Context, name string) {
 	now := time.Now()
-	if t, ok := r.lastUse.Load(img.Name()); ok && now.Sub(t.(time.Time)) < lastUseEvery {
+	if t, ok := r.lastUse.Load(name); ok && now.Sub(t.(time.Time)) < lastUseEvery {
 		return
 	}
-	r.lastUse.Store(img.Name(), now)
+	r.lastUse.Store(name, now)
 	is := r.client.ImageService()
-	i, err := is.Get(ctx, img.Name())
+	i, err := is.Get(ctx, name)
 	if err != nil {
 		return
 	}
@@ -44,7 +46,7 @@ func (r *containerdRuntime) touchImage(ctx context.Context, img containerd.Image
 	}
 	i.Labels[LabelLastUsed] = now.UTC().Format(time.RFC3339)
 	if _, err := is.Update(ctx, i, "labels."+LabelLastUsed); err != nil {
-		r.log().Debug("recording an image's last use failed", "image", img.Name(), "err", err)
+		r.log().Debug("recording an image's last use failed", "image", name, "err", err)
 	}
 }
 

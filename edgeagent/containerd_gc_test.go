@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,4 +161,66 @@ func cacheSize(disk []core.ImageDisk) int64 {
 		}
 	}
 	return n
+}
+
+// An image's last use is when the last container made from it went, not
+// when that container was made: an image a pod ran for weeks until a
+// minute ago is not the least recently used one.
+func TestContainerdImageLastUsedAtRemoval(t *testing.T) {
+	r := startContainerd(t)
+	ctx := namespaces.WithNamespace(context.Background(), "edge")
+	if err := r.CreateContainer(ctx, &core.ContainerConfig{ID: "lru-user", Image: testImage, Command: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The container was made weeks ago.
+	img, err := r.client.ImageService().Get(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weeksAgo := time.Now().Add(-21 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	img.Labels[LabelLastUsed] = weeksAgo
+	if _, err := r.client.ImageService().Update(ctx, img, "labels."+LabelLastUsed); err != nil {
+		t.Fatal(err)
+	}
+	r.lastUse.Delete(testImage)
+	if err := r.RemoveContainer(ctx, "lru-user"); err != nil {
+		t.Fatal(err)
+	}
+	// (The label, not ImageDisk: the image was stored moments ago.)
+	img, err = r.client.ImageService().Get(ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used, err := time.Parse(time.RFC3339, img.Labels[LabelLastUsed]); err != nil || time.Since(used) > time.Minute {
+		t.Fatalf("image of a container removed just now: last used %q %v", img.Labels[LabelLastUsed], err)
+	}
+}
+
+// --image-cache-size 25% is of the disk containerd keeps its content on,
+// not of the data dir's (here a 16 MiB tmpfs): they may be two disks.
+func TestImageCacheBudgetPercentOfContainerdDisk(t *testing.T) {
+	r := startContainerd(t)
+	ctx := context.Background()
+	socket := strings.TrimPrefix(r.client.Conn().(interface{ Target() string }).Target(), "unix://")
+	data := t.TempDir()
+	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=16m"); err != nil {
+		t.Skipf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(data, syscall.MNT_DETACH) })
+	root, err := ContainerdContentRoot(ctx, socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	want := int64(float64(st.Blocks) * float64(st.Bsize) * 50 / 100)
+	got, err := ImageCacheBudget(ctx, "50%", socket, data)
+	if err != nil || got != want {
+		t.Fatalf("50%%: %d %v; want %d (half the disk of %s, not of the 16 MiB data dir)", got, err, want, root)
+	}
+	if got, err := ImageCacheBudget(ctx, "8Mi", socket, data); err != nil || got != 8<<20 {
+		t.Fatalf("8Mi: %d %v", got, err)
+	}
 }

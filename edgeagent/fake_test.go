@@ -126,6 +126,8 @@ type fakeRuntime struct {
 	lastUsed map[string]time.Time
 	parts    map[string][]core.ImagePart
 	removed  []string
+	// removeErr makes RemoveImage of an image fail.
+	removeErr map[string]error
 }
 
 type fakeContainer struct {
@@ -194,6 +196,9 @@ func (r *fakeRuntime) ImageDisk(context.Context) ([]core.ImageDisk, error) {
 func (r *fakeRuntime) RemoveImage(_ context.Context, ref string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.removeErr[ref]; err != nil {
+		return err
+	}
 	if _, ok := r.images[ref]; ok {
 		delete(r.images, ref)
 		r.removed = append(r.removed, ref)
@@ -339,6 +344,9 @@ func (r *fakeRuntime) RemoveContainer(_ context.Context, id string) error {
 	}
 	if c.task != nil {
 		return core.Errorf(core.ECONFLICT, "container %q has a task", id)
+	}
+	if _, ok := r.images[c.info.Image]; ok {
+		r.used(c.info.Image)
 	}
 	delete(r.ctrs, id)
 	return nil

@@ -155,25 +155,49 @@ func (a *Agent) collectImages(ctx context.Context) (imageGCResult, error) {
 			}
 		}
 	}
-	remove, kept, over := core.PlanImageGC(plan, sizes, a.ImageCacheSize)
-	res.After, res.Over = kept, over
 	defer func() {
 		if len(res.Removed) > 0 {
 			a.imagesChanged() // the next report lists what is left
 			a.markDirty()
 		}
 	}()
-	for _, i := range remove {
-		img := imgs[i]
-		// A desired state that came since the listing may want it now.
-		if k, _ := a.imagesKept(nil); k[img.Name] != "" || k["@"+img.ID] != "" {
-			continue
+	// An image that cannot go (its removal failed, or a desired state that
+	// came since the listing wants it now) is kept and the rest planned
+	// again: one image containerd refuses to remove does not stop the
+	// others from going, run after run.
+	gone := make([]bool, len(imgs))
+	var errs []error
+	for replan := true; replan; {
+		replan = false
+		var rest []core.GCImage
+		var idx []int
+		for i := range plan {
+			if !gone[i] {
+				rest, idx = append(rest, plan[i]), append(idx, i)
+			}
 		}
-		if err := a.rt.RemoveImage(ctx, img.Name); err != nil {
-			return res, fmt.Errorf("removing image %s: %w", img.Name, err)
+		remove, kept, over := core.PlanImageGC(rest, sizes, a.ImageCacheSize)
+		res.After, res.Over = kept, over
+		for _, j := range remove {
+			i := idx[j]
+			img := imgs[i]
+			// A desired state that came since the listing may want it now.
+			if k, _ := a.imagesKept(nil); k[img.Name] != "" || k["@"+img.ID] != "" {
+				plan[i].Keep, replan = true, true
+				break
+			}
+			if err := a.rt.RemoveImage(ctx, img.Name); err != nil {
+				if ctx.Err() != nil {
+					return res, err
+				}
+				errs = append(errs, fmt.Errorf("removing image %s: %w", img.Name, err))
+				plan[i].Keep, replan = true, true
+				break
+			}
+			gone[i] = true
+			res.Removed = append(res.Removed, img.Name)
+			a.Log.Info("image removed by garbage collection", "image", img.Name, "lastUsed", img.LastUsed.UTC().Format(time.RFC3339), "budget", a.ImageCacheSize)
 		}
-		res.Removed = append(res.Removed, img.Name)
-		a.Log.Info("image removed by garbage collection", "image", img.Name, "lastUsed", img.LastUsed.UTC().Format(time.RFC3339), "budget", a.ImageCacheSize)
 	}
-	return res, nil
+	return res, errors.Join(errs...)
 }

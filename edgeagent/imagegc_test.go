@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +104,35 @@ func hex64(s string) string {
 		out = append(out, s...)
 	}
 	return string(out[:64])
+}
+
+// An image whose removal fails is kept, and the collection goes on with
+// the next least recently used ones until the rest fits: one image
+// containerd refuses to remove does not stop every run at the same place.
+func TestImageGCRemoveFails(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	rt := newFakeRuntime(clk.Now)
+	for _, ref := range []string{"registry.lan/a:1", "registry.lan/b:1", "registry.lan/c:1", "registry.lan/d:1"} {
+		rt.addImage(ref)
+		rt.setParts(ref, core.ImagePart{Key: ref, Size: 10})
+		clk.Advance(time.Hour)
+	}
+	rt.removeErr = map[string]error{"registry.lan/a:1": errors.New("boom")}
+	a := newTestAgent(t, rt, clk, t.TempDir())
+	a.ImageCacheSize = 20
+	a.Online = func() bool { return true }
+	if err := a.init(); err != nil {
+		t.Fatal(err)
+	}
+	a.desired = &core.DesiredState{Node: "pi"}
+	res, err := a.collectImages(ctx)
+	if err == nil || !strings.Contains(err.Error(), "registry.lan/a:1") {
+		t.Fatalf("the failed removal is not reported: %v", err)
+	}
+	// a:1 stays (10), b:1 and c:1 go, d:1 fits the budget with it.
+	want := []string{"registry.lan/b:1", "registry.lan/c:1"}
+	if !slices.Equal(res.Removed, want) || !slices.Equal(rt.removedImages(), want) || res.After != 20 || res.Over {
+		t.Fatalf("removed %v (runtime: %v), left %d over %v; want %v, 20", res.Removed, rt.removedImages(), res.After, res.Over, want)
+	}
 }

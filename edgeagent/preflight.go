@@ -10,6 +10,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/images"
 	"github.com/edgeorch/edge/internal/preflight"
 )
 
@@ -168,4 +169,19 @@ func (a *Agent) setCondition(c core.NodeCondition) {
 	if changed {
 		a.markDirty()
 	}
+}
+
+// ImageCacheBudget resolves --image-cache-size to bytes: a size, or a
+// percentage of the disk containerd (at socket) keeps its content on,
+// which need not be the data dir's (containerd on a USB disk, the agent's
+// data on the card); of the data dir's disk only when containerd cannot
+// say (not started yet).
+func ImageCacheBudget(ctx context.Context, size, socket, dataDir string) (int64, error) {
+	dir := dataDir
+	if strings.HasSuffix(strings.TrimSpace(size), "%") {
+		if root, err := ContainerdContentRoot(ctx, socket); err == nil {
+			dir = root
+		}
+	}
+	return images.ParseBudget(size, dir)
 }

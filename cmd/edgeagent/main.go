@@ -23,7 +23,6 @@ import (
 	"github.com/edgeorch/edge/core"
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/edgeagent"
-	"github.com/edgeorch/edge/images"
 	"github.com/edgeorch/edge/internal/daemon"
 	"github.com/edgeorch/edge/internal/preflight"
 	"github.com/edgeorch/edge/internal/version"
@@ -113,7 +112,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.LogMaxSize, "container-log-max-size", "10Mi", "rotate a container's log file at this size")
 	fs.IntVar(&m.LogMaxFiles, "container-log-max-files", edgeagent.DefaultContainerLogMaxFiles, "log files kept per container, the live one included (at least 2)")
 	fs.IntVar(&m.PeerPort, "peer-port", edgeagent.DefaultPeerPort, "serve this node's images to the cluster's other nodes (TLS, node certificates) on this port, and fetch from theirs when the master is unreachable; 0 disables")
-	fs.StringVar(&m.ImageCacheSize, "image-cache-size", "0", "disk budget of the node's images (containerd content and unpacked layers): a size (10Gi, 500M) or a percentage of the data dir's disk (25%); least recently used images no pod uses go first; 0: unbounded")
+	fs.StringVar(&m.ImageCacheSize, "image-cache-size", "0", "disk budget of the node's images (containerd content and unpacked layers): a size (10Gi, 500M) or a percentage of the disk of containerd's content store (25%); least recently used images no pod uses go first; 0: unbounded")
 	fs.BoolVar(&m.Debug, "debug", false, "verbose logs")
 	fs.StringVar(&m.PprofAddr, "pprof-addr", "", "serve Go profiles on this loopback address (127.0.0.1:6060), for debugging")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -226,7 +225,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Agent.ContainerLogMaxSize, _ = core.Quantity(m.LogMaxSize).Value() // checked by ParseFlags
 	m.Agent.ContainerLogMaxFiles = m.LogMaxFiles
 	if m.ImageCacheSize != "" && m.ImageCacheSize != "0" {
-		n, err := images.ParseBudget(m.ImageCacheSize, m.DataDir)
+		n, err := edgeagent.ImageCacheBudget(ctx, m.ImageCacheSize, m.Containerd, m.DataDir)
 		if err != nil {
 			return fmt.Errorf("--image-cache-size: %w", err)
 		}
