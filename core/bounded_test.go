@@ -380,3 +380,42 @@ func TestControllers_StatefulSetSlowStartAndSmallTransactions(t *testing.T) {
 		}
 	}
 }
+
+// Slow start holds for a workload the pass's budget starved: its batch
+// grows only after it created a whole one, so when the budget frees up it
+// does not jump to the largest batch at once.
+func TestControllers_SlowStartWhenStarved(t *testing.T) {
+	c := newCluster(t)
+	for _, n := range []string{"n1", "n2", "n3", "n4"} {
+		c.AddNode(n, nil, "1000", "1000Gi")
+	}
+	c.Apply(deployment("a", 6000, ""))
+	c.Apply(deployment("b", 6000, ""))
+	ctx := context.Background()
+	count := func() int {
+		n := 0
+		for _, p := range c.Pods() {
+			if strings.HasPrefix(p.Metadata.Name, "b-") {
+				n++
+			}
+		}
+		return n
+	}
+	var batches []int
+	largest := 0
+	for pass := 0; pass < 30 && count() < 6000; pass++ {
+		before := count()
+		if err := c.Ctl.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n := count() - before
+		batches = append(batches, n)
+		if largest > 0 && n > 2*largest {
+			t.Fatalf("b's batches %v: %d after at most %d (slow start skipped while starved)", batches, n, largest)
+		}
+		largest = max(largest, n)
+	}
+	if count() != 6000 {
+		t.Fatalf("b has %d pods after %v", count(), batches)
+	}
+}

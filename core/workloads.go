@@ -65,9 +65,12 @@ func (c *Controllers) limitCreates(uid string, plan *Plan, budget *int) {
 		w = firstBatch
 	}
 	n := min(len(plan.Create), w, *budget)
-	if len(plan.Create) > n {
-		c.window[uid] = min(2*w, maxBatch) // it needs more: the next batch is bigger
-	} else {
+	switch {
+	case len(plan.Create) > n && n == w:
+		c.window[uid] = min(2*w, maxBatch) // it took a whole batch and needs more: the next is bigger
+	case len(plan.Create) > n:
+		c.window[uid] = w // the pass's budget ran out first: the same batch next time
+	default:
 		delete(c.window, uid)
 	}
 	plan.Create = plan.Create[:n]
