@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -325,7 +327,7 @@ func (c nsContent) ReaderAt(ctx context.Context, desc ocispec.Descriptor) (conte
 
 // Peers returns the other nodes of the last known network state (kept in
 // the data dir: it outlives an agent restart while the master is away),
-// with their peer servers at port, in name order.
+// with their peer servers at port, in PeerOrder.
 func (a *Agent) Peers(port int) []Peer {
 	ns := a.networkState()
 	if ns == nil || port <= 0 {
@@ -338,7 +340,22 @@ func (a *Agent) Peers(port int) []Peer {
 		}
 		out = append(out, Peer{Name: n.Name, Host: net.JoinHostPort(n.IP, strconv.Itoa(port))})
 	}
-	return out
+	return PeerOrder(a.Name, out)
+}
+
+// PeerOrder is the order node asks peers in: by name, starting at a place
+// that depends on node's own name, so that the nodes of a LAN that lost
+// its master do not all ask the same peer first.
+func PeerOrder(node string, peers []Peer) []Peer {
+	out := slices.Clone(peers)
+	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	if len(out) < 2 {
+		return out
+	}
+	h := fnv.New32a()
+	h.Write([]byte(node))
+	k := int(h.Sum32() % uint32(len(out)))
+	return append(append(make([]Peer, 0, len(out)), out[k:]...), out[:k]...)
 }
 
 // ClusterMember reports whether node is in the last known network state

@@ -10,12 +10,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -356,5 +358,38 @@ func TestPeerServerConnLimit(t *testing.T) {
 	}
 	if most < limit || most > limit+10 {
 		t.Errorf("%d connections opened, %d goroutines more on the server: want about %d", conns, most, limit)
+	}
+}
+
+// Nodes start asking at different peers (all in name order from there),
+// so a LAN without its master does not send every node to one peer.
+func TestPeerOrder(t *testing.T) {
+	var peers []Peer
+	for _, n := range []string{"w3", "w1", "w4", "w2"} {
+		peers = append(peers, Peer{Name: n, Host: n + ":7445"})
+	}
+	firsts := map[string]int{}
+	for i := 0; i < 40; i++ {
+		self := fmt.Sprintf("pi-%d", i)
+		order := PeerOrder(self, peers)
+		if len(order) != 4 {
+			t.Fatalf("%s: %v", self, order)
+		}
+		for j := range order {
+			want := fmt.Sprintf("w%d", (int(order[0].Name[1]-'0')-1+j)%4+1)
+			if order[j].Name != want {
+				t.Fatalf("%s: order %v is not a rotation of the names", self, order)
+			}
+		}
+		if again := PeerOrder(self, peers); !slices.Equal(again, order) {
+			t.Fatalf("%s: %v then %v", self, order, again)
+		}
+		firsts[order[0].Name]++
+	}
+	if len(firsts) < 3 {
+		t.Fatalf("40 nodes start at only %v", firsts)
+	}
+	if peers[0].Name != "w3" {
+		t.Fatal("PeerOrder sorted its argument in place")
 	}
 }
