@@ -102,6 +102,12 @@ func (w *podWorker) stop() { w.stopOnce.Do(func() { close(w.quit) }) }
 func (w *podWorker) loop() {
 	defer w.a.wg.Done()
 	for {
+		// A kick and the agent's stop may be ready at once, and select
+		// picks either: a stopping agent must not begin another pass (a
+		// second SIGTERM to a container in its grace period).
+		if w.a.ctx.Err() != nil {
+			return
+		}
 		next := w.sync()
 		if w.isFinished() {
 			select {
