@@ -80,9 +80,24 @@ func RegisterNode(ctx context.Context, s Store, node string, now time.Time) erro
 			return err
 		}
 		n := &Node{TypeMeta: TypeMeta{APIVersion: "v1", Kind: KindNode}, Metadata: ObjectMeta{Name: node}}
-		n.SetReady(ConditionUnknown, "Registered", "joined; the agent has not connected yet", NewTime(now))
+		n.SetReady(ConditionUnknown, reasonJoined, "joined; the agent has not reported yet", NewTime(now))
 		return tx.Create(n)
 	})
+}
+
+// reasonJoined is the Ready reason of a node that joined and whose agent
+// has not reported yet (its first report replaces it).
+const reasonJoined = "Joined"
+
+// joinedOnly reports whether n was registered by its join and its agent has
+// not reported yet.
+func (n *Node) joinedOnly() bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Reason == reasonJoined
+		}
+	}
+	return false
 }
 
 // TaintNode adds (or, with remove, takes away) a taint on node, kubectl

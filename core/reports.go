@@ -87,6 +87,8 @@ func (r *Reports) NodeReport(ctx context.Context, rep *NodeReport) error {
 		}
 		if r.isOnline(rep.Node) {
 			changed = node.SetReady(ConditionTrue, "AgentReady", "agent is connected", NewTime(now)) || changed
+		} else if node.joinedOnly() {
+			changed = node.SetReady(ConditionUnknown, "Registered", "agent has not connected yet", NewTime(now)) || changed
 		}
 		changed = node.prunePrefetch() || changed // images it was asked to fetch and holds now
 		if node.Metadata.UID == "" {
@@ -207,6 +209,12 @@ func (r *Reports) NodeOnline(ctx context.Context, node string, online bool) erro
 		}
 		n := Clone(obj.(*Node))
 		var changed bool
+		if online && n.joinedOnly() {
+			// Joined, never reported: no labels, capacity or system info
+			// yet for the scheduler to go by. Its first report (the broker
+			// has it as online) makes it Ready.
+			return nil
+		}
 		if online {
 			changed = n.SetReady(ConditionTrue, "AgentReady", "agent is connected", NewTime(now))
 		} else {

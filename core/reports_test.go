@@ -338,3 +338,46 @@ func TestNodeReportValidateConditions(t *testing.T) {
 		t.Fatalf("17 conditions: %v", err)
 	}
 }
+
+// A node that joined is not Ready when its agent connects, only once the
+// agent has reported its labels, capacity and system info: the scheduler
+// must not place pods on a node it knows nothing of.
+func TestReports_JoinedNodeReadyAfterItsFirstReport(t *testing.T) {
+	e := newReports(t)
+	if err := core.RegisterNode(ctx, e.s, "n1", e.now); err != nil {
+		t.Fatal(err)
+	}
+	e.online("n1", true)
+	if c := readyCond(e.node("n1")); c.Status != core.ConditionUnknown || c.Reason != "Joined" {
+		t.Fatalf("Ready %+v before the first report", c)
+	}
+	e.report(&core.NodeReport{Node: "n1", Labels: map[string]string{core.LabelArch: "arm64"},
+		Status: core.NodeStatus{NodeInfo: core.NodeSystemInfo{Architecture: "arm64"}}})
+	n := e.node("n1")
+	if c := readyCond(n); c.Status != core.ConditionTrue || n.Metadata.Labels[core.LabelArch] != "arm64" {
+		t.Fatalf("after the first report: Ready %+v, labels %v", c, n.Metadata.Labels)
+	}
+	// From then on Ready follows the connection again.
+	e.online("n1", false)
+	e.online("n1", true)
+	if c := readyCond(e.node("n1")); c.Status != core.ConditionTrue {
+		t.Fatalf("Ready %+v after reconnecting", c)
+	}
+}
+
+// A joined node whose first report comes before the broker says it is
+// connected is Registered, and the connection then makes it Ready.
+func TestReports_JoinedNodeReportsBeforeConnecting(t *testing.T) {
+	e := newReports(t)
+	if err := core.RegisterNode(ctx, e.s, "n1", e.now); err != nil {
+		t.Fatal(err)
+	}
+	e.report(&core.NodeReport{Node: "n1"})
+	if c := readyCond(e.node("n1")); c.Status != core.ConditionUnknown || c.Reason != "Registered" {
+		t.Fatalf("Ready %+v after a report while not connected", c)
+	}
+	e.online("n1", true)
+	if c := readyCond(e.node("n1")); c.Status != core.ConditionTrue {
+		t.Fatalf("Ready %+v once connected", c)
+	}
+}
