@@ -103,7 +103,7 @@ func (s *Server) Open() (err error) {
 		// held for the idle timeout, not the header timeout, and nothing here
 		// needs multiplexing.
 		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
-	ln := netutil.LimitListener(&perIPListener{Listener: s.ln, max: s.MaxConnsPerIP, open: map[string]int{}}, s.MaxConns)
+	ln := netutil.LimitListener(&peer.Listener{Listener: s.ln, Max: s.MaxConnsPerIP, Exempt: net.IP.IsLoopback}, s.MaxConns)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -164,57 +164,6 @@ func (b *tokenBucket) allow() bool {
 	}
 	b.tokens--
 	return true
-}
-
-// perIPListener closes a connection at once when its remote address has
-// max open already, so that one peer cannot hold every slot of the global
-// limit (idle keep-alives, say) and lock agents and edgectl out. Loopback
-// is exempt: it is the master's own host.
-type perIPListener struct {
-	net.Listener
-	max  int
-	mu   sync.Mutex
-	open map[string]int
-}
-
-func (l *perIPListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		a, ok := c.RemoteAddr().(*net.TCPAddr)
-		if !ok || a.IP.IsLoopback() {
-			return c, nil
-		}
-		ip := peer.Key(a.IP)
-		l.mu.Lock()
-		if l.open[ip] >= l.max {
-			l.mu.Unlock()
-			c.Close()
-			continue
-		}
-		l.open[ip]++
-		l.mu.Unlock()
-		return &perIPConn{Conn: c, release: func() {
-			l.mu.Lock()
-			if l.open[ip]--; l.open[ip] <= 0 {
-				delete(l.open, ip)
-			}
-			l.mu.Unlock()
-		}}, nil
-	}
-}
-
-type perIPConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *perIPConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
 }
 
 // streamWriter writes a long-lived response (a watch, a followed log):

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/edgeorch/edge/core"
+	"github.com/edgeorch/edge/internal/peer"
 )
 
 // DefaultPeerPort is where agents serve their image content to LAN peers
@@ -58,7 +59,10 @@ type PeerServer struct {
 	// MaxConns caps the connections served at once; more wait to be
 	// accepted [256].
 	MaxConns int
-	Log      *slog.Logger
+	// MaxConnsPerHost caps those from one address (loopback exempt); more
+	// are closed at once [16].
+	MaxConnsPerHost int
+	Log             *slog.Logger
 
 	srv *http.Server
 	ln  net.Listener
@@ -84,7 +88,13 @@ func (s *PeerServer) Open() error {
 	if maxConns <= 0 {
 		maxConns = 256
 	}
-	limited := netutil.LimitListener(ln, maxConns)
+	perHost := s.MaxConnsPerHost
+	if perHost <= 0 {
+		perHost = 16
+	}
+	// And a share per address, so that one host cannot take every slot
+	// and keep the other nodes out.
+	limited := netutil.LimitListener(&peer.Listener{Listener: ln, Max: perHost, Exempt: net.IP.IsLoopback}, maxConns)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
