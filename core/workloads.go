@@ -77,13 +77,11 @@ func (c *Controllers) limitCreates(uid string, plan *Plan, budget *int) {
 	*budget -= n
 }
 
-// writeWorkload applies a workload's plan and status in one transaction,
-// unless the workload changed since the snapshot it was planned on (the
-// next pass plans again).
+// writeWorkload applies a workload's plan and status, in transactions of
+// at most BatchSize pods so that the API gets in between. Each checks that
+// the workload is still what the plan was made from, and stops the write
+// if not (the next pass plans again); the last writes the status.
 func (c *Controllers) writeWorkload(ctx context.Context, owner Object, plan Plan, status func(Object) (Object, bool), now time.Time) error {
-	// A big plan goes in transactions of BatchSize pods, so that the API
-	// gets in between; each checks that the owner is still what the plan
-	// was made from, and the last writes the status.
 	parts := splitPlan(plan, c.BatchSize)
 	for i, part := range parts {
 		stale := false
