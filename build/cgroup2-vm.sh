@@ -18,7 +18,8 @@
 # is no systemd, and no network card: a dummy interface (dummy0, 10.0.2.15/24)
 # gives the node a LAN-like address; tests talk over loopback and their own
 # network namespaces. COMMAND's stdout and stderr stream to ours.
-# Exit status: COMMAND's, 124 on CGVM_TIMEOUT, 125 if the VM died without one.
+# Exit status: COMMAND's, 124 on CGVM_TIMEOUT, 123 if the guest kernel hung (a
+# CPU in soft lockup for 2 minutes: boot again), 125 if the VM died without one.
 #
 # Host packages (Debian 12): qemu-system-x86 busybox-static, plus what
 # COMMAND uses from the host (containerd runc containernetworking-plugins
@@ -277,14 +278,43 @@ timeout "$TIMEOUT" qemu-system-x86_64 -nodefaults -no-user-config -display none 
 	-nic none -device virtio-rng-pci \
 	</dev/null &
 QEMU_PID=$!
+# A guest kernel whose CPUs lock up under emulation (it happens, rarely,
+# from boot: "soft lockup - CPU#0 stuck for 26s!", then for ever) never
+# finishes: stop it once a CPU has been stuck 2 minutes, rather than at
+# CGVM_TIMEOUT, and say so (exit 123), so the caller can boot again.
+WATCH=
+if [ "$DEBUG" = 0 ]; then
+	(
+		while kill -0 "$QEMU_PID" 2>/dev/null; do
+			sleep 5
+			stuck=$(grep -oE 'soft lockup - CPU#[0-9]+ stuck for [0-9]+s' "$CTL/console.log" 2>/dev/null |
+				grep -oE '[0-9]+s$' | tr -d s | sort -n | tail -n 1) || stuck=0
+			if [ "${stuck:-0}" -ge 120 ]; then
+				: >"$CTL/hung"
+				kill "$QEMU_PID" 2>/dev/null
+				exit 0
+			fi
+		done
+	) &
+	WATCH=$!
+fi
 qrc=0
 wait "$QEMU_PID" || qrc=$?
 QEMU_PID=
+if [ -n "$WATCH" ]; then
+	kill "$WATCH" 2>/dev/null || true
+	wait "$WATCH" 2>/dev/null || true
+fi
 : <>"$CTL/out.out"
 : <>"$CTL/err.out" # unblock the cats if qemu never opened the FIFOs
 wait $CAT_OUT $CAT_ERR 2>/dev/null || true
 CAT_OUT= CAT_ERR=
 [ -s "$CTL/rc" ] && exit "$(cat "$CTL/rc")"
+if [ -e "$CTL/hung" ]; then
+	echo "cgroup2-vm: the guest kernel hung (a CPU in soft lockup for 2 minutes); console:" >&2
+	tail -n 5 "$CTL/console.log" >&2 2>/dev/null || true
+	exit 123
+fi
 if [ "$qrc" = 124 ]; then
 	echo "cgroup2-vm: timed out after ${TIMEOUT}s (CGVM_TIMEOUT)" >&2
 	exit 124
