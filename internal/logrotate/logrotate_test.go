@@ -3,7 +3,6 @@ package logrotate
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,46 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeorch/edge/internal/logrotate/logtest"
 	"golang.org/x/sys/unix"
 )
 
-// logLines returns lines "line N\n" for N in [from, to).
-func logLines(from, to int) string {
-	var b strings.Builder
-	for i := from; i < to; i++ {
-		fmt.Fprintf(&b, "line %d\n", i)
-	}
-	return b.String()
-}
-
-// checkContiguous checks that s is whole "line N" lines with consecutive
-// numbers ending at last-1, and returns the first number.
-func checkContiguous(t *testing.T, s string, last int) int {
-	t.Helper()
-	if s == "" {
-		t.Fatalf("no lines")
-	}
-	if !strings.HasSuffix(s, "\n") {
-		t.Fatalf("does not end with a whole line: %q", s[max(0, len(s)-40):])
-	}
-	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-	first := -1
-	for i, l := range lines {
-		n, err := strconv.Atoi(strings.TrimPrefix(l, "line "))
-		if err != nil || !strings.HasPrefix(l, "line ") {
-			t.Fatalf("line %d is %q", i, l)
-		}
-		if i == 0 {
-			first = n
-		} else if n != first+i {
-			t.Fatalf("line %d is %q, want line %d (lost or repeated lines)", i, l, first+i)
-		}
-	}
-	if got := first + len(lines); got != last {
-		t.Fatalf("last line is %d, want %d", got-1, last-1)
-	}
-	return first
-}
+var (
+	logLines        = logtest.Lines
+	checkContiguous = logtest.CheckContiguous
+)
 
 // readAllLogs returns the log at path across its files, with the files'
 // names and sizes.
@@ -62,19 +29,7 @@ func readAllLogs(t *testing.T, path string) (string, []string, []int64) {
 		t.Fatal(err)
 	}
 	defer CloseAll(files)
-	var all bytes.Buffer
-	var names []string
-	var sizes []int64
-	for _, f := range files {
-		b, err := io.ReadAll(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all.Write(b)
-		names = append(names, filepath.Base(f.Name()))
-		sizes = append(sizes, int64(len(b)))
-	}
-	return all.String(), names, sizes
+	return logtest.ReadFiles(t, files)
 }
 
 func TestLogRotationCaps(t *testing.T) {
