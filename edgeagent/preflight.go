@@ -10,7 +10,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 
 	"github.com/edgeorch/edge/core"
-	"github.com/edgeorch/edge/images"
+	"github.com/edgeorch/edge/internal/fsutil"
 	"github.com/edgeorch/edge/internal/preflight"
 )
 
@@ -183,5 +183,5 @@ func ImageCacheBudget(ctx context.Context, size, socket, dataDir string) (int64,
 			dir = root
 		}
 	}
-	return images.ParseBudget(size, dir)
+	return fsutil.ParseBudget(size, dir)
 }

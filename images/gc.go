@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -300,31 +299,6 @@ func (s *Store) ImageSize(d digest.Digest) int64 {
 		}
 	}
 	return n
-}
-
-// ParseBudget reads --image-cache-size: a quantity of bytes ("10Gi",
-// "500M") or a percentage of the size of the file system that holds dir
-// ("25%").
-func ParseBudget(s, dir string) (int64, error) {
-	if p, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
-		var pct float64
-		if _, err := fmt.Sscan(p, &pct); err != nil || pct <= 0 || pct > 100 {
-			return 0, fmt.Errorf("%q: want a percentage between 0 and 100 of the disk, or a size such as 10Gi", s)
-		}
-		var st syscall.Statfs_t
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return 0, err
-		}
-		if err := syscall.Statfs(dir, &st); err != nil {
-			return 0, fmt.Errorf("size of the disk of %s: %v", dir, err)
-		}
-		return int64(float64(st.Blocks) * float64(st.Bsize) * pct / 100), nil
-	}
-	n, err := core.Quantity(s).Value()
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q: want a size such as 10Gi or 500M, or a percentage of the disk such as 25%%", s)
-	}
-	return n, nil
 }
 
 // Collector runs the store's garbage collection: every Interval, and soon

@@ -23,6 +23,7 @@ import (
 	"github.com/edgeorch/edge/discovery"
 	"github.com/edgeorch/edge/images"
 	"github.com/edgeorch/edge/internal/daemon"
+	"github.com/edgeorch/edge/internal/fsutil"
 	"github.com/edgeorch/edge/internal/preflight"
 	"github.com/edgeorch/edge/internal/version"
 	"github.com/edgeorch/edge/mqtt"
@@ -211,7 +212,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.ImageCacheSize == "" {
 		m.ImageCacheSize = "10Gi"
 	}
-	budget, err := images.ParseBudget(m.ImageCacheSize, contentDir)
+	budget, err := fsutil.ParseBudget(m.ImageCacheSize, contentDir)
 	if err != nil {
 		return fmt.Errorf("--image-cache-size: %w", err)
 	}
